@@ -1,0 +1,69 @@
+"""Command line: thin commands over the library. Results go to stdout, errors to stderr.
+
+Exit codes: 0 success, 1 a failure (missing data, failed cells, busy results), 2 a usage or protocol error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from study.errors import ProtocolError, StudyError
+
+log = logging.getLogger("study")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("protocol", type=Path, help="protocol YAML file")
+    parser.add_argument("--results-dir", type=Path, default=Path("results"), help="where results live (default results/)")
+    parser.add_argument("--report-dir", type=Path, default=Path("report"), help="where reports go (default report/)")
+    parser.add_argument("--data-dir", default=None, help="dataset folder (default: $STUDY_DATA_DIR)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="study", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run every cell the store lacks, then build the report")
+    _common(run)
+    run.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
+    run.add_argument("--dry-run", action="store_true", help="show what would run and stop")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (one line per cell instead)")
+
+    for name, text in (
+        ("plan", "the cells, what is done, the block map"),
+        ("status", "done, failed and pending cells per arm and fraction"),
+        ("report", "rebuild the report from the stored results"),
+    ):
+        _common(commands.add_parser(name, help=text))
+    validate = commands.add_parser("validate", help="check a protocol without running it")
+    validate.add_argument("protocol", type=Path)
+    commands.add_parser("datasets", help="the dataset sources and where they look for files")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `study` and `python -m study`."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from study import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    try:
+        return handler(args)
+    except ProtocolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are stored; run the same command again to resume", file=sys.stderr)
+        return 130
+

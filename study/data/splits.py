@@ -1,0 +1,171 @@
+"""Train/val/test splits and the nested training subsets of a study's fractions.
+
+Both are stratified by label and group-aware: when images carry a group (patient, study), a group never sits on
+both sides of a split, and subsets draw whole groups. Both are deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from study.data.dataset import SPLITS, Dataset
+
+log = logging.getLogger(__name__)
+
+_SPLIT_STREAM = 0  # separate random streams, so a split seed and a subset seed of equal value stay unrelated
+_SUBSET_STREAM = 1
+
+
+def make_split(
+    labels: np.ndarray, groups: np.ndarray | None, seed: int, val_fraction: float, test_fraction: float
+) -> np.ndarray:
+    """A "train"/"val"/"test" array for the rows, with the given shares of every class in val and test.
+
+    Without groups the per-class counts are exact (a class of 3 or more images gets at least one val and one
+    test image); with groups whole groups are assigned greedily and the shares are approximate.
+    """
+    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"val and test fractions must be >= 0 and sum below 1, got {val_fraction}, {test_fraction}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, _SPLIT_STREAM])
+    if groups is None:
+        split = _split_rows(labels, rng, val_fraction, test_fraction)
+    else:
+        split = _split_groups(labels, np.asarray(groups), rng, np.array([1 - val_fraction - test_fraction,
+                                                                           val_fraction, test_fraction]))
+    for name, fraction in zip(SPLITS, (1, val_fraction, test_fraction)):
+        if fraction > 0 and not (split == name).any():
+            log.warning("the %s split is empty (%d images, fraction %s)", name, len(labels), fraction)
+    return split
+
+
+def _split_rows(labels: np.ndarray, rng: np.random.Generator, val_fraction: float, test_fraction: float) -> np.ndarray:
+    split = np.full(len(labels), "train", dtype="<U5")
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        n_test = _quota(test_fraction, len(rows))
+        n_val = min(_quota(val_fraction, len(rows)), max(len(rows) - n_test - 1, 0))
+        split[rows[:n_test]] = "test"
+        split[rows[n_test : n_test + n_val]] = "val"
+    return split
+
+
+def _quota(fraction: float, n: int) -> int:
+    if fraction == 0:
+        return 0
+    count = _round(fraction * n)
+    return max(count, 1) if n >= 3 else count
+
+
+def _split_groups(labels: np.ndarray, groups: np.ndarray, rng: np.random.Generator, shares: np.ndarray) -> np.ndarray:
+    """Assign whole groups, largest first (ties in random order), to the split they bring closest to target."""
+    counts, row_group = _group_class_counts(labels, groups)
+    totals = counts.sum(axis=0)
+    target = np.outer(shares, totals)
+    weight = 1 / np.maximum(totals, 1)
+    current = np.zeros_like(target)
+    order = rng.permutation(len(counts))
+    order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]
+    assigned = np.empty(len(counts), dtype=int)
+    for group in order:
+        after = current + counts[group]
+        cost = (((after - target) ** 2 - (current - target) ** 2) * weight).sum(axis=1)
+        assigned[group] = int(np.argmin(cost))
+        current[assigned[group]] += counts[group]
+    return np.array(SPLITS, dtype="<U5")[assigned[row_group]]
+
+
+def _group_class_counts(labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Images per (group, class) and each row's group index."""
+    _, row_group = np.unique(groups, return_inverse=True)
+    _, row_class = np.unique(labels, return_inverse=True)
+    counts = np.zeros((row_group.max() + 1, row_class.max() + 1))
+    np.add.at(counts, (row_group, row_class), 1)
+    return counts, row_group
+
+
+def training_subsets(
+    labels: np.ndarray, groups: np.ndarray | None, fractions: list[float], seed: int
+) -> dict[float, np.ndarray]:
+    """Sorted indices into the training rows for each fraction: nested, stratified, group-aware.
+
+    Every group (each image, without groups) falls in the stratum of its majority class; within a stratum one
+    seeded order of its groups is cut at the prefix closest to fraction x the stratum's images (at least one
+    group), so for one seed a smaller fraction's subset lies inside every larger one. A class that is no group's
+    majority gets the first group holding it added to every subset. Fraction 1.0 returns every row.
+    """
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        raise ValueError("no training images to draw subsets from")
+    for fraction in fractions:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fractions must be in (0, 1], got {fraction}")
+    counts, row_group = _group_class_counts(labels, np.arange(len(labels)) if groups is None else np.asarray(groups))
+    sizes = counts.sum(axis=1)
+    stratum = counts.argmax(axis=1)
+    order = np.random.default_rng([seed, _SUBSET_STREAM]).permutation(len(counts))
+    strata = [order[stratum[order] == k] for k in range(counts.shape[1])]
+    always = [order[counts[order, k] > 0][0] for k in range(counts.shape[1]) if not len(strata[k])]
+    subsets = {}
+    for fraction in fractions:
+        chosen = [np.asarray(always, dtype=int)]
+        for members in strata:
+            if len(members):
+                cumulative = np.cumsum(sizes[members])
+                chosen.append(members[: _prefix_length(cumulative, fraction * cumulative[-1])])
+        subsets[fraction] = np.flatnonzero(np.isin(row_group, np.concatenate(chosen)))
+    return subsets
+
+
+def _prefix_length(cumulative: np.ndarray, target: float) -> int:
+    """The prefix whose size is closest to target (ties go up), at least 1; monotone in target."""
+    above = int(np.searchsorted(cumulative, target))
+    if above >= len(cumulative):
+        return len(cumulative)
+    if above > 0 and target - cumulative[above - 1] < cumulative[above] - target:
+        return above
+    return above + 1
+
+
+def ensure_split(dataset: Dataset, spec) -> Dataset:
+    """The dataset with split set: the source's own, or one made with spec.split_seed and its fractions.
+
+    A source split without val (or test) has it carved out of its train part with the spec's fraction of it.
+    """
+    if dataset.split is None:
+        split = make_split(dataset.labels, dataset.groups, spec.split_seed, spec.val_fraction, spec.test_fraction)
+        return replace(dataset, split=split)
+    _warn_shared_groups(dataset)
+    missing = [name for name in ("val", "test") if not (dataset.split == name).any()]
+    if not missing:
+        return dataset
+    train = np.flatnonzero(dataset.split == "train")
+    carved = make_split(
+        dataset.labels[train],
+        None if dataset.groups is None else dataset.groups[train],
+        spec.split_seed,
+        spec.val_fraction if "val" in missing else 0.0,
+        spec.test_fraction if "test" in missing else 0.0,
+    )
+    log.info("source split has no %s; carved from its %d training images", " or ".join(missing), len(train))
+    split = dataset.split.astype("<U5")
+    split[train] = carved
+    return replace(dataset, split=split)
+
+
+def _warn_shared_groups(dataset: Dataset) -> None:
+    if dataset.groups is None:
+        return
+    sides = {name: set(dataset.groups[dataset.split == name]) for name in SPLITS}
+    shared = (sides["train"] & (sides["val"] | sides["test"])) | (sides["val"] & sides["test"])
+    if shared:
+        log.warning("the source's own split puts %d groups on more than one side (e.g. %s)", len(shared),
+                    sorted(shared)[0])
+
+
+def _round(value: float) -> int:
+    return int(math.floor(value + 0.5))

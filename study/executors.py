@@ -1,0 +1,51 @@
+"""How cells run: in this process, or in fresh local worker processes (joblib's loky backend).
+
+An executor maps `run_cell` over cells and yields each (row, predictions) as soon as it finishes, in any
+order. Executors never write the store; the driver does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pandas as pd
+
+from study.plan import Cell
+from study.worker import WorkerContext, run_cell
+
+Result = tuple[dict, pd.DataFrame | None]
+
+
+def available_cores() -> int:
+    """Cores this process may use (the affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(jobs: int, cores: int | None = None) -> int:
+    """TensorFlow threads for each of `jobs` workers so that workers x threads matches the cores."""
+    return max(1, (cores or available_cores()) // max(1, jobs))
+
+
+def run_serial(cells: list[Cell], context: WorkerContext) -> Iterator[Result]:
+    """Run cells one after another in this process."""
+    for cell in cells:
+        yield run_cell(cell, context)
+
+
+def run_local(cells: list[Cell], context: WorkerContext, jobs: int) -> Iterator[Result]:
+    """Run cells in `jobs` fresh worker processes (loky starts them clean, never forks TensorFlow)."""
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered", pre_dispatch="n_jobs")
+    yield from parallel(delayed(run_cell)(cell, context) for cell in cells)
+
+
+def execute(cells: list[Cell], context: WorkerContext, jobs: int) -> Iterator[Result]:
+    """Run cells with one worker in this process, or several worker processes."""
+    if jobs <= 1 or len(cells) <= 1:
+        return run_serial(cells, context)
+    return run_local(cells, context, min(jobs, len(cells)))

@@ -1,0 +1,125 @@
+"""Expand a protocol into cells (fraction x strategy variant x seed) with stable run ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from study.protocol import HeadSpec, Protocol, StrategySpec, _as_list
+
+RESULT_FORMAT = 1  # bump when the meaning of stored results changes; it changes every run id
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One strategy variant: a column of the comparison (e.g. finetune with depth 2)."""
+
+    strategy: str
+    depth: str  # number of top blocks that train, or "all"
+    truncate_at: int | None
+    head: HeadSpec
+    lr_backbone: float
+    lr_head: float
+
+    @property
+    def label(self) -> str:
+        if self.strategy == "finetune":
+            return f"finetune(depth={self.depth})"
+        if self.strategy == "truncate":
+            suffix = "" if self.depth == "all" else f",depth={self.depth}"
+            return f"truncate(at={self.truncate_at}{suffix})"
+        if self.strategy == "frozen" and self.head.kind != "linear":
+            return f"frozen({self.head.kind})"
+        return self.strategy
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A fully resolved run: everything a worker needs, nothing about the grid."""
+
+    run_id: str
+    protocol: str
+    arm: Arm
+    fraction: float
+    seed: int
+    settings: dict[str, Any]  # resolved dataset, backbone and training settings (what the run id hashes)
+
+    def describe(self) -> str:
+        return f"{self.arm.label} fraction={self.fraction:g} seed={self.seed}"
+
+
+def expand_arms(strategy: StrategySpec, protocol: Protocol) -> list[Arm]:
+    """The arms a strategy entry stands for (one per depth or cut point listed)."""
+    lr = strategy.lr or protocol.train.lr
+    head = strategy.head_spec()
+    if strategy.name == "scratch":
+        return [Arm("scratch", "all", None, head, lr.head, lr.head)]
+    if strategy.name == "frozen":
+        return [Arm("frozen", "0", None, head, lr.backbone, lr.head)]
+    if strategy.name == "finetune":
+        return [Arm("finetune", str(depth), None, head, lr.backbone, lr.head) for depth in _as_list(strategy.depth)]
+    depths = _as_list(strategy.depth) or ["all"]
+    return [
+        Arm("truncate", str(depth), at, head, lr.backbone, lr.head) for at in _as_list(strategy.at) for depth in depths
+    ]
+
+
+def weights_fingerprint(weights: str) -> str:
+    """What identifies the initial weights: the Keras name, none, or the file's content hash."""
+    if weights in {"imagenet", "none"}:
+        return weights
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        return f"missing:{weights}"
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cell_settings(protocol: Protocol, arm: Arm) -> dict[str, Any]:
+    """Everything besides fraction and seed that changes a cell's result, as plain data."""
+    dataset = protocol.dataset.model_dump(exclude={"path"})
+    backbone = protocol.backbone.model_dump()
+    if arm.strategy == "scratch":
+        backbone["weights"] = "none"
+    return {
+        "dataset": dataset,
+        "backbone": backbone,
+        "train": protocol.train.model_dump(exclude={"lr"}),
+        "arm": {**asdict(arm), "head": arm.head.model_dump()},
+    }
+
+
+def run_id(settings: dict[str, Any], fraction: float, seed: int, dataset_fingerprint: str, weights_print: str) -> str:
+    """A stable hash of everything that changes a cell's result (not comments, key order or report options)."""
+    payload = {
+        "format": RESULT_FORMAT,
+        "settings": settings,
+        "fraction": fraction,
+        "seed": seed,
+        "dataset": dataset_fingerprint,
+        "weights": weights_print,
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def plan_cells(protocol: Protocol, dataset_fingerprint: str) -> list[Cell]:
+    """Every cell of the protocol's grid, ordered fraction-major so early results cover all arms."""
+    arms = [arm for strategy in protocol.strategies for arm in expand_arms(strategy, protocol)]
+    labels = [arm.label for arm in arms]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        from study.errors import ProtocolError
+
+        raise ProtocolError(f"strategies: the same arm is listed twice: {', '.join(duplicates)}")
+    cells = []
+    for fraction in protocol.fractions:
+        for seed in protocol.seed_list():
+            for arm in arms:
+                settings = cell_settings(protocol, arm)
+                weights = weights_fingerprint(settings["backbone"]["weights"])
+                identifier = run_id(settings, fraction, seed, dataset_fingerprint, weights)
+                cells.append(Cell(identifier, protocol.name, arm, fraction, seed, settings))
+    return cells

@@ -1,0 +1,363 @@
+"""Protocol files: parse YAML, validate with pydantic, report errors by file, line and field."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from study.errors import ProtocolError
+from study.models.blocks import BLOCK_MAPS
+
+
+class Strict(BaseModel):
+    """Base for every protocol section: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------------------------- dataset
+class DatasetBase(Strict):
+    size: int = Field(64, ge=16, le=1024, description="images are resized to size x size pixels")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="validation share when the source has no split")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="test share when the source has no split")
+    split_seed: int = Field(0, ge=0, description="seed of the train/val/test split when the source has none")
+
+
+class MedmnistSpec(DatasetBase):
+    source: Literal["medmnist"]
+    name: str = Field(description="MedMNIST flag, e.g. breastmnist; the file is <data dir>/<name>.npz")
+
+    @field_validator("name")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class FolderSpec(DatasetBase):
+    source: Literal["folder"]
+    path: str = Field(description="folder of class subfolders (optionally under train/val/test folders)")
+
+
+class CsvSpec(DatasetBase):
+    source: Literal["csv"]
+    path: str = Field(description="CSV manifest; image paths are relative to the CSV's folder")
+    path_column: str = "path"
+    label_column: str = "label"
+    group_column: str | None = None
+    split_column: str | None = None
+
+
+class SyntheticSpec(DatasetBase):
+    source: Literal["synthetic"]
+    classes: int = Field(2, ge=2, le=20)
+    per_class: int = Field(60, ge=4, le=5000)
+    channels: Literal[1, 3] = 1
+    noise: float = Field(0.35, ge=0, le=2)
+
+
+DatasetSpec = Annotated[Union[MedmnistSpec, FolderSpec, CsvSpec, SyntheticSpec], Field(discriminator="source")]
+
+
+# ---------------------------------------------------------------------------------------------- backbone
+class BackboneSpec(Strict):
+    name: str = Field(description="architecture from the block maps (study plan prints them)")
+    weights: str = Field("imagenet", description="imagenet, none, or a path to a Keras weights file")
+    width: int | None = Field(None, ge=4, le=256, description="base channel count of the cnn backbone")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        key = value.lower()
+        if key not in BLOCK_MAPS:
+            raise ValueError(f"expected one of {sorted(BLOCK_MAPS)}, got {value!r}{_did_you_mean(key, BLOCK_MAPS)}")
+        return key
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        return value.lower() if value.lower() in {"imagenet", "none"} else value
+
+
+# -------------------------------------------------------------------------------------------- strategies
+Depth = int | Literal["all"]
+
+
+class HeadSpec(Strict):
+    kind: Literal["linear", "mlp"] = "linear"
+    units: tuple[int, ...] = Field((256,), description="hidden layer widths of an mlp head")
+    dropout: float = Field(0.5, ge=0, lt=1)
+
+
+class StrategySpec(Strict):
+    name: Literal["scratch", "frozen", "finetune", "truncate"]
+    depth: Depth | list[Depth] | None = Field(None, description="top blocks that train (finetune, truncate)")
+    at: int | list[int] | None = Field(None, description="block after which the backbone is cut (truncate)")
+    head: Literal["linear", "mlp"] | HeadSpec = "linear"
+    lr: LearningRates | None = None
+
+    @model_validator(mode="after")
+    def _fields_fit_strategy(self) -> StrategySpec:
+        if self.name == "finetune" and self.depth is None:
+            raise ValueError("finetune needs depth: a number of top blocks, a list of them, or all")
+        if self.name == "truncate" and self.at is None:
+            raise ValueError("truncate needs at: the block after which the backbone is cut")
+        if self.name != "truncate" and self.at is not None:
+            raise ValueError(f"at is only for truncate, not {self.name}")
+        if self.name in {"scratch", "frozen"} and self.depth is not None:
+            raise ValueError(f"depth is not for {self.name} ({self.name} fixes what trains)")
+        for value in _as_list(self.depth):
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"depth must be 0 or more, got {value}")
+        for value in _as_list(self.at):
+            if value < 0:
+                raise ValueError(f"at must be 0 or more, got {value}")
+        return self
+
+    def head_spec(self) -> HeadSpec:
+        return HeadSpec(kind=self.head) if isinstance(self.head, str) else self.head
+
+
+# -------------------------------------------------------------------------------------------- training
+class LearningRates(Strict):
+    backbone: float = Field(1e-4, gt=0, le=1)
+    head: float = Field(1e-3, gt=0, le=1)
+
+
+StrategySpec.model_rebuild()
+
+
+class EarlyStopping(Strict):
+    monitor: Literal["val_auc", "val_loss", "val_accuracy", "val_balanced_accuracy"] = "val_auc"
+    patience: int = Field(5, ge=1)
+
+
+class TrainSpec(Strict):
+    epochs: int = Field(30, ge=1, le=10000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    lr: LearningRates = LearningRates()
+    optimizer: Literal["adam", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    class_weight: Literal["balanced", "none"] = "balanced"
+    batchnorm: Literal["frozen", "train"] = Field(
+        "frozen", description="pretrained batch norm: frozen keeps inference mode even in blocks that train"
+    )
+    augment: bool = Field(False, description="random horizontal flips and small shifts of training images")
+    early_stopping: EarlyStopping | None = EarlyStopping()
+
+
+# -------------------------------------------------------------------------------------------- protocol
+class Protocol(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="results go to <results dir>/<name>/")
+    description: str = ""
+    dataset: DatasetSpec
+    backbone: BackboneSpec
+    strategies: list[StrategySpec] = Field(min_length=1)
+    fractions: list[float] = Field(min_length=1)
+    seeds: int | list[int] = Field(3, description="a count (seeds 0..n-1) or an explicit list")
+    train: TrainSpec = TrainSpec()
+    report: dict[str, Any] = Field(default_factory=dict, description="report options; never change run ids")
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if not 0 < value <= 1:
+                raise ValueError(f"every fraction must be in (0, 1], got {value}")
+        if len(set(values)) != len(values):
+            raise ValueError("fractions must not repeat")
+        return sorted(values)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: int | list[int]) -> int | list[int]:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"seeds must be at least 1, got {value}")
+        if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
+            raise ValueError("a seed list must be non-empty, without repeats, and of non-negative numbers")
+        return value
+
+    @model_validator(mode="after")
+    def _cut_points_exist(self) -> Protocol:
+        blocks = BLOCK_MAPS[self.backbone.name].blocks
+        last = len(blocks) - 1
+        for index, strategy in enumerate(self.strategies):
+            for at in _as_list(strategy.at):
+                if at > last:
+                    raise _FieldError(
+                        ("strategies", index, "at"),
+                        f"{self.backbone.name} has blocks 0..{last} ({', '.join(b.name for b in blocks)}), got {at}",
+                    )
+            for depth in _as_list(strategy.depth):
+                if isinstance(depth, int) and depth > len(blocks):
+                    raise _FieldError(
+                        ("strategies", index, "depth"),
+                        f"{self.backbone.name} has {len(blocks)} blocks, got depth {depth}; use all for every block",
+                    )
+        return self
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+# ------------------------------------------------------------------------------------------- loading
+class _FieldError(ValueError):
+    """A cross-field error that knows which field it belongs to."""
+
+    def __init__(self, loc: tuple, message: str):
+        super().__init__(message)
+        self.loc = loc
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) -> dict[tuple, int]:
+    """Map every key path of a composed YAML document to its 1-based line."""
+    index = {} if index is None else index
+    index.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = path + (key.value,)
+            index[child] = key.start_mark.line + 1
+            _line_index(value, child, index)
+    elif isinstance(node, yaml.SequenceNode):
+        for position, value in enumerate(node.value):
+            child = path + (position,)
+            index[child] = value.start_mark.line + 1
+            _line_index(value, child, index)
+    return index
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple) -> int:
+    """The line of the deepest part of loc present in the YAML (a missing field points at its parent)."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def _clean_loc(loc: tuple, data: Any) -> tuple:
+    """Drop pydantic's union-branch names (e.g. 'medmnist', 'int') so loc follows the YAML keys."""
+    clean: list = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            clean.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            clean.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not clean_is_branch(part):
+            clean.append(part)
+            node = None
+    return tuple(clean)
+
+
+def clean_is_branch(part: str) -> bool:
+    """Pydantic names union branches by tag or type; such parts are not YAML keys."""
+    return part in {"medmnist", "folder", "csv", "synthetic", "int", "str", "list[...]", "HeadSpec"} or "[" in part
+
+
+def _message(error: dict, data: Any, loc: tuple) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = data
+        for part in loc[:-1]:
+            parent = parent[part] if isinstance(parent, (dict, list)) else None
+        return f"unknown field{_did_you_mean(str(loc[-1]), _allowed_keys(loc[:-1], data))}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "union_tag_invalid":
+        context = error["ctx"]
+        tags = [tag.strip(" '") for tag in context["expected_tags"].split(",")]
+        return f"expected one of {tags}, got {context['tag']!r}{_did_you_mean(context['tag'], tags)}"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    found = error.get("input")
+    if kind not in {"value_error"} and not isinstance(found, (dict, list)):
+        message = f"{message}; got {found!r}"
+    return message
+
+
+def _allowed_keys(loc: tuple, data: Any) -> list[str]:
+    """Field names of the model that sits at loc, for 'did you mean' suggestions."""
+    model: Any = Protocol
+    node = data
+    for part in loc:
+        node = node[part] if isinstance(node, (dict, list)) else None
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _model_of(field.annotation, node)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _model_of(annotation: Any, node: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = typing.get_args(annotation)
+    candidates = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    for arg in args:
+        if typing.get_origin(arg) is Union or typing.get_args(arg):
+            candidates += [a for a in typing.get_args(arg) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if typing.get_origin(arg) is list:
+            return _model_of(typing.get_args(arg)[0], node)
+    if isinstance(node, dict) and "source" in node:
+        for candidate in candidates:
+            if node["source"] == getattr(candidate.model_fields.get("source"), "annotation", None).__args__[0]:
+                return candidate
+    return candidates[0] if candidates else None
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate a protocol file; raise ProtocolError naming file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read protocol ({exc.strerror})") from None
+    return parse_protocol(text, str(path))
+
+
+def parse_protocol(text: str, filename: str = "<protocol>") -> Protocol:
+    """Validate protocol text; filename only appears in error messages."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise ProtocolError(f"{filename}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{filename}:1: a protocol is a mapping of fields (name, dataset, ...), got {type(data).__name__}")
+    lines = _line_index(node)
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raw_loc = tuple(error["loc"])
+        context = (error.get("ctx") or {}).get("error")
+        if isinstance(context, _FieldError):
+            raw_loc = context.loc
+        if error["type"] == "union_tag_invalid":
+            raw_loc += (error["ctx"]["discriminator"].strip("'"),)
+        loc = _clean_loc(raw_loc, data)
+        field = ".".join(str(part) for part in loc) or "(top level)"
+        raise ProtocolError(f"{filename}:{_line_of(lines, loc)}: {field}: {_message(error, data, loc)}") from None

@@ -1,0 +1,116 @@
+"""The results store: one parquet file per finished cell, written atomically.
+
+Contract:
+- `results/<protocol>/cells/<run_id>.parquet` holds one row; `predictions/<run_id>.parquet` the per-image test
+  probabilities. A cell's predictions are written before its row, so a row on disk always has its predictions.
+- Writes go to a hidden temporary file in the same folder, are flushed to disk, then renamed: a file is present
+  whole or not at all. Readers ignore temporary files and any file that does not parse.
+- Finished rows never change, except that `put` of a failed cell's run id again (a retry) replaces it.
+- The split the cells were trained on is stored once as `split.parquet`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
+
+from study.errors import StudyError
+
+log = logging.getLogger(__name__)
+
+CELLS = "cells"
+PREDICTIONS = "predictions"
+
+
+class ResultStore:
+    """Parquet results of one protocol under `root/<protocol>/`."""
+
+    def __init__(self, results_dir: Path, protocol: str):
+        self.root = Path(results_dir) / protocol
+        self.cells_dir = self.root / CELLS
+        self.predictions_dir = self.root / PREDICTIONS
+
+    # ------------------------------------------------------------------------------------------ writing
+    def put(self, row: dict, predictions: pd.DataFrame | None) -> Path:
+        """Store one finished (or failed) cell atomically; its predictions first."""
+        run_id = row["run_id"]
+        if predictions is not None:
+            _write_atomic(pa.Table.from_pandas(predictions, preserve_index=False), self.predictions_dir / f"{run_id}.parquet")
+        return _write_atomic(pa.Table.from_pylist([row]), self.cells_dir / f"{run_id}.parquet")
+
+    def put_split(self, split: pd.DataFrame) -> None:
+        """Store the train/val/test assignment of every image (once; later calls must agree)."""
+        path = self.root / "split.parquet"
+        if path.exists():
+            stored = pd.read_parquet(path)
+            if not stored.reset_index(drop=True).equals(split.reset_index(drop=True)):
+                raise StudyError(
+                    f"{path}: the stored split differs from this run's split (the dataset changed?); "
+                    "use a new protocol name or another --results-dir"
+                )
+            return
+        _write_atomic(pa.Table.from_pandas(split, preserve_index=False), path)
+
+    # ------------------------------------------------------------------------------------------ reading
+    def cells(self) -> pd.DataFrame:
+        """Every stored cell, one row each, ignoring torn or temporary files."""
+        frames = [_read(path) for path in sorted(self.cells_dir.glob("*.parquet"))]
+        frames = [frame for frame in frames if frame is not None and len(frame)]
+        if not frames:
+            return pd.DataFrame(columns=["run_id", "status"])
+        return pd.concat(frames, ignore_index=True)
+
+    def predictions(self, run_id: str) -> pd.DataFrame | None:
+        """The per-image test predictions of one cell, or None when absent or unreadable."""
+        return _read(self.predictions_dir / f"{run_id}.parquet")
+
+    def statuses(self) -> dict[str, str]:
+        """run_id -> status of every stored cell."""
+        frame = self.cells()
+        return dict(zip(frame["run_id"], frame["status"]))
+
+    def lock(self) -> FileLock:
+        """The lock that keeps two runs from writing this protocol's results at once."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / ".lock"))
+
+
+def acquire(lock: FileLock, where: Path) -> None:
+    """Take the run lock or fail with a message that says what holds it."""
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise StudyError(
+            f"{where}: another `study run` is writing these results (lock {lock.lock_file}); "
+            "wait for it to finish or use another --results-dir"
+        ) from None
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    try:
+        return pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowInvalid) as exc:
+        log.warning("ignoring unreadable result file %s (%s)", path, exc)
+        return None
+
+
+def _write_atomic(table: pa.Table, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            pq.write_table(table, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,191 @@
+"""Run one cell in a worker process: load data, draw the training subset, build, fit, evaluate."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import platform
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import TypeAdapter
+
+import study
+from study.data.dataset import Dataset, split_indices
+from study.data.sources import load_dataset
+from study.data.splits import ensure_split, training_subsets
+from study.metrics import METRICS, classification_metrics
+from study.plan import Cell
+from study.protocol import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a worker needs besides the cell: where data lives and how many threads it may use."""
+
+    dataset: dict[str, Any]  # the protocol's dataset section, including its path
+    data_dir: str | None
+    cache_dir: str | None
+    threads: int
+
+
+def configure_tensorflow(threads: int) -> None:
+    """Set oneDNN and thread counts before TensorFlow starts; later calls in the same process do nothing."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    except RuntimeError:  # the runtime already started in this process; its settings stay
+        pass
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(dataset_json: str, data_dir: str | None, cache_dir: str | None) -> Dataset:
+    spec = TypeAdapter(DatasetSpec).validate_python(json.loads(dataset_json))
+    loaded = load_dataset(spec, Path(data_dir) if data_dir else None, Path(cache_dir) if cache_dir else None)
+    return ensure_split(loaded, spec)
+
+
+@functools.lru_cache(maxsize=2)
+def _preprocessed(dataset_json: str, data_dir: str | None, cache_dir: str | None, backbone: str) -> np.ndarray:
+    from study.models.backbones import preprocess
+
+    return preprocess(backbone, _dataset(dataset_json, data_dir, cache_dir).images)
+
+
+def load_for(context: WorkerContext) -> Dataset:
+    """The dataset of a context, loaded once per process."""
+    return _dataset(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir)
+
+
+def cell_indices(dataset: Dataset, fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """Image indices of the cell's training subset and of the full validation and test splits."""
+    parts = split_indices(dataset)
+    train = parts["train"]
+    groups = dataset.groups[train] if dataset.groups is not None else None
+    subset = training_subsets(dataset.labels[train], groups, [fraction], seed)[fraction]
+    return {"train": train[subset], "val": parts["val"], "test": parts["test"]}
+
+
+def run_cell(cell: Cell, context: WorkerContext) -> tuple[dict, pd.DataFrame | None]:
+    """Train and evaluate one cell; never raises: a failure comes back as a failed row."""
+    started = datetime.now(timezone.utc)
+    try:
+        return _run(cell, context, started)
+    except Exception as exc:  # a failed cell is a result, not the end of the sweep
+        log.debug("cell %s failed", cell.run_id, exc_info=True)
+        row = _base_row(cell, started)
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
+        return row, None
+
+
+def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, pd.DataFrame]:
+    configure_tensorflow(context.threads)
+    import keras
+
+    from study.models.strategies import build_arm_model
+    from study.train import fit, predictor
+
+    settings = cell.settings
+    dataset = load_for(context)
+    key = (json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir)
+    images = _preprocessed(*key, settings["backbone"]["name"])
+    indices = cell_indices(dataset, cell.fraction, cell.seed)
+    data = {part: (images[index], dataset.labels[index]) for part, index in indices.items()}
+    n_classes = len(dataset.class_names)
+
+    clock = time.perf_counter()
+    keras.utils.set_random_seed(cell.seed)
+    arm_model = build_arm_model(settings, n_classes)
+    result = fit(arm_model, data, settings["train"], cell.arm.lr_backbone, cell.arm.lr_head, cell.seed, n_classes)
+    train_seconds = time.perf_counter() - clock
+    probabilities = predictor(arm_model.model, images.shape[1])(data["test"][0])
+    labels = data["test"][1]
+    scores = classification_metrics(labels, probabilities)
+
+    row = _base_row(cell, started)
+    row.update(
+        status="done",
+        n_train=int(len(indices["train"])),
+        n_val=int(len(indices["val"])),
+        n_test=int(len(indices["test"])),
+        n_classes=n_classes,
+        epochs=result.epochs,
+        best_epoch=result.best_epoch,
+        monitor=(settings["train"]["early_stopping"] or {}).get("monitor", "val_loss"),
+        monitor_value=result.best_value,
+        train_seconds=train_seconds,
+        trainable_params=int(sum(np.prod(v.shape) for v in arm_model.model.trainable_variables)),
+        total_params=int(arm_model.model.count_params()),
+        blocks_kept=arm_model.blocks_kept,
+        blocks_trained=arm_model.blocks_trained,
+        **{name: scores[name] for name in (*METRICS, "majority_rate", "max_predicted_share")},
+    )
+    row["finished_at"] = datetime.now(timezone.utc).isoformat()
+    predictions = pd.DataFrame(
+        {
+            "run_id": cell.run_id,
+            "image_id": dataset.ids[indices["test"]].astype(str),
+            "label": labels.astype("int64"),
+            "predicted": probabilities.argmax(axis=1).astype("int64"),
+        }
+    )
+    for column in range(n_classes):
+        predictions[f"prob_{column}"] = probabilities[:, column]
+    return row, predictions
+
+
+def _base_row(cell: Cell, started: datetime) -> dict:
+    """The identifying part of a stored row: settings, versions, timestamps."""
+    import importlib.metadata as metadata
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    arm = cell.arm
+    backbone = cell.settings["backbone"]
+    return {
+        "run_id": cell.run_id,
+        "protocol": cell.protocol,
+        "status": "failed",
+        "error": None,
+        "traceback": None,
+        "arm": arm.label,
+        "strategy": arm.strategy,
+        "depth": arm.depth,
+        "truncate_at": arm.truncate_at,
+        "head": arm.head.kind,
+        "lr_backbone": arm.lr_backbone,
+        "lr_head": arm.lr_head,
+        "fraction": cell.fraction,
+        "seed": cell.seed,
+        "backbone": backbone["name"],
+        "weights": backbone["weights"],
+        "size": cell.settings["dataset"]["size"],
+        "dataset_source": cell.settings["dataset"]["source"],
+        "settings_json": json.dumps(cell.settings, sort_keys=True, default=str),
+        "study_version": study.__version__,
+        "tensorflow_version": version("tensorflow-cpu") or version("tensorflow"),
+        "keras_version": version("keras"),
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "hostname": platform.node(),
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+    }

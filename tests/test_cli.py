@@ -1,0 +1,114 @@
+"""The commands as a user runs them: run, resume, status, plan, validate, report; kill -9 mid-sweep."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+
+from conftest import PROJECT, study_command, write_tiny_protocol
+from study.store import ResultStore
+
+
+def dirs(tmp_path):
+    return ["--results-dir", str(tmp_path / "results"), "--report-dir", str(tmp_path / "report")]
+
+
+def test_run_stores_every_cell_then_resume_skips_them(tmp_path):
+    protocol = write_tiny_protocol(tmp_path)
+    first = study_command("run", str(protocol), *dirs(tmp_path), "--jobs", "2")
+    assert first.returncode == 0, first.stderr
+    assert "8 done, 0 failed, 0 skipped" in first.stdout
+    store = ResultStore(tmp_path / "results", "tiny")
+    cells = store.cells()
+    assert len(cells) == 8 and set(cells["status"]) == {"done"}
+    assert set(cells["arm"]) == {"scratch", "finetune(depth=1)"}
+    assert (cells.loc[cells.fraction == 0.5, "n_train"] < cells.loc[cells.fraction == 1.0, "n_train"].min()).all()
+    for run_id in cells["run_id"]:
+        predictions = store.predictions(run_id)
+        assert len(predictions) == cells["n_test"].iloc[0]
+        assert abs(predictions.filter(like="prob_").sum(axis=1) - 1).max() < 1e-4
+    assert (tmp_path / "report" / "tiny" / "summary.md").is_file()
+    assert (tmp_path / "report" / "tiny" / "learning_curve.png").is_file()
+    stamps = {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()}
+
+    again = study_command("run", str(protocol), *dirs(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert "0 done, 0 failed, 8 skipped" in again.stdout
+    assert {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()} == stamps
+
+    status = study_command("status", str(protocol), *dirs(tmp_path))
+    assert status.returncode == 0
+    assert "total: 8 done, 0 failed, 0 pending" in status.stdout
+
+
+def test_plan_shows_block_map_and_pending(tmp_path):
+    protocol = write_tiny_protocol(tmp_path)
+    result = study_command("plan", str(protocol), *dirs(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "block map of cnn" in result.stdout and "block4_pool" in result.stdout
+    assert "to run: 8 cells" in result.stdout
+
+
+def test_status_and_plan_do_not_import_tensorflow(tmp_path):
+    protocol = write_tiny_protocol(tmp_path)
+    code = (
+        "import sys; from study.cli import main\n"
+        f"main(['status', {str(protocol)!r}, '--results-dir', {str(tmp_path)!r}])\n"
+        f"main(['plan', {str(protocol)!r}, '--results-dir', {str(tmp_path)!r}])\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'tensorflow imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_bad_protocol_exits_2_with_one_line(tmp_path):
+    protocol = write_tiny_protocol(tmp_path)
+    protocol.write_text(protocol.read_text().replace("fractions: [0.5, 1.0]", "fractions: [0.5, 2.0]"))
+    result = study_command("run", str(protocol), *dirs(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {protocol}:7: fractions: every fraction must be in (0, 1], got 2.0"
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_dataset_names_file_and_setting(tmp_path):
+    protocol = tmp_path / "mm.yaml"
+    protocol.write_text(write_tiny_protocol(tmp_path).read_text().replace(
+        "{source: synthetic, classes: 2, per_class: 30, size: 16}", "{source: medmnist, name: pathmnist, size: 28}"))
+    result = study_command("status", str(protocol), *dirs(tmp_path), "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "pathmnist.npz" in result.stderr and "--data-dir" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_kill_9_mid_sweep_then_resume_stores_each_cell_once(tmp_path):
+    protocol = write_tiny_protocol(tmp_path, seeds=4, epochs=3)
+    store = ResultStore(tmp_path / "results", "tiny")
+    command = [sys.executable, "-m", "study", "run", str(protocol), *dirs(tmp_path), "--jobs", "1"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, cwd=PROJECT, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(store.cells_dir.glob("*.parquet"))) < 3:
+        time.sleep(0.05)
+    # while it runs, a second run on the same results is refused
+    busy = study_command("run", str(protocol), *dirs(tmp_path))
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert busy.returncode == 1 and "another `study run` is writing these results" in busy.stderr
+    before = {path.name: path.stat().st_mtime_ns for path in store.cells_dir.glob("*.parquet")}
+    assert 3 <= len(before) < 16, "the kill should land mid-sweep"
+
+    resumed = study_command("run", str(protocol), *dirs(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    after = {path.name: path.stat().st_mtime_ns for path in store.cells_dir.glob("*.parquet")}
+    assert len(after) == 16
+    assert all(after[name] == stamp for name, stamp in before.items()), "a stored cell ran again"
+    cells = store.cells()
+    assert len(cells) == 16 and cells["run_id"].is_unique and set(cells["status"]) == {"done"}
+    assert f"{16 - len(before)} done, 0 failed, {len(before)} skipped" in resumed.stdout
+    assert pd.Series([store.predictions(r) is not None for r in cells["run_id"]]).all()

@@ -1,0 +1,302 @@
+"""Dataset sources on the real shared files (BreastMNIST, BUSI) and on small folders made in tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from study.data import sources
+from study.data.dataset import split_indices
+from study.data.sources import describe_sources, load_dataset, resolve_data_dir, source_fingerprint
+from study.data.splits import ensure_split
+from study.errors import DataError
+from study.protocol import CsvSpec, FolderSpec, MedmnistSpec, SyntheticSpec
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data"
+BUSI_FILES = ["benign/benign (1).png", "benign/benign (10).png", "malignant/malignant (1).png",
+              "malignant/malignant (2).png", "normal/normal (1).png", "normal/normal (2).png"]
+
+
+@pytest.fixture(autouse=True)
+def no_medmnist_package(monkeypatch):
+    """Hermetic: never import (or download through) a real medmnist package."""
+    monkeypatch.setitem(sys.modules, "medmnist", None)
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    if not (DATA / "breastmnist.npz").is_file():
+        pytest.skip(f"shared data not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture(scope="module")
+def busi(data_dir):
+    return load_dataset(FolderSpec(source="folder", path="busi", size=32), data_dir, None)
+
+
+def _png(path: Path, pixels: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _noise(shape, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _small_folder(root: Path) -> Path:
+    for label in ("cat", "dog"):
+        for i in range(3):
+            _png(root / label / f"{label} ({i}).png", _noise((20, 24), seed=i + 10 * len(label)))
+    return root
+
+
+# ------------------------------------------------------------------------------------------- data directory
+def test_data_dir_flag_wins_over_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("STUDY_DATA_DIR", str(tmp_path / "env"))
+    assert resolve_data_dir(tmp_path / "flag") == tmp_path / "flag"
+    assert resolve_data_dir(None) == tmp_path / "env"
+    monkeypatch.delenv("STUDY_DATA_DIR")
+    assert resolve_data_dir(None) is None
+
+
+def test_describe_sources_names_every_source_and_the_setting():
+    text = describe_sources()
+    for word in ("medmnist", "folder", "csv", "synthetic", "--data-dir", "STUDY_DATA_DIR", "<name>.npz"):
+        assert word in text
+
+
+# ------------------------------------------------------------------------------------------------- medmnist
+def test_breastmnist_keeps_the_official_split(data_dir):
+    dataset = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=28), data_dir, None)
+    raw = np.load(data_dir / "breastmnist.npz")
+    assert {name: len(rows) for name, rows in split_indices(dataset).items()} == {"train": 546, "val": 78, "test": 156}
+    assert dataset.class_names == ["malignant", "normal, benign"]
+    assert dataset.images.shape == (780, 28, 28, 1) and dataset.images.dtype == np.uint8
+    np.testing.assert_array_equal(dataset.images[:546, ..., 0], raw["train_images"])
+    np.testing.assert_array_equal(dataset.labels[546:624], raw["val_labels"].ravel())
+    assert dataset.ids[0] == "train/0" and dataset.ids[-1] == "test/155"
+    assert ensure_split(dataset, MedmnistSpec(source="medmnist", name="breastmnist")) is dataset
+
+
+def test_breastmnist_is_resized_to_the_protocol_size(data_dir):
+    dataset = load_dataset(MedmnistSpec(source="medmnist", name="BreastMNIST", size=64), data_dir, None)
+    assert dataset.images.shape == (780, 64, 64, 1)
+    assert np.bincount(dataset.labels).tolist() == [210, 570]
+
+
+def test_missing_npz_names_the_file_the_folder_and_the_setting(tmp_path):
+    spec = MedmnistSpec(source="medmnist", name="breastmnist")
+    with pytest.raises(DataError, match=r"breastmnist\.npz not found in .*--data-dir.*STUDY_DATA_DIR") as caught:
+        load_dataset(spec, tmp_path, None)
+    assert str(tmp_path) in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(DataError, match=r"no data directory is set.*--data-dir DIR or set STUDY_DATA_DIR"):
+        source_fingerprint(spec, None)
+
+
+def test_medmnist_package_downloads_into_the_data_dir(data_dir, tmp_path, monkeypatch):
+    npz = data_dir / "breastmnist.npz"
+    md5 = hashlib.md5(npz.read_bytes()).hexdigest()
+    info = {"breastmnist": {"url": npz.as_uri(), "MD5": md5, "label": {"0": "bad", "1": "good"}}}
+    monkeypatch.setitem(sys.modules, "medmnist", types.SimpleNamespace(INFO=info))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    dataset = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=28), tmp_path / "data", None)
+    assert (tmp_path / "data" / "breastmnist.npz").read_bytes() == npz.read_bytes()
+    assert dataset.class_names == ["bad", "good"] and len(dataset) == 780
+
+    info["breastmnist"]["MD5"] = "0" * 32
+    with pytest.raises(DataError, match=r"download failed: .*MD5"):
+        load_dataset(MedmnistSpec(source="medmnist", name="breastmnist"), tmp_path / "other", None)
+    assert not list((tmp_path / "other").iterdir())  # no partial file left behind
+
+
+# --------------------------------------------------------------------------------------------------- folder
+def test_busi_folder_loads_every_image_with_its_class(busi):
+    assert len(busi) == 780
+    assert busi.class_names == ["benign", "malignant", "normal"]
+    assert np.bincount(busi.labels).tolist() == [437, 210, 133]
+    assert "benign/benign (1).png" in busi.ids and "normal/normal (133).png" in busi.ids
+    assert busi.split is None and busi.groups is None
+    assert busi.images.shape == (780, 32, 32, 3)  # 16 BUSI files carry colour marks, so all become RGB
+
+
+def test_busi_gets_a_stratified_split(busi):
+    parts = split_indices(ensure_split(busi, FolderSpec(source="folder", path="busi")))
+    assert [len(parts[name]) for name in ("train", "val", "test")] == [506, 118, 156]
+    assert np.bincount(busi.labels[parts["test"]]).tolist() == [87, 42, 27]
+
+
+def test_folder_with_split_folders_uses_them(tmp_path):
+    for split in ("train", "Test"):
+        _small_folder(tmp_path / "set" / split)
+    dataset = load_dataset(FolderSpec(source="folder", path="set", size=16), tmp_path, None)
+    assert sorted(set(dataset.split)) == ["test", "train"] and "Test/cat/cat (0).png" in dataset.ids
+    split = ensure_split(dataset, FolderSpec(source="folder", path="set")).split
+    assert (split[dataset.split == "test"] == "test").all() and set(split) == {"train", "val", "test"}
+
+
+def test_image_modes_are_normalised(tmp_path):
+    root = tmp_path / "odd"
+    ramp = np.tile(np.linspace(1000, 5000, 16), (16, 1)).astype(np.uint16)
+    _png(root / "a" / "sixteen bit.png", ramp)
+    rgba = np.dstack([_noise((16, 16, 3)), np.full((16, 16), 128, np.uint8)])
+    _png(root / "a" / "rgba.png", rgba)
+    _png(root / "b" / "grey.png", _noise((16, 16)))
+    (root / "b" / "notes.txt").write_text("not an image")
+    (root / "b" / ".hidden.png").write_bytes(b"junk")
+    dataset = load_dataset(FolderSpec(source="folder", path=str(root), size=16), None, None)
+    assert dataset.ids.tolist() == ["a/rgba.png", "a/sixteen bit.png", "b/grey.png"]
+    assert dataset.images.shape == (3, 16, 16, 3)  # one colour image makes every image RGB
+    np.testing.assert_array_equal(dataset.images[0], rgba[..., :3])
+    sixteen = dataset.images[1]
+    assert (sixteen[..., 0] == sixteen[..., 2]).all() and sixteen.min() == 0 and sixteen.max() == 255
+
+
+def test_grey_stored_as_rgb_becomes_one_channel(tmp_path):
+    for label in ("x", "y"):
+        _png(tmp_path / label / "img.png", np.repeat(_noise((16, 16, 1)), 3, axis=2))
+    assert load_dataset(FolderSpec(source="folder", path=str(tmp_path), size=16), None, None).channels == 1
+
+
+def test_truncated_image_is_named(tmp_path):
+    _small_folder(tmp_path)
+    broken = _png(tmp_path / "dog" / "broken (1).png", _noise((64, 64)))
+    broken.write_bytes(broken.read_bytes()[:300])
+    with pytest.raises(DataError, match=r"cannot read image .*broken \(1\)\.png"):
+        load_dataset(FolderSpec(source="folder", path=".", size=16), tmp_path, None)
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    _small_folder(tmp_path)
+    (tmp_path / "empty class").mkdir()
+    with pytest.raises(DataError, match=r"class folder .*empty class holds no images"):
+        load_dataset(FolderSpec(source="folder", path=str(tmp_path)), None, None)
+
+
+def test_missing_folder_says_where_it_looked(tmp_path):
+    with pytest.raises(DataError, match=r"nothere not found .*relative to the data directory .*--data-dir"):
+        source_fingerprint(FolderSpec(source="folder", path="nothere"), tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------------ csv
+def _manifest(tmp_path: Path, rows: list[str], header: str = "file,diagnosis,patient,fold") -> Path:
+    for relative in BUSI_FILES:
+        (tmp_path / "images" / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DATA / "busi" / relative, tmp_path / "images" / relative)
+    path = tmp_path / "manifest.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def _rows() -> list[str]:
+    folds = ["train", "Train", "val", "test", "TRAIN", "test"]
+    return [f"images/{relative},{relative.split('/')[0]},p{i // 2},{fold}" for i, (relative, fold)
+            in enumerate(zip(BUSI_FILES, folds))]
+
+
+def _csv_spec(**extra) -> CsvSpec:
+    return CsvSpec(source="csv", path="manifest.csv", path_column="file", label_column="diagnosis", size=16, **extra)
+
+
+def test_csv_manifest_with_groups_and_split(data_dir, tmp_path):
+    _manifest(tmp_path, _rows())
+    dataset = load_dataset(_csv_spec(group_column="patient", split_column="fold"), tmp_path, None)
+    assert dataset.class_names == ["benign", "malignant", "normal"]
+    assert dataset.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert dataset.groups.tolist() == ["p0", "p0", "p1", "p1", "p2", "p2"]
+    assert dataset.split.tolist() == ["train", "train", "val", "test", "train", "test"]
+    assert dataset.ids[0] == "images/benign/benign (1).png"
+
+
+def test_csv_missing_image_names_the_row_and_file(data_dir, tmp_path):
+    rows = _rows()
+    rows[2] = "images/malignant/gone (9).png,malignant,p1,train"
+    _manifest(tmp_path, rows)
+    with pytest.raises(DataError, match=r"manifest\.csv:4: image file 'images/malignant/gone \(9\)\.png' not found"):
+        load_dataset(_csv_spec(), tmp_path, None)
+
+
+def test_csv_missing_column_lists_the_columns(data_dir, tmp_path):
+    _manifest(tmp_path, _rows())
+    with pytest.raises(DataError, match=r"no column 'subject' .*group_column.*columns found: file, diagnosis"):
+        load_dataset(_csv_spec(group_column="subject"), tmp_path, None)
+
+
+def test_csv_unknown_split_value_names_the_row(data_dir, tmp_path):
+    rows = _rows()
+    rows[4] = rows[4].replace("TRAIN", "holdout")
+    _manifest(tmp_path, rows)
+    with pytest.raises(DataError, match=r"manifest\.csv:6: fold is 'holdout'; expected train, val or test"):
+        load_dataset(_csv_spec(split_column="fold"), tmp_path, None)
+
+
+def test_csv_integer_labels_sort_as_numbers(data_dir, tmp_path):
+    rows = [f"images/{relative},{[10, 2][i % 2]},p{i},train" for i, relative in enumerate(BUSI_FILES)]
+    _manifest(tmp_path, rows)
+    dataset = load_dataset(_csv_spec(), tmp_path, None)
+    assert dataset.class_names == ["2", "10"] and dataset.labels.tolist() == [1, 0, 1, 0, 1, 0]
+
+
+# ------------------------------------------------------------------------------------------------ synthetic
+def test_synthetic_is_deterministic_and_shaped():
+    spec = SyntheticSpec(source="synthetic", classes=3, per_class=10, channels=3, size=32)
+    first, second = load_dataset(spec, None, None), load_dataset(spec, None, None)
+    assert first.images.tobytes() == second.images.tobytes() and first.fingerprint == second.fingerprint
+    assert first.images.shape == (30, 32, 32, 3) and np.bincount(first.labels).tolist() == [10, 10, 10]
+    assert first.split is None and first.ids[5] == "synthetic/5"
+    assert first.images.std() > 10  # not blank
+    noisier = SyntheticSpec(source="synthetic", classes=3, per_class=10, channels=3, size=32, noise=0.5)
+    assert source_fingerprint(noisier, None) != first.fingerprint
+    more = load_dataset(SyntheticSpec(source="synthetic", classes=3, per_class=12, channels=3, size=32), None, None)
+    np.testing.assert_array_equal(more.images[:10], first.images[:10])  # a class's images stay put
+
+
+# ----------------------------------------------------------------------------------- fingerprint and cache
+def test_fingerprint_follows_content_not_location_or_size(tmp_path):
+    one = _small_folder(tmp_path / "one")
+    two = tmp_path / "elsewhere" / "two"
+    shutil.copytree(one, two)
+    fingerprint = source_fingerprint(FolderSpec(source="folder", path="one"), tmp_path)
+    assert source_fingerprint(FolderSpec(source="folder", path=str(two), size=128), None) == fingerprint
+    target = two / "dog" / "dog (1).png"
+    _png(target, _noise((20, 24), seed=99))
+    changed = source_fingerprint(FolderSpec(source="folder", path=str(two)), None)
+    target.rename(two / "dog" / "dog (7).png")
+    renamed = source_fingerprint(FolderSpec(source="folder", path=str(two)), None)
+    assert len({fingerprint, changed, renamed}) == 3
+
+
+def test_cache_hit_returns_equal_arrays_without_decoding(tmp_path, monkeypatch):
+    _small_folder(tmp_path / "set")
+    spec = FolderSpec(source="folder", path="set", size=16)
+    fresh = load_dataset(spec, tmp_path, tmp_path / "cache")
+    cached_files = list((tmp_path / "cache").iterdir())
+    assert [path.name for path in cached_files] == [f"images-{fresh.fingerprint}-16px.npz"]
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded an image despite the cache")
+
+    monkeypatch.setattr(sources.Image, "open", no_decoding)
+    cached = load_dataset(spec, tmp_path, tmp_path / "cache")
+    for field in ("images", "labels", "ids"):
+        np.testing.assert_array_equal(getattr(cached, field), getattr(fresh, field))
+    assert cached.class_names == fresh.class_names and cached.fingerprint == fresh.fingerprint
+    assert cached.split is None and cached.groups is None
+
+
+def test_unreadable_cache_is_rebuilt(tmp_path, caplog):
+    spec = SyntheticSpec(source="synthetic", per_class=5, size=16)
+    fingerprint = source_fingerprint(spec, None)
+    (tmp_path / f"images-{fingerprint}-16px.npz").write_bytes(b"torn")
+    dataset = load_dataset(spec, None, tmp_path)
+    assert len(dataset) == 10 and "unreadable image cache" in caplog.text
+    assert len(load_dataset(spec, None, tmp_path)) == 10

@@ -1,0 +1,71 @@
+"""Protocol validation: good files load; bad ones give one line naming file, line and field."""
+
+import pytest
+
+from study.errors import ProtocolError
+from study.protocol import load_protocol, parse_protocol
+
+GOOD = """\
+name: demo
+dataset: {source: synthetic, size: 32}
+backbone: {name: cnn, weights: none, width: 8}
+strategies:
+  - {name: scratch}
+  - {name: frozen, head: {kind: mlp, units: [16], dropout: 0.2}}
+  - {name: finetune, depth: [1, all]}
+  - {name: truncate, at: [1, 2]}
+fractions: [1.0, 0.5]
+seeds: [3, 7]
+train: {epochs: 2, lr: {backbone: 1.0e-5, head: 1.0e-3}}
+"""
+
+
+def test_shipped_protocols_validate(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "protocols"
+    names = {load_protocol(path).name for path in root.glob("*.yaml")}
+    assert {"smoke", "truncation"} <= names
+
+
+def test_good_protocol_parses_and_normalises():
+    protocol = parse_protocol(GOOD, "demo.yaml")
+    assert protocol.fractions == [0.5, 1.0]
+    assert protocol.seed_list() == [3, 7]
+    assert protocol.strategies[1].head_spec().units == (16,)
+    assert protocol.train.lr.backbone == 1e-5
+    assert protocol.train.early_stopping.monitor == "val_auc"
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("fractions: [1.0, 0.5]", "fractions: [1.0, 0]", r"^demo\.yaml:9: fractions: every fraction must be in \(0, 1\], got 0"),
+        ("fractions: [1.0, 0.5]", "fractions: []", r"^demo\.yaml:9: fractions: .*at least 1 item"),
+        ("seeds: [3, 7]", "seeds: [3, 3]", r"^demo\.yaml:10: seeds: .*without repeats"),
+        ("size: 32", "sise: 32", r"^demo\.yaml:2: dataset\.sise: unknown field \(did you mean 'size'\?\)"),
+        ("train: {epochs: 2,", "trian: {epochs: 2,", r"^demo\.yaml:11: trian: unknown field \(did you mean 'train'\?\)"),
+        ("at: [1, 2]", "at: [1, 9]", r"^demo\.yaml:8: strategies\.3\.at: cnn has blocks 0\.\.4 .*got 9"),
+        ("depth: [1, all]", "depth: [1, 12]", r"^demo\.yaml:7: strategies\.2\.depth: cnn has 5 blocks, got depth 12"),
+        ("{name: scratch}", "{name: scratch, depth: 2}", r"^demo\.yaml:5: strategies\.0: depth is not for scratch"),
+        ("name: cnn", "name: resnet5O", r"^demo\.yaml:3: backbone\.name: expected one of .*did you mean 'resnet50'"),
+        ("epochs: 2", "epochs: two", r"^demo\.yaml:11: train\.epochs: .*valid integer.*got 'two'"),
+        ("source: synthetic", "source: dicomm", r"^demo\.yaml:2: dataset\.source: expected one of \['medmnist', 'folder', 'csv', 'synthetic'\], got 'dicomm'"),
+        ("strategies:", "strategies: []\nx:", r"^demo\.yaml:4: strategies: .*at least 1 item"),
+    ],
+)
+def test_invalid_protocols_name_file_line_and_field(old, new, expected):
+    assert old in GOOD
+    with pytest.raises(ProtocolError, match=expected) as caught:
+        parse_protocol(GOOD.replace(old, new, 1), "demo.yaml")
+    assert "\n" not in str(caught.value)
+
+
+def test_yaml_syntax_error_names_line():
+    with pytest.raises(ProtocolError, match=r"^demo\.yaml:3: not valid YAML"):
+        parse_protocol("name: x\ndataset: {source: synthetic\nbackbone: [\n", "demo.yaml")
+
+
+def test_missing_file_is_a_protocol_error(tmp_path):
+    with pytest.raises(ProtocolError, match="cannot read protocol"):
+        load_protocol(tmp_path / "absent.yaml")
