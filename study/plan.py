@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from study.protocol import HeadSpec, Protocol, StrategySpec, _as_list
+from study.errors import ProtocolError
+from study.protocol import HeadSpec, Protocol, StrategySpec, as_list
 
 RESULT_FORMAT = 1  # bump when the meaning of stored results changes; it changes every run id
 
@@ -60,10 +61,10 @@ def expand_arms(strategy: StrategySpec, protocol: Protocol) -> list[Arm]:
     if strategy.name == "frozen":
         return [Arm("frozen", "0", None, head, lr.backbone, lr.head)]
     if strategy.name == "finetune":
-        return [Arm("finetune", str(depth), None, head, lr.backbone, lr.head) for depth in _as_list(strategy.depth)]
-    depths = _as_list(strategy.depth) or ["all"]
+        return [Arm("finetune", str(depth), None, head, lr.backbone, lr.head) for depth in as_list(strategy.depth)]
+    depths = as_list(strategy.depth) or ["all"]
     return [
-        Arm("truncate", str(depth), at, head, lr.backbone, lr.head) for at in _as_list(strategy.at) for depth in depths
+        Arm("truncate", str(depth), at, head, lr.backbone, lr.head) for at in as_list(strategy.at) for depth in depths
     ]
 
 
@@ -111,8 +112,6 @@ def plan_cells(protocol: Protocol, dataset_fingerprint: str) -> list[Cell]:
     labels = [arm.label for arm in arms]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
-        from study.errors import ProtocolError
-
         raise ProtocolError(f"strategies: the same arm is listed twice: {', '.join(duplicates)}")
     cells = []
     for fraction in protocol.fractions:

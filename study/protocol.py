@@ -109,10 +109,10 @@ class StrategySpec(Strict):
             raise ValueError(f"at is only for truncate, not {self.name}")
         if self.name in {"scratch", "frozen"} and self.depth is not None:
             raise ValueError(f"depth is not for {self.name} ({self.name} fixes what trains)")
-        for value in _as_list(self.depth):
+        for value in as_list(self.depth):
             if isinstance(value, int) and value < 0:
                 raise ValueError(f"depth must be 0 or more, got {value}")
-        for value in _as_list(self.at):
+        for value in as_list(self.at):
             if value < 0:
                 raise ValueError(f"at must be 0 or more, got {value}")
         return self
@@ -185,13 +185,13 @@ class Protocol(Strict):
         blocks = BLOCK_MAPS[self.backbone.name].blocks
         last = len(blocks) - 1
         for index, strategy in enumerate(self.strategies):
-            for at in _as_list(strategy.at):
+            for at in as_list(strategy.at):
                 if at > last:
                     raise _FieldError(
                         ("strategies", index, "at"),
                         f"{self.backbone.name} has blocks 0..{last} ({', '.join(b.name for b in blocks)}), got {at}",
                     )
-            for depth in _as_list(strategy.depth):
+            for depth in as_list(strategy.depth):
                 if isinstance(depth, int) and depth > len(blocks):
                     raise _FieldError(
                         ("strategies", index, "depth"),
@@ -212,7 +212,8 @@ class _FieldError(ValueError):
         self.loc = loc
 
 
-def _as_list(value: Any) -> list:
+def as_list(value: Any) -> list:
+    """None as [], a list as itself, anything else as a one-item list."""
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]
@@ -259,13 +260,13 @@ def _clean_loc(loc: tuple, data: Any) -> tuple:
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             clean.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not clean_is_branch(part):
+        elif isinstance(node, dict) and isinstance(part, str) and not _is_union_branch(part):
             clean.append(part)
             node = None
     return tuple(clean)
 
 
-def clean_is_branch(part: str) -> bool:
+def _is_union_branch(part: str) -> bool:
     """Pydantic names union branches by tag or type; such parts are not YAML keys."""
     return part in {"medmnist", "folder", "csv", "synthetic", "int", "str", "list[...]", "HeadSpec"} or "[" in part
 
@@ -273,9 +274,6 @@ def clean_is_branch(part: str) -> bool:
 def _message(error: dict, data: Any, loc: tuple) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        parent = data
-        for part in loc[:-1]:
-            parent = parent[part] if isinstance(parent, (dict, list)) else None
         return f"unknown field{_did_you_mean(str(loc[-1]), _allowed_keys(loc[:-1], data))}"
     if kind == "missing":
         return "required field is missing"

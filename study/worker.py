@@ -9,6 +9,7 @@ import os
 import platform
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +46,9 @@ def configure_tensorflow(threads: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")  # retracing notices: every cell traces its own functions on purpose
+    # Keras' note that MobileNet(V2) at sizes without their own file use the 224 px weights (README: offline set-up)
+    warnings.filterwarnings("ignore", message=r".*will be loaded as the default", category=UserWarning)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))

@@ -1,0 +1,41 @@
+"""Real data, real weights: ImageNet MobileNetV2 on BreastMNIST beats the majority-class rate."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import study_command
+from study.store import ResultStore
+
+PROTOCOL = """\
+name: breastmnist-check
+dataset: {source: medmnist, name: breastmnist, size: 64}
+backbone: {name: mobilenetv2, weights: imagenet}
+strategies:
+  - {name: frozen, lr: {backbone: 1.0e-4, head: 3.0e-3}}
+  - {name: finetune, depth: [2]}
+fractions: [1.0]
+seeds: 1
+train: {epochs: 12, batch_size: 32, lr: {backbone: 1.0e-4, head: 1.0e-3}, early_stopping: {monitor: val_auc, patience: 4}}
+"""
+
+
+@pytest.mark.integration
+def test_transfer_beats_majority_class_on_real_breastmnist(tmp_path, shared_data, imagenet_keras_home):
+    protocol = tmp_path / "breastmnist.yaml"
+    protocol.write_text(PROTOCOL)
+    result = study_command(
+        "run", str(protocol), "--results-dir", str(tmp_path / "results"), "--report-dir", str(tmp_path / "report"),
+        "--data-dir", str(shared_data), "--jobs", "2", env={"KERAS_HOME": str(imagenet_keras_home)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    cells = ResultStore(tmp_path / "results", "breastmnist-check").cells().set_index("arm")
+    assert set(cells.index) == {"frozen", "finetune(depth=2)"}
+    assert (cells["n_train"] == 546).all() and (cells["n_val"] == 78).all() and (cells["n_test"] == 156).all()
+    majority = cells["majority_rate"].iloc[0]
+    assert majority == pytest.approx(114 / 156)
+    for arm, row in cells.iterrows():
+        assert row["accuracy"] > majority, f"{arm}: accuracy {row['accuracy']:.3f} <= majority rate {majority:.3f}"
+        assert row["auc"] > 0.7, f"{arm}: AUC {row['auc']:.3f}"
+        assert row["max_predicted_share"] < 0.95, f"{arm} predicts one class"
+    assert cells.loc["frozen", "trainable_params"] < cells.loc["finetune(depth=2)", "trainable_params"]
