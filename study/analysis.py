@@ -1,6 +1,7 @@
-"""Per-arm, per-fraction summaries of finished cells: mean, spread and a 95% interval over seeds.
+"""Finished cells aggregated and selected: per-arm, per-fraction summaries over seeds, degenerate flags, the
+stable arm order, and the choice of a strategy's representative arm or best cell by validation score.
 
-Pure pandas/scipy: a summary is rebuilt from the results store alone, without TensorFlow.
+Pure pandas/scipy: everything is rebuilt from the results store alone, without TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pandas as pd
 from scipy import stats
 
 METRICS = ["accuracy", "auc", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss"]
+LOWER_IS_BETTER = {"log_loss", "val_loss"}  # metrics and validation monitors where smaller is better
 STATS = ["mean", "std", "ci_low", "ci_high"]
 KEYS = ["arm", "fraction"]
 
@@ -29,6 +31,17 @@ def done_cells(cells: pd.DataFrame) -> pd.DataFrame:
     if "status" not in cells.columns:
         return cells.iloc[0:0]
     return cells[cells["status"] == "done"]
+
+
+def flagged(cells: pd.DataFrame) -> pd.DataFrame:
+    """The done cells with a boolean `degenerate` column, in a stable order (arm order, fraction, seed)."""
+    done = done_cells(cells)
+    if done.empty:
+        return done.assign(degenerate=pd.Series(dtype=bool))
+    rank = {arm: i for i, arm in enumerate(arm_order(done["arm"]))}
+    done = done.assign(degenerate=is_degenerate(done), _rank=done["arm"].map(rank))
+    done = done.sort_values(["_rank", "fraction", "seed", "run_id"], kind="mergesort")
+    return done.drop(columns="_rank").reset_index(drop=True)
 
 
 def is_degenerate(cells: pd.DataFrame) -> pd.Series:
@@ -96,3 +109,51 @@ def _summarize_group(arm: str, fraction: float, group: pd.DataFrame, metrics: li
         row.update(zip((f"{metric}_{s}" for s in STATS), interval(group[metric])))
     row["degenerate"] = int(group["degenerate"].sum())
     return row
+
+
+# ------------------------------------------------------------------------------------------- selection
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of this metric (or validation monitor) is better."""
+    return metric not in LOWER_IS_BETTER
+
+
+def of_names(cells: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The cells whose arm label or strategy name is one of names."""
+    return cells[cells["arm"].isin(names) | cells["strategy"].isin(names)]
+
+
+def validation_score(cells: pd.DataFrame) -> pd.Series:
+    """The stored validation value (monitor_value) oriented so that higher is better; NaN where none is stored."""
+    if "monitor_value" not in cells.columns:
+        return pd.Series(math.nan, index=cells.index)
+    value = pd.to_numeric(cells["monitor_value"], errors="coerce")
+    monitor = cells["monitor"] if "monitor" in cells.columns else pd.Series("", index=cells.index)
+    return value.where(~monitor.isin(LOWER_IS_BETTER), -value)
+
+
+def representative_arm(cells: pd.DataFrame, names: list[str], fraction: float) -> str | None:
+    """The arm among names with the best mean validation score over seeds at this fraction (never a test metric).
+
+    Ties, and arms without a stored validation value, fall back to the report's arm order.
+    """
+    pool = of_names(cells[cells["fraction"] == fraction], names)
+    if pool.empty:
+        return None
+    means = validation_score(pool).groupby(pool["arm"]).mean()
+    arms = arm_order(pool["arm"])
+    return max(arms, key=lambda arm: (_finite(means.get(arm)), -arms.index(arm)))
+
+
+def best_cell(cells: pd.DataFrame, names: list[str], fraction: float) -> pd.Series | None:
+    """The single cell among names at this fraction with the best validation score (ties: arm order, then seed)."""
+    pool = of_names(cells[cells["fraction"] == fraction], names)
+    if pool.empty:
+        return None
+    rank = {arm: i for i, arm in enumerate(arm_order(pool["arm"]))}
+    keyed = pool.assign(_score=validation_score(pool).fillna(-math.inf), _rank=pool["arm"].map(rank))
+    ordered = keyed.sort_values(["_score", "_rank", "seed", "run_id"], ascending=[False, True, True, True], kind="mergesort")
+    return ordered.iloc[0].drop(["_score", "_rank"])
+
+
+def _finite(value) -> float:
+    return -math.inf if value is None or pd.isna(value) else float(value)

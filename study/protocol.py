@@ -79,7 +79,11 @@ class BackboneSpec(Strict):
     @field_validator("weights")
     @classmethod
     def _weights(cls, value: str) -> str:
-        return value.lower() if value.lower() in {"imagenet", "none"} else value
+        if value.lower() in {"imagenet", "none"}:
+            return value.lower()
+        if not Path(value).expanduser().is_file():
+            raise ValueError(f"expected imagenet, none, or the path of a weights file; no file at {value!r}")
+        return value
 
 
 # -------------------------------------------------------------------------------------------- strategies
@@ -149,6 +153,52 @@ class TrainSpec(Strict):
     early_stopping: EarlyStopping | None = EarlyStopping()
 
 
+# ------------------------------------------------------------------------------------- report and claims
+CurveMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy"]
+ClaimMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss"]
+Side = str | list[str]
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ReportSpec(Strict):
+    """Options of the report; they never change run ids."""
+
+    metric: CurveMetric = Field("auc", description="metric of the learning curves, tests, rankings and heatmaps")
+    target: float | None = Field(None, gt=0, le=1, description="metric value whose training size the curves estimate")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of tests and claims")
+    exclude_degenerate: bool = Field(True, description="leave degenerate cells out of claims")
+    mcnemar: list[tuple[str, str]] | None = Field(
+        None, description="pairs of strategies or arms whose best cells McNemar compares; default every pair of strategies"
+    )
+    confusion_fraction: float | None = Field(None, description="fraction of the confusion matrices; default the largest")
+    tsne: bool = Field(True, description="draw the t-SNE map of the stored backbone features")
+
+
+class ClaimSpec(Strict):
+    """One claim: side a is better than side b (or not worse within a margin) on a metric at some fractions."""
+
+    id: str = Field(pattern=_NAME, description="short name of the claim")
+    text: str = Field("", description="the claim in words, with its source")
+    a: Side = Field(description="an arm label, a strategy name, or a list of them")
+    b: Side = Field(description="an arm label, a strategy name, or a list of them")
+    kind: Literal["better", "not_worse"] = "better"
+    margin: float = Field(0.0, ge=0, lt=1, description="not_worse: how much worse a may be")
+    metric: ClaimMetric | None = Field(None, description="default report.metric")
+    fractions: Literal["all"] | list[float] = "all"
+    alpha: float | None = Field(None, gt=0, lt=0.5, description="default report.alpha")
+    exclude_degenerate: bool | None = Field(None, description="default report.exclude_degenerate")
+
+    @model_validator(mode="after")
+    def _margin_fits_kind(self) -> ClaimSpec:
+        if self.kind == "better" and self.margin:
+            raise ValueError("margin is only for kind: not_worse")
+        return self
+
+    def side(self, which: str) -> list[str]:
+        value = getattr(self, which)
+        return [value] if isinstance(value, str) else list(value)
+
+
 # -------------------------------------------------------------------------------------------- protocol
 class Protocol(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="results go to <results dir>/<name>/")
@@ -159,7 +209,8 @@ class Protocol(Strict):
     fractions: list[float] = Field(min_length=1)
     seeds: int | list[int] = Field(3, description="a count (seeds 0..n-1) or an explicit list")
     train: TrainSpec = TrainSpec()
-    report: dict[str, Any] = Field(default_factory=dict, description="report options; never change run ids")
+    report: ReportSpec = ReportSpec()
+    claims: list[ClaimSpec] = Field(default_factory=list, description="claims the report tests")
 
     @field_validator("fractions")
     @classmethod
@@ -199,6 +250,37 @@ class Protocol(Strict):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _report_names_exist(self) -> Protocol:
+        from study.plan import expand_arms  # plan imports this module; by now it is loaded
+
+        labels = [arm.label for strategy in self.strategies for arm in expand_arms(strategy, self)]
+        names = list(dict.fromkeys([strategy.name for strategy in self.strategies] + labels))
+        fractions = set(self.fractions)
+        ids = [claim.id for claim in self.claims]
+        for index, claim in enumerate(self.claims):
+            if claim.id in ids[:index]:
+                raise _FieldError(("claims", index, "id"), f"claim ids must be unique, {claim.id!r} repeats")
+            for which in ("a", "b"):
+                if not claim.side(which):
+                    raise _FieldError(("claims", index, which), "expected an arm, a strategy, or a non-empty list of them")
+                for name in claim.side(which):
+                    if name not in names:
+                        raise _FieldError(("claims", index, which), _unknown_name(name, names))
+            if set(claim.side("a")) & set(claim.side("b")):
+                raise _FieldError(("claims", index, "b"), "a and b must not share an arm or strategy")
+            for fraction in [] if claim.fractions == "all" else claim.fractions:
+                if fraction not in fractions:
+                    raise _FieldError(("claims", index, "fractions"), f"expected fractions of {self.fractions}, got {fraction}")
+        for index, pair in enumerate(self.report.mcnemar or []):
+            for name in pair:
+                if name not in names:
+                    raise _FieldError(("report", "mcnemar", index), _unknown_name(name, names))
+        if self.report.confusion_fraction is not None and self.report.confusion_fraction not in fractions:
+            raise _FieldError(("report", "confusion_fraction"),
+                              f"expected one of the fractions {self.fractions}, got {self.report.confusion_fraction}")
+        return self
+
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
@@ -217,6 +299,10 @@ def as_list(value: Any) -> list:
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]
+
+
+def _unknown_name(name: str, names: list[str]) -> str:
+    return f"expected a strategy or arm of this protocol, one of {names}, got {name!r}{_did_you_mean(name, names)}"
 
 
 def _did_you_mean(word: str, choices) -> str:

@@ -112,3 +112,47 @@ def test_kill_9_mid_sweep_then_resume_stores_each_cell_once(tmp_path):
     assert len(cells) == 16 and cells["run_id"].is_unique and set(cells["status"]) == {"done"}
     assert f"{16 - len(before)} done, 0 failed, {len(before)} skipped" in resumed.stdout
     assert pd.Series([store.predictions(r) is not None for r in cells["run_id"]]).all()
+
+
+def test_failed_cell_is_stored_and_runs_again_only_on_request(tmp_path):
+    weights = tmp_path / "not-weights.h5"
+    weights.write_text("this is not an HDF5 file")
+    protocol = tmp_path / "broken.yaml"
+    protocol.write_text(
+        "name: broken\n"
+        "dataset: {source: synthetic, classes: 2, per_class: 10, size: 32}\n"
+        f"backbone: {{name: mobilenetv2, weights: {weights}}}\n"
+        "strategies: [{name: frozen}]\n"
+        "fractions: [1.0]\nseeds: 1\ntrain: {epochs: 1}\n"
+    )
+    store = ResultStore(tmp_path / "results", "broken")
+    first = study_command("run", str(protocol), *dirs(tmp_path))
+    assert first.returncode == 1
+    assert "0 done, 1 failed" in first.stdout and "--retry-failed" in first.stderr
+    failed = store.cells().iloc[0]
+    assert failed["status"] == "failed" and "not-weights.h5" in failed["error"]
+
+    skipped = study_command("run", str(protocol), *dirs(tmp_path))
+    assert skipped.returncode == 0 and "0 done, 0 failed, 1 skipped" in skipped.stdout
+    status = study_command("status", str(protocol), *dirs(tmp_path))
+    assert "total: 0 done, 1 failed, 0 pending" in status.stdout and "failed: frozen fraction=1 seed=0" in status.stdout
+
+    retried = study_command("run", str(protocol), *dirs(tmp_path), "--retry-failed")
+    assert retried.returncode == 1 and "0 done, 1 failed, 0 skipped" in retried.stdout
+    cells = store.cells()
+    assert len(cells) == 1 and cells.iloc[0]["finished_at"] > failed["finished_at"]
+
+
+def test_missing_weights_file_is_a_protocol_error(tmp_path):
+    protocol = write_tiny_protocol(tmp_path)
+    protocol.write_text(protocol.read_text().replace("weights: none", f"weights: {tmp_path / 'absent.h5'}"))
+    result = study_command("validate", str(protocol))
+    assert result.returncode == 2
+    assert f"{protocol}:3: backbone.weights: expected imagenet, none, or the path of a weights file" in result.stderr
+
+
+def test_datasets_describes_every_source():
+    result = study_command("datasets")
+    assert result.returncode == 0
+    for source in ("medmnist", "folder", "csv", "synthetic", "STUDY_DATA_DIR"):
+        assert source in result.stdout

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from study.data import sources
 from study.data.dataset import split_indices
 from study.data.sources import describe_sources, load_dataset, resolve_data_dir, source_fingerprint
 from study.data.splits import ensure_split
@@ -167,6 +166,22 @@ def test_grey_stored_as_rgb_becomes_one_channel(tmp_path):
     assert load_dataset(FolderSpec(source="folder", path=str(tmp_path), size=16), None, None).channels == 1
 
 
+def test_segmentation_masks_beside_the_images_are_skipped(tmp_path):
+    _small_folder(tmp_path)
+    _png(tmp_path / "cat" / "cat (0)_mask.png", np.zeros((20, 24), np.uint8))
+    _png(tmp_path / "dog" / "dog (1)_mask.png", np.zeros((20, 24), np.uint8))
+    _png(tmp_path / "dog" / "dog (1)_mask_1.png", np.zeros((20, 24), np.uint8))
+    _png(tmp_path / "dog" / "masked dog.png", _noise((20, 24)))
+    spec = FolderSpec(source="folder", path=str(tmp_path), size=16)
+    dataset = load_dataset(spec, None, None)
+    assert len(dataset) == 7 and not any("_mask" in name for name in dataset.ids)
+    assert "dog/masked dog.png" in dataset.ids
+    for mask in tmp_path.rglob("*_mask*.png"):
+        mask.unlink()
+    assert source_fingerprint(spec, None) == dataset.fingerprint  # the masks were never read
+    assert "_mask" in describe_sources()
+
+
 def test_truncated_image_is_named(tmp_path):
     _small_folder(tmp_path)
     broken = _png(tmp_path / "dog" / "broken (1).png", _noise((64, 64)))
@@ -285,7 +300,7 @@ def test_cache_hit_returns_equal_arrays_without_decoding(tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded an image despite the cache")
 
-    monkeypatch.setattr(sources.Image, "open", no_decoding)
+    monkeypatch.setattr(Image, "open", no_decoding)
     cached = load_dataset(spec, tmp_path, tmp_path / "cache")
     for field in ("images", "labels", "ids"):
         np.testing.assert_array_equal(getattr(cached, field), getattr(fresh, field))

@@ -134,6 +134,8 @@ def _h5_layers(path: Path) -> set[str]:
     """Names of the layers that hold weights in a legacy Keras .h5 weights or model file."""
     import h5py
 
+    if not h5py.is_hdf5(path):
+        raise StudyError(f"weights file {path} is not an HDF5 file")
     with h5py.File(path, "r") as file:
         group = file["model_weights"] if "layer_names" not in file.attrs and "model_weights" in file else file
         names = [_text(name) for name in group.attrs.get("layer_names", [])]

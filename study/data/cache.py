@@ -1,0 +1,55 @@
+"""The on-disk cache of decoded datasets: one images-<fingerprint>-<size>px.npz per source content and size."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from study.data.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+
+def cache_file(cache_dir: Path, fingerprint: str, size: int) -> Path:
+    """Where the arrays of the source with this fingerprint, decoded at size, are cached."""
+    return Path(cache_dir) / f"images-{fingerprint}-{size}px.npz"
+
+
+def read_cache(path: Path, fingerprint: str) -> Dataset | None:
+    """The cached dataset, or None when path is missing or unreadable (then it is decoded again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        return Dataset(images=arrays["images"], labels=arrays["labels"], class_names=arrays["class_names"].tolist(),
+                       ids=arrays["ids"], groups=arrays.get("groups"), split=arrays.get("split"),
+                       fingerprint=fingerprint)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        log.warning("ignoring unreadable image cache %s (%s); decoding again", path, exc)
+        return None
+
+
+def write_cache(path: Path, dataset: Dataset) -> None:
+    """Write the arrays to a temporary file beside path, then rename it; a failure only costs the cache."""
+    arrays = {"images": dataset.images, "labels": dataset.labels, "ids": dataset.ids,
+              "class_names": np.array(dataset.class_names, dtype=str)}
+    optional = {"groups": dataset.groups, "split": dataset.split}
+    arrays.update({key: value for key, value in optional.items() if value is not None})
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(descriptor, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(temporary, path)
+    except OSError as exc:
+        log.warning("could not write image cache %s (%s); the next load decodes again", path, exc)
+    finally:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)

@@ -1,0 +1,156 @@
+"""Image-file sources: a folder of class subfolders, or a CSV manifest of image paths and labels."""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from study.data.datadir import relative_hint, resolve_path
+from study.data.dataset import Dataset
+from study.data.fingerprint import Hasher
+from study.data.images import IMAGE_SUFFIXES, read_images
+from study.errors import DataError
+
+_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+_MASK_STEM = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)  # BUSI's segmentation masks: benign (1)_mask.png, ..._mask_1
+
+
+@dataclass(frozen=True)
+class _Record:
+    path: Path
+    id: str
+    label: str
+    group: str | None = None
+    split: str | None = None
+
+
+class FileSource:
+    """A folder or CSV source: one record per image file."""
+
+    def __init__(self, kind: str, records: list[_Record], origin: Path):
+        self.kind = kind
+        self.records = records
+        labels = {record.label for record in records}
+        self.class_names = sorted(labels, key=int) if all(re.fullmatch(r"-?\d+", x) for x in labels) else sorted(labels)
+        if len(self.class_names) < 2:
+            raise DataError(f"{origin}: found {len(self.class_names)} class(es) {self.class_names}; a classifier "
+                            "needs at least 2")
+
+    def fingerprint(self) -> str:
+        hasher = Hasher(self.kind)
+        for record in self.records:
+            for field in (record.id, record.label, record.group or "", record.split or ""):
+                hasher.text(field)
+            hasher.file(record.path)
+        return hasher.hexdigest()
+
+    def load(self, size: int, fingerprint: str) -> Dataset:
+        index = {name: position for position, name in enumerate(self.class_names)}
+        records = self.records
+        return Dataset(
+            images=read_images([record.path for record in records], size),
+            labels=np.array([index[record.label] for record in records], dtype=np.int64),
+            class_names=list(self.class_names),
+            ids=np.array([record.id for record in records], dtype=str),
+            groups=np.array([r.group for r in records], dtype=str) if records[0].group is not None else None,
+            split=np.array([r.split for r in records], dtype=str) if records[0].split is not None else None,
+            fingerprint=fingerprint,
+        )
+
+
+# ------------------------------------------------------------------------------------------------- folder
+def folder_source(path: str, data_dir: Path | None) -> FileSource:
+    """The images under path's class subfolders, split by train/ val/ test/ folders above them if present."""
+    root = resolve_path(path, data_dir)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} not found{relative_hint(path, data_dir)}")
+    tops = _subfolders(root)
+    names = {folder.name.lower() for folder in tops}
+    layout = [(folder, _SPLIT_NAMES[folder.name.lower()]) for folder in tops] \
+        if "train" in names and names <= set(_SPLIT_NAMES) else [(root, None)]
+    records = []
+    for base, split in layout:
+        class_folders = _subfolders(base)
+        if not class_folders:
+            raise DataError(f"{base} holds no class subfolders; put each class's images in its own subfolder "
+                            f"(e.g. {base / 'benign'})")
+        for folder in class_folders:
+            files = _image_files(folder)
+            if not files:
+                raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+                                "add images or remove the folder")
+            records += [_Record(file, file.relative_to(root).as_posix(), folder.name, None, split) for file in files]
+    return FileSource("folder", records, root)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(child for child in folder.iterdir() if child.is_dir() and not child.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files below folder, sorted; hidden files and segmentation masks (<image>_mask.png) left out."""
+    files = (
+        path for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and not _MASK_STEM.search(path.stem) and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+    return sorted(files, key=lambda path: path.relative_to(folder).as_posix())
+
+
+# ---------------------------------------------------------------------------------------------------- csv
+def csv_source(spec, data_dir: Path | None) -> FileSource:
+    """The images a CSV manifest lists, with their labels and optional groups and split."""
+    csv_path = resolve_path(spec.path, data_dir)
+    if not csv_path.is_file():
+        raise DataError(f"CSV manifest {csv_path} not found{relative_hint(spec.path, data_dir)}")
+    columns = {"path_column": spec.path_column, "label_column": spec.label_column,
+               "group_column": spec.group_column, "split_column": spec.split_column}
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            found = reader.fieldnames or []
+            for setting, column in columns.items():
+                if column is not None and column not in found:
+                    raise DataError(f"{csv_path}: no column {column!r} (the dataset's {setting}); columns found: "
+                                    f"{', '.join(found) or 'none'}")
+            records, lines = [], {}
+            for row in reader:
+                record = _csv_record(csv_path, reader.line_num, row, spec)
+                if record.id in lines:
+                    raise DataError(f"{csv_path}:{reader.line_num}: image {record.id!r} is listed again "
+                                    f"(first on line {lines[record.id]})")
+                lines[record.id] = reader.line_num
+                records.append(record)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{csv_path}: not a readable UTF-8 CSV file ({exc})") from None
+    if not records:
+        raise DataError(f"{csv_path}: the manifest lists no images")
+    return FileSource("csv", records, csv_path)
+
+
+def _csv_record(csv_path: Path, line: int, row: dict, spec) -> _Record:
+    where = f"{csv_path}:{line}"
+
+    def cell(column: str) -> str:
+        value = (row.get(column) or "").strip()
+        if not value:
+            raise DataError(f"{where}: empty {column!r}")
+        return value
+
+    relative = cell(spec.path_column).replace("\\", "/")
+    path = csv_path.parent / relative
+    if not path.is_file():
+        raise DataError(f"{where}: image file {relative!r} not found (looked for {path}); image paths are "
+                        "relative to the CSV's folder")
+    split = None
+    if spec.split_column is not None:
+        value = cell(spec.split_column)
+        split = _SPLIT_NAMES.get(value.lower())
+        if split is None:
+            raise DataError(f"{where}: {spec.split_column} is {value!r}; expected train, val or test")
+    group = cell(spec.group_column) if spec.group_column is not None else None
+    return _Record(path, relative, cell(spec.label_column), group, split)

@@ -1,0 +1,84 @@
+"""Image decoding: image files and arrays to uint8 grey or RGB pixels at size x size."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from study.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def read_images(paths: list[Path], size: int) -> np.ndarray:
+    """The files as one uint8 N x size x size x C array (C 1 or 3), under these rules:
+
+    - grey stays one channel, and so does RGB with R == G == B everywhere (BUSI); if any image is truly colour,
+      every image becomes RGB;
+    - palette and RGBA images become RGB (alpha dropped); 16-bit, 32-bit and float images are min-max scaled to
+      0..255 per image; EXIF orientation is applied;
+    - every image is resized to size x size with Lanczos; a non-square image is stretched (no crop, no padding).
+    """
+    arrays = _parallel(lambda path: _read_image(path, size), paths)
+    colour = sum(array.shape[2] == 3 for array in arrays)
+    if 0 < colour < len(arrays):
+        log.info("%d of %d images are colour: the grey ones become RGB too", colour, len(arrays))
+    return np.stack([np.repeat(a, 3, axis=2) if colour and a.shape[2] == 1 else a for a in arrays])
+
+
+def is_grey(rgb: np.ndarray) -> bool:
+    """Whether R == G == B at every pixel of an ... x 3 array."""
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def resize_all(images: np.ndarray, size: int) -> np.ndarray:
+    """N x H x W x C uint8 images resized to N x size x size x C (Lanczos, stretched)."""
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack(_parallel(lambda pixels: _resize(pixels, size), images))
+
+
+def _parallel(function: Callable, items: Iterable) -> list:
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(function, items))
+
+
+def _read_image(path: Path, size: int) -> np.ndarray:
+    """One file as uint8 size x size x C (C 1 or 3)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            pixels = _to_uint8(ImageOps.exif_transpose(image))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}; replace or remove the file") from None
+    return _resize(pixels, size)
+
+
+def _to_uint8(image: Image.Image) -> np.ndarray:
+    if image.mode in _HIGH_DEPTH_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        return np.round(scaled).astype(np.uint8)[..., None]
+    if image.mode in ("1", "L", "LA", "La"):
+        return np.asarray(image.convert("L"))[..., None]
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    rgb = np.asarray(image.convert("RGB"))
+    return rgb[..., :1] if is_grey(rgb) else rgb
+
+
+def _resize(pixels: np.ndarray, size: int) -> np.ndarray:
+    if pixels.shape[:2] == (size, size):
+        return pixels
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+    return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS)).reshape(size, size, pixels.shape[2])
