@@ -44,6 +44,12 @@ def cells_to_run(cells: list[Cell], store: ResultStore, retry_failed: bool) -> l
     return [cell for cell in cells if states[cell.run_id] in wanted]
 
 
+def dispatch_order(cells: list[Cell]) -> list[Cell]:
+    """Cells of one arm back to back, so each worker reuses its traced model and cached features."""
+    arm_rank = {label: rank for rank, label in enumerate(dict.fromkeys(cell.arm.label for cell in cells))}
+    return sorted(cells, key=lambda cell: (arm_rank[cell.arm.label], cell.fraction, cell.seed))
+
+
 def run_sweep(
     cells: list[Cell],
     store: ResultStore,
@@ -53,7 +59,7 @@ def run_sweep(
     on_result: Callable[[dict, SweepSummary], None] | None = None,
 ) -> SweepSummary:
     """Run every cell the store lacks; each result is stored the moment it arrives."""
-    todo = cells_to_run(cells, store, retry_failed)
+    todo = dispatch_order(cells_to_run(cells, store, retry_failed))
     summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo))
     log.info("%d cells, %d already stored, %d to run", len(cells), summary.skipped, len(todo))
     for row, predictions in execute(todo, context, jobs):

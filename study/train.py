@@ -52,54 +52,84 @@ def _optimizer(kind: str, learning_rate: float, weight_decay: float):
     return keras.optimizers.Adam(learning_rate)
 
 
-def _train_step(arm_model: ArmModel, train: dict[str, Any], lr_backbone: float, lr_head: float, size: int):
-    """A traced step that applies each variable group's own optimizer; returns the batch loss."""
-    import tensorflow as tf
+class Trainer:
+    """A traced training step and predictor for one model structure, reused across cells.
 
-    model = arm_model.model
-    groups = [
-        (variables, _optimizer(train["optimizer"], rate, train["weight_decay"]))
-        for variables, rate in ((arm_model.backbone_variables, lr_backbone), (arm_model.head_variables, lr_head))
-        if variables
-    ]
-    for variables, optimizer in groups:
-        optimizer.build(variables)
-    trainable = [variable for variables, _ in groups for variable in variables]
+    Tracing a fresh model costs far more than training it on a few hundred images, so a worker keeps one
+    Trainer per structure and `reset`s it to each cell's freshly initialised weights: the result equals that of
+    the fresh model, because every variable (weights, batch-norm statistics, random-generator states) and every
+    optimizer slot is set to what a fresh build and a fresh optimizer would hold.
+    """
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, size, size, 3], tf.float32),
-            tf.TensorSpec([None], tf.int32),
-            tf.TensorSpec([None], tf.float32),
+    def __init__(self, arm_model: ArmModel, train: dict[str, Any]):
+        self.arm_model = arm_model
+        self.train = train
+        self.optimizers = [
+            (variables, _optimizer(train["optimizer"], 1e-3, train["weight_decay"]))
+            for variables in (arm_model.backbone_variables, arm_model.head_variables)
         ]
-    )
-    def step(images, labels, weights):
-        with tf.GradientTape() as tape:
-            probabilities = model(images, training=True)
-            losses = tf.keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-            loss = tf.reduce_sum(losses * weights) / tf.reduce_sum(weights)
-            if model.losses:
-                loss += tf.add_n(model.losses)
-        gradients = tape.gradient(loss, trainable)
-        start = 0
-        for variables, optimizer in groups:
-            optimizer.apply_gradients(zip(gradients[start : start + len(variables)], variables))
-            start += len(variables)
-        return loss
+        for variables, optimizer in self.optimizers:
+            optimizer.build(variables)
+        self.step = self._traced_step()
+        self.predict = predictor(arm_model.model)
 
-    return step
+    def reset(self, fresh: ArmModel, lr_backbone: float, lr_head: float) -> None:
+        """Take the initial state of a freshly built model of the same structure, and fresh optimizers."""
+        ours, theirs = self.arm_model.model.variables, fresh.model.variables
+        if [v.shape for v in ours] != [v.shape for v in theirs]:
+            raise RuntimeError("internal error: a reused model got a fresh model of another structure")
+        for target, source in zip(ours, theirs):
+            target.assign(source)
+        for (_, optimizer), rate in zip(self.optimizers, (lr_backbone, lr_head)):
+            for variable in optimizer.variables:
+                variable.assign(np.zeros(variable.shape, variable.dtype))
+            optimizer.learning_rate.assign(rate)
+
+    def _traced_step(self):
+        import tensorflow as tf
+
+        model = self.arm_model.model
+        groups = [(variables, optimizer) for variables, optimizer in self.optimizers if variables]
+        trainable = [variable for variables, _ in groups for variable in variables]
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, *model.input_shape[1:]], tf.float32),
+                tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec([None], tf.float32),
+            ]
+        )
+        def step(inputs, labels, weights):
+            with tf.GradientTape() as tape:
+                probabilities = model(inputs, training=True)
+                losses = tf.keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+                loss = tf.reduce_sum(losses * weights) / tf.reduce_sum(weights)
+                if model.losses:
+                    loss += tf.add_n(model.losses)
+            gradients = tape.gradient(loss, trainable)
+            start = 0
+            for variables, optimizer in groups:
+                optimizer.apply_gradients(zip(gradients[start : start + len(variables)], variables))
+                start += len(variables)
+            return loss
+
+        return step
+
+    def fit(self, data: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, n_classes: int) -> FitResult:
+        """Train on data['train'], select the epoch by data['val'] (never test); keep the best epoch's weights."""
+        return _fit(self, data, seed, n_classes)
 
 
-def predictor(model, size: int):
-    """A traced inference function over batches of preprocessed images."""
+def predictor(model):
+    """A traced inference function over batches of model inputs, returning float64 probabilities."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
-    def forward(images):
-        return model(images, training=False)
+    @tf.function(input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
+    def forward(inputs):
+        return model(inputs, training=False)
 
-    def predict(images: np.ndarray) -> np.ndarray:
-        parts = [forward(images[i : i + PREDICT_BATCH]).numpy() for i in range(0, len(images), PREDICT_BATCH)]
+    def predict(inputs: np.ndarray) -> np.ndarray:
+        parts = [forward(inputs[i : i + PREDICT_BATCH]).numpy() for i in range(0, len(inputs), PREDICT_BATCH)]
         probabilities = np.concatenate(parts).astype("float64")
         return probabilities / probabilities.sum(axis=1, keepdims=True)  # exact sums after float32 softmax
 
@@ -113,21 +143,11 @@ def _monitored(name: str, labels: np.ndarray, probabilities: np.ndarray) -> floa
     return value if not math.isnan(value) else values["accuracy"]
 
 
-def fit(
-    arm_model: ArmModel,
-    data: dict[str, tuple[np.ndarray, np.ndarray]],
-    train: dict[str, Any],
-    lr_backbone: float,
-    lr_head: float,
-    seed: int,
-    n_classes: int,
-) -> FitResult:
-    """Train on data['train'], select the epoch by data['val'] (never test); the model keeps the best weights."""
+def _fit(trainer: Trainer, data: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, n_classes: int) -> FitResult:
     x_train, y_train = data["train"]
     x_val, y_val = data["val"]
-    size = x_train.shape[1]
-    step = _train_step(arm_model, train, lr_backbone, lr_head, size)
-    predict = predictor(arm_model.model, size)
+    train = trainer.train
+    model = trainer.arm_model.model
     weight_of_class = class_weights(y_train, n_classes, train["class_weight"])
     rng = np.random.default_rng(seed)
     stopping = train["early_stopping"] or {"monitor": "val_loss", "patience": train["epochs"] + 1}
@@ -142,19 +162,18 @@ def fit(
         for start in range(0, len(order), batch):
             index = order[start : start + batch]
             labels = y_train[index]
-            loss = float(step(x_train[index], labels.astype("int32"), weight_of_class[labels]))
-            losses.append(loss)
+            losses.append(float(trainer.step(x_train[index], labels.astype("int32"), weight_of_class[labels])))
         mean_loss = float(np.mean(losses))
         if not math.isfinite(mean_loss):
             raise TrainingFailed(f"the training loss became {mean_loss} in epoch {epoch}; lower the learning rate")
-        value = _monitored(monitor, y_val, predict(x_val))
+        value = _monitored(monitor, y_val, trainer.predict(x_val))
         best.history.append({"epoch": epoch, "loss": mean_loss, monitor: value})
         best.epochs = epoch
         if best_weights is None or sign * value > sign * best.best_value:
             best.best_epoch, best.best_value = epoch, value
-            best_weights = arm_model.model.get_weights()
+            best_weights = model.get_weights()
         elif epoch - best.best_epoch >= patience:
             log.debug("early stop at epoch %d (best %d)", epoch, best.best_epoch)
             break
-    arm_model.model.set_weights(best_weights)
+    model.set_weights(best_weights)
     return best

@@ -10,6 +10,7 @@ import platform
 import time
 import traceback
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ import study
 from study.data.dataset import Dataset, split_indices
 from study.data.sources import load_dataset
 from study.data.splits import ensure_split, training_subsets
+from study.features import FeatureCache
 from study.metrics import METRICS, classification_metrics
 from study.plan import Cell
 from study.protocol import DatasetSpec
@@ -38,12 +40,13 @@ class WorkerContext:
     data_dir: str | None
     cache_dir: str | None
     threads: int
+    caches: bool = True  # feature cache and model reuse; off only to measure what they save
 
 
 def configure_tensorflow(threads: int) -> None:
     """Set oneDNN and thread counts before TensorFlow starts; later calls in the same process do nothing."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ notices; errors still surface as Python exceptions
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # retracing notices: every cell traces its own functions on purpose
@@ -96,29 +99,70 @@ def run_cell(cell: Cell, context: WorkerContext) -> tuple[dict, pd.DataFrame | N
         return row, None
 
 
-def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, pd.DataFrame]:
-    configure_tensorflow(context.threads)
+_TRAINERS: OrderedDict[str, Any] = OrderedDict()  # structure key -> Trainer, most recently used last
+MAX_TRAINERS = 3
+_FEATURES: dict[str | None, FeatureCache] = {}
+
+
+def _structure_key(cell: Cell, n_classes: int) -> str:
+    """Cells with equal keys build models of identical structure: only seed, fraction and rates differ."""
+    arm = {k: v for k, v in cell.settings["arm"].items() if k not in {"lr_backbone", "lr_head"}}
+    return json.dumps({**cell.settings, "arm": arm, "n_classes": n_classes}, sort_keys=True, default=str)
+
+
+def _trainer_for(cell: Cell, n_classes: int, caches: bool):
+    """A Trainer reset to this cell's fresh initial state; reused across cells of the same structure."""
     import keras
 
     from study.models.strategies import build_arm_model
-    from study.train import fit, predictor
+    from study.train import Trainer
 
+    keras.utils.set_random_seed(cell.seed)
+    fresh = build_arm_model(cell.settings, n_classes, start_after_frozen=caches)
+    key = _structure_key(cell, n_classes)
+    trainer = _TRAINERS.pop(key, None) if caches else None
+    if trainer is None:
+        trainer = Trainer(fresh, cell.settings["train"])
+    trainer.reset(fresh, cell.arm.lr_backbone, cell.arm.lr_head)
+    if caches:
+        _TRAINERS[key] = trainer
+        while len(_TRAINERS) > MAX_TRAINERS:
+            _TRAINERS.popitem(last=False)
+    return trainer
+
+
+def _model_inputs(cell: Cell, context: WorkerContext, dataset: Dataset, images: np.ndarray) -> np.ndarray:
+    """Preprocessed images, or the cached output of the arm's frozen lower blocks for every image."""
+    from study.features import compute_block_output, feature_key
+    from study.models.strategies import frozen_boundary
+
+    boundary = frozen_boundary(cell.settings)
+    if boundary is None or not context.caches:
+        return images
+    cache = _FEATURES.setdefault(context.cache_dir, FeatureCache(Path(context.cache_dir) if context.cache_dir else None))
+    key = feature_key(cell.settings, boundary, dataset.fingerprint, cell.seed)
+    return cache.get_or_compute(key, lambda: compute_block_output(cell.settings, boundary, images, cell.seed))
+
+
+def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, pd.DataFrame]:
+    configure_tensorflow(context.threads)
     settings = cell.settings
     dataset = load_for(context)
     key = (json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir)
     images = _preprocessed(*key, settings["backbone"]["name"])
     indices = cell_indices(dataset, cell.fraction, cell.seed)
-    data = {part: (images[index], dataset.labels[index]) for part, index in indices.items()}
     n_classes = len(dataset.class_names)
 
     clock = time.perf_counter()
-    keras.utils.set_random_seed(cell.seed)
-    arm_model = build_arm_model(settings, n_classes)
-    result = fit(arm_model, data, settings["train"], cell.arm.lr_backbone, cell.arm.lr_head, cell.seed, n_classes)
+    inputs = _model_inputs(cell, context, dataset, images)
+    trainer = _trainer_for(cell, n_classes, context.caches)
+    data = {part: (inputs[index], dataset.labels[index]) for part, index in indices.items()}
+    result = trainer.fit(data, cell.seed, n_classes)
     train_seconds = time.perf_counter() - clock
-    probabilities = predictor(arm_model.model, images.shape[1])(data["test"][0])
+    probabilities = trainer.predict(data["test"][0])
     labels = data["test"][1]
     scores = classification_metrics(labels, probabilities)
+    arm_model = trainer.arm_model
 
     row = _base_row(cell, started)
     row.update(
@@ -133,9 +177,11 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
         monitor_value=result.best_value,
         train_seconds=train_seconds,
         trainable_params=int(sum(np.prod(v.shape) for v in arm_model.model.trainable_variables)),
-        total_params=int(arm_model.model.count_params()),
+        total_params=arm_model.total_params,
         blocks_kept=arm_model.blocks_kept,
         blocks_trained=arm_model.blocks_trained,
+        cached_input_block=arm_model.input_block,
+        caches=context.caches,
         **{name: scores[name] for name in (*METRICS, "majority_rate", "max_predicted_share")},
     )
     row["finished_at"] = datetime.now(timezone.utc).isoformat()

@@ -34,13 +34,13 @@ def cells():
     return {cell.arm.label: cell for cell in plan_cells(protocol, source_fingerprint(protocol.dataset, None))}
 
 
-def build(cell):
+def build(cell, start_after_frozen: bool = False):
     import keras
 
     from study.models.strategies import build_arm_model
 
     keras.utils.set_random_seed(0)
-    return build_arm_model(cell.settings, 3)
+    return build_arm_model(cell.settings, 3, start_after_frozen)
 
 
 def names(variables) -> set[str]:
@@ -85,7 +85,7 @@ def test_frozen_batch_norm_statistics_do_not_move(cells):
 
 
 def test_backbone_and_head_learn_at_their_own_rates(cells):
-    from study.train import fit
+    from study.train import Trainer
 
     cell = cells["finetune(depth=all)"]
     arm = build(cell)
@@ -94,27 +94,29 @@ def test_backbone_and_head_learn_at_their_own_rates(cells):
     y = np.arange(48) % 3
     backbone_before = [v.numpy().copy() for v in arm.backbone_variables]
     head_before = [v.numpy().copy() for v in arm.head_variables]
-    train = {**cell.settings["train"], "early_stopping": None, "epochs": 2}
-    fit(arm, {"train": (x, y), "val": (x, y)}, train, lr_backbone=1e-9, lr_head=1e-1, seed=0, n_classes=3)
+    trainer = Trainer(arm, {**cell.settings["train"], "early_stopping": None, "epochs": 2})
+    trainer.reset(arm, lr_backbone=1e-9, lr_head=1e-1)
+    trainer.fit({"train": (x, y), "val": (x, y)}, seed=0, n_classes=3)
     backbone_change = max(np.abs(v.numpy() - b).max() for v, b in zip(arm.backbone_variables, backbone_before))
     head_change = max(np.abs(v.numpy() - b).max() for v, b in zip(arm.head_variables, head_before))
     assert backbone_change < 1e-6 < 1e-3 < head_change
 
 
 def test_early_stopping_keeps_the_best_validation_epoch(cells):
-    from study.train import fit, predictor
+    from study.train import Trainer
 
     cell = cells["frozen(mlp)"]
     arm = build(cell)
     rng = np.random.default_rng(2)
     x = rng.random((30, 16, 16, 3), dtype=np.float32)
     y = np.arange(30) % 3
-    train = {**cell.settings["train"], "epochs": 6, "early_stopping": {"monitor": "val_loss", "patience": 2}}
-    result = fit(arm, {"train": (x, y), "val": (x[::-1], y[::-1])}, train, 1e-3, 5e-1, 0, 3)
+    trainer = Trainer(arm, {**cell.settings["train"], "epochs": 6, "early_stopping": {"monitor": "val_loss", "patience": 2}})
+    trainer.reset(arm, 1e-3, 5e-1)
+    result = trainer.fit({"train": (x, y), "val": (x[::-1], y[::-1])}, 0, 3)
     losses = [entry["val_loss"] for entry in result.history]
     assert result.best_value == min(losses) and losses[result.best_epoch - 1] == min(losses)
     assert result.epochs - result.best_epoch <= 2
-    restored = classification_metrics(y[::-1], predictor(arm.model, 16)(x[::-1]))["log_loss"]
+    restored = classification_metrics(y[::-1], trainer.predict(x[::-1]))["log_loss"]
     assert restored == pytest.approx(result.best_value, rel=1e-5)
 
 

@@ -1,13 +1,17 @@
-"""Build the network of one arm: backbone (cut, frozen or trainable by block) plus a new head."""
+"""Build the network of one arm: backbone (cut, frozen or trainable by block) plus a new head.
+
+When the arm's lower blocks stay frozen and there is no augmentation, the built model starts at the output of
+the last frozen block (`input_block`), whose values come from the feature cache; otherwise it starts at the image.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from study.models.backbones import build_backbone, layer_blocks, truncate
 from study.models.blocks import backbone_info
-
 
 TRAINED_BN_MOMENTUM = 0.9  # Keras' 0.99-0.999 leaves moving statistics near their start after a small-data run
 
@@ -16,14 +20,27 @@ TRAINED_BN_MOMENTUM = 0.9  # Keras' 0.99-0.999 leaves moving statistics near the
 class ArmModel:
     """A built model and its variables split into the two learning-rate groups."""
 
-    model: Any  # keras.Model mapping preprocessed images to class probabilities
+    model: Any  # keras.Model from images (input_block None) or from block input_block's output, to probabilities
+    input_block: int | None
     backbone_variables: list
     head_variables: list
     blocks_kept: int
     blocks_trained: int
+    total_params: int  # of the whole network, frozen blocks included
 
 
-def build_arm_model(settings: dict[str, Any], n_classes: int) -> ArmModel:
+def frozen_boundary(settings: dict[str, Any]) -> int | None:
+    """The last block that stays frozen when the model can start after it, else None."""
+    info = backbone_info(settings["backbone"]["name"])
+    arm = settings["arm"]
+    kept = len(info.blocks) if arm["truncate_at"] is None else arm["truncate_at"] + 1
+    trained = kept if arm["depth"] == "all" else min(int(arm["depth"]), kept)
+    if trained == kept or settings["train"]["augment"]:
+        return None
+    return kept - trained - 1
+
+
+def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen: bool = True) -> ArmModel:
     """The model of one cell's arm, with frozen blocks marked non-trainable."""
     import keras
 
@@ -41,34 +58,53 @@ def build_arm_model(settings: dict[str, Any], n_classes: int) -> ArmModel:
     for layer in base.layers:  # the input layer maps to block -1 and holds no weights
         layer.trainable = block_of.get(layer.name, -1) >= first_trained
 
-    inputs = keras.Input((size, size, 3), name="image")
-    features = inputs
-    if train["augment"]:
-        features = keras.layers.RandomFlip("horizontal", name="augment_flip")(features)
-        features = keras.layers.RandomTranslation(0.05, 0.05, name="augment_shift")(features)
     pretrained = backbone["weights"] != "none"
     keep_bn_frozen = trained == 0 or (pretrained and train["batchnorm"] == "frozen")
-    if keep_bn_frozen:
-        features = base(features, training=False)
-    else:
+    if not keep_bn_frozen:
         _shorten_batchnorm_memory(base)
-        features = base(features)
+    input_block = frozen_boundary(settings) if start_after_frozen else None
+    if input_block is None:
+        inputs = keras.Input((size, size, 3), name="image")
+        features = _augment(inputs) if train["augment"] else inputs
+        trunk = base
+    else:
+        boundary = base.get_layer(info.blocks[input_block].last_layer).output
+        inputs = keras.Input(tuple(boundary.shape[1:]), name=f"block{input_block}_output")
+        features = inputs
+        trunk = keras.Model(boundary, base.output, name="trainable_blocks") if trained else None
+    if trunk is not None:
+        features = trunk(features, training=False) if keep_bn_frozen else trunk(features)
+    outputs = _head(features, arm["head"], n_classes)
+    model = keras.Model(inputs, outputs, name=f"{backbone['name']}_{arm['strategy']}")
+    backbone_ids = {id(variable) for variable in base.trainable_variables}
+    head_variables = [v for v in model.trainable_variables if id(v) not in backbone_ids]
+    return ArmModel(
+        model=model,
+        input_block=input_block,
+        backbone_variables=[v for v in model.trainable_variables if id(v) in backbone_ids],
+        head_variables=head_variables,
+        blocks_kept=kept,
+        blocks_trained=trained,
+        total_params=int(base.count_params() + sum(math.prod(v.shape) for v in head_variables)),
+    )
+
+
+def _augment(images):
+    import keras
+
+    images = keras.layers.RandomFlip("horizontal", name="augment_flip")(images)
+    return keras.layers.RandomTranslation(0.05, 0.05, name="augment_shift")(images)
+
+
+def _head(features, head: dict[str, Any], n_classes: int):
+    import keras
+
     features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-    head = arm["head"]
     if head["kind"] == "mlp":
         for index, units in enumerate(head["units"]):
             features = keras.layers.Dense(units, activation="relu", name=f"head_dense{index + 1}")(features)
             features = keras.layers.Dropout(head["dropout"], name=f"head_dropout{index + 1}")(features)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="head_out")(features)
-    model = keras.Model(inputs, outputs, name=f"{backbone['name']}_{arm['strategy']}")
-    backbone_ids = {id(variable) for variable in base.trainable_variables}
-    return ArmModel(
-        model=model,
-        backbone_variables=list(base.trainable_variables),
-        head_variables=[v for v in model.trainable_variables if id(v) not in backbone_ids],
-        blocks_kept=kept,
-        blocks_trained=trained,
-    )
+    return keras.layers.Dense(n_classes, activation="softmax", name="head_out")(features)
 
 
 def _shorten_batchnorm_memory(base) -> None:
