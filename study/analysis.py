@@ -44,6 +44,16 @@ def flagged(cells: pd.DataFrame) -> pd.DataFrame:
     return done.drop(columns="_rank").reset_index(drop=True)
 
 
+def newest_per_key(done: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One cell per (arm, fraction, seed), the last finished (a protocol edit can leave older results in the store),
+    in the input order; and how many were left out."""
+    if done.empty:
+        return done, 0
+    by_time = done.sort_values("finished_at", kind="mergesort") if "finished_at" in done.columns else done
+    kept = by_time.drop_duplicates(KEYS + ["seed"], keep="last").index
+    return done[done.index.isin(kept)].reset_index(drop=True), len(done) - len(kept)
+
+
 def is_degenerate(cells: pd.DataFrame) -> pd.Series:
     """True for cells that predict (almost) a single class or rank no better than chance."""
     share = pd.to_numeric(cells["max_predicted_share"], errors="coerce")
@@ -151,7 +161,8 @@ def best_cell(cells: pd.DataFrame, names: list[str], fraction: float) -> pd.Seri
         return None
     rank = {arm: i for i, arm in enumerate(arm_order(pool["arm"]))}
     keyed = pool.assign(_score=validation_score(pool).fillna(-math.inf), _rank=pool["arm"].map(rank))
-    ordered = keyed.sort_values(["_score", "_rank", "seed", "run_id"], ascending=[False, True, True, True], kind="mergesort")
+    ordered = keyed.sort_values(["_score", "_rank", "seed", "run_id"], ascending=[False, True, True, True],
+                                kind="mergesort")
     return ordered.iloc[0].drop(["_score", "_rank"])
 
 

@@ -116,14 +116,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     protocol = load_protocol(args.protocol)
     store = ResultStore(args.results_dir, protocol.name)
     paths = _build_report(protocol, store, args.report_dir / protocol.name)
-    print(f"report written to {paths[0].parent}")
+    print(f"report written to {paths[0].parent} (open {paths[0]})")
     return 0
 
 
 def _build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[Path]:
+    """The report's files, index.html first (study.report never imports TensorFlow)."""
     from study.report import build_report
 
-    return build_report(store.cells(), out_dir, title=f"{protocol.name}: {protocol.description}".rstrip(": "))
+    return build_report(protocol, store, out_dir)
+
+
+def features_path(store: ResultStore, protocol: Protocol) -> Path:
+    """Where the run stores the pooled frozen-backbone features of every image, for the report's map."""
+    return store.root / "features" / f"{protocol.backbone.name}-{protocol.dataset.size}px.npz"
+
+
+def _export_features(session: Session, context, jobs: int) -> None:
+    """Store the pretrained backbone's features once per protocol (no pretrained weights, no map)."""
+    from study.executors import run_task
+    from study.worker import export_features
+
+    protocol = session.protocol
+    path = features_path(session.store, protocol)
+    if protocol.backbone.weights == "none" or path.exists():
+        return
+    settings = {"dataset": protocol.dataset.model_dump(exclude={"path"}), "backbone": protocol.backbone.model_dump()}
+    try:
+        run_task(export_features, context, settings, str(path), jobs=jobs)
+    except Exception as exc:  # the map is an extra: the sweep's results stand without it
+        print(f"note: no feature map for the report ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -164,6 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with SweepProgress(total=len(session.cells), done=len(session.cells) - len(todo), enabled=not args.no_progress) as progress:
             summary = run_sweep(session.cells, store, context, jobs, args.retry_failed, on_result=progress.update)
         elapsed = time.perf_counter() - started
+        _export_features(session, context, jobs)
     finally:
         lock.release()
     paths = _build_report(session.protocol, store, session.report_dir)

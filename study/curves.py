@@ -68,7 +68,7 @@ def _failed(note: str) -> Fit:
 
 
 def size_needed(fit: Fit, target: float, n_measured) -> tuple[float, str]:
-    """The training size at which the fitted curve reaches target, with a note; NaN and the reason when it never does."""
+    """The training size at which the fitted curve reaches target, with a note; NaN and the reason if it never does."""
     if not fit.ok:
         return math.nan, f"not reached: {fit.note}"
     if fit.a <= target:
@@ -95,6 +95,8 @@ def fit_curves(summary: pd.DataFrame, metric: str, target: float | None) -> pd.D
             needed, note = math.nan, fit.note or "no target set (report.target)"
         else:
             needed, note = size_needed(fit, target, points["n_train"])
+        if fit.ok and fit.a >= BOUNDS[1][0] - 1e-6:
+            note += "; a sits at its bound 1: the curve has not levelled off, so a and n needed are uncertain"
         rows.append({
             "arm": arm, "n_sizes": int(points[f"{metric}_mean"].notna().sum()), "a": fit.a, "b": fit.b, "c": fit.c,
             "rmse": fit.rmse, "target": math.nan if target is None else target,

@@ -49,3 +49,12 @@ def execute(cells: list[Cell], context: WorkerContext, jobs: int) -> Iterator[Re
     if jobs <= 1 or len(cells) <= 1:
         return run_serial(cells, context)
     return run_local(cells, context, min(jobs, len(cells)))
+
+
+def run_task(function, *args, jobs: int):
+    """Run one function in a worker process (reusing the sweep's pool), or here when jobs is 1."""
+    if jobs <= 1:
+        return function(*args)
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=1, backend="loky")([delayed(function)(*args)])[0]

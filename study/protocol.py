@@ -168,9 +168,9 @@ class ReportSpec(Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of tests and claims")
     exclude_degenerate: bool = Field(True, description="leave degenerate cells out of claims")
     mcnemar: list[tuple[str, str]] | None = Field(
-        None, description="pairs of strategies or arms whose best cells McNemar compares; default every pair of strategies"
+        None, description="pairs of strategies or arms whose best cells McNemar compares; default every pair"
     )
-    confusion_fraction: float | None = Field(None, description="fraction of the confusion matrices; default the largest")
+    confusion_fraction: float | None = Field(None, description="fraction of the confusion matrices (default largest)")
     tsne: bool = Field(True, description="draw the t-SNE map of the stored backbone features")
 
 
@@ -192,6 +192,8 @@ class ClaimSpec(Strict):
     def _margin_fits_kind(self) -> ClaimSpec:
         if self.kind == "better" and self.margin:
             raise ValueError("margin is only for kind: not_worse")
+        if self.kind == "not_worse" and not self.margin:
+            raise ValueError("not_worse needs a margin > 0 (with margin 0 it is the better claim)")
         return self
 
     def side(self, which: str) -> list[str]:
@@ -263,7 +265,8 @@ class Protocol(Strict):
                 raise _FieldError(("claims", index, "id"), f"claim ids must be unique, {claim.id!r} repeats")
             for which in ("a", "b"):
                 if not claim.side(which):
-                    raise _FieldError(("claims", index, which), "expected an arm, a strategy, or a non-empty list of them")
+                    raise _FieldError(("claims", index, which),
+                                      "expected an arm, a strategy, or a non-empty list of them")
                 for name in claim.side(which):
                     if name not in names:
                         raise _FieldError(("claims", index, which), _unknown_name(name, names))
@@ -271,7 +274,8 @@ class Protocol(Strict):
                 raise _FieldError(("claims", index, "b"), "a and b must not share an arm or strategy")
             for fraction in [] if claim.fractions == "all" else claim.fractions:
                 if fraction not in fractions:
-                    raise _FieldError(("claims", index, "fractions"), f"expected fractions of {self.fractions}, got {fraction}")
+                    raise _FieldError(("claims", index, "fractions"),
+                                      f"expected fractions of {self.fractions}, got {fraction}")
         for index, pair in enumerate(self.report.mcnemar or []):
             for name in pair:
                 if name not in names:

@@ -1,203 +1,295 @@
-"""The report of one protocol, rebuilt from its stored cells alone: CSV summary, Markdown and learning curves.
+"""The report of one protocol, rebuilt from its results store alone (never TensorFlow): the sections of the document,
+each from the analysis modules, then written as index.html, report.md, tables/ and figures/ (study.render).
 
-Rebuilding from the same cells gives byte-identical summary.csv and summary.md. No TensorFlow is imported.
+Rebuilding from the same store gives identical tables: cells are put in a fixed order, the bootstrap and t-SNE
+use fixed seeds, and no date or path that changes between builds is written.
 """
 
 from __future__ import annotations
 
-import io
+import functools
 import logging
-import math
-import os
-import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix
 
+from study import figures, tables
 from study.analysis import (
     DEGENERATE_AUC_MARGIN,
     DEGENERATE_SHARE,
     METRICS,
-    arm_order,
-    done_cells,
-    is_degenerate,
+    best_cell,
+    flagged,
+    newest_per_key,
     summarize,
 )
-from study.errors import StudyError
+from study.claims import MIN_PAIRS, evaluate_claims
+from study.curves import fit_curves
+from study.embedding import FeaturesError, features_path, tsne_map
+from study.protocol import Protocol
+from study.render.document import Document, Figure, Section, Table
+from study.render.files import write_document
+from study.significance import friedman_tables, mcnemar_table, nemenyi_table, pairwise_table
+from study.store import ResultStore
 
 log = logging.getLogger(__name__)
 
-FLOAT_FORMAT = "%.6f"
-DAGGER = "†"
-MAX_ERROR_CHARS = 200
+STRATEGIES = ["scratch", "frozen", "finetune", "truncate"]
 
 
-def build_report(cells: pd.DataFrame, out_dir: Path, title: str, metric: str = "auc") -> list[Path]:
-    """Write summary.csv, summary.md and learning-curve PNGs under out_dir; return the written paths."""
-    if metric not in METRICS:
-        raise StudyError(f"unknown report metric {metric!r}; expected one of {', '.join(METRICS)}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(cells)
-    curves = {"learning_curve.png": metric} | ({} if metric == "accuracy" else {"learning_curve_accuracy.png": "accuracy"})
-    written = [
-        _write_atomic(out_dir / "summary.csv", _summary_csv(summary)),
-        _write_atomic(out_dir / "summary.md", render_markdown(cells, summary, title, metric, list(curves)).encode()),
-        *(_write_atomic(out_dir / name, _learning_curve_png(summary, title, m)) for name, m in curves.items()),
-    ]
-    log.info("report of %d cells written to %s", len(cells), out_dir)
-    return written
+def build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[Path]:
+    """Write the report of the protocol's stored results under out_dir; index.html is the first path returned."""
+    features = features_path(store.root, protocol.backbone.name, protocol.dataset.size)
+    document = report_document(protocol, store.cells(), functools.lru_cache(maxsize=None)(store.predictions), features)
+    paths = write_document(document, out_dir)
+    log.info("report written to %s", out_dir)
+    return paths
 
 
-# ------------------------------------------------------------------------------------------------ files
-def _write_atomic(path: Path, data: bytes) -> Path:
-    """Write to a hidden temporary file in the same folder, then rename it over path."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _summary_csv(summary: pd.DataFrame) -> bytes:
-    return summary.to_csv(index=False, float_format=FLOAT_FORMAT, lineterminator="\n").encode()
-
-
-# --------------------------------------------------------------------------------------------- markdown
-def render_markdown(cells: pd.DataFrame, summary: pd.DataFrame, title: str, metric: str, figures: list[str]) -> str:
-    """The Markdown report: counts, one table per metric, degenerate and failed cells."""
-    done = done_cells(cells)
+def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, features: Path) -> Document:
+    """The report as a document: overview, claims, curves, significance, heatmaps, images, cell lists."""
+    title = f"{protocol.name}: {protocol.description}".rstrip(": ")
+    done, replaced = newest_per_key(flagged(cells))
     failed = cells[cells["status"] == "failed"] if "status" in cells.columns else cells.iloc[0:0]
-    lines = [f"# {title}", "", f"Cells: {len(done)} done, {len(failed)} failed.", ""]
-    if summary.empty:
-        lines += ["No finished cells: there is nothing to summarize yet.", ""]
-    else:
-        lines += [f"![{name}]({name})" for name in figures] + [""]
-        for name in [metric, *(m for m in METRICS if m != metric)]:
-            lines += _metric_section(summary, name)
-        lines += _degenerate_section(done)
-    lines += _failed_section(failed)
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def _metric_section(summary: pd.DataFrame, metric: str) -> list[str]:
-    """A table of "mean [ci_low, ci_high]": arms as rows, fractions as columns; empty if the metric has no values."""
-    if summary[f"{metric}_mean"].isna().all():
-        return []
-    fractions = sorted(summary["fraction"].unique())
-    by_key = {(row.arm, row.fraction): row for row in summary.itertuples(index=False)}
-    header = ["arm", *(_fraction_label(summary, f) for f in fractions)]
-    rows = [
-        [arm, *(_cell_text(by_key.get((arm, f)), metric) for f in fractions)] for arm in arm_order(summary["arm"])
+    sections = [_overview(protocol, done, failed, replaced)]
+    if done.empty:
+        sections.append(Section("Results", ["No finished cells: there is nothing to summarize yet."]))
+        return Document(title, sections + [_cell_lists(done, failed)])
+    spec = protocol.report
+    summary = summarize(done)
+    sections += [
+        _claims(protocol, done),
+        _learning_curves(summary, spec),
+        _pairwise(done, spec),
+        _friedman(done, spec),
+        _mcnemar(protocol, done, predictions),
+        _heatmaps(summary, spec),
+        _images(protocol, done, summary, predictions, features),
+        _cell_lists(done, failed),
+        _all_metrics(summary, spec.metric),
     ]
-    lines = [f"## {metric}: mean [95% CI] over seeds", "", *_table(header, rows), ""]
-    if summary["degenerate"].gt(0).any():
-        lines += [
-            f"{DAGGER} k/n: k of the n seeds in this cell are degenerate (max predicted share >= {DEGENERATE_SHARE} "
-            f"or |AUC - 0.5| < {DEGENERATE_AUC_MARGIN}); they are included in the mean and listed below.",
-            "",
+    return Document(title, [section for section in sections if section is not None])
+
+
+def _figure(name: str, caption: str, figure) -> Figure:
+    return Figure(name, caption, *figures.encode(figure))
+
+
+# --------------------------------------------------------------------------------------------- sections
+def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, replaced: int) -> Section:
+    spec = protocol.report
+    dataset = protocol.dataset
+    name = getattr(dataset, "name", None) or getattr(dataset, "path", None) or "built-in images"
+    paragraphs = [
+        f"Dataset: {dataset.source} {name} at {dataset.size} px. Backbone: {protocol.backbone.name} "
+        f"({protocol.backbone.weights} weights; scratch arms start from random weights).",
+        f"Cells: {len(done)} done, {len(failed)} failed, {int(done['degenerate'].sum())} degenerate. "
+        f"A cell is degenerate (marked {tables.DAGGER}) when it predicts one class for at least {DEGENERATE_SHARE:.0%} "
+        f"of the test images or its AUC is within {DEGENERATE_AUC_MARGIN} of 0.5; degenerate cells are "
+        + ("left out of claims" if spec.exclude_degenerate else "kept in claims")
+        + " (report.exclude_degenerate) unless a claim says otherwise.",
+        f"Report metric: {spec.metric}; significance level alpha = {spec.alpha:g}; target for the training size "
+        f"needed: {'none set (report.target)' if spec.target is None else f'{spec.metric} = {spec.target:g}'}.",
+        "Versions stored with the cells: " + _versions(done) + ".",
+    ]
+    if replaced:
+        paragraphs.append(f"{replaced} stored cell(s) share arm, fraction and seed with a newer cell (results of an "
+                          "earlier version of the protocol) and are left out; the newest is used.")
+    return Section("Overview", paragraphs)
+
+
+def _versions(done: pd.DataFrame) -> str:
+    parts = []
+    for column, label in (("study_version", "study"), ("tensorflow_version", "TensorFlow"), ("keras_version", "Keras")):
+        values = sorted(str(v) for v in done[column].dropna().unique()) if column in done.columns else []
+        parts.append(f"{label} {', '.join(values) or 'unknown'}")
+    return "; ".join(parts)
+
+
+def _claims(protocol: Protocol, done: pd.DataFrame) -> Section:
+    rule = (
+        "Rule: each side is an arm, or a strategy (or list) represented at each fraction by its arm with the best mean "
+        "validation score (the stored monitor value, never a test metric). Pairs of cells with the same seed give "
+        "the advantage a - b. The paired t-test decides, Holm-adjusted over the claim's fractions; the 95% bootstrap "
+        f"interval must lie on the same side of zero (of -margin for not_worse); the Wilcoxon test must agree wherever "
+        f"it can reach alpha (with 3 seeds its smallest p is 0.25, so it cannot). A fraction needs {MIN_PAIRS} or more "
+        "pairs. Supported: every fraction supports it. Contradicted: any fraction contradicts it. Otherwise "
+        "inconclusive."
+    )
+    if not protocol.claims:
+        return Section("Claims", ["The protocol declares no claims (add a claims: section to test some).", rule])
+    summary, detail = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions)
+    return Section("Claims", [rule], [
+        Table("claims", "Claims and verdicts (advantage averaged over the claim's fractions per seed)",
+              tables.claims(summary), summary),
+        Table("claim_fractions", "Claims per fraction", tables.claim_details(detail), detail),
+    ])
+
+
+def _learning_curves(summary: pd.DataFrame, spec) -> Section:
+    curves = fit_curves(summary, spec.metric, spec.target)
+    return Section("Learning curves", [
+        f"Mean {spec.metric} over seeds against training images, with 95% t intervals. Per arm, an inverse power law "
+        "a - b n^-c fitted by weighted least squares (weights: standard errors over seeds; b >= 0, 0.01 <= c <= 3, "
+        "a <= 1, so the curve rises to the asymptote a); n needed solves the fit for the target. "
+        "Extrapolations are marked as such.",
+    ], [
+        Table(f"summary_{spec.metric}",
+              f"{spec.metric}: mean [95% CI] over seeds ({tables.DAGGER}k/n: k of n seeds degenerate)",
+              tables.metric_wide(summary, spec.metric)),
+        _figure("learning_curve", f"{spec.metric} against training-set size with fitted inverse power laws",
+                figures.learning_curves(summary, curves, spec.metric, spec.target)),
+        Table("curve_fits", "Inverse power law fits and the training size needed", tables.curves(curves), curves),
+        Table("summary", "All metrics per arm and fraction", None, summary),
+    ])
+
+
+def _pairwise(done: pd.DataFrame, spec) -> Section:
+    pairwise = pairwise_table(done, spec.metric)
+    return Section("Pairwise comparisons", [
+        f"Every pair of arms at each fraction, paired by seed, on {spec.metric}: the mean difference a - b with its "
+        "95% percentile bootstrap interval (9999 resamples, fixed seed), the paired t-test and the Wilcoxon "
+        "signed-rank "
+        "test, each Holm-adjusted over the pairs of its fraction. Degenerate cells are included here and counted "
+        f"({tables.DAGGER}k: k pairs involve a degenerate cell of that arm).",
+    ], [
+        Table("pairwise", f"Pairwise tests on {spec.metric}", tables.pairwise(pairwise), pairwise),
+        _figure("significance", "Mean paired differences (row - column); stars: Holm-adjusted t-test",
+                figures.significance_matrices(pairwise, spec.metric, spec.alpha)),
+    ])
+
+
+def _friedman(done: pd.DataFrame, spec) -> Section:
+    tests, ranks = friedman_tables(done, spec.metric, spec.alpha)
+    items: list = [Table("friedman", f"Friedman test across arms on {spec.metric}", tables.friedman(tests), tests)]
+    if len(ranks):
+        nemenyi = nemenyi_table(tests, ranks)
+        items += [
+            Table("ranks", "Mean rank per arm (1 = best) over the seeds every arm finished", tables.ranks_wide(ranks),
+                  ranks),
+            Table("nemenyi", "Nemenyi pairs (CSV only)", None, nemenyi),
+            _figure("critical_difference", "Critical-difference diagrams (Nemenyi)",
+                    figures.critical_difference(tests, ranks)),
         ]
-    return lines
+    return Section("Friedman and Nemenyi", [
+        "Across all arms at each fraction: the Friedman test over the seeds that every arm finished, then the Nemenyi "
+        f"critical difference of mean ranks at alpha = {spec.alpha:g} (studentized range; Demsar 2006). Arms joined "
+        "by a bar in the diagram are not told apart. With few seeds the critical difference is large: that is the "
+        "honest resolution of the study, not a failure of the test.",
+    ], items)
 
 
-def _fraction_label(summary: pd.DataFrame, fraction: float) -> str:
-    """Fraction of the training pool, with its image count when every arm used the same."""
-    counts = summary.loc[summary["fraction"] == fraction, "n_train"].unique()
-    return f"{fraction:g} (n={counts[0]})" if len(counts) == 1 else f"{fraction:g}"
+def _mcnemar(protocol: Protocol, done: pd.DataFrame, predictions) -> Section:
+    present = [s for s in STRATEGIES if s in set(done["strategy"])]
+    pairs = protocol.report.mcnemar or [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
+    frame = mcnemar_table(done, [tuple(pair) for pair in pairs], predictions)
+    return Section("McNemar tests of the best cells", [
+        "For each pair of strategies (or arms, report.mcnemar) and fraction, the best single cell of each side by "
+        "validation score; McNemar's exact test on which test images each got right (matched by image id), "
+        "Holm-adjusted over the fractions of the pair.",
+    ], [Table("mcnemar", "McNemar's exact test between best cells", tables.mcnemar(frame), frame)])
 
 
-def _cell_text(row, metric: str) -> str:
-    if row is None:
-        return "-"
-    values = [getattr(row, f"{metric}_{s}") for s in ("mean", "ci_low", "ci_high")]
-    text = _number(values[0]) + ("" if math.isnan(values[1]) else f" [{_number(values[1])}, {_number(values[2])}]")
-    return text + (f" {DAGGER}{row.degenerate}/{row.n_seeds}" if row.degenerate else "")
+def _heatmaps(summary: pd.DataFrame, spec) -> Section:
+    items, paragraphs = [], []
+    arms = summary.drop_duplicates("arm")
+    depth = [(a, a) for a in arms.loc[arms["arm"].str.startswith(("frozen", "finetune")), "arm"]]
+    cuts = [(a, a) for a in arms.loc[arms["arm"].str.startswith("truncate"), "arm"]]
+    if "finetune(depth=all)" in set(arms["arm"]) and cuts:
+        cuts.append(("full: finetune(depth=all)", "finetune(depth=all)"))
+    for name, rows, title in (
+        ("heatmap_depth", depth, f"fine-tuning depth x fraction: mean {spec.metric} (Tajbakhsh et al.)"),
+        ("heatmap_cut", cuts, f"truncation point x fraction: mean {spec.metric} (TTL)"),
+    ):
+        if len(rows) >= 2:
+            items.append(_figure(name, title + "; boxed: best per fraction",
+                                 figures.heatmap(summary, rows, spec.metric, title)))
+        else:
+            paragraphs.append(f"No {name.split('_')[1]} heatmap: the protocol has fewer than two such arms.")
+    return Section("Depth and truncation heatmaps", paragraphs, items) if items or paragraphs else None
 
 
-def _degenerate_section(done: pd.DataFrame) -> list[str]:
-    flagged = done[is_degenerate(done)]
-    if flagged.empty:
-        return []
-    flagged = flagged.sort_values(["arm", "fraction", "seed", "run_id"], kind="mergesort")
-    rows = [
-        [r.run_id, r.arm, f"{r.fraction:g}", str(r.seed), _number(r.max_predicted_share), _number(r.auc)]
-        for r in flagged.itertuples(index=False)
-    ]
-    header = ["run_id", "arm", "fraction", "seed", "max_predicted_share", "auc"]
-    return [f"## {DAGGER} Degenerate cells", "", *_table(header, rows), ""]
-
-
-def _failed_section(failed: pd.DataFrame) -> list[str]:
-    if failed.empty:
-        return []
-    failed = failed.sort_values("run_id", kind="mergesort")
-    rows = [
-        [str(r.get("run_id")), str(r.get("arm", "")), _fraction_text(r.get("fraction")), str(r.get("seed", "")),
-         _first_line(r.get("error"))]
-        for _, r in failed.iterrows()
-    ]
-    return ["## Failed cells", "", *_table(["run_id", "arm", "fraction", "seed", "error"], rows), ""]
-
-
-def _fraction_text(fraction) -> str:
-    return "" if fraction is None or pd.isna(fraction) else f"{float(fraction):g}"
-
-
-def _first_line(error) -> str:
-    if error is None or (isinstance(error, float) and math.isnan(error)) or not str(error).strip():
-        return "(no message)"
-    line = str(error).strip().splitlines()[0]
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
-
-
-def _number(value) -> str:
-    return "-" if value is None or pd.isna(value) else f"{value:.3f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    escape = lambda text: str(text).replace("|", "\\|")  # noqa: E731
-    return [
-        "| " + " | ".join(map(escape, header)) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(map(escape, row)) + " |" for row in rows),
-    ]
-
-
-# ------------------------------------------------------------------------------------------------ figures
-def _learning_curve_png(summary: pd.DataFrame, title: str, metric: str) -> bytes:
-    """Metric vs training images on a log axis: one line per arm with markers and its 95% band over seeds."""
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    with sns.axes_style("whitegrid"):
-        axes = figure.add_subplot()
-    mean, low, high = (f"{metric}_{s}" for s in ("mean", "ci_low", "ci_high"))
-    data = summary.dropna(subset=[mean])
-    if data.empty:
-        axes.text(0.5, 0.5, f"no finished cells with {metric}", ha="center", va="center", transform=axes.transAxes)
-        axes.set_axis_off()
+def _images(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, predictions, features: Path) -> Section:
+    spec = protocol.report
+    fraction = spec.confusion_fraction or float(done["fraction"].max())
+    panels, rows = [], []
+    for strategy in [s for s in STRATEGIES if s in set(done["strategy"])]:
+        cell = best_cell(done, [strategy], fraction)
+        frame = None if cell is None else predictions(cell["run_id"])
+        if frame is None:
+            continue
+        k = len([c for c in frame.columns if c.startswith("prob_")])
+        counts = confusion_matrix(frame["label"], frame["predicted"], labels=list(range(k)))
+        mark = f" {tables.DAGGER}" if cell["degenerate"] else ""
+        panels.append((f"{strategy}: {cell['arm']} seed {int(cell['seed'])}{mark}", counts))
+        rows += [{"strategy": strategy, "arm": cell["arm"], "seed": int(cell["seed"]), "run_id": cell["run_id"],
+                  "true": i, "predicted": j, "count": int(n)} for (i, j), n in np.ndenumerate(counts)]
+    items: list = []
+    paragraphs = [f"Confusion matrices of the best cell of each strategy by validation score at fraction {fraction:g}."]
+    if panels:
+        names = _class_names(features, len(panels[0][1]))
+        items += [_figure("confusion", f"Confusion matrices at fraction {fraction:g}",
+                          figures.confusion_matrices(panels, names)),
+                  Table("confusion", "Confusion counts (CSV only)", None, pd.DataFrame(rows))]
     else:
-        arms = arm_order(data["arm"])
-        palette = dict(zip(arms, sns.color_palette(n_colors=len(arms))))
-        sns.lineplot(data=data, x="n_train", y=mean, hue="arm", hue_order=arms, palette=palette, marker="o",
-                     errorbar=None, ax=axes)
-        for arm, points in data.groupby("arm", sort=False):
-            points = points.sort_values("n_train")
-            axes.fill_between(points["n_train"], points[low], points[high], color=palette[arm], alpha=0.15, linewidth=0)
-        axes.set_xscale("log")
-        ticks = sorted(data["n_train"].unique())
-        axes.set_xticks(ticks, [str(tick) for tick in ticks])
-        axes.minorticks_off()
-        axes.set_xlabel("training images (log scale)")
-        axes.set_ylabel(metric)
-        axes.legend(title="arm (band: 95% CI over seeds)")
-    axes.set_title(f"{title}: {metric} vs training set size")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    return buffer.getvalue()
+        paragraphs.append("No confusion matrix: the stored predictions are missing.")
+    items.append(Table("topk", "Top-k accuracy per arm and fraction (top-2 only with 3+ classes)",
+                       tables.topk(summary)))
+    paragraphs.append(_tsne(spec, features, items))
+    return Section("Images: confusion, top-k, t-SNE", paragraphs, items)
+
+
+def _class_names(features: Path, k: int) -> list[str]:
+    if features.is_file():
+        try:
+            with np.load(features, allow_pickle=False) as data:
+                names = [str(name) for name in data["class_names"]]
+            if len(names) == k:
+                return names
+        except (OSError, ValueError, KeyError):
+            pass
+    return [str(i) for i in range(k)]
+
+
+def _tsne(spec, features: Path, items: list) -> str:
+    """Add the t-SNE figure to items when the features exist; the sentence that says what happened."""
+    if not spec.tsne:
+        return "No t-SNE map: turned off (report.tsne: false)."
+    if not features.is_file():
+        return (f"No t-SNE map: the figure is absent because no backbone features are stored at {features} "
+                "(the run writes them when it computes the frozen backbone's features).")
+    try:
+        embedding = tsne_map(features)
+    except FeaturesError as exc:
+        return f"No t-SNE map: {exc}."
+    caption = (f"t-SNE of the frozen backbone's {embedding.n_features}-d pooled features of the training images "
+               f"(PCA to 50 dimensions, perplexity {embedding.perplexity:.3g}, random state 0)")
+    title = f"t-SNE of frozen backbone features ({features.stem}), training images"
+    items.append(_figure("tsne", caption, figures.tsne(embedding, title)))
+    return f"t-SNE map from {features.name}."
+
+
+def _cell_lists(done: pd.DataFrame, failed: pd.DataFrame) -> Section:
+    items = []
+    degenerate = done[done["degenerate"]] if len(done) else done
+    if len(degenerate):
+        columns = ["run_id", "arm", "fraction", "seed", "max_predicted_share", "majority_rate", "auc", "accuracy"]
+        items.append(Table("degenerate_cells", f"{tables.DAGGER} Degenerate cells",
+                           tables.cells_list(degenerate, columns)))
+    if len(failed):
+        failed = failed.sort_values("run_id", kind="mergesort")
+        columns = ["run_id", "arm", "fraction", "seed", "error"]
+        items.append(Table("failed_cells", "Failed cells", tables.cells_list(failed, columns)))
+    paragraphs = [] if items else ["No degenerate and no failed cells."]
+    return Section("Degenerate and failed cells", paragraphs, items)
+
+
+def _all_metrics(summary: pd.DataFrame, shown: str) -> Section:
+    items = [
+        Table(f"summary_{metric}", f"{metric}: mean [95% CI] over seeds", tables.metric_wide(summary, metric))
+        for metric in METRICS if metric != shown and summary[f"{metric}_mean"].notna().any()
+    ]
+    return Section("All metrics", [f"The other stored test metrics ({shown} is under Learning curves), mean and 95% t "
+                                   "interval over seeds."], items)

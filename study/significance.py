@@ -41,7 +41,8 @@ def paired_values(cells: pd.DataFrame, metric: str, arm_a: str, arm_b: str, frac
     """Columns seed, a, b, degenerate_a, degenerate_b: the two arms' values at one fraction, matched by seed."""
     at = cells[cells["fraction"] == fraction]
     sides = [
-        at.loc[at["arm"] == arm, ["seed", metric, "degenerate"]].rename(columns={metric: side, "degenerate": f"degenerate_{side}"})
+        at.loc[at["arm"] == arm, ["seed", metric, "degenerate"]].rename(
+            columns={metric: side, "degenerate": f"degenerate_{side}"})
         for arm, side in ((arm_a, "a"), (arm_b, "b"))
     ]
     merged = sides[0].merge(sides[1], on="seed").dropna(subset=["a", "b"])
@@ -86,7 +87,7 @@ def friedman_tables(cells: pd.DataFrame, metric: str, alpha: float) -> tuple[pd.
             tests.append(row | {"note": f"not run: {k} arm(s), the Friedman test needs 3 or more"})
             continue
         if n < 2:
-            tests.append(row | {"note": f"not enough seeds: {n} seed(s) finished by every arm, the test needs 2 or more"})
+            tests.append(row | {"note": f"not enough seeds: {n} seed(s) finished by every arm, the test needs 2+"})
             continue
         chi2, p = friedman(complete.to_numpy())
         tests.append(row | {"chi2": chi2, "p": p, "cd": nemenyi_cd(k, n, alpha), "note": ""})
@@ -130,7 +131,8 @@ def _mcnemar_row(cells, name_a: str, name_b: str, fraction: float, predictions) 
     best = {side: best_cell(cells, [name], fraction) for side, name in (("a", name_a), ("b", name_b))}
     for side, cell in best.items():
         if cell is not None:
-            row |= {f"arm_{side}": cell["arm"], f"seed_{side}": int(cell["seed"]), f"degenerate_{side}": bool(cell["degenerate"])}
+            row |= {f"arm_{side}": cell["arm"], f"seed_{side}": int(cell["seed"]),
+                    f"degenerate_{side}": bool(cell["degenerate"])}
     if any(cell is None for cell in best.values()):
         return row | {"note": "no finished cell on one side"}
     if best["a"]["run_id"] == best["b"]["run_id"]:

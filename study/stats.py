@@ -35,7 +35,9 @@ class Paired:
     w_p: float
 
 
-def paired_comparison(a, b, shift: float = 0.0, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Paired:
+def paired_comparison(
+    a, b, shift: float = 0.0, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> Paired:
     """Compare paired samples a and b: mean of a - b with its bootstrap interval, paired t-test and Wilcoxon test.
 
     The tests are of the differences a - b + shift against zero (a shift turns "not worse than b by more than a

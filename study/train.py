@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,8 +71,10 @@ class Trainer:
         ]
         for variables, optimizer in self.optimizers:
             optimizer.build(variables)
+        clock = time.perf_counter()
         self.step = self._traced_step()
         self.predict = predictor(arm_model.model)
+        self.trace_seconds = time.perf_counter() - clock  # paid once per structure, not per cell
 
     def reset(self, fresh: ArmModel, lr_backbone: float, lr_head: float) -> None:
         """Take the initial state of a freshly built model of the same structure, and fresh optimizers."""
@@ -113,6 +116,7 @@ class Trainer:
                 start += len(variables)
             return loss
 
+        step.get_concrete_function()  # trace now, so its cost is measured apart from training
         return step
 
     def fit(self, data: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, n_classes: int) -> FitResult:
@@ -127,6 +131,8 @@ def predictor(model):
     @tf.function(input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
     def forward(inputs):
         return model(inputs, training=False)
+
+    forward.get_concrete_function()
 
     def predict(inputs: np.ndarray) -> np.ndarray:
         parts = [forward(inputs[i : i + PREDICT_BATCH]).numpy() for i in range(0, len(inputs), PREDICT_BATCH)]

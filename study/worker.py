@@ -78,6 +78,11 @@ def load_for(context: WorkerContext) -> Dataset:
     return _dataset(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir)
 
 
+def preprocessed_images(context: WorkerContext, backbone: str) -> np.ndarray:
+    """Every image of the context's dataset, preprocessed for the backbone, computed once per process."""
+    return _preprocessed(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir, backbone)
+
+
 def cell_indices(dataset: Dataset, fraction: float, seed: int) -> dict[str, np.ndarray]:
     """Image indices of the cell's training subset and of the full validation and test splits."""
     parts = split_indices(dataset)
@@ -123,6 +128,8 @@ def _trainer_for(cell: Cell, n_classes: int, caches: bool):
     trainer = _TRAINERS.pop(key, None) if caches else None
     if trainer is None:
         trainer = Trainer(fresh, cell.settings["train"])
+    else:
+        trainer.trace_seconds = 0.0
     trainer.reset(fresh, cell.arm.lr_backbone, cell.arm.lr_head)
     if caches:
         _TRAINERS[key] = trainer
@@ -148,8 +155,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
     configure_tensorflow(context.threads)
     settings = cell.settings
     dataset = load_for(context)
-    key = (json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir)
-    images = _preprocessed(*key, settings["backbone"]["name"])
+    images = preprocessed_images(context, settings["backbone"]["name"])
     indices = cell_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)
 
@@ -176,6 +182,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
         monitor=(settings["train"]["early_stopping"] or {}).get("monitor", "val_loss"),
         monitor_value=result.best_value,
         train_seconds=train_seconds,
+        trace_seconds=trainer.trace_seconds,
         trainable_params=int(sum(np.prod(v.shape) for v in arm_model.model.trainable_variables)),
         total_params=arm_model.total_params,
         blocks_kept=arm_model.blocks_kept,
@@ -239,3 +246,32 @@ def _base_row(cell: Cell, started: datetime) -> dict:
         "started_at": started.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),
     }
+
+
+def export_features(context: WorkerContext, settings: dict[str, Any], path: str) -> str:
+    """Store the pooled output of the whole frozen backbone for every image (the report's feature map)."""
+    from study.features import compute_block_output, feature_key
+    from study.models.blocks import backbone_info
+
+    configure_tensorflow(context.threads)
+    dataset = load_for(context)
+    images = preprocessed_images(context, settings["backbone"]["name"])
+    last = len(backbone_info(settings["backbone"]["name"]).blocks) - 1
+    cache = _FEATURES.setdefault(context.cache_dir, FeatureCache(Path(context.cache_dir) if context.cache_dir else None))
+    maps = cache.get_or_compute(
+        feature_key(settings, last, dataset.fingerprint, seed=0),
+        lambda: compute_block_output(settings, last, images, seed=0),
+    )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(path).with_name(f".{Path(path).name}.tmp")
+    with open(temporary, "wb") as stream:
+        np.savez(
+            stream,
+            features=maps.mean(axis=(1, 2)).astype("float32"),
+            labels=dataset.labels,
+            ids=dataset.ids.astype(str),
+            split=dataset.split.astype(str),
+            class_names=np.array(dataset.class_names, dtype=str),
+        )
+    os.replace(temporary, path)
+    return path

@@ -32,8 +32,8 @@ def test_run_stores_every_cell_then_resume_skips_them(tmp_path):
         predictions = store.predictions(run_id)
         assert len(predictions) == cells["n_test"].iloc[0]
         assert abs(predictions.filter(like="prob_").sum(axis=1) - 1).max() < 1e-4
-    assert (tmp_path / "report" / "tiny" / "summary.md").is_file()
-    assert (tmp_path / "report" / "tiny" / "learning_curve.png").is_file()
+    assert (tmp_path / "report" / "tiny" / "report.md").is_file()
+    assert (tmp_path / "report" / "tiny" / "figures" / "learning_curve.png").is_file()
     stamps = {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()}
 
     again = study_command("run", str(protocol), *dirs(tmp_path))

@@ -1,4 +1,4 @@
-"""Summaries and reports from synthetic cell frames (no TensorFlow)."""
+"""Summaries of cells, and the report built from a synthetic results store (no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from study.analysis import METRICS, arm_order, is_degenerate, summarize
-from study.errors import StudyError
+from study.analysis import METRICS, arm_order, flagged, is_degenerate, newest_per_key, summarize
+from study.protocol import load_protocol
 from study.report import build_report
+from test_report_synthetic import N_TEST, cell_row, grid_rows, write_protocol, write_store
 
 ARMS = {
     "truncate(at=3)": ("truncate", None, 3.0),
@@ -95,52 +96,149 @@ def test_summary_does_not_depend_on_row_order():
     pd.testing.assert_frame_equal(summarize(cells), summarize(shuffled))
 
 
-def test_report_rebuilds_byte_identical(tmp_path):
+def test_newest_cell_per_arm_fraction_seed_is_kept():
     cells = _cells()
-    first = build_report(cells, tmp_path / "a", "BreastMNIST")
-    second = build_report(cells.sample(frac=1, random_state=2), tmp_path / "b", "BreastMNIST")
-    for name in ("summary.csv", "summary.md"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert [p.name for p in first] == [p.name for p in second]
-    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temporary files left
+    cells["finished_at"] = "2024-01-01"
+    older = cells.iloc[[1]].assign(run_id="old", auc=0.1, finished_at="2023-01-01")
+    kept, dropped = newest_per_key(flagged(pd.concat([older, cells], ignore_index=True)))
+    assert dropped == 1 and "old" not in set(kept["run_id"]) and len(kept) == 54
+
+
+# ------------------------------------------------------------------------------------ the report itself
+CLAIMS = """\
+report: {metric: auc, target: 0.85}
+claims:
+  - {id: frozen-beats-scratch, text: by construction, a: frozen, b: scratch}
+  - {id: same, a: finetune(depth=1), b: finetune(depth=all)}
+"""
+
+
+def _features(path, n: int = 60, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    features = (rng.normal(size=(n, 64)) + labels[:, None] * 2.0).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    split = np.array(["train", "train", "val", "test"] * (n // 4))
+    np.savez(path, features=features, labels=labels, ids=np.array([f"img{i}" for i in range(n)]), split=split,
+             class_names=np.array(["benign", "malignant"]))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A store where frozen beats scratch by construction, with a degenerate and a failed cell and features."""
+    root = tmp_path_factory.mktemp("report")
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.06, "finetune(depth=1)": 0.03, "finetune(depth=all)": 0.03,
+                      "truncate(at=2)": 0.04}, noise=0.005)
+    rows[0] |= {"max_predicted_share": 1.0}  # scratch, fraction 0.1, seed 0
+    rows.append(cell_row("scratch", 0.1, 9, 0.5, status="failed", error="ResourceExhaustedError: OOM\nTraceback ..."))
+    store = write_store(root / "results", rows)
+    _features(store.root / "features" / "cnn-16px.npz")
+    protocol = load_protocol(write_protocol(root, extra=CLAIMS))
+    first = build_report(protocol, store, root / "a")
+    second = build_report(protocol, store, root / "b")
+    return root, first, second
+
+
+def test_report_writes_every_format(built):
+    root, paths, _ = built
+    out = root / "a"
+    assert paths[0] == out / "index.html"
+    assert (out / "report.md").is_file()
+    tables = {p.name for p in (out / "tables").iterdir()}
+    for name in ("summary", "summary_auc", "pairwise", "friedman", "ranks", "mcnemar", "curve_fits", "claims",
+                 "claim_fractions", "topk", "degenerate_cells", "failed_cells"):
+        assert f"{name}.csv" in tables
+    assert "summary_auc.tex" in tables and "summary.tex" not in tables  # CSV-only tables have no LaTeX
+    figures = {p.name for p in (out / "figures").iterdir()}
+    for name in ("learning_curve", "significance", "critical_difference", "heatmap_depth", "confusion", "tsne"):
+        assert {f"{name}.png", f"{name}.svg"} <= figures
+        with Image.open(out / "figures" / f"{name}.png") as image:
+            assert image.format == "PNG" and image.width > 100
+    assert not [p for p in out.rglob(".*")]  # no temporary files left
+
+
+def test_rebuilding_gives_identical_tables(built):
+    root, first, second = built
+    assert [p.relative_to(root / "a") for p in first] == [p.relative_to(root / "b") for p in second]
     for path in first:
-        if path.suffix == ".png":
-            with Image.open(path) as image:
-                image.verify()
-                assert image.format == "PNG"
+        if path.suffix in {".csv", ".tex", ".md"}:
+            assert path.read_bytes() == (root / "b" / path.relative_to(root / "a")).read_bytes(), path.name
 
 
-def test_markdown_content(tmp_path):
-    build_report(_cells(), tmp_path, "BreastMNIST")
-    text = (tmp_path / "summary.md").read_text()
-    assert text.startswith("# BreastMNIST\n")
-    assert "Cells: 54 done, 1 failed." in text
-    assert "## auc: mean [95% CI] over seeds" in text and "## top2_accuracy" not in text
-    assert "| truncate(at=3) |" in text and "†1/3" in text and "## † Degenerate cells" in text
+def test_claims_in_the_report(built):
+    root, _, _ = built
+    claims = pd.read_csv(root / "a" / "tables" / "claims.csv").set_index("claim")
+    assert claims.at["frozen-beats-scratch", "verdict"] == "supported"
+    assert claims.at["same", "verdict"] == "inconclusive"
+    text = (root / "a" / "report.md").read_text()
+    statement = "frozen better than scratch on auc at fractions 0.1, 0.25, 0.5, 1"
+    assert f"| frozen-beats-scratch | {statement} | SUPPORTED |" in text
+
+
+def test_markdown_marks_degenerate_and_failed_cells(built):
+    root, _, _ = built
+    text = (root / "a" / "report.md").read_text()
+    assert text.startswith("# synth: synthetic results\n")
+    assert "Cells: 100 done, 1 failed, 1 degenerate." in text
+    assert "| scratch | 0.714 [0.659, 0.770] †1/5 |" in text and "**† Degenerate cells**" in text
     assert "ResourceExhaustedError: OOM |" in text and "Traceback" not in text
-    assert pd.read_csv(tmp_path / "summary.csv").shape[0] == len(ARMS) * len(FRACTIONS)
+    assert "![auc against training-set size" in text and "(figures/learning_curve.png)" in text
+    summary = pd.read_csv(root / "a" / "tables" / "summary.csv")
+    assert len(summary) == 5 * 4 and summary["degenerate"].sum() == 1
 
 
-@pytest.mark.parametrize("cells", [
-    pd.DataFrame(columns=["run_id", "status"]),
-    pd.DataFrame([{"run_id": "x", "status": "failed", "error": "ValueError: bad", "arm": "scratch", "fraction": 0.1,
-                   "seed": 0}]),
+def test_tables_hold_the_tests(built):
+    root, _, _ = built
+    pairwise = pd.read_csv(root / "a" / "tables" / "pairwise.csv")
+    assert len(pairwise) == 4 * 10  # 4 fractions x 10 pairs of 5 arms
+    assert (pairwise["t_p_holm"] >= pairwise["t_p"] - 1e-12).all()
+    mcnemar = pd.read_csv(root / "a" / "tables" / "mcnemar.csv")
+    assert len(mcnemar) == 6 * 4 and (mcnemar["n_images"] == N_TEST).all()  # 4 strategies: 6 pairs
+    fits = pd.read_csv(root / "a" / "tables" / "curve_fits.csv")
+    assert len(fits) == 5 and fits["note"].notna().all()
+    topk = pd.read_csv(root / "a" / "tables" / "topk.csv")
+    assert "top-2 accuracy" not in topk.columns  # two classes: top-2 is trivially 1
+
+
+def test_tsne_absent_is_said_plainly(tmp_path):
+    store = write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=2))
+    build_report(load_protocol(write_protocol(tmp_path)), store, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "No t-SNE map: the figure is absent because no backbone features are stored at" in text
+    assert "cnn-16px.npz" in text and not (tmp_path / "out" / "figures" / "tsne.png").exists()
+    assert "not enough seeds" not in text and "| 0.1 | 2 | 2 |" in text  # Friedman: only two arms
+
+
+def test_stale_figures_of_an_earlier_build_are_removed(tmp_path):
+    store = write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=2))
+    (tmp_path / "out" / "figures").mkdir(parents=True)
+    (tmp_path / "out" / "figures" / "tsne.png").write_bytes(b"old")
+    build_report(load_protocol(write_protocol(tmp_path)), store, tmp_path / "out")
+    assert not (tmp_path / "out" / "figures" / "tsne.png").exists()
+
+
+@pytest.mark.parametrize("rows", [
+    [],
+    [cell_row("scratch", 0.1, 0, 0.5, status="failed", error="ValueError: bad")],
 ])
-def test_empty_or_all_failed_store(tmp_path, cells):
-    paths = build_report(cells, tmp_path, "Nothing yet")
-    text = (tmp_path / "summary.md").read_text()
+def test_empty_or_all_failed_store(tmp_path, rows):
+    store = write_store(tmp_path / "results", rows)
+    paths = build_report(load_protocol(write_protocol(tmp_path, extra=CLAIMS)), store, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
     assert "No finished cells" in text
     assert all(path.exists() for path in paths)
-    with Image.open(tmp_path / "learning_curve.png") as image:
-        assert image.format == "PNG"
 
 
-def test_unknown_metric_is_refused(tmp_path):
-    with pytest.raises(StudyError, match="unknown report metric 'acc'"):
-        build_report(_cells(), tmp_path, "x", metric="acc")
-
-
-def test_report_import_does_not_load_tensorflow():
-    code = "import sys, study.report; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
+def test_report_command_does_not_import_tensorflow(tmp_path):
+    write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
+    protocol = write_protocol(tmp_path, extra=CLAIMS)
+    code = (
+        "import sys; from study.cli import main\n"
+        f"code = main(['report', {str(protocol)!r}, '--results-dir', {str(tmp_path / 'results')!r}, "
+        f"'--report-dir', {str(tmp_path / 'report')!r}])\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "assert not loaded and not code, (code, loaded[:5])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "report" / "synth" / "index.html").is_file()

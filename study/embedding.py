@@ -1,0 +1,65 @@
+"""A t-SNE map of the frozen ImageNet backbone's features of the training images (Cheng & Malhi 2016, figure 6).
+
+The run stores the features (the report cannot compute them: that needs TensorFlow) at
+`results/<protocol>/features/<backbone>-<size>px.npz` with arrays `features` (N x D), `labels` (int), `ids` (str),
+`split` (train/val/test) and `class_names` (str). The map reduces the training images' features to 50 dimensions
+with PCA, then to 2 with t-SNE, both with a fixed random state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PCA_DIMENSIONS = 50
+PERPLEXITY = 30.0
+RANDOM_STATE = 0
+MIN_IMAGES = 10
+KEYS = ("features", "labels", "ids", "split", "class_names")
+
+
+def features_path(store_root: Path, backbone: str, size: int) -> Path:
+    """Where the run stores the backbone features of a dataset at one image size."""
+    return Path(store_root) / "features" / f"{backbone}-{size}px.npz"
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """2-D t-SNE coordinates of the training images, their labels and the class names."""
+
+    coords: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    n_features: int
+    perplexity: float
+
+
+class FeaturesError(Exception):
+    """The features file exists but cannot be used; the message says why."""
+
+
+def tsne_map(path: Path) -> Embedding:
+    """The t-SNE map of the training images in a features file; FeaturesError when the file is unusable."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in KEYS if key not in data.files]
+            if missing:
+                raise FeaturesError(f"{path}: missing array(s) {', '.join(missing)}; expected {', '.join(KEYS)}")
+            arrays = {key: data[key] for key in KEYS}
+    except (OSError, ValueError) as exc:
+        raise FeaturesError(f"{path}: not a readable npz of string and number arrays ({exc})") from None
+    train = arrays["split"].astype(str) == "train"
+    features = np.asarray(arrays["features"], dtype=np.float64)[train]
+    if len(features) < MIN_IMAGES:
+        raise FeaturesError(f"{path}: {len(features)} training images, the map needs {MIN_IMAGES} or more")
+    reduced = PCA(n_components=min(PCA_DIMENSIONS, *features.shape), random_state=RANDOM_STATE).fit_transform(features)
+    perplexity = min(PERPLEXITY, (len(features) - 1) / 3.0)
+    coords = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+                  random_state=RANDOM_STATE).fit_transform(reduced)
+    return Embedding(coords, np.asarray(arrays["labels"])[train].astype(int), [str(c) for c in arrays["class_names"]],
+                     features.shape[1], perplexity)

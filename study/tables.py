@@ -1,0 +1,191 @@
+"""Display versions of the analysis tables: numbers formatted, degenerate cells marked with †, wide layouts.
+
+Input frames come from analysis, significance, curves and claims; output frames hold strings only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from study.analysis import arm_order
+
+DAGGER = "†"
+
+
+def num(value, digits: int = 3) -> str:
+    """A number with fixed decimals, '-' when missing."""
+    return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def signed(value, digits: int = 3) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:+.{digits}f}"
+
+
+def pval(value) -> str:
+    """A p-value with three significant digits, '-' when no test was possible."""
+    return "-" if value is None or pd.isna(value) else f"{value:.3g}"
+
+
+def ci(low, high, digits: int = 3, sign: bool = False) -> str:
+    form = signed if sign else num
+    return "-" if pd.isna(low) else f"[{form(low, digits)}, {form(high, digits)}]"
+
+
+def estimate(mean, low, high, sign: bool = False) -> str:
+    """'0.712 [0.650, 0.774]', or the mean alone when there is no interval."""
+    text = signed(mean) if sign else num(mean)
+    return text if pd.isna(low) else f"{text} {ci(low, high, sign=sign)}"
+
+
+def _estimates(frame: pd.DataFrame, column: str) -> list[str]:
+    """Signed 'mean [low, high]' texts of a column with its ci_low and ci_high."""
+    return [estimate(*v, sign=True) for v in zip(frame[column], frame["ci_low"], frame["ci_high"])]
+
+
+def flag(count, total=None) -> str:
+    """'' for no degenerate cell, else '†k' or '†k/n'."""
+    if not count:
+        return ""
+    return f" {DAGGER}{int(count)}" + ("" if total is None else f"/{int(total)}")
+
+
+def fraction_label(summary: pd.DataFrame, fraction: float) -> str:
+    """'0.1 (n=55)': the fraction with its training images when every arm used the same number."""
+    counts = summary.loc[summary["fraction"] == fraction, "n_train"].unique()
+    return f"{fraction:g} (n={counts[0]})" if len(counts) == 1 else f"{fraction:g}"
+
+
+def metric_wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Arms as rows, fractions as columns: 'mean [ci_low, ci_high] †k/n' per cell."""
+    fractions = sorted(summary["fraction"].unique())
+    by_key = {(row.arm, row.fraction): row for row in summary.itertuples(index=False)}
+    rows = []
+    for arm in arm_order(summary["arm"]):
+        row = {"arm": arm}
+        for fraction in fractions:
+            cell = by_key.get((arm, fraction))
+            values = [getattr(cell, f"{metric}_{s}") for s in ("mean", "ci_low", "ci_high")] if cell else []
+            row[fraction_label(summary, fraction)] = "-" if cell is None else (
+                estimate(*values) + flag(cell.degenerate, cell.n_seeds))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pairwise(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "fraction": frame["fraction"].map("{:g}".format),
+        "a": frame["arm_a"] + frame["degenerate_a"].map(flag),
+        "b": frame["arm_b"] + frame["degenerate_b"].map(flag),
+        "pairs": frame["n_pairs"].astype(str),
+        "mean a - b [95% CI]": _estimates(frame, "mean_diff"),
+        "t-test p": frame["t_p"].map(pval), "t p (Holm)": frame["t_p_holm"].map(pval),
+        "Wilcoxon p": frame["w_p"].map(pval), "W p (Holm)": frame["w_p_holm"].map(pval),
+    })
+
+
+def friedman(tests: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "fraction": tests["fraction"].map("{:g}".format), "arms": tests["n_arms"].astype(str),
+        "seeds": tests["n_seeds"].astype(str), "chi-square": tests["chi2"].map(num), "p": tests["p"].map(pval),
+        "Nemenyi CD": tests["cd"].map(num), "note": tests["note"],
+    })
+
+
+def ranks_wide(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Arms as rows, fractions as columns: mean rank (1 = best) with degenerate marks."""
+    rows = []
+    for arm in arm_order(ranks["arm"]):
+        row = {"arm": arm}
+        for item in ranks[ranks["arm"] == arm].itertuples(index=False):
+            row[f"{item.fraction:g}"] = num(item.mean_rank, 2) + flag(item.degenerate)
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("-")
+
+
+def mcnemar(frame: pd.DataFrame) -> pd.DataFrame:
+    def cell(arm, seed, degenerate) -> str:
+        return "-" if pd.isna(arm) else f"{arm} s{int(seed)}" + (f" {DAGGER}" if degenerate is True else "")
+
+    return pd.DataFrame({
+        "a": frame["a"], "b": frame["b"], "fraction": frame["fraction"].map("{:g}".format),
+        "best cell a": [cell(*v) for v in zip(frame["arm_a"], frame["seed_a"], frame["degenerate_a"])],
+        "best cell b": [cell(*v) for v in zip(frame["arm_b"], frame["seed_b"], frame["degenerate_b"])],
+        "images": frame["n_images"].map(lambda v: "-" if pd.isna(v) else str(int(v))),
+        "only a right": frame["only_a"].map(lambda v: "-" if pd.isna(v) else str(int(v))),
+        "only b right": frame["only_b"].map(lambda v: "-" if pd.isna(v) else str(int(v))),
+        "acc a": frame["accuracy_a"].map(num), "acc b": frame["accuracy_b"].map(num),
+        "p (exact)": frame["p"].map(pval), "p (Holm)": frame["p_holm"].map(pval), "note": frame["note"],
+    })
+
+
+def curves(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "arm": frame["arm"] + frame["degenerate"].map(flag), "sizes": frame["n_sizes"].astype(str),
+        "a (asymptote)": frame["a"].map(num), "b": frame["b"].map(lambda v: num(v, 3)), "c": frame["c"].map(num),
+        "RMSE": frame["rmse"].map(lambda v: num(v, 4)),
+        "target": frame["target"].map(lambda v: "-" if pd.isna(v) else f"{v:g}"),
+        "n needed": frame["n_needed"].map(lambda v: "not reached" if pd.isna(v) else str(int(v))),
+        "note": frame["note"],
+    })
+
+
+def topk(summary: pd.DataFrame) -> pd.DataFrame:
+    """Top-1 and (with 3+ classes) top-2 accuracy per arm and fraction, mean [95% CI] over seeds."""
+    frame = pd.DataFrame({
+        "arm": summary["arm"] + [flag(d, n) for d, n in zip(summary["degenerate"], summary["n_seeds"])],
+        "fraction": summary["fraction"].map("{:g}".format), "n_train": summary["n_train"].astype(str),
+        "top-1 accuracy": [estimate(*v) for v in
+                           zip(summary["accuracy_mean"], summary["accuracy_ci_low"], summary["accuracy_ci_high"])],
+    })
+    if summary["top2_accuracy_mean"].notna().any():
+        frame["top-2 accuracy"] = [estimate(*v) for v in zip(
+            summary["top2_accuracy_mean"], summary["top2_accuracy_ci_low"], summary["top2_accuracy_ci_high"])]
+    return frame
+
+
+def claims(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "claim": frame["claim"], "statement": frame["statement"], "verdict": frame["verdict"].str.upper(),
+        "advantage a - b [95% CI] (seeds)": [
+            "-" if not n else f"{estimate(m, lo, hi, sign=True)} ({n})"
+            for m, lo, hi, n in zip(frame["effect"], frame["ci_low"], frame["ci_high"], frame["effect_seeds"])],
+        "p (Holm)": frame["p_holm"].map(pval), "alpha": frame["alpha"].map("{:g}".format), "why": frame["reason"],
+    })
+
+
+def claim_details(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "claim": frame["claim"], "fraction": frame["fraction"].map("{:g}".format),
+        "a": frame["arm_a"].fillna("-"), "b": frame["arm_b"].fillna("-"),
+        "pairs": [f"{n}" + (f" ({d} {DAGGER} dropped)" if d else "")
+                  for n, d in zip(frame["n_pairs"], frame["dropped_degenerate"])],
+        "advantage a - b [95% CI]": _estimates(frame, "effect"),
+        "t p": frame["t_p"].map(pval), "t p (Holm)": frame["t_p_holm"].map(pval),
+        "W p (Holm)": [pval(p) + ("" if decides or pd.isna(p) else " (cannot decide)") for p, decides in
+                       zip(frame["w_p_holm"], frame["wilcoxon_decides"])],
+        "verdict": frame["verdict"], "why": frame["reason"],
+    })
+
+
+def cells_list(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Selected columns of cell rows, numbers with three decimals, errors cut to their first line."""
+    out = pd.DataFrame(index=frame.index)
+    for column in columns:
+        values = frame[column] if column in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+        out[column] = [_cell_text(column, value) for value in values]
+    return out.reset_index(drop=True)
+
+
+def _cell_text(column: str, value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if column == "error":
+        line = str(value).strip().splitlines()[0] if str(value).strip() else "(no message)"
+        return line if len(line) <= 200 else line[:197] + "..."
+    if column == "fraction":
+        return f"{float(value):g}"
+    if isinstance(value, float):
+        return num(value)
+    return str(value)

@@ -1,0 +1,173 @@
+"""Claim verdicts on synthetic stores: better by construction is supported, no difference is inconclusive,
+worse is contradicted; few seeds never support; degenerate cells and representatives follow the documented rule."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from study.analysis import flagged, representative_arm
+from study.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, evaluate_claim
+from study.errors import ProtocolError
+from study.plan import plan_cells
+from study.protocol import ClaimSpec, ReportSpec, parse_protocol
+from test_report_synthetic import cell_row, grid_rows, protocol_text
+
+FRACTIONS = [0.1, 0.25, 0.5, 1.0]
+REPORT = ReportSpec()
+
+
+def verdict(rows: list[dict], fractions=FRACTIONS, report: ReportSpec = REPORT, **claim) -> tuple[dict, pd.DataFrame]:
+    spec = ClaimSpec(**({"id": "c", "a": "frozen", "b": "scratch"} | claim))
+    summary, detail = evaluate_claim(flagged(pd.DataFrame(rows)), spec, report, fractions, resamples=999)
+    return summary, pd.DataFrame(detail)
+
+
+def test_better_by_construction_is_supported():
+    summary, detail = verdict(grid_rows({"scratch": 0.0, "frozen": 0.05}, noise=0.005))
+    assert summary["verdict"] == SUPPORTED, summary["reason"]
+    assert summary["effect"] == pytest.approx(0.05, abs=0.005)
+    assert summary["ci_low"] > 0 and summary["p_holm"] < 0.05 and summary["effect_seeds"] == 5
+    assert (detail["verdict"] == SUPPORTED).all() and (detail["t_p_holm"] >= detail["t_p"]).all()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_difference_is_inconclusive(seed):
+    summary, _ = verdict(grid_rows({"scratch": 0.0, "frozen": 0.0}, noise=0.02, seed=seed))
+    assert summary["verdict"] == INCONCLUSIVE
+    assert summary["n_supported"] < len(FRACTIONS)
+
+
+def test_identical_arms_are_inconclusive_not_supported():
+    rows = grid_rows({"scratch": 0.0}, noise=0.0)
+    rows += [row | {"arm": "frozen", "strategy": "frozen", "run_id": row["run_id"] + "-frozen"} for row in rows]
+    summary, detail = verdict(rows)
+    assert summary["verdict"] == INCONCLUSIVE
+    assert (detail["t_p"] == 1.0).all() and summary["effect"] == 0
+
+
+def test_worse_by_construction_is_contradicted():
+    summary, _ = verdict(grid_rows({"scratch": 0.0, "frozen": -0.05}, noise=0.005))
+    assert summary["verdict"] == CONTRADICTED and "b better" in summary["reason"]
+
+
+def test_not_worse_within_a_margin():
+    rows = grid_rows({"scratch": 0.0, "frozen": -0.005}, noise=0.002)
+    summary, _ = verdict(rows, kind="not_worse", margin=0.03)
+    assert summary["verdict"] == SUPPORTED, summary["reason"]
+    assert summary["effect"] == pytest.approx(-0.005, abs=0.003)  # the effect is reported without the margin
+    far, _ = verdict(grid_rows({"scratch": 0.0, "frozen": -0.1}, noise=0.002), kind="not_worse", margin=0.03)
+    assert far["verdict"] == CONTRADICTED and "worse by more than 0.03" in far["reason"]
+
+
+def test_three_seeds_support_only_through_the_t_test_and_wilcoxon_cannot_decide():
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.08}, fractions=[0.5], seeds=3, noise=0.002)
+    summary, detail = verdict(rows, fractions=[0.5])
+    assert summary["verdict"] == SUPPORTED, summary["reason"]
+    assert detail["w_p"].iloc[0] == 0.25 and not detail["wilcoxon_decides"].iloc[0]
+    noisy_rows = grid_rows({"scratch": 0.0, "frozen": 0.03}, fractions=[0.5], seeds=3, noise=0.03)
+    noisy, _ = verdict(noisy_rows, fractions=[0.5])
+    assert noisy["verdict"] == INCONCLUSIVE
+
+
+def test_wilcoxon_must_confirm_once_it_can():
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, fractions=[0.5], seeds=8, noise=0.005)
+    rows[1]["auc"] = rows[0]["auc"] - 0.001  # seed 0: frozen slightly worse, so not every difference is positive
+    _, detail = verdict(rows, fractions=[0.5])
+    assert detail["wilcoxon_decides"].iloc[0]
+
+
+def test_two_seeds_are_never_enough():
+    summary, detail = verdict(grid_rows({"scratch": 0.0, "frozen": 0.2}, seeds=2, noise=0.0001))
+    assert summary["verdict"] == INCONCLUSIVE
+    assert detail["reason"].iloc[0] == "2 seed pairs; a verdict needs 3 or more"
+
+
+def test_degenerate_cells_are_dropped_unless_kept():
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=4, noise=0.005)
+    for row in rows:
+        if row["arm"] == "scratch" and row["seed"] < 2:
+            row["max_predicted_share"] = 1.0
+    summary, detail = verdict(rows)
+    assert summary["verdict"] == INCONCLUSIVE
+    assert detail["dropped_degenerate"].tolist() == [2] * 4 and detail["n_pairs"].tolist() == [2] * 4
+    kept, detail = verdict(rows, exclude_degenerate=False)
+    assert detail["n_pairs"].tolist() == [4] * 4 and kept["verdict"] == SUPPORTED
+    report_keeps, _ = verdict(rows, report=ReportSpec(exclude_degenerate=False))
+    assert report_keeps["verdict"] == SUPPORTED
+
+
+def test_strategy_is_represented_by_its_best_arm_on_validation_not_test():
+    rows = []
+    for seed in range(3):
+        rows.append(cell_row("finetune(depth=1)", 0.5, seed, 0.90, monitor_value=0.70))  # best on test
+        rows.append(cell_row("finetune(depth=all)", 0.5, seed, 0.80, monitor_value=0.75))  # best on validation
+    assert representative_arm(pd.DataFrame(rows), ["finetune"], 0.5) == "finetune(depth=all)"
+    by_loss = [row | {"monitor": "val_loss"} for row in rows]  # lower is better for a loss
+    assert representative_arm(pd.DataFrame(by_loss), ["finetune"], 0.5) == "finetune(depth=1)"
+
+
+def test_a_list_side_and_a_lower_is_better_metric():
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.0, "truncate(at=2)": 0.05}, noise=0.005)
+    summary, detail = verdict(rows, a=["frozen", "truncate"])
+    assert set(detail["arm_a"]) == {"truncate(at=2)"} and summary["verdict"] == SUPPORTED
+    loss, _ = verdict(rows, a="truncate", metric="log_loss")  # log_loss = 1.2 - auc: lower for truncate
+    assert loss["verdict"] == SUPPORTED and loss["effect"] > 0
+
+
+def test_a_strategy_against_one_of_its_own_arms():
+    rows = grid_rows({"finetune(depth=1)": 0.0, "finetune(depth=all)": 0.05}, noise=0.005)
+    _, detail = verdict(rows, a="finetune", b="finetune(depth=all)")
+    assert set(detail["reason"]) == {"both sides are finetune(depth=all)"}
+
+
+def test_missing_cells_are_named():
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05})
+    _, detail = verdict([r for r in rows if not (r["arm"] == "frozen" and r["fraction"] == 1.0)])
+    assert detail["reason"].iloc[-1] == "no usable cells for a"
+
+
+def test_claims_and_report_options_do_not_change_run_ids():
+    extra = ("report: {metric: accuracy, target: 0.9, alpha: 0.01}\n"
+             "claims:\n  - {id: t, a: truncate, b: finetune(depth=all), fractions: [0.5]}\n")
+    plain = plan_cells(parse_protocol(protocol_text()), "fingerprint")
+    claimed = plan_cells(parse_protocol(protocol_text(extra=extra)), "fingerprint")
+    assert [cell.run_id for cell in plain] == [cell.run_id for cell in claimed]
+
+
+@pytest.mark.parametrize("claim, expected", [
+    ("{id: x, a: truncat, b: scratch}", r"claims\.0\.a: expected a strategy or arm .*got 'truncat' \(did you mean"),
+    ("{id: x, a: truncate, b: scratch, fractions: [0.3]}", r"claims\.0\.fractions: expected fractions of .*got 0\.3"),
+    ("{id: x, a: truncate, b: scratch, margin: 0.1}", r"claims\.0: margin is only for kind: not_worse"),
+    ("{id: x, a: truncate, b: scratch, kind: not_worse}", r"claims\.0: not_worse needs a margin > 0"),
+    ("{id: x, a: [truncate, frozen], b: [frozen]}", r"claims\.0\.b: a and b must not share"),
+    ("{id: x, a: [], b: scratch}", r"claims\.0\.a: expected an arm, a strategy, or a non-empty list"),
+    ("{id: x, a: truncate, b: scratch, metrc: auc}", r"claims\.0\.metrc: unknown field \(did you mean 'metric'\?\)"),
+])
+def test_invalid_claims_name_line_and_field(claim, expected):
+    with pytest.raises(ProtocolError, match=r"^synth\.yaml:\d+: " + expected):
+        parse_protocol(protocol_text(extra=f"claims:\n  - {claim}\n"), "synth.yaml")
+
+
+@pytest.mark.parametrize("report, expected", [
+    ("{metric: log_loss}", r"report\.metric: Input should be 'auc'"),
+    ("{mcnemar: [[truncate, finetun]]}", r"report\.mcnemar\.0: .*did you mean 'finetune'"),
+    ("{confusion_fraction: 0.3}", r"report\.confusion_fraction: expected one of the fractions"),
+    ("{alpah: 0.1}", r"report\.alpah: unknown field \(did you mean 'alpha'\?\)"),
+])
+def test_invalid_report_options_name_line_and_field(report, expected):
+    with pytest.raises(ProtocolError, match=r"^synth\.yaml:\d+: " + expected):
+        parse_protocol(protocol_text(extra=f"report: {report}\n"), "synth.yaml")
+
+
+def test_readme_report_and_claims_examples_are_valid():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    base = next(block for block in blocks if block.startswith("name: truncation"))
+    extra = [block for block in blocks if block.startswith(("report:", "claims:"))]
+    assert len(extra) == 2
+    protocol = parse_protocol(base + "".join(extra), "README.md")
+    assert protocol.report.target == 0.85 and protocol.claims[0].side("b") == ["finetune(depth=all)"]

@@ -1,0 +1,86 @@
+"""The HTML report opened in a real headless Chromium: self-contained, its tables and figures render."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from study.protocol import load_protocol
+from study.report import build_report
+from test_report import CLAIMS, _features
+from test_report_synthetic import grid_rows, write_protocol, write_store
+
+CHROMIUM = Path("/usr/bin/chromium")
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = JSON.stringify({
+    tables: Array.from(document.querySelectorAll("table")).map(t => [t.id, t.tBodies[0].rows.length]),
+    images: images.map(i => [i.closest("figure").id, i.complete, i.naturalWidth, i.naturalHeight]),
+  });
+  document.body.appendChild(probe);
+});
+</script>
+"""
+
+
+def _dump_dom(page: Path, profile: Path) -> str:
+    assert CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium (as .ci/run does)"
+    command = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", page.as_uri(),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory) -> tuple[Path, Path]:
+    """index.html of a synthetic report, copied alone into an empty folder (nothing else to load from)."""
+    root = tmp_path_factory.mktemp("html")
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.06, "finetune(depth=1)": 0.03, "finetune(depth=all)": 0.02,
+                      "truncate(at=2)": 0.04}, seeds=3, noise=0.005)
+    rows[0] |= {"max_predicted_share": 1.0}
+    store = write_store(root / "results", rows)
+    _features(store.root / "features" / "cnn-16px.npz")
+    paths = build_report(load_protocol(write_protocol(root, extra=CLAIMS)), store, root / "report")
+    alone = root / "alone"
+    alone.mkdir()
+    shutil.copy(paths[0], alone / "index.html")
+    return alone / "index.html", root / "report"
+
+
+def test_html_needs_no_other_file(page):
+    text = page[0].read_text()
+    assert not re.search(r"""(src|href)=["'](?!data:|#)""", text), "the page refers to another file or site"
+    assert "url(" not in text and "<link" not in text and "<script" not in text
+    figures = len(list((page[1] / "figures").glob("*.png")))
+    assert text.count('<img src="data:image/png;base64,') == figures == 7
+
+
+def test_chromium_renders_every_table_and_figure(page, tmp_path):
+    probed = page[0].with_name("probed.html")
+    probed.write_text(page[0].read_text().replace("</body>", PROBE + "</body>"))
+    dom = _dump_dom(probed, tmp_path / "profile")
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, "the page did not finish loading in Chromium"
+    probe = json.loads(found.group(1).replace("&quot;", '"'))
+    tables = dict(probe["tables"])
+    for name in ("claims", "claim_fractions", "summary_auc", "curve_fits", "pairwise", "friedman", "ranks", "mcnemar",
+                 "topk", "degenerate_cells"):
+        assert tables.get(f"table-{name}", 0) > 0, f"table {name} missing or empty"
+    images = {name: (complete, width, height) for name, complete, width, height in probe["images"]}
+    assert set(images) == {f"figure-{name}" for name in ("learning_curve", "significance", "critical_difference",
+                                                           "heatmap_depth", "heatmap_cut", "confusion", "tsne")}
+    for name, (complete, width, height) in images.items():
+        assert complete and width > 100 and height > 100, f"{name} did not render ({width} x {height})"
+    assert re.search(r"<td>frozen-beats-scratch</td><td>[^<]*</td><td>(SUPPORTED|INCONCLUSIVE|CONTRADICTED)</td>", dom)

@@ -1,0 +1,111 @@
+"""Synthetic results stores for the report, claims and stats tests, written through ResultStore like a real run;
+and a check that they read back as a real run's store does."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from study.protocol import parse_protocol
+from study.store import ResultStore
+
+ARMS = {  # label: strategy, depth, truncate_at
+    "scratch": ("scratch", "all", None),
+    "frozen": ("frozen", "0", None),
+    "finetune(depth=1)": ("finetune", "1", None),
+    "finetune(depth=all)": ("finetune", "all", None),
+    "truncate(at=2)": ("truncate", "all", 2),
+}
+N_TEST = 40
+POOL = 200
+
+PROTOCOL = """\
+name: {name}
+description: synthetic results
+dataset: {{source: synthetic, classes: 2, per_class: 30, size: 16}}
+backbone: {{name: cnn, weights: none, width: 4}}
+strategies:
+  - {{name: scratch}}
+  - {{name: frozen}}
+  - {{name: finetune, depth: [1, all]}}
+  - {{name: truncate, at: [2]}}
+fractions: {fractions}
+seeds: {seeds}
+"""
+
+
+def protocol_text(name: str = "synth", fractions=(0.1, 0.25, 0.5, 1.0), seeds: int = 5, extra: str = "") -> str:
+    return PROTOCOL.format(name=name, fractions=list(fractions), seeds=seeds) + extra
+
+
+def cell_row(arm: str, fraction: float, seed: int, auc: float, **overrides) -> dict:
+    """A done cell as the worker stores it; accuracy and the other metrics follow auc."""
+    strategy, depth, truncate_at = ARMS[arm]
+    row = {
+        "run_id": f"{arm}-f{fraction}-s{seed}".replace("(", "_").replace(")", "").replace("=", ""),
+        "protocol": "synth", "status": "done", "error": None, "arm": arm, "strategy": strategy, "depth": depth,
+        "truncate_at": truncate_at, "head": "linear", "fraction": fraction, "seed": seed,
+        "n_train": int(round(POOL * fraction)), "n_val": 30, "n_test": N_TEST, "n_classes": 2, "backbone": "cnn",
+        "weights": "none", "size": 16, "accuracy": auc - 0.05, "top2_accuracy": np.nan, "balanced_accuracy": auc - 0.06,
+        "auc": auc, "f1_macro": auc - 0.07, "log_loss": 1.2 - auc, "majority_rate": 0.5, "max_predicted_share": 0.6,
+        "epochs": 10, "best_epoch": 7, "monitor": "val_auc", "monitor_value": auc, "train_seconds": 1.0,
+        "study_version": "0.1.0", "tensorflow_version": "2.16", "keras_version": "3.3",
+        "finished_at": f"2024-01-01T00:00:{seed:02d}",
+    }
+    return row | overrides
+
+
+def predictions_for(row: dict) -> pd.DataFrame:
+    """Test predictions whose accuracy matches the row's, different images wrong for each cell."""
+    labels = np.arange(N_TEST) % 2
+    order = np.random.default_rng(zlib.crc32(row["run_id"].encode())).permutation(N_TEST)
+    correct = np.zeros(N_TEST, dtype=bool)
+    correct[order[: int(round(row["accuracy"] * N_TEST))]] = True
+    predicted = np.where(correct, labels, 1 - labels)
+    if row["max_predicted_share"] >= 0.95:
+        predicted = np.ones(N_TEST, dtype=int)
+    prob_1 = np.where(predicted == 1, 0.8, 0.2)
+    return pd.DataFrame({"run_id": row["run_id"], "image_id": [f"img{i:03d}" for i in range(N_TEST)],
+                         "label": labels, "predicted": predicted, "prob_0": 1 - prob_1, "prob_1": prob_1})
+
+
+def write_store(results: Path, rows: list[dict], name: str = "synth") -> ResultStore:
+    store = ResultStore(results, name)
+    for row in rows:
+        store.put(row, predictions_for(row) if row["status"] == "done" else None)
+    return store
+
+
+def grid_rows(effects: dict[str, float], fractions=(0.1, 0.25, 0.5, 1.0), seeds: int = 5, noise: float = 0.01,
+              seed: int = 0) -> list[dict]:
+    """Cells of every arm in effects at every fraction and seed: auc = 0.7 + 0.1 * fraction + effect + shared seed
+    noise (the same for every arm at one seed and fraction, so arms pair) + arm noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for fraction in fractions:
+        for s in range(seeds):
+            shared = rng.normal(0, 0.03)
+            for arm, effect in effects.items():
+                auc = float(np.clip(0.7 + 0.1 * fraction + effect + shared + rng.normal(0, noise), 0.01, 0.99))
+                rows.append(cell_row(arm, fraction, s, auc))
+    return rows
+
+
+def write_protocol(directory: Path, name: str = "synth", extra: str = "", **kwargs) -> Path:
+    path = Path(directory) / f"{name}.yaml"
+    path.write_text(protocol_text(name, extra=extra, **kwargs))
+    return path
+
+
+def test_synthetic_store_reads_back_like_a_run(tmp_path):
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05})
+    store = write_store(tmp_path, rows)
+    cells = store.cells()
+    assert len(cells) == len(rows) and set(cells["status"]) == {"done"}
+    predictions = store.predictions(rows[0]["run_id"])
+    assert len(predictions) == N_TEST
+    assert (predictions["predicted"] == predictions["label"]).mean() == round(rows[0]["accuracy"] * N_TEST) / N_TEST
+    assert parse_protocol(protocol_text(), "synth.yaml").name == "synth"
