@@ -49,8 +49,8 @@ def plain_model(cell, n_classes: int):
     outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
     rate = arm["lr_head"] if trained == 0 or backbone["weights"] == "none" else arm["lr_backbone"]
-    model.compile(keras.optimizers.Adam(rate), "sparse_categorical_crossentropy",
-                  metrics=[keras.metrics.AUC(name="auc", multi_label=n_classes > 2, num_thresholds=1000)])
+    model.compile(keras.optimizers.Adam(rate), "categorical_crossentropy",
+                  metrics=[keras.metrics.AUC(name="auc", num_thresholds=1000)])
     return model
 
 
@@ -80,7 +80,8 @@ def main() -> None:
         stopping = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=train["early_stopping"]["patience"],
                                                  restore_best_weights=True)
         weights = class_weights(y, n_classes, train["class_weight"])
-        model.fit(x, y, validation_data=(xv, yv), epochs=train["epochs"], batch_size=train["batch_size"],
+        one_hot = keras.utils.to_categorical
+        model.fit(x, one_hot(y, n_classes), validation_data=(xv, one_hot(yv, n_classes)), epochs=train["epochs"], batch_size=train["batch_size"],
                   class_weight=dict(enumerate(weights)), callbacks=[stopping], verbose=0)
         scores = classification_metrics(yt, model.predict(xt, verbose=0).astype("float64"))
         rows.append({"arm": cell.arm.label, "strategy": cell.arm.strategy, "fraction": cell.fraction, "seed": cell.seed,

@@ -1,6 +1,7 @@
 """Command line: thin commands over the library. Results go to stdout, errors to stderr.
 
-Exit codes: 0 success, 1 a failure (missing data, failed cells, busy results), 2 a usage or protocol error.
+Exit codes: 0 success, 1 a failure (missing data, failed cells, busy or unwritable results, a stopped sweep),
+2 a usage or protocol error.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
     run.add_argument("--dry-run", action="store_true", help="show what would run and stop")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (one line per cell instead)")
+    run.add_argument("--wait", action="store_true", help="when another run holds the results, wait for it to end")
 
     for name, text in (
         ("plan", "the cells, what is done, the block map"),
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("report", "rebuild the report from the stored results"),
     ):
         _common(commands.add_parser(name, help=text))
+    prune = commands.add_parser("prune", help="delete stored results that no longer belong to the protocol")
+    _common(prune)
+    prune.add_argument("--yes", action="store_true", help="really delete them (without it, only list them)")
     validate = commands.add_parser("validate", help="check a protocol without running it")
     validate.add_argument("protocol", type=Path)
     commands.add_parser("datasets", help="the dataset sources and where they look for files")

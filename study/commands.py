@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -76,19 +75,26 @@ def _state_table(session: Session) -> pd.DataFrame:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Done, failed and pending cells per arm and fraction; errors of failed cells."""
+    from study.runlock import RunLock
+
     session = _open(args)
     table = _state_table(session)
     print(f"{session.protocol.name}: {len(session.cells)} cells in {session.store.root}")
+    holder = RunLock(session.store.root).held_elsewhere()
+    if holder:
+        print(f"a run is writing these results now ({holder})")
     print(table.to_string(index=False))
     print(f"total: {table['done'].sum()} done, {table['failed'].sum()} failed, {table['pending'].sum()} pending")
     planned = {cell.run_id for cell in session.cells}
     stored = session.store.cells()
     stale = stored[~stored["run_id"].isin(planned)]
     if len(stale):
-        print(f"{len(stale)} stored results belong to an earlier version of this protocol (kept, not shown above)")
+        print(f"{len(stale)} stored results belong to an earlier version of this protocol (kept, not shown above; "
+              "`study prune` deletes them)")
     failed = stored[(stored["status"] == "failed") & stored["run_id"].isin(planned)]
     for _, row in failed.iterrows():
-        print(f"failed: {row['arm']} fraction={row['fraction']:g} seed={row['seed']}: {row['error']}")
+        kind = f" [{row['failure']}, {row['attempts']:g} attempt(s)]" if pd.notna(row.get("failure")) else ""
+        print(f"failed: {row['arm']} fraction={row['fraction']:g} seed={row['seed']}: {row['error']}{kind}")
     return 0
 
 
@@ -97,6 +103,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from study.models.blocks import backbone_info
 
     session = _open(args)
+    _checked_dataset(session, args.results_dir / ".cache")
     protocol = session.protocol
     info = backbone_info(protocol.backbone.name)
     print(f"protocol {protocol.name}: {len(session.cells)} cells = {len(protocol.fractions)} fractions x "
@@ -148,19 +155,45 @@ def _export_features(session: Session, context, jobs: int) -> None:
         print(f"note: no feature map for the report ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
+def _checked_dataset(session: Session, cache_dir: Path):
+    """The protocol's dataset, split, after checking that every fraction can draw from every class."""
+    from study.data.sources import load_dataset
+    from study.data.splits import ensure_split, fraction_shortfall
+    from study.protocol import field_error
+
+    dataset = ensure_split(load_dataset(session.protocol.dataset, session.data_dir, cache_dir), session.protocol.dataset)
+    train = dataset.labels[dataset.split == "train"]
+    problem = fraction_shortfall(train, dataset.class_names, session.protocol.fractions)
+    if problem:
+        raise field_error(session.protocol_path, ("fractions",), problem)
+    return dataset
+
+
+def _store_inputs(session: Session, dataset) -> None:
+    """The split, the dataset's skipped files and the protocol, stored beside the cells."""
+    store = session.store
+    store.put_split(pd.DataFrame({"image_id": dataset.ids.astype(str), "label": dataset.labels, "split": dataset.split}))
+    store.put_dataset_info({"fingerprint": dataset.fingerprint, "images": len(dataset),
+                            "skipped_files": len(dataset.skipped), "skipped": list(dataset.skipped)})
+    store.put_protocol(Path(session.protocol_path).read_text())
+    if dataset.skipped:
+        print(f"note: skipped {len(dataset.skipped)} unreadable or missing image files (dataset.on_bad_file: skip); "
+              f"listed in {store.root / 'dataset.json'}", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every cell the store lacks, store each result as it finishes, then build the report."""
-    from study.data.sources import load_dataset
-    from study.data.splits import ensure_split
     from study.executors import available_cores, threads_per_worker
     from study.progress import SweepProgress
+    from study.runlock import RunLock
     from study.scheduler import cells_to_run, run_sweep
-    from study.store import acquire
     from study.worker import WorkerContext
 
     session = _open(args)
     store = session.store
     jobs = args.jobs or available_cores()
+    cache_dir = args.results_dir / ".cache"
+    dataset = _checked_dataset(session, cache_dir)
     todo = cells_to_run(session.cells, store, args.retry_failed)
     print(f"{session.protocol.name}: {len(session.cells)} cells, {len(session.cells) - len(todo)} stored, "
           f"{len(todo)} to run with {jobs} worker(s)")
@@ -169,13 +202,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  would run {cell.describe()}  [{cell.run_id}]")
         return 0
 
-    lock = store.lock()
-    acquire(lock, store.root)
+    lock = RunLock(store.root)
+    lock.acquire(wait=args.wait, on_wait=lambda holder: print(
+        f"waiting: another `study run` is writing {store.root} ({holder})", file=sys.stderr, flush=True))
     try:
-        cache_dir = args.results_dir / ".cache"
-        dataset = ensure_split(load_dataset(session.protocol.dataset, session.data_dir, cache_dir), session.protocol.dataset)
-        store.put_split(pd.DataFrame({"image_id": dataset.ids.astype(str), "label": dataset.labels, "split": dataset.split}))
-        shutil.copyfile(session.protocol_path, store.root / "protocol.yaml")
+        store.remove_temporary()
+        _store_inputs(session, dataset)
+        todo = cells_to_run(session.cells, store, args.retry_failed)  # a run we waited for may have stored some
         context = WorkerContext(
             dataset=session.protocol.dataset.model_dump(),
             data_dir=str(session.data_dir) if session.data_dir else None,
@@ -184,17 +217,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         started = time.perf_counter()
         with SweepProgress(total=len(session.cells), done=len(session.cells) - len(todo), enabled=not args.no_progress) as progress:
-            summary = run_sweep(session.cells, store, context, jobs, args.retry_failed, on_result=progress.update)
+            summary = run_sweep(session.cells, store, context, jobs, args.retry_failed, on_result=progress.update,
+                                policy=session.protocol.run, extra={"skipped_files": len(dataset.skipped)})
         elapsed = time.perf_counter() - started
-        _export_features(session, context, jobs)
+        if not summary.stopped:
+            _export_features(session, context, jobs)
     finally:
         lock.release()
-    paths = _build_report(session.protocol, store, session.report_dir)
-    print(f"{summary.done} done, {summary.failed} failed, {summary.skipped} skipped in {elapsed:.0f} s; "
-          f"results in {store.root}, report in {paths[0].parent}")
+    return _finish(session, summary, elapsed)
+
+
+def _finish(session: Session, summary, elapsed: float) -> int:
+    """Print the sweep's outcome, build the report unless the sweep stopped; the exit code."""
+    where = f"results in {session.store.root}"
+    if not summary.stopped:
+        paths = _build_report(session.protocol, session.store, session.report_dir)
+        where += f", report in {paths[0].parent}"
+    print(f"{summary.line(elapsed)}; {where}")
     for error in summary.errors:
         print(f"failed: {error}", file=sys.stderr)
+    if summary.stopped:
+        print(f"error: the sweep stopped: {summary.stopped}", file=sys.stderr)
+        return 1
     if summary.failed:
         print("run again with --retry-failed to retry the failed cells", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete stored results that no longer belong to the protocol; lists them unless --yes is given."""
+    from study.runlock import RunLock
+
+    session = _open(args)
+    planned = {cell.run_id for cell in session.cells}
+    stored = session.store.cells()
+    stale = stored[~stored["run_id"].isin(planned)]
+    if stale.empty:
+        print(f"{session.protocol.name}: every stored result belongs to the protocol; nothing to prune")
+        return 0
+    if not args.yes:
+        for _, row in stale.iterrows():
+            print(f"  stale: {row.get('arm')} fraction={row.get('fraction')} seed={row.get('seed')}  [{row['run_id']}]")
+        print(f"{len(stale)} stored results no longer belong to {session.protocol.name}; nothing deleted (add --yes "
+              "to delete them)")
+        return 0
+    lock = RunLock(session.store.root)
+    lock.acquire()
+    try:
+        session.store.remove(list(stale["run_id"]))
+    finally:
+        lock.release()
+    print(f"deleted {len(stale)} stored results that no longer belong to {session.protocol.name}")
     return 0

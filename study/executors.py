@@ -1,20 +1,36 @@
 """How cells run: in this process, or in fresh local worker processes (joblib's loky backend).
 
-An executor maps `run_cell` over cells and yields each (row, predictions) as soon as it finishes, in any
+An executor maps `attempt_cell` over cells and yields each (row, predictions) as soon as it finishes, in any
 order. Executors never write the store; the driver does.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
 import pandas as pd
 
+from study.failures import FailureKind
 from study.plan import Cell
 from study.worker import WorkerContext, run_cell
 
+log = logging.getLogger(__name__)
+
 Result = tuple[dict, pd.DataFrame | None]
+
+
+def attempt_cell(cell: Cell, context: WorkerContext, retries: int = 0) -> Result:
+    """run_cell, tried again up to `retries` times while it fails with a retryable error; the row counts attempts."""
+    for attempt in range(1, retries + 2):
+        row, predictions = run_cell(cell, context)
+        if row["status"] == "done" or row.get("failure") != FailureKind.RETRYABLE.value or attempt > retries:
+            break
+        log.warning("%s failed (%s); attempt %d of %d", cell.describe(), row["error"], attempt + 1, retries + 1)
+    row.setdefault("failure", None)
+    row["attempts"] = attempt
+    return row, predictions
 
 
 def available_cores() -> int:
@@ -30,25 +46,25 @@ def threads_per_worker(jobs: int, cores: int | None = None) -> int:
     return max(1, (cores or available_cores()) // max(1, jobs))
 
 
-def run_serial(cells: list[Cell], context: WorkerContext) -> Iterator[Result]:
+def run_serial(cells: list[Cell], context: WorkerContext, retries: int = 0) -> Iterator[Result]:
     """Run cells one after another in this process."""
     for cell in cells:
-        yield run_cell(cell, context)
+        yield attempt_cell(cell, context, retries)
 
 
-def run_local(cells: list[Cell], context: WorkerContext, jobs: int) -> Iterator[Result]:
+def run_local(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0) -> Iterator[Result]:
     """Run cells in `jobs` fresh worker processes (loky starts them clean, never forks TensorFlow)."""
     from joblib import Parallel, delayed
 
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered", pre_dispatch="n_jobs")
-    yield from parallel(delayed(run_cell)(cell, context) for cell in cells)
+    yield from parallel(delayed(attempt_cell)(cell, context, retries) for cell in cells)
 
 
-def execute(cells: list[Cell], context: WorkerContext, jobs: int) -> Iterator[Result]:
-    """Run cells with one worker in this process, or several worker processes."""
+def execute(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0) -> Iterator[Result]:
+    """Run cells with one worker in this process, or several worker processes; retryable failures retried."""
     if jobs <= 1 or len(cells) <= 1:
-        return run_serial(cells, context)
-    return run_local(cells, context, min(jobs, len(cells)))
+        return run_serial(cells, context, retries)
+    return run_local(cells, context, min(jobs, len(cells)), retries)
 
 
 def run_task(function, *args, jobs: int):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -10,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from study.errors import ProtocolError
+from study.protocol_errors import FieldError, did_you_mean, located_error, validation_error
 from study.models.blocks import BLOCK_MAPS
 
 
@@ -25,6 +25,9 @@ class DatasetBase(Strict):
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="validation share when the source has no split")
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="test share when the source has no split")
     split_seed: int = Field(0, ge=0, description="seed of the train/val/test split when the source has none")
+    on_bad_file: Literal["fail", "skip"] = Field(
+        "fail", description="an unreadable image or a missing listed file fails the run, or is skipped and counted"
+    )
 
 
 class MedmnistSpec(DatasetBase):
@@ -73,7 +76,7 @@ class BackboneSpec(Strict):
     def _known(cls, value: str) -> str:
         key = value.lower()
         if key not in BLOCK_MAPS:
-            raise ValueError(f"expected one of {sorted(BLOCK_MAPS)}, got {value!r}{_did_you_mean(key, BLOCK_MAPS)}")
+            raise ValueError(f"expected one of {sorted(BLOCK_MAPS)}, got {value!r}{did_you_mean(key, BLOCK_MAPS)}")
         return key
 
     @field_validator("weights")
@@ -153,6 +156,15 @@ class TrainSpec(Strict):
     early_stopping: EarlyStopping | None = EarlyStopping()
 
 
+class RunSpec(Strict):
+    """How a sweep treats failing cells; like the report options, never part of a run id."""
+
+    retries: int = Field(1, ge=0, le=10, description="extra attempts of a cell that fails with an ordinary error")
+    max_consecutive_failures: int | None = Field(
+        5, ge=1, description="stop the sweep after this many failed cells in a row (null: never stop)"
+    )
+
+
 # ------------------------------------------------------------------------------------- report and claims
 CurveMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy"]
 ClaimMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss"]
@@ -208,18 +220,16 @@ class Protocol(Strict):
     dataset: DatasetSpec
     backbone: BackboneSpec
     strategies: list[StrategySpec] = Field(min_length=1)
-    fractions: list[float] = Field(min_length=1)
+    fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(min_length=1, description="shares of the training split")
     seeds: int | list[int] = Field(3, description="a count (seeds 0..n-1) or an explicit list")
     train: TrainSpec = TrainSpec()
+    run: RunSpec = RunSpec()
     report: ReportSpec = ReportSpec()
     claims: list[ClaimSpec] = Field(default_factory=list, description="claims the report tests")
 
     @field_validator("fractions")
     @classmethod
     def _fractions(cls, values: list[float]) -> list[float]:
-        for value in values:
-            if not 0 < value <= 1:
-                raise ValueError(f"every fraction must be in (0, 1], got {value}")
         if len(set(values)) != len(values):
             raise ValueError("fractions must not repeat")
         return sorted(values)
@@ -240,13 +250,13 @@ class Protocol(Strict):
         for index, strategy in enumerate(self.strategies):
             for at in as_list(strategy.at):
                 if at > last:
-                    raise _FieldError(
+                    raise FieldError(
                         ("strategies", index, "at"),
                         f"{self.backbone.name} has blocks 0..{last} ({', '.join(b.name for b in blocks)}), got {at}",
                     )
             for depth in as_list(strategy.depth):
                 if isinstance(depth, int) and depth > len(blocks):
-                    raise _FieldError(
+                    raise FieldError(
                         ("strategies", index, "depth"),
                         f"{self.backbone.name} has {len(blocks)} blocks, got depth {depth}; use all for every block",
                     )
@@ -262,26 +272,26 @@ class Protocol(Strict):
         ids = [claim.id for claim in self.claims]
         for index, claim in enumerate(self.claims):
             if claim.id in ids[:index]:
-                raise _FieldError(("claims", index, "id"), f"claim ids must be unique, {claim.id!r} repeats")
+                raise FieldError(("claims", index, "id"), f"claim ids must be unique, {claim.id!r} repeats")
             for which in ("a", "b"):
                 if not claim.side(which):
-                    raise _FieldError(("claims", index, which),
+                    raise FieldError(("claims", index, which),
                                       "expected an arm, a strategy, or a non-empty list of them")
                 for name in claim.side(which):
                     if name not in names:
-                        raise _FieldError(("claims", index, which), _unknown_name(name, names))
+                        raise FieldError(("claims", index, which), _unknown_name(name, names))
             if set(claim.side("a")) & set(claim.side("b")):
-                raise _FieldError(("claims", index, "b"), "a and b must not share an arm or strategy")
+                raise FieldError(("claims", index, "b"), "a and b must not share an arm or strategy")
             for fraction in [] if claim.fractions == "all" else claim.fractions:
                 if fraction not in fractions:
-                    raise _FieldError(("claims", index, "fractions"),
+                    raise FieldError(("claims", index, "fractions"),
                                       f"expected fractions of {self.fractions}, got {fraction}")
         for index, pair in enumerate(self.report.mcnemar or []):
             for name in pair:
                 if name not in names:
-                    raise _FieldError(("report", "mcnemar", index), _unknown_name(name, names))
+                    raise FieldError(("report", "mcnemar", index), _unknown_name(name, names))
         if self.report.confusion_fraction is not None and self.report.confusion_fraction not in fractions:
-            raise _FieldError(("report", "confusion_fraction"),
+            raise FieldError(("report", "confusion_fraction"),
                               f"expected one of the fractions {self.fractions}, got {self.report.confusion_fraction}")
         return self
 
@@ -290,14 +300,6 @@ class Protocol(Strict):
 
 
 # ------------------------------------------------------------------------------------------- loading
-class _FieldError(ValueError):
-    """A cross-field error that knows which field it belongs to."""
-
-    def __init__(self, loc: tuple, message: str):
-        super().__init__(message)
-        self.loc = loc
-
-
 def as_list(value: Any) -> list:
     """None as [], a list as itself, anything else as a one-item list."""
     if value is None:
@@ -306,112 +308,7 @@ def as_list(value: Any) -> list:
 
 
 def _unknown_name(name: str, names: list[str]) -> str:
-    return f"expected a strategy or arm of this protocol, one of {names}, got {name!r}{_did_you_mean(name, names)}"
-
-
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) -> dict[tuple, int]:
-    """Map every key path of a composed YAML document to its 1-based line."""
-    index = {} if index is None else index
-    index.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = path + (key.value,)
-            index[child] = key.start_mark.line + 1
-            _line_index(value, child, index)
-    elif isinstance(node, yaml.SequenceNode):
-        for position, value in enumerate(node.value):
-            child = path + (position,)
-            index[child] = value.start_mark.line + 1
-            _line_index(value, child, index)
-    return index
-
-
-def _line_of(lines: dict[tuple, int], loc: tuple) -> int:
-    """The line of the deepest part of loc present in the YAML (a missing field points at its parent)."""
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
-
-
-def _clean_loc(loc: tuple, data: Any) -> tuple:
-    """Drop pydantic's union-branch names (e.g. 'medmnist', 'int') so loc follows the YAML keys."""
-    clean: list = []
-    node = data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            clean.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            clean.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not _is_union_branch(part):
-            clean.append(part)
-            node = None
-    return tuple(clean)
-
-
-def _is_union_branch(part: str) -> bool:
-    """Pydantic names union branches by tag or type; such parts are not YAML keys."""
-    return part in {"medmnist", "folder", "csv", "synthetic", "int", "str", "list[...]", "HeadSpec"} or "[" in part
-
-
-def _message(error: dict, data: Any, loc: tuple) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return f"unknown field{_did_you_mean(str(loc[-1]), _allowed_keys(loc[:-1], data))}"
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "union_tag_invalid":
-        context = error["ctx"]
-        tags = [tag.strip(" '") for tag in context["expected_tags"].split(",")]
-        return f"expected one of {tags}, got {context['tag']!r}{_did_you_mean(context['tag'], tags)}"
-    message = error["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    found = error.get("input")
-    if kind not in {"value_error"} and not isinstance(found, (dict, list)):
-        message = f"{message}; got {found!r}"
-    return message
-
-
-def _allowed_keys(loc: tuple, data: Any) -> list[str]:
-    """Field names of the model that sits at loc, for 'did you mean' suggestions."""
-    model: Any = Protocol
-    node = data
-    for part in loc:
-        node = node[part] if isinstance(node, (dict, list)) else None
-        if isinstance(part, int):
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = _model_of(field.annotation, node)
-    return list(getattr(model, "model_fields", {}))
-
-
-def _model_of(annotation: Any, node: Any) -> Any:
-    import typing
-
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    args = typing.get_args(annotation)
-    candidates = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-    for arg in args:
-        if typing.get_origin(arg) is Union or typing.get_args(arg):
-            candidates += [a for a in typing.get_args(arg) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if typing.get_origin(arg) is list:
-            return _model_of(typing.get_args(arg)[0], node)
-    if isinstance(node, dict) and "source" in node:
-        for candidate in candidates:
-            if node["source"] == getattr(candidate.model_fields.get("source"), "annotation", None).__args__[0]:
-                return candidate
-    return candidates[0] if candidates else None
+    return f"expected a strategy or arm of this protocol, one of {names}, got {name!r}{did_you_mean(name, names)}"
 
 
 def load_protocol(path: str | Path) -> Protocol:
@@ -435,17 +332,14 @@ def parse_protocol(text: str, filename: str = "<protocol>") -> Protocol:
         raise ProtocolError(f"{filename}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"{filename}:1: a protocol is a mapping of fields (name, dataset, ...), got {type(data).__name__}")
-    lines = _line_index(node)
     try:
         return Protocol.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        raw_loc = tuple(error["loc"])
-        context = (error.get("ctx") or {}).get("error")
-        if isinstance(context, _FieldError):
-            raw_loc = context.loc
-        if error["type"] == "union_tag_invalid":
-            raw_loc += (error["ctx"]["discriminator"].strip("'"),)
-        loc = _clean_loc(raw_loc, data)
-        field = ".".join(str(part) for part in loc) or "(top level)"
-        raise ProtocolError(f"{filename}:{_line_of(lines, loc)}: {field}: {_message(error, data, loc)}") from None
+        raise validation_error(exc, data, node, filename, Protocol) from None
+
+
+def field_error(path: str | Path, loc: tuple, message: str) -> ProtocolError:
+    """A ProtocolError in the FILE:LINE: field: message template, for checks that need more than the file."""
+    return located_error(str(path), yaml.compose(Path(path).read_text(), Loader=yaml.SafeLoader), loc, message)
+
+

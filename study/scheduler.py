@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from study.executors import execute
+from study.failures import FailureKind, FatalError
 from study.plan import Cell
+from study.protocol import RunSpec
 from study.store import ResultStore
 from study.worker import WorkerContext
 
@@ -28,7 +31,15 @@ class SweepSummary:
     skipped: int
     done: int = 0
     failed: int = 0
+    retries: int = 0  # extra attempts spent on cells that failed with an ordinary error
+    consecutive_failures: int = 0  # failed cells since the last one that finished
     errors: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the sweep stopped before every cell ran (fatal error, too many failures)
+
+    def line(self, seconds: float) -> str:
+        """The one-line outcome the CLI prints."""
+        retried = f", {self.retries} retries" if self.retries else ""
+        return f"{self.done} done, {self.failed} failed, {self.skipped} skipped{retried} in {seconds:.0f} s"
 
 
 def cell_states(cells: list[Cell], store: ResultStore) -> dict[str, CellState]:
@@ -57,18 +68,72 @@ def run_sweep(
     jobs: int,
     retry_failed: bool = False,
     on_result: Callable[[dict, SweepSummary], None] | None = None,
+    policy: RunSpec | None = None,
+    extra: dict | None = None,
 ) -> SweepSummary:
-    """Run every cell the store lacks; each result is stored the moment it arrives."""
+    """Run every cell the store lacks; each result (with `extra` columns) is stored the moment it arrives.
+
+    Retryable failures are tried again in the worker (policy.retries); a fatal error, a worker process that
+    dies, or policy.max_consecutive_failures failed cells in a row stop the sweep with summary.stopped set.
+    """
+    policy = policy or RunSpec()
     todo = dispatch_order(cells_to_run(cells, store, retry_failed))
     summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo))
     log.info("%d cells, %d already stored, %d to run", len(cells), summary.skipped, len(todo))
-    for row, predictions in execute(todo, context, jobs):
-        store.put(row, predictions)
-        if row["status"] == CellState.DONE.value:
-            summary.done += 1
-        else:
-            summary.failed += 1
-            summary.errors.append(f"{row['arm']} fraction={row['fraction']:g} seed={row['seed']}: {row['error']}")
-        if on_result:
-            on_result(row, summary)
+    results = execute(todo, context, jobs, policy.retries)
+    try:
+        for row, predictions in _until_broken(results, summary):
+            store.put({**row, **(extra or {})}, predictions)
+            _count(row, summary)
+            if on_result:
+                on_result(row, summary)
+            summary.stopped = _stop_reason(row, summary, policy)
+            if summary.stopped:
+                break
+    except FatalError as exc:
+        summary.stopped = str(exc)
+    finally:
+        with warnings.catch_warnings():  # joblib warns that it cancels the running cells: that is the point
+            warnings.simplefilter("ignore")
+            results.close()  # stops the worker processes when the sweep ends early
     return summary
+
+
+def _until_broken(results: Iterator, summary: SweepSummary) -> Iterator:
+    """The executor's results until it is exhausted or breaks (a worker process killed or out of memory)."""
+    while True:
+        try:
+            yield next(results)
+        except StopIteration:
+            return
+        except Exception as exc:  # the executor itself failed: fatal, the finished cells are stored
+            summary.stopped = (f"the worker processes failed ({type(exc).__name__}: {_one_line(exc)}); finished "
+                               "cells are stored, run again to resume (with fewer --jobs if memory ran out)")
+            return
+
+
+def _count(row: dict, summary: SweepSummary) -> None:
+    summary.retries += int(row.get("attempts") or 1) - 1
+    if row["status"] == CellState.DONE.value:
+        summary.done += 1
+        summary.consecutive_failures = 0
+        return
+    summary.failed += 1
+    summary.consecutive_failures += 1
+    summary.errors.append(f"{row['arm']} fraction={row['fraction']:g} seed={row['seed']}: {_one_line(row['error'])}")
+
+
+def _stop_reason(row: dict, summary: SweepSummary, policy: RunSpec) -> str | None:
+    if row.get("failure") == FailureKind.FATAL.value:
+        return f"{row['arm']} fraction={row['fraction']:g} seed={row['seed']} failed fatally: {_one_line(row['error'])}"
+    limit = policy.max_consecutive_failures
+    if limit is not None and row["status"] != CellState.DONE.value and summary.consecutive_failures >= limit:
+        return (f"{limit} cells failed in a row (run.max_consecutive_failures: {limit}); fix the cause in the errors "
+                "below, then run again with --retry-failed")
+    return None
+
+
+def _one_line(error: object, limit: int = 400) -> str:
+    """An error as one line (TensorFlow's span several), shortened to limit characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

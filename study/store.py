@@ -6,22 +6,27 @@ Contract:
 - Writes go to a hidden temporary file in the same folder, are flushed to disk, then renamed: a file is present
   whole or not at all. Readers ignore temporary files and any file that does not parse.
 - Finished rows never change, except that `put` of a failed cell's run id again (a retry) replaces it.
-- The split the cells were trained on is stored once as `split.parquet`.
+- The split the cells were trained on is stored once as `split.parquet`, what the dataset load skipped in
+  `dataset.json`. Temporary files a killed run left behind are removed by the next run, under its lock.
+- A write that fails because the folder is read-only, not permitted or full raises FatalError (one line).
+- Nothing is deleted except by `remove`, which the `prune` command calls.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from filelock import FileLock, Timeout
 
 from study.errors import StudyError
+from study.failures import fatal_store_error
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +47,8 @@ class ResultStore:
         """Store one finished (or failed) cell atomically; its predictions first."""
         run_id = row["run_id"]
         if predictions is not None:
-            _write_atomic(pa.Table.from_pandas(predictions, preserve_index=False), self.predictions_dir / f"{run_id}.parquet")
-        return _write_atomic(pa.Table.from_pylist([row]), self.cells_dir / f"{run_id}.parquet")
+            _write_table(pa.Table.from_pandas(predictions, preserve_index=False), self.predictions_dir / f"{run_id}.parquet")
+        return _write_table(pa.Table.from_pylist([row]), self.cells_dir / f"{run_id}.parquet")
 
     def put_split(self, split: pd.DataFrame) -> None:
         """Store the train/val/test assignment of every image (once; later calls must agree)."""
@@ -56,7 +61,7 @@ class ResultStore:
                     "use a new protocol name or another --results-dir"
                 )
             return
-        _write_atomic(pa.Table.from_pandas(split, preserve_index=False), path)
+        _write_table(pa.Table.from_pandas(split, preserve_index=False), path)
 
     # ------------------------------------------------------------------------------------------ reading
     def cells(self) -> pd.DataFrame:
@@ -76,21 +81,28 @@ class ResultStore:
         frame = self.cells()
         return dict(zip(frame["run_id"], frame["status"]))
 
-    def lock(self) -> FileLock:
-        """The lock that keeps two runs from writing this protocol's results at once."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.root / ".lock"))
+    # ---------------------------------------------------------------------------------------- housekeeping
+    def put_protocol(self, text: str) -> None:
+        """Keep a copy of the protocol last run."""
+        _write_bytes(text.encode(), self.root / "protocol.yaml")
 
+    def put_dataset_info(self, info: dict) -> None:
+        """What the dataset load found: image count and the files it skipped (dataset.json)."""
+        _write_bytes(json.dumps(info, indent=1, sort_keys=True).encode(), self.root / "dataset.json")
 
-def acquire(lock: FileLock, where: Path) -> None:
-    """Take the run lock or fail with a message that says what holds it."""
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise StudyError(
-            f"{where}: another `study run` is writing these results (lock {lock.lock_file}); "
-            "wait for it to finish or use another --results-dir"
-        ) from None
+    def remove_temporary(self) -> int:
+        """Delete temporary files a killed run left; call only under the run lock. Returns how many."""
+        leftovers = [path for folder in (self.root, self.cells_dir, self.predictions_dir)
+                     for path in folder.glob(".*.tmp")]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return len(leftovers)
+
+    def remove(self, run_ids: list[str]) -> None:
+        """Delete the stored rows and predictions of run_ids (the prune command; call under the run lock)."""
+        for run_id in run_ids:
+            (self.cells_dir / f"{run_id}.parquet").unlink(missing_ok=True)
+            (self.predictions_dir / f"{run_id}.parquet").unlink(missing_ok=True)
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -101,16 +113,32 @@ def _read(path: Path) -> pd.DataFrame | None:
         return None
 
 
-def _write_atomic(table: pa.Table, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+def _write_table(table: pa.Table, path: Path) -> Path:
+    return _write_atomic(path, lambda stream: pq.write_table(table, stream))
+
+
+def _write_bytes(data: bytes, path: Path) -> Path:
+    return _write_atomic(path, lambda stream: stream.write(data))
+
+
+def _write_atomic(path: Path, write: Callable) -> Path:
+    """write(stream) into a temporary file beside path, flushed to disk, then renamed onto path."""
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "wb") as stream:
-            pq.write_table(table, stream)
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        temporary = None
+    except OSError as exc:
+        fatal = fatal_store_error(exc, path.parent)
+        if fatal is None:
+            raise
+        raise fatal from None
+    finally:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
     return path

@@ -24,6 +24,7 @@ import study
 from study.data.dataset import Dataset, split_indices
 from study.data.sources import load_dataset
 from study.data.splits import ensure_split, training_subsets
+from study.failures import failure_kind
 from study.features import FeatureCache
 from study.metrics import METRICS, classification_metrics
 from study.plan import Cell
@@ -100,7 +101,8 @@ def run_cell(cell: Cell, context: WorkerContext) -> tuple[dict, pd.DataFrame | N
     except Exception as exc:  # a failed cell is a result, not the end of the sweep
         log.debug("cell %s failed", cell.run_id, exc_info=True)
         row = _base_row(cell, started)
-        row.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8),
+                   failure=failure_kind(exc).value)
         return row, None
 
 

@@ -153,7 +153,7 @@ def test_invalid_claims_name_line_and_field(claim, expected):
 
 
 @pytest.mark.parametrize("report, expected", [
-    ("{metric: log_loss}", r"report\.metric: Input should be 'auc'"),
+    ("{metric: log_loss}", r"report\.metric: expected one of 'auc', .*got 'log_loss'"),
     ("{mcnemar: [[truncate, finetun]]}", r"report\.mcnemar\.0: .*did you mean 'finetune'"),
     ("{confusion_fraction: 0.3}", r"report\.confusion_fraction: expected one of the fractions"),
     ("{alpah: 0.1}", r"report\.alpah: unknown field \(did you mean 'alpha'\?\)"),

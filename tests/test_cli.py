@@ -71,7 +71,7 @@ def test_bad_protocol_exits_2_with_one_line(tmp_path):
     protocol.write_text(protocol.read_text().replace("fractions: [0.5, 1.0]", "fractions: [0.5, 2.0]"))
     result = study_command("run", str(protocol), *dirs(tmp_path))
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: {protocol}:7: fractions: every fraction must be in (0, 1], got 2.0"
+    assert result.stderr.strip() == f"error: {protocol}:7: fractions.1: expected a number <= 1.0, got 2.0"
     assert not (tmp_path / "results").exists()
 
 

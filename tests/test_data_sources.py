@@ -190,6 +190,68 @@ def test_truncated_image_is_named(tmp_path):
         load_dataset(FolderSpec(source="folder", path=".", size=16), tmp_path, None)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
+def test_bad_files_fail_naming_them_or_are_skipped_and_counted(tmp_path, damage):
+    _small_folder(tmp_path / "set")
+    bad = _png(tmp_path / "set" / "dog" / "bad (2).png", _noise((64, 64)))
+    bad.write_bytes({"truncated": bad.read_bytes()[:300], "empty": b"", "text": b"not a png at all"}[damage])
+    with pytest.raises(DataError, match=r"cannot read image .*bad \(2\)\.png.*set dataset\.on_bad_file: skip"):
+        load_dataset(FolderSpec(source="folder", path="set", size=16), tmp_path, None)
+    skipping = FolderSpec(source="folder", path="set", size=16, on_bad_file="skip")
+    dataset = load_dataset(skipping, tmp_path, tmp_path / "cache")
+    assert len(dataset) == 6 and "dog/bad (2).png" not in dataset.ids
+    assert len(dataset.skipped) == 1 and "bad (2).png" in dataset.skipped[0]
+    cached = load_dataset(skipping, tmp_path, tmp_path / "cache")
+    assert cached.skipped == dataset.skipped
+    with pytest.raises(DataError, match=r"bad \(2\)\.png.*set dataset\.on_bad_file: skip"):  # the cache does not hide it
+        load_dataset(FolderSpec(source="folder", path="set", size=16), tmp_path, tmp_path / "cache")
+
+
+def test_a_file_without_read_permission_is_named_or_skipped(tmp_path, monkeypatch):
+    import builtins
+
+    _small_folder(tmp_path)
+    locked = _png(tmp_path / "cat" / "locked.png", _noise((20, 24)))
+    real_open = builtins.open
+
+    def no_permission(file, *args, **kwargs):  # chmod 000 does not stop root, so refuse the file here
+        if Path(str(file)) == locked:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_permission)
+    with pytest.raises(DataError, match=r"cannot read .*locked\.png: Permission denied"):
+        load_dataset(FolderSpec(source="folder", path=".", size=16), tmp_path, None)
+    dataset = load_dataset(FolderSpec(source="folder", path=".", size=16, on_bad_file="skip"), tmp_path, None)
+    assert len(dataset) == 6 and "locked.png" in dataset.skipped[0] and "Permission denied" in dataset.skipped[0]
+
+
+def test_a_class_with_no_readable_image_is_named(tmp_path):
+    _small_folder(tmp_path)
+    for path in (tmp_path / "dog").iterdir():
+        path.write_bytes(b"broken")
+    with pytest.raises(DataError, match=r"class 'dog' has no readable image left after skipping 3 bad files"):
+        load_dataset(FolderSpec(source="folder", path=".", size=16, on_bad_file="skip"), tmp_path, None)
+
+
+def test_mixed_modes_depths_and_sizes_become_one_array(tmp_path):
+    images = {
+        "palette (1).png": Image.fromarray(_noise((30, 10, 3))).convert("P"),
+        "grey alpha.png": Image.fromarray(_noise((12, 12, 2)), "LA"),
+        "one bit.png": Image.fromarray(_noise((40, 40)) > 128),
+        "cmyk.jpg": Image.fromarray(_noise((16, 20, 3))).convert("CMYK"),
+        "sixteen.tif": Image.fromarray(np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 13),
+        "float.tif": Image.fromarray(np.linspace(-1, 1, 81, dtype=np.float32).reshape(9, 9)),
+    }
+    for index, (name, image) in enumerate(images.items()):
+        folder = tmp_path / ("a" if index % 2 else "b")
+        folder.mkdir(exist_ok=True)
+        image.save(folder / name)
+    dataset = load_dataset(FolderSpec(source="folder", path=str(tmp_path), size=16), None, None)
+    assert dataset.images.shape == (6, 16, 16, 3) and dataset.images.dtype == np.uint8
+    assert dataset.skipped == ()
+
+
 def test_empty_class_folder_is_named(tmp_path):
     _small_folder(tmp_path)
     (tmp_path / "empty class").mkdir()
@@ -238,6 +300,14 @@ def test_csv_missing_image_names_the_row_and_file(data_dir, tmp_path):
     _manifest(tmp_path, rows)
     with pytest.raises(DataError, match=r"manifest\.csv:4: image file 'images/malignant/gone \(9\)\.png' not found"):
         load_dataset(_csv_spec(), tmp_path, None)
+
+
+def test_csv_missing_image_is_skipped_and_counted_when_asked(data_dir, tmp_path):
+    rows = _rows()
+    rows[2] = "images/malignant/gone (9).png,malignant,p1,train"
+    _manifest(tmp_path, rows)
+    dataset = load_dataset(_csv_spec(on_bad_file="skip"), tmp_path, None)
+    assert len(dataset) == 5 and dataset.skipped[0].startswith(f"{tmp_path / 'manifest.csv'}:4: image file")
 
 
 def test_csv_missing_column_lists_the_columns(data_dir, tmp_path):

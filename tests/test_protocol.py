@@ -40,7 +40,12 @@ def test_good_protocol_parses_and_normalises():
 @pytest.mark.parametrize(
     "old, new, expected",
     [
-        ("fractions: [1.0, 0.5]", "fractions: [1.0, 0]", r"^demo\.yaml:9: fractions: every fraction must be in \(0, 1\], got 0"),
+        ("fractions: [1.0, 0.5]", "fractions: [1.0, 0]", r"^demo\.yaml:9: fractions\.1: expected a number > 0\.0, got 0$"),
+        ("train: {epochs: 2,", "train: {epochs: 2, optimizer: adamw,",
+         r"^demo\.yaml:11: train\.optimizer: expected one of 'adam' or 'sgd', got 'adamw' \(did you mean 'adam'\?\)$"),
+        ("{name: scratch}", "{head: linear}", r"^demo\.yaml:5: strategies\.0\.name: required field is missing$"),
+        ("source: synthetic, ", "", r"^demo\.yaml:2: dataset\.source: required field is missing$"),
+        ("width: 8}", "width: 8}\nrun: {retries: -1}", r"^demo\.yaml:4: run\.retries: expected a number >= 0, got -1$"),
         ("fractions: [1.0, 0.5]", "fractions: []", r"^demo\.yaml:9: fractions: .*at least 1 item"),
         ("seeds: [3, 7]", "seeds: [3, 3]", r"^demo\.yaml:10: seeds: .*without repeats"),
         ("size: 32", "sise: 32", r"^demo\.yaml:2: dataset\.sise: unknown field \(did you mean 'size'\?\)"),

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from study.errors import StudyError
-from study.store import ResultStore, acquire
+from study.store import ResultStore
 
 
 def row(run_id: str, status: str = "done", auc: float = 0.9) -> dict:
@@ -51,15 +51,3 @@ def test_split_must_not_change(tmp_path):
     store.put_split(split.copy())
     with pytest.raises(StudyError, match="stored split differs"):
         store.put_split(split.assign(split=["test", "train"]))
-
-
-def test_second_lock_holder_is_refused(tmp_path):
-    from filelock import FileLock
-
-    store = ResultStore(tmp_path, "demo")
-    first = store.lock()
-    acquire(first, store.root)
-    other = FileLock(first.lock_file, thread_local=False)
-    with pytest.raises(StudyError, match="another `study run` is writing these results"):
-        acquire(other, store.root)
-    first.release()

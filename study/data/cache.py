@@ -29,7 +29,7 @@ def read_cache(path: Path, fingerprint: str) -> Dataset | None:
             arrays = {key: npz[key] for key in npz.files}
         return Dataset(images=arrays["images"], labels=arrays["labels"], class_names=arrays["class_names"].tolist(),
                        ids=arrays["ids"], groups=arrays.get("groups"), split=arrays.get("split"),
-                       fingerprint=fingerprint)
+                       fingerprint=fingerprint, skipped=tuple(arrays.get("skipped", np.array([], str)).tolist()))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         log.warning("ignoring unreadable image cache %s (%s); decoding again", path, exc)
         return None
@@ -39,7 +39,8 @@ def write_cache(path: Path, dataset: Dataset) -> None:
     """Write the arrays to a temporary file beside path, then rename it; a failure only costs the cache."""
     arrays = {"images": dataset.images, "labels": dataset.labels, "ids": dataset.ids,
               "class_names": np.array(dataset.class_names, dtype=str)}
-    optional = {"groups": dataset.groups, "split": dataset.split}
+    optional = {"groups": dataset.groups, "split": dataset.split,
+                "skipped": np.array(dataset.skipped, dtype=str) if dataset.skipped else None}
     arrays.update({key: value for key, value in optional.items() if value is not None})
     temporary = None
     try:

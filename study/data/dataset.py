@@ -24,6 +24,7 @@ class Dataset:
     groups: np.ndarray | None
     split: np.ndarray | None
     fingerprint: str
+    skipped: tuple[str, ...] = ()  # files the source listed but could not read, each "path: why" (on_bad_file: skip)
 
     def __post_init__(self) -> None:
         n = len(self.labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,14 @@ from study.data.fingerprint import Hasher
 from study.data.images import IMAGE_SUFFIXES, read_images
 from study.errors import DataError
 
+log = logging.getLogger(__name__)
+
 _SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _MASK_STEM = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)  # BUSI's segmentation masks: benign (1)_mask.png, ..._mask_1
+
+
+class _MissingFile(DataError):
+    """A manifest row whose image file does not exist."""
 
 
 @dataclass(frozen=True)
@@ -31,9 +38,12 @@ class _Record:
 class FileSource:
     """A folder or CSV source: one record per image file."""
 
-    def __init__(self, kind: str, records: list[_Record], origin: Path):
+    def __init__(self, kind: str, records: list[_Record], origin: Path, on_bad_file: str = "fail",
+                 skipped: tuple[str, ...] = ()):
         self.kind = kind
         self.records = records
+        self.on_bad_file = on_bad_file
+        self.skipped = skipped  # listed files already known to be missing (on_bad_file: skip)
         labels = {record.label for record in records}
         self.class_names = sorted(labels, key=int) if all(re.fullmatch(r"-?\d+", x) for x in labels) else sorted(labels)
         if len(self.class_names) < 2:
@@ -45,25 +55,39 @@ class FileSource:
         for record in self.records:
             for field in (record.id, record.label, record.group or "", record.split or ""):
                 hasher.text(field)
-            hasher.file(record.path)
+            try:
+                hasher.file(record.path)
+            except DataError:  # e.g. no read permission: load() names it, or skips it (on_bad_file: skip)
+                if self.on_bad_file != "skip":
+                    raise
+                hasher.text("unreadable")
         return hasher.hexdigest()
 
     def load(self, size: int, fingerprint: str) -> Dataset:
         index = {name: position for position, name in enumerate(self.class_names)}
-        records = self.records
+        images, bad = read_images([record.path for record in self.records], size, self.on_bad_file == "skip")
+        records = [record for position, record in enumerate(self.records) if position not in bad]
+        emptied = sorted(set(self.class_names) - {record.label for record in records})
+        if emptied:
+            raise DataError(f"class {emptied[0]!r} has no readable image left after skipping {len(bad)} bad files "
+                            f"(first: {next(iter(bad.values()))})")
+        if bad:
+            log.warning("skipped %d unreadable image files (dataset.on_bad_file: skip), e.g. %s", len(bad),
+                        next(iter(bad.values())))
         return Dataset(
-            images=read_images([record.path for record in records], size),
+            images=images,
             labels=np.array([index[record.label] for record in records], dtype=np.int64),
             class_names=list(self.class_names),
             ids=np.array([record.id for record in records], dtype=str),
             groups=np.array([r.group for r in records], dtype=str) if records[0].group is not None else None,
             split=np.array([r.split for r in records], dtype=str) if records[0].split is not None else None,
             fingerprint=fingerprint,
+            skipped=self.skipped + tuple(bad.values()),
         )
 
 
 # ------------------------------------------------------------------------------------------------- folder
-def folder_source(path: str, data_dir: Path | None) -> FileSource:
+def folder_source(path: str, data_dir: Path | None, on_bad_file: str = "fail") -> FileSource:
     """The images under path's class subfolders, split by train/ val/ test/ folders above them if present."""
     root = resolve_path(path, data_dir)
     if not root.is_dir():
@@ -84,7 +108,7 @@ def folder_source(path: str, data_dir: Path | None) -> FileSource:
                 raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                                 "add images or remove the folder")
             records += [_Record(file, file.relative_to(root).as_posix(), folder.name, None, split) for file in files]
-    return FileSource("folder", records, root)
+    return FileSource("folder", records, root, on_bad_file)
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -117,9 +141,15 @@ def csv_source(spec, data_dir: Path | None) -> FileSource:
                 if column is not None and column not in found:
                     raise DataError(f"{csv_path}: no column {column!r} (the dataset's {setting}); columns found: "
                                     f"{', '.join(found) or 'none'}")
-            records, lines = [], {}
+            records, lines, missing = [], {}, []
             for row in reader:
-                record = _csv_record(csv_path, reader.line_num, row, spec)
+                try:
+                    record = _csv_record(csv_path, reader.line_num, row, spec)
+                except _MissingFile as exc:
+                    if spec.on_bad_file != "skip":
+                        raise DataError(f"{exc}; fix the row, or set dataset.on_bad_file: skip") from None
+                    missing.append(str(exc))
+                    continue
                 if record.id in lines:
                     raise DataError(f"{csv_path}:{reader.line_num}: image {record.id!r} is listed again "
                                     f"(first on line {lines[record.id]})")
@@ -128,8 +158,11 @@ def csv_source(spec, data_dir: Path | None) -> FileSource:
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{csv_path}: not a readable UTF-8 CSV file ({exc})") from None
     if not records:
-        raise DataError(f"{csv_path}: the manifest lists no images")
-    return FileSource("csv", records, csv_path)
+        raise DataError(f"{csv_path}: the manifest lists no images" + (f" that exist ({missing[0]})" if missing else ""))
+    if missing:
+        log.warning("skipped %d manifest rows whose image is missing (dataset.on_bad_file: skip), e.g. %s",
+                    len(missing), missing[0])
+    return FileSource("csv", records, csv_path, spec.on_bad_file, tuple(missing))
 
 
 def _csv_record(csv_path: Path, line: int, row: dict, spec) -> _Record:
@@ -144,8 +177,8 @@ def _csv_record(csv_path: Path, line: int, row: dict, spec) -> _Record:
     relative = cell(spec.path_column).replace("\\", "/")
     path = csv_path.parent / relative
     if not path.is_file():
-        raise DataError(f"{where}: image file {relative!r} not found (looked for {path}); image paths are "
-                        "relative to the CSV's folder")
+        raise _MissingFile(f"{where}: image file {relative!r} not found (looked for {path}); image paths are "
+                          "relative to the CSV's folder")
     split = None
     if spec.split_column is not None:
         value = cell(spec.split_column)

@@ -19,8 +19,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
-def read_images(paths: list[Path], size: int) -> np.ndarray:
-    """The files as one uint8 N x size x size x C array (C 1 or 3), under these rules:
+def read_images(paths: list[Path], size: int, skip_bad: bool = False) -> tuple[np.ndarray, dict[int, str]]:
+    """The readable files as one uint8 N x size x size x C array (C 1 or 3), and {index: "path: why"} of the
+    files that could not be read: with skip_bad they are left out, else the first one raises DataError.
 
     - grey stays one channel, and so does RGB with R == G == B everywhere (BUSI); if any image is truly colour,
       every image becomes RGB;
@@ -28,11 +29,17 @@ def read_images(paths: list[Path], size: int) -> np.ndarray:
       0..255 per image; EXIF orientation is applied;
     - every image is resized to size x size with Lanczos; a non-square image is stretched (no crop, no padding).
     """
-    arrays = _parallel(lambda path: _read_image(path, size), paths)
+    results = _parallel(lambda path: _try_read_image(path, size), paths)
+    bad = {index: str(result) for index, result in enumerate(results) if isinstance(result, DataError)}
+    if bad and not skip_bad:
+        raise DataError(f"{next(iter(bad.values()))}; replace or remove the file, or set dataset.on_bad_file: skip")
+    arrays = [result for result in results if not isinstance(result, DataError)]
+    if not arrays:
+        raise DataError(f"none of the {len(paths)} image files could be read (first: {next(iter(bad.values()))})")
     colour = sum(array.shape[2] == 3 for array in arrays)
     if 0 < colour < len(arrays):
         log.info("%d of %d images are colour: the grey ones become RGB too", colour, len(arrays))
-    return np.stack([np.repeat(a, 3, axis=2) if colour and a.shape[2] == 1 else a for a in arrays])
+    return np.stack([np.repeat(a, 3, axis=2) if colour and a.shape[2] == 1 else a for a in arrays]), bad
 
 
 def is_grey(rgb: np.ndarray) -> bool:
@@ -52,14 +59,14 @@ def _parallel(function: Callable, items: Iterable) -> list:
         return list(pool.map(function, items))
 
 
-def _read_image(path: Path, size: int) -> np.ndarray:
-    """One file as uint8 size x size x C (C 1 or 3)."""
+def _try_read_image(path: Path, size: int) -> np.ndarray | DataError:
+    """One file as uint8 size x size x C (C 1 or 3), or the DataError that names it."""
     try:
         with Image.open(path) as image:
             image.load()
             pixels = _to_uint8(ImageOps.exif_transpose(image))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}; replace or remove the file") from None
+        return DataError(f"cannot read image {path}: {exc}")
     return _resize(pixels, size)
 
 

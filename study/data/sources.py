@@ -14,6 +14,7 @@ from study.data.files import csv_source, folder_source
 from study.data.images import IMAGE_SUFFIXES
 from study.data.medmnist import Medmnist, find_medmnist
 from study.data.synthetic import Synthetic
+from study.errors import DataError
 
 __all__ = ["ENV_VAR", "IMAGE_SUFFIXES", "describe_sources", "load_dataset", "resolve_data_dir", "source_fingerprint"]
 
@@ -32,6 +33,8 @@ def load_dataset(spec, data_dir: Path | None, cache_dir: Path | None = None) -> 
     cache = None if cache_dir is None else cache_file(cache_dir, fingerprint, spec.size)
     if cache is not None and (cached := read_cache(cache, fingerprint)) is not None:
         log.info("%s dataset: %d images from cache %s", spec.source, len(cached), cache)
+        if cached.skipped and spec.on_bad_file != "skip":
+            raise DataError(f"{cached.skipped[0]}; replace or remove the file, or set dataset.on_bad_file: skip")
         return cached
     started = time.perf_counter()
     dataset = source.load(spec.size, fingerprint)
@@ -63,7 +66,8 @@ synthetic  Generated images (classes, per_class, channels, noise): oriented stri
            under Gaussian noise, one orientation per class. No files; for tests and quick checks.
 
 Images are decoded once, resized to size x size (Lanczos; non-square images are stretched) and cached per
-source fingerprint and size. Sources without a split get a stratified, group-aware one (val_fraction,
+source fingerprint and size. A file that cannot be decoded, or a CSV row whose file is missing, stops the run
+naming it; with dataset.on_bad_file: skip it is left out, listed in results/<name>/dataset.json and counted. Sources without a split get a stratified, group-aware one (val_fraction,
 test_fraction, split_seed)."""
 
 
@@ -75,7 +79,7 @@ def _open(spec, data_dir: Path | None):
     if spec.source == "medmnist":
         return Medmnist(spec.name, find_medmnist(spec.name, data_dir))
     if spec.source == "folder":
-        return folder_source(spec.path, data_dir)
+        return folder_source(spec.path, data_dir, spec.on_bad_file)
     if spec.source == "csv":
         return csv_source(spec, data_dir)
     raise ValueError(f"unknown dataset source {spec.source!r}")

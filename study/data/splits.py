@@ -121,6 +121,23 @@ def training_subsets(
     return subsets
 
 
+def fraction_shortfall(labels: np.ndarray, class_names: list[str], fractions: list[float]) -> str | None:
+    """Why a fraction cannot draw a stratified subset from these training labels, or None when every one can.
+
+    A fraction f keeps round(f x n) of a class's n training images; when that is 0 the subset would not be a
+    stratified share of the class any more (it would be padded to one image), so the protocol must not ask for it.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
+    for fraction in sorted(fractions):
+        for name, count in zip(class_names, counts):
+            if count == 0:
+                return f"class {name!r} has no training images at all; every fraction needs at least one"
+            if _round(fraction * count) < 1:
+                return (f"fraction {fraction:g} leaves class {name!r} with no image: {fraction:g} x its {count} training "
+                        f"images rounds to 0; use fractions of at least {0.5 / count:.3g} or more data")
+    return None
+
+
 def _prefix_length(cumulative: np.ndarray, target: float) -> int:
     """The prefix whose size is closest to target (ties go up), at least 1; monotone in target."""
     above = int(np.searchsorted(cumulative, target))
