@@ -140,6 +140,13 @@ def _trainer_for(cell: Cell, n_classes: int, caches: bool):
     return trainer
 
 
+def _feature_cache(context: WorkerContext) -> FeatureCache:
+    """This process's feature cache for the context's cache directory."""
+    if context.cache_dir not in _FEATURES:
+        _FEATURES[context.cache_dir] = FeatureCache(Path(context.cache_dir) if context.cache_dir else None)
+    return _FEATURES[context.cache_dir]
+
+
 def _model_inputs(cell: Cell, context: WorkerContext, dataset: Dataset, images: np.ndarray) -> np.ndarray:
     """Preprocessed images, or the cached output of the arm's frozen lower blocks for every image."""
     from study.features import compute_block_output, feature_key
@@ -148,7 +155,7 @@ def _model_inputs(cell: Cell, context: WorkerContext, dataset: Dataset, images: 
     boundary = frozen_boundary(cell.settings)
     if boundary is None or not context.caches:
         return images
-    cache = _FEATURES.setdefault(context.cache_dir, FeatureCache(Path(context.cache_dir) if context.cache_dir else None))
+    cache = _feature_cache(context)
     key = feature_key(cell.settings, boundary, dataset.fingerprint, cell.seed)
     return cache.get_or_compute(key, lambda: compute_block_output(cell.settings, boundary, images, cell.seed))
 
@@ -259,7 +266,7 @@ def export_features(context: WorkerContext, settings: dict[str, Any], path: str)
     dataset = load_for(context)
     images = preprocessed_images(context, settings["backbone"]["name"])
     last = len(backbone_info(settings["backbone"]["name"]).blocks) - 1
-    cache = _FEATURES.setdefault(context.cache_dir, FeatureCache(Path(context.cache_dir) if context.cache_dir else None))
+    cache = _feature_cache(context)
     maps = cache.get_or_compute(
         feature_key(settings, last, dataset.fingerprint, seed=0),
         lambda: compute_block_output(settings, last, images, seed=0),

@@ -32,8 +32,7 @@ def no_medmnist_package(monkeypatch):
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    if not (DATA / "breastmnist.npz").is_file():
-        pytest.skip(f"shared data not found at {DATA}")
+    assert (DATA / "breastmnist.npz").is_file(), f"shared data not found at {DATA}"
     return DATA
 
 
