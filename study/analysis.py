@@ -128,8 +128,13 @@ def higher_is_better(metric: str) -> bool:
 
 
 def of_names(cells: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """The cells whose arm label or strategy name is one of names."""
-    return cells[cells["arm"].isin(names) | cells["strategy"].isin(names)]
+    """The cells of the named arms and strategies; a name that is an arm's label means that arm alone.
+
+    So "scratch" is the scratch arm of the protocol's backbone, not also "scratch[cnn-16]".
+    """
+    labels = set(cells["arm"])
+    strategies = [name for name in names if name not in labels]
+    return cells[cells["arm"].isin(names) | cells["strategy"].isin(strategies)]
 
 
 def validation_score(cells: pd.DataFrame) -> pd.Series:
@@ -146,7 +151,8 @@ def representative_arm(cells: pd.DataFrame, names: list[str], fraction: float) -
 
     Ties, and arms without a stored validation value, fall back to the report's arm order.
     """
-    pool = of_names(cells[cells["fraction"] == fraction], names)
+    pool = of_names(cells, names)
+    pool = pool[pool["fraction"] == fraction]
     if pool.empty:
         return None
     means = validation_score(pool).groupby(pool["arm"]).mean()
@@ -156,7 +162,8 @@ def representative_arm(cells: pd.DataFrame, names: list[str], fraction: float) -
 
 def best_cell(cells: pd.DataFrame, names: list[str], fraction: float) -> pd.Series | None:
     """The single cell among names at this fraction with the best validation score (ties: arm order, then seed)."""
-    pool = of_names(cells[cells["fraction"] == fraction], names)
+    pool = of_names(cells, names)
+    pool = pool[pool["fraction"] == fraction]
     if pool.empty:
         return None
     rank = {arm: i for i, arm in enumerate(arm_order(pool["arm"]))}

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("plan", "the cells, what is done, the block map"),
         ("status", "done, failed and pending cells per arm and fraction"),
         ("report", "rebuild the report from the stored results"),
+        ("compare", "this run's numbers on the whole training split beside published ones for the dataset"),
     ):
         _common(commands.add_parser(name, help=text))
     prune = commands.add_parser("prune", help="delete stored results that no longer belong to the protocol")

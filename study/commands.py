@@ -127,6 +127,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print the run's arms at fraction 1 beside the published numbers for its dataset."""
+    from study.analysis import flagged, newest_per_key, summarize
+    from study.references import REFERENCES, comparison
+
+    protocol = load_protocol(args.protocol)
+    done, _ = newest_per_key(flagged(ResultStore(args.results_dir, protocol.name).cells()))
+    frame = comparison(protocol, summarize(done))
+    if frame.empty:
+        dataset = getattr(protocol.dataset, "name", None) or protocol.dataset.source
+        print(f"no published reference numbers for {dataset}; known datasets: {', '.join(sorted(REFERENCES))}")
+        return 0
+    print(frame.to_string(index=False))
+    if not (frame["kind"] == "this run").any():
+        print(f"(no finished cells at fraction 1 in {args.results_dir / protocol.name})")
+    return 0
+
+
 def _build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[Path]:
     """The report's files, index.html first (study.report never imports TensorFlow)."""
     from study.report import build_report

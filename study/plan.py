@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from study.errors import ProtocolError
-from study.protocol import HeadSpec, Protocol, StrategySpec, as_list
+from study.protocol import BackboneSpec, HeadSpec, Protocol, StrategySpec, as_list
 
 RESULT_FORMAT = 1  # bump when the meaning of stored results changes; it changes every run id
 
@@ -24,9 +24,14 @@ class Arm:
     head: HeadSpec
     lr_backbone: float
     lr_head: float
+    lr_output: float | None = None  # the head's output layer; None: lr_head
+    backbone: BackboneSpec | None = None  # the strategy's own network; None: the protocol's
 
     @property
     def label(self) -> str:
+        return self._variant() + (f"[{backbone_tag(self.backbone)}]" if self.backbone else "")
+
+    def _variant(self) -> str:
         if self.strategy == "finetune":
             return f"finetune(depth={self.depth})"
         if self.strategy == "truncate":
@@ -35,6 +40,11 @@ class Arm:
         if self.strategy == "frozen" and self.head.kind != "linear":
             return f"frozen({self.head.kind})"
         return self.strategy
+
+
+def backbone_tag(backbone: BackboneSpec) -> str:
+    """A short name of a network in arm labels: the architecture, and its width when set."""
+    return backbone.name if backbone.width is None else f"{backbone.name}-{backbone.width}"
 
 
 @dataclass(frozen=True)
@@ -55,16 +65,18 @@ class Cell:
 def expand_arms(strategy: StrategySpec, protocol: Protocol) -> list[Arm]:
     """The arms a strategy entry stands for (one per depth or cut point listed)."""
     lr = strategy.lr or protocol.train.lr
-    head = strategy.head_spec()
+    own = {"head": strategy.head_spec(), "lr_head": lr.head, "lr_output": lr.output, "backbone": strategy.backbone}
     if strategy.name == "scratch":
-        return [Arm("scratch", "all", None, head, lr.head, lr.head)]
+        return [Arm("scratch", "all", None, lr_backbone=lr.head, **own)]
     if strategy.name == "frozen":
-        return [Arm("frozen", "0", None, head, lr.backbone, lr.head)]
+        return [Arm("frozen", "0", None, lr_backbone=lr.backbone, **own)]
     if strategy.name == "finetune":
-        return [Arm("finetune", str(depth), None, head, lr.backbone, lr.head) for depth in as_list(strategy.depth)]
+        return [Arm("finetune", str(depth), None, lr_backbone=lr.backbone, **own) for depth in as_list(strategy.depth)]
     depths = as_list(strategy.depth) or ["all"]
     return [
-        Arm("truncate", str(depth), at, head, lr.backbone, lr.head) for at in as_list(strategy.at) for depth in depths
+        Arm("truncate", str(depth), at, lr_backbone=lr.backbone, **own)
+        for at in as_list(strategy.at)
+        for depth in depths
     ]
 
 
@@ -81,14 +93,18 @@ def weights_fingerprint(weights: str) -> str:
 def cell_settings(protocol: Protocol, arm: Arm) -> dict[str, Any]:
     """Everything besides fraction and seed that changes a cell's result, as plain data."""
     dataset = protocol.dataset.model_dump(exclude={"path", "on_bad_file"})  # neither changes a stored result
-    backbone = protocol.backbone.model_dump()
+    backbone = (arm.backbone or protocol.backbone).model_dump()
     if arm.strategy == "scratch":
         backbone["weights"] = "none"
+    described = {**asdict(arm), "head": arm.head.model_dump()}
+    del described["backbone"]  # it is settings["backbone"]
+    if arm.lr_output is None:
+        del described["lr_output"]  # so protocols without it keep their run ids
     return {
         "dataset": dataset,
         "backbone": backbone,
         "train": protocol.train.model_dump(exclude={"lr"}),
-        "arm": {**asdict(arm), "head": arm.head.model_dump()},
+        "arm": described,
     }
 
 

@@ -105,6 +105,7 @@ class StrategySpec(Strict):
     at: int | list[int] | None = Field(None, description="block after which the backbone is cut (truncate)")
     head: Literal["linear", "mlp"] | HeadSpec = "linear"
     lr: LearningRates | None = None
+    backbone: BackboneSpec | None = Field(None, description="this strategy's own network (default: the protocol's)")
 
     @model_validator(mode="after")
     def _fields_fit_strategy(self) -> StrategySpec:
@@ -124,6 +125,9 @@ class StrategySpec(Strict):
                 raise ValueError(f"at must be 0 or more, got {value}")
         return self
 
+    def backbone_spec(self, default: BackboneSpec) -> BackboneSpec:
+        return self.backbone or default
+
     def head_spec(self) -> HeadSpec:
         return HeadSpec(kind=self.head) if isinstance(self.head, str) else self.head
 
@@ -132,6 +136,7 @@ class StrategySpec(Strict):
 class LearningRates(Strict):
     backbone: float = Field(1e-4, gt=0, le=1)
     head: float = Field(1e-3, gt=0, le=1)
+    output: float | None = Field(None, gt=0, le=1, description="the head's output layer (default: head)")
 
 
 StrategySpec.model_rebuild()
@@ -245,20 +250,21 @@ class Protocol(Strict):
 
     @model_validator(mode="after")
     def _cut_points_exist(self) -> Protocol:
-        blocks = BLOCK_MAPS[self.backbone.name].blocks
-        last = len(blocks) - 1
         for index, strategy in enumerate(self.strategies):
+            name = strategy.backbone_spec(self.backbone).name
+            blocks = BLOCK_MAPS[name].blocks
+            last = len(blocks) - 1
             for at in as_list(strategy.at):
                 if at > last:
                     raise FieldError(
                         ("strategies", index, "at"),
-                        f"{self.backbone.name} has blocks 0..{last} ({', '.join(b.name for b in blocks)}), got {at}",
+                        f"{name} has blocks 0..{last} ({', '.join(b.name for b in blocks)}), got {at}",
                     )
             for depth in as_list(strategy.depth):
                 if isinstance(depth, int) and depth > len(blocks):
                     raise FieldError(
                         ("strategies", index, "depth"),
-                        f"{self.backbone.name} has {len(blocks)} blocks, got depth {depth}; use all for every block",
+                        f"{name} has {len(blocks)} blocks, got depth {depth}; use all for every block",
                     )
         return self
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-from study import figures, tables
+from study import figures, references, tables
 from study.analysis import (
     DEGENERATE_AUC_MARGIN,
     DEGENERATE_SHARE,
@@ -26,6 +26,7 @@ from study.analysis import (
     summarize,
 )
 from study.claims import MIN_PAIRS, evaluate_claims
+from study.plan import expand_arms
 from study.curves import fit_curves
 from study.embedding import FeaturesError, features_path, tsne_map
 from study.protocol import Protocol
@@ -62,6 +63,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     sections += [
         _claims(protocol, done),
         _learning_curves(summary, spec),
+        _published(protocol, summary),
         _pairwise(done, spec),
         _friedman(done, spec),
         _mcnemar(protocol, done, predictions),
@@ -78,13 +80,21 @@ def _figure(name: str, caption: str, figure) -> Figure:
 
 
 # --------------------------------------------------------------------------------------------- sections
+def _own_backbones(protocol: Protocol) -> str:
+    """A sentence naming the arms that use a network of their own, or nothing."""
+    own = [f"{arm.label} uses {arm.backbone.name}" + (f" of width {arm.backbone.width}" if arm.backbone.width else "")
+           + f" ({'none' if arm.strategy == 'scratch' else arm.backbone.weights} weights)"
+           for strategy in protocol.strategies for arm in expand_arms(strategy, protocol) if arm.backbone]
+    return f" Networks of their own: {'; '.join(own)}." if own else ""
+
+
 def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, replaced: int) -> Section:
     spec = protocol.report
     dataset = protocol.dataset
     name = getattr(dataset, "name", None) or getattr(dataset, "path", None) or "built-in images"
     paragraphs = [
         f"Dataset: {dataset.source} {name} at {dataset.size} px. Backbone: {protocol.backbone.name} "
-        f"({protocol.backbone.weights} weights; scratch arms start from random weights).",
+        f"({protocol.backbone.weights} weights; scratch arms start from random weights)." + _own_backbones(protocol),
         f"Cells: {len(done)} done, {len(failed)} failed, {int(done['degenerate'].sum())} degenerate. "
         f"A cell is degenerate (marked {tables.DAGGER}) when it predicts one class for at least {DEGENERATE_SHARE:.0%} "
         f"of the test images or its AUC is within {DEGENERATE_AUC_MARGIN} of 0.5; degenerate cells are "
@@ -284,6 +294,18 @@ def _cell_lists(done: pd.DataFrame, failed: pd.DataFrame) -> Section:
         items.append(Table("failed_cells", "Failed cells", tables.cells_list(failed, columns)))
     paragraphs = [] if items else ["No degenerate and no failed cells."]
     return Section("Degenerate and failed cells", paragraphs, items)
+
+
+def _published(protocol: Protocol, summary: pd.DataFrame) -> Section | None:
+    frame = references.comparison(protocol, summary)
+    if frame.empty:
+        return None
+    note = ("Published numbers for this dataset (official split, whole training split) beside this run's arms at "
+            "fraction 1 (mean ± sd over seeds). They come from other models, input sizes and training budgets, so "
+            "they are context, not a test; no claim is decided by them.")
+    if not (summary["fraction"] == 1.0).any():
+        note += " This run has no fraction 1, so only the published rows are shown."
+    return Section("Published reference numbers", [note], [Table("published", "published and this run's numbers", frame)])
 
 
 def _all_metrics(summary: pd.DataFrame, shown: str) -> Section:

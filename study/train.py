@@ -67,7 +67,7 @@ class Trainer:
         self.train = train
         self.optimizers = [
             (variables, _optimizer(train["optimizer"], 1e-3, train["weight_decay"]))
-            for variables in (arm_model.backbone_variables, arm_model.head_variables)
+            for variables in arm_model.variable_groups()
         ]
         for variables, optimizer in self.optimizers:
             optimizer.build(variables)
@@ -76,14 +76,18 @@ class Trainer:
         self.predict = predictor(arm_model.model)
         self.trace_seconds = time.perf_counter() - clock  # paid once per structure, not per cell
 
-    def reset(self, fresh: ArmModel, lr_backbone: float, lr_head: float) -> None:
-        """Take the initial state of a freshly built model of the same structure, and fresh optimizers."""
+    def reset(self, fresh: ArmModel, lr_backbone: float, lr_head: float, lr_output: float | None = None) -> None:
+        """Take the initial state of a freshly built model of the same structure, and fresh optimizers.
+
+        The head's output layer learns at lr_output, or at lr_head when that is None.
+        """
         ours, theirs = self.arm_model.model.variables, fresh.model.variables
         if [v.shape for v in ours] != [v.shape for v in theirs]:
             raise RuntimeError("internal error: a reused model got a fresh model of another structure")
         for target, source in zip(ours, theirs):
             target.assign(source)
-        for (_, optimizer), rate in zip(self.optimizers, (lr_backbone, lr_head)):
+        rates = (lr_backbone, lr_head, lr_head if lr_output is None else lr_output)
+        for (_, optimizer), rate in zip(self.optimizers, rates):
             for variable in optimizer.variables:
                 variable.assign(np.zeros(variable.shape, variable.dtype))
             optimizer.learning_rate.assign(rate)

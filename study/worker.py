@@ -113,7 +113,7 @@ _FEATURES: dict[str | None, FeatureCache] = {}
 
 def _structure_key(cell: Cell, n_classes: int) -> str:
     """Cells with equal keys build models of identical structure: only seed, fraction and rates differ."""
-    arm = {k: v for k, v in cell.settings["arm"].items() if k not in {"lr_backbone", "lr_head"}}
+    arm = {k: v for k, v in cell.settings["arm"].items() if k not in {"lr_backbone", "lr_head", "lr_output"}}
     return json.dumps({**cell.settings, "arm": arm, "n_classes": n_classes}, sort_keys=True, default=str)
 
 
@@ -132,7 +132,7 @@ def _trainer_for(cell: Cell, n_classes: int, caches: bool):
         trainer = Trainer(fresh, cell.settings["train"])
     else:
         trainer.trace_seconds = 0.0
-    trainer.reset(fresh, cell.arm.lr_backbone, cell.arm.lr_head)
+    trainer.reset(fresh, cell.arm.lr_backbone, cell.arm.lr_head, cell.arm.lr_output)
     if caches:
         _TRAINERS[key] = trainer
         while len(_TRAINERS) > MAX_TRAINERS:
@@ -239,6 +239,7 @@ def _base_row(cell: Cell, started: datetime) -> dict:
         "head": arm.head.kind,
         "lr_backbone": arm.lr_backbone,
         "lr_head": arm.lr_head,
+        "lr_output": arm.lr_output if arm.lr_output is not None else arm.lr_head,
         "fraction": cell.fraction,
         "seed": cell.seed,
         "backbone": backbone["name"],

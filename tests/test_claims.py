@@ -171,3 +171,14 @@ def test_readme_report_and_claims_examples_are_valid():
     assert len(extra) == 2
     protocol = parse_protocol(base + "".join(extra), "README.md")
     assert protocol.report.target == 0.85 and protocol.claims[0].side("b") == ["finetune(depth=all)"]
+
+
+def test_an_arm_label_that_is_also_a_strategy_name_means_that_arm_alone():
+    rows = []
+    for seed in range(3):
+        rows.append(cell_row("scratch", 0.5, seed, 0.70, monitor_value=0.60))
+        small = cell_row("scratch", 0.5, seed, 0.90, monitor_value=0.90)
+        rows.append(small | {"arm": "scratch[cnn-16]", "run_id": f"small-{seed}"})
+    cells = pd.DataFrame(rows)
+    assert representative_arm(cells, ["scratch"], 0.5) == "scratch"
+    assert representative_arm(cells, ["scratch", "scratch[cnn-16]"], 0.5) == "scratch[cnn-16]"

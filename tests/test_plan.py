@@ -55,3 +55,24 @@ def test_result_changing_edits_change_run_ids():
 def test_adding_a_fraction_keeps_existing_ids():
     grown = set(ids(BASE.replace("fractions: [0.5, 1.0]", "fractions: [0.25, 0.5, 1.0]")))
     assert set(ids(BASE)) < grown
+
+
+def test_a_strategy_with_its_own_backbone_is_its_own_arm_and_leaves_other_ids_alone():
+    own = BASE.replace("  - {name: scratch}\n",
+                       "  - {name: scratch}\n  - {name: scratch, backbone: {name: cnn, weights: none, width: 4}}\n")
+    cells = plan_cells(parse_protocol(own), "data")
+    small = [cell for cell in cells if cell.arm.label == "scratch[cnn-4]"]
+    assert len(small) == 2 * 2
+    assert small[0].settings["backbone"] == {"name": "cnn", "weights": "none", "width": 4}
+    assert "backbone" not in small[0].settings["arm"]
+    assert set(ids(BASE)) < {cell.run_id for cell in cells}
+
+
+def test_an_output_layer_rate_changes_only_the_arms_that_set_it():
+    with_output = BASE.replace("  - {name: frozen}", "  - {name: frozen, lr: {head: 1.0e-3, output: 1.0e-2}}")
+    cells = plan_cells(parse_protocol(with_output), "data")
+    frozen = [cell for cell in cells if cell.arm.label == "frozen"]
+    assert {cell.arm.lr_output for cell in frozen} == {1e-2}
+    assert frozen[0].settings["arm"]["lr_output"] == 1e-2
+    others = {cell.run_id for cell in cells if cell.arm.label != "frozen"}
+    assert others < set(ids(BASE)) and not {cell.run_id for cell in frozen} & set(ids(BASE))

@@ -25,7 +25,7 @@ def test_shipped_protocols_validate(tmp_path):
 
     root = Path(__file__).resolve().parents[1] / "protocols"
     names = {load_protocol(path).name for path in root.glob("*.yaml")}
-    assert {"smoke", "truncation"} <= names
+    assert {"smoke", "truncation", "tajbakhsh", "cheng2016", "transfusion"} <= names
 
 
 def test_good_protocol_parses_and_normalises():

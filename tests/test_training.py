@@ -165,3 +165,24 @@ def test_metrics_match_sklearn_on_known_values():
     assert scores["majority_rate"] == pytest.approx(1 / 3) and scores["max_predicted_share"] == pytest.approx(1 / 3)
     binary = classification_metrics(np.array([0, 1, 1]), np.array([[.9, .1], [.4, .6], [.6, .4]]))
     assert np.isnan(binary["top2_accuracy"]) and binary["auc"] == pytest.approx(1.0)
+
+
+def test_the_output_layer_learns_at_its_own_rate(cells):
+    from study.train import Trainer
+
+    cell = cells["frozen(mlp)"]
+    arm = build(cell)
+    rng = np.random.default_rng(3)
+    x = rng.random((48, 16, 16, 3), dtype=np.float32)
+    y = np.arange(48) % 3
+    output_ids = {id(v) for v in arm.output_variables}
+    hidden = [v for v in arm.head_variables if id(v) not in output_ids]
+    hidden_before = [v.numpy().copy() for v in hidden]
+    output_before = [v.numpy().copy() for v in arm.output_variables]
+    trainer = Trainer(arm, {**cell.settings["train"], "early_stopping": None, "epochs": 2})
+    trainer.reset(arm, lr_backbone=1e-3, lr_head=1e-9, lr_output=1e-1)
+    trainer.fit({"train": (x, y), "val": (x, y)}, seed=0, n_classes=3)
+    hidden_change = max(np.abs(v.numpy() - b).max() for v, b in zip(hidden, hidden_before))
+    output_change = max(np.abs(v.numpy() - b).max() for v, b in zip(arm.output_variables, output_before))
+    assert names(arm.output_variables) == {"head_out"} and names(hidden) == {"head_dense1"}
+    assert hidden_change < 1e-6 < 1e-3 < output_change

@@ -23,10 +23,17 @@ class ArmModel:
     model: Any  # keras.Model from images (input_block None) or from block input_block's output, to probabilities
     input_block: int | None
     backbone_variables: list
-    head_variables: list
+    head_variables: list  # every new layer on top of the backbone, the output layer included
+    output_variables: list  # the output layer's kernel and bias
     blocks_kept: int
     blocks_trained: int
     total_params: int  # of the whole network, frozen blocks included
+
+    def variable_groups(self) -> tuple[list, list, list]:
+        """Trainable variables by learning-rate group: backbone, hidden head layers, output layer."""
+        output_ids = {id(variable) for variable in self.output_variables}
+        hidden = [variable for variable in self.head_variables if id(variable) not in output_ids]
+        return self.backbone_variables, hidden, self.output_variables
 
 
 def frozen_boundary(settings: dict[str, Any]) -> int | None:
@@ -83,6 +90,7 @@ def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen
         input_block=input_block,
         backbone_variables=[v for v in model.trainable_variables if id(v) in backbone_ids],
         head_variables=head_variables,
+        output_variables=list(model.get_layer("head_out").trainable_variables),
         blocks_kept=kept,
         blocks_trained=trained,
         total_params=int(base.count_params() + sum(math.prod(v.shape) for v in head_variables)),

@@ -1,0 +1,48 @@
+"""Published reference numbers beside a run's own: the compare command and the report section."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from study.analysis import flagged, summarize
+from study.protocol import parse_protocol
+from study.references import REFERENCES, comparison
+from study.report import report_document
+from conftest import study_command
+from test_report_synthetic import grid_rows, protocol_text
+
+
+def as_medmnist(text: str) -> str:
+    return text.replace("{source: synthetic, classes: 2, per_class: 30, size: 16}",
+                        "{source: medmnist, name: BreastMNIST, size: 16}")
+
+
+def test_a_medmnist_run_sits_beside_the_published_numbers_at_fraction_one():
+    protocol = parse_protocol(as_medmnist(protocol_text(seeds=3)))
+    summary = summarize(flagged(pd.DataFrame(grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))))
+    frame = comparison(protocol, summary)
+    published = frame[frame["kind"] == "published"]
+    ours = frame[frame["kind"] == "this run"]
+    assert len(published) == len(REFERENCES["breastmnist"]) and "0.8630" in set(published["accuracy"])
+    assert list(ours["training"]) == ["scratch, 3 seed(s)", "frozen, 3 seed(s)"]
+    full = summary[(summary["fraction"] == 1.0) & (summary["arm"] == "frozen")].iloc[0]
+    assert ours.iloc[1]["auc"] == f"{full['auc_mean']:.3f} ± {full['auc_std']:.3f}"
+
+
+def test_datasets_without_references_get_no_section(tmp_path):
+    synthetic = parse_protocol(protocol_text(seeds=3))
+    cells = pd.DataFrame(grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
+    assert comparison(synthetic, summarize(flagged(cells))).empty
+    titles = [section.title for section in report_document(synthetic, cells, lambda run_id: None, tmp_path / "none.npz").sections]
+    assert "Published reference numbers" not in titles
+    medmnist = parse_protocol(as_medmnist(protocol_text(seeds=3)))
+    titles = [section.title for section in report_document(medmnist, cells, lambda run_id: None, tmp_path / "none.npz").sections]
+    assert "Published reference numbers" in titles
+
+
+def test_compare_command_prints_both_kinds(tmp_path):
+    protocol = tmp_path / "p.yaml"
+    protocol.write_text(as_medmnist(protocol_text(name="cmp", seeds=3)))
+    result = study_command("compare", str(protocol), "--results-dir", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    assert "MedMNIST v2" in result.stdout and "no finished cells at fraction 1" in result.stdout
