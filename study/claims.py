@@ -25,6 +25,7 @@ from study.analysis import higher_is_better, representative_arm
 from study.protocol import ClaimSpec, ReportSpec
 from study.significance import paired_values
 from study.stats import BOOTSTRAP_RESAMPLES, bootstrap_mean_ci, holm, paired_comparison, wilcoxon_smallest_p
+from study.trend import chosen_positions, picks_per_fraction, trend_verdict
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 MIN_PAIRS = 3  # fewer seed pairs than this never decide a claim
@@ -63,6 +64,8 @@ def evaluate_claim(
     exclude = report.exclude_degenerate if claim.exclude_degenerate is None else claim.exclude_degenerate
     pool = cells[~cells["degenerate"].astype(bool)] if exclude else cells
     wanted = fractions if claim.fractions == "all" else claim.fractions
+    if claim.kind == "trend":
+        return _trend_claim(cells, pool, claim, [float(f) for f in wanted], alpha)
     sign = 1.0 if higher_is_better(metric) else -1.0
     rows, advantages = [], []
     for fraction in wanted:
@@ -85,6 +88,33 @@ def evaluate_claim(
         "alpha": alpha,
         "n_fractions": len(rows), "n_supported": sum(r["verdict"] == SUPPORTED for r in rows),
         "n_contradicted": sum(r["verdict"] == CONTRADICTED for r in rows),
+    }
+    return summary, rows
+
+
+def _trend_claim(cells, pool, claim: ClaimSpec, fractions: list[float], alpha: float) -> tuple[dict, list[dict]]:
+    """A trend claim: Kendall's tau between fraction and the position of the arm validation picks (see study.trend)."""
+    arms = claim.side("a")
+    chosen = chosen_positions(pool, arms, fractions)
+    result = trend_verdict(claim, chosen, alpha)
+    rows = []
+    for fraction in fractions:
+        picks = chosen[chosen["fraction"] == fraction]
+        listed = cells[cells["arm"].isin(arms) & (cells["fraction"] == fraction)]
+        rows.append({
+            "claim": claim.id, "fraction": fraction,
+            "arm_a": picks["arm"].mode().iloc[0] if len(picks) else None, "arm_b": None,
+            "n_pairs": len(picks), "dropped_degenerate": len(listed) - len(pool[pool.index.isin(listed.index)]),
+            "effect": picks["position"].mean() if len(picks) else math.nan, "ci_low": math.nan, "ci_high": math.nan,
+            "t_p": math.nan, "t_p_holm": math.nan, "w_p": math.nan, "w_p_holm": math.nan, "wilcoxon_decides": False,
+            "verdict": "-", "reason": "validation picks " + picks_per_fraction(chosen, fraction),
+        })
+    summary = {
+        "claim": claim.id, "statement": statement(claim, "validation score", fractions), "metric": "kendall_tau",
+        "verdict": result["verdict"], "reason": result["reason"], "effect": result["effect"],
+        "ci_low": result["ci_low"], "ci_high": result["ci_high"], "effect_seeds": result["seeds"],
+        "p_holm": result["p"], "alpha": alpha, "n_fractions": len(fractions),
+        "n_supported": 0, "n_contradicted": 0,
     }
     return summary, rows
 
@@ -170,5 +200,9 @@ def statement(claim: ClaimSpec, metric: str, fractions: list[float]) -> str:
         names = claim.side(which)
         return names[0] if len(names) == 1 else "best of (" + ", ".join(names) + ")"
 
+    at = ", ".join(f"{f:g}" for f in fractions)
+    if claim.kind == "trend":
+        return (f"the arm of ({', '.join(claim.side('a'))}) that validation picks moves later in that order as the "
+                f"fraction grows (Kendall tau), at fractions {at}")
     relation = "better than" if claim.kind == "better" else f"not worse (margin {claim.margin:g}) than"
-    return f"{side('a')} {relation} {side('b')} on {metric} at fractions {', '.join(f'{f:g}' for f in fractions)}"
+    return f"{side('a')} {relation} {side('b')} on {metric} at fractions {at}"

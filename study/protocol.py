@@ -192,13 +192,14 @@ class ReportSpec(Strict):
 
 
 class ClaimSpec(Strict):
-    """One claim: side a is better than side b (or not worse within a margin) on a metric at some fractions."""
+    """One claim: side a is better than side b (or not worse within a margin) on a metric at some fractions; or, for
+    kind trend, the arm of the ordered list a that validation picks moves along the list as the fraction grows."""
 
     id: str = Field(pattern=_NAME, description="short name of the claim")
     text: str = Field("", description="the claim in words, with its source")
-    a: Side = Field(description="an arm label, a strategy name, or a list of them")
-    b: Side = Field(description="an arm label, a strategy name, or a list of them")
-    kind: Literal["better", "not_worse"] = "better"
+    a: Side = Field(description="an arm label, a strategy name, or a list of them; trend: arm labels in order")
+    b: Side | None = Field(None, description="an arm label, a strategy name, or a list of them (not for trend)")
+    kind: Literal["better", "not_worse", "trend"] = "better"
     margin: float = Field(0.0, ge=0, lt=1, description="not_worse: how much worse a may be")
     metric: ClaimMetric | None = Field(None, description="default report.metric")
     fractions: Literal["all"] | list[float] = "all"
@@ -206,15 +207,24 @@ class ClaimSpec(Strict):
     exclude_degenerate: bool | None = Field(None, description="default report.exclude_degenerate")
 
     @model_validator(mode="after")
-    def _margin_fits_kind(self) -> ClaimSpec:
-        if self.kind == "better" and self.margin:
+    def _fields_fit_kind(self) -> ClaimSpec:
+        if self.kind != "not_worse" and self.margin:
             raise ValueError("margin is only for kind: not_worse")
         if self.kind == "not_worse" and not self.margin:
             raise ValueError("not_worse needs a margin > 0 (with margin 0 it is the better claim)")
+        if self.kind == "trend":
+            if self.b is not None:
+                raise ValueError("a trend claim has no b: a lists the arms in order (e.g. shallow to deep)")
+            if len(self.side("a")) < 2:
+                raise ValueError("a trend claim needs a list of at least 2 arms in a")
+        elif self.b is None:
+            raise ValueError(f"a {self.kind} claim needs b: an arm label, a strategy name, or a list of them")
         return self
 
     def side(self, which: str) -> list[str]:
         value = getattr(self, which)
+        if value is None:
+            return []
         return [value] if isinstance(value, str) else list(value)
 
 
@@ -279,13 +289,16 @@ class Protocol(Strict):
         for index, claim in enumerate(self.claims):
             if claim.id in ids[:index]:
                 raise FieldError(("claims", index, "id"), f"claim ids must be unique, {claim.id!r} repeats")
-            for which in ("a", "b"):
+            for which in ("a",) if claim.kind == "trend" else ("a", "b"):
                 if not claim.side(which):
                     raise FieldError(("claims", index, which),
                                       "expected an arm, a strategy, or a non-empty list of them")
                 for name in claim.side(which):
                     if name not in names:
                         raise FieldError(("claims", index, which), _unknown_name(name, names))
+                    if claim.kind == "trend" and name not in labels:
+                        raise FieldError(("claims", index, which),
+                                          f"a trend claim lists arms, not strategies; expected one of {labels}, got {name!r}")
             if set(claim.side("a")) & set(claim.side("b")):
                 raise FieldError(("claims", index, "b"), "a and b must not share an arm or strategy")
             for fraction in [] if claim.fractions == "all" else claim.fractions:

@@ -126,13 +126,17 @@ def _claims(protocol: Protocol, done: pd.DataFrame) -> Section:
         f"interval must lie on the same side of zero (of -margin for not_worse); the Wilcoxon test must agree wherever "
         f"it can reach alpha (with 3 seeds its smallest p is 0.25, so it cannot). A fraction needs {MIN_PAIRS} or more "
         "pairs. Supported: every fraction supports it. Contradicted: any fraction contradicts it. Otherwise "
-        "inconclusive."
+        "inconclusive. The effect is the advantage a - b, except for trend claims: there, for each seed and fraction, "
+        "validation picks one arm of the ordered list a; the effect is Kendall's tau between fraction and the picked "
+        "arm's position, decided by its two-sided p and a 95% bootstrap interval over seeds (supported: tau > 0, "
+        "p < alpha, interval above 0)."
     )
     if not protocol.claims:
         return Section("Claims", ["The protocol declares no claims (add a claims: section to test some).", rule])
     summary, detail = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions)
     return Section("Claims", [rule], [
-        Table("claims", "Claims and verdicts (advantage averaged over the claim's fractions per seed)",
+        Table("claims", "Claims and verdicts (effect: advantage averaged over the claim's fractions per seed; "
+                        "Kendall's tau for trend claims)",
               tables.claims(summary), summary),
         Table("claim_fractions", "Claims per fraction", tables.claim_details(detail), detail),
     ])

@@ -148,7 +148,7 @@ def topk(summary: pd.DataFrame) -> pd.DataFrame:
 def claims(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "claim": frame["claim"], "statement": frame["statement"], "verdict": frame["verdict"].str.upper(),
-        "advantage a - b [95% CI] (seeds)": [
+        "effect [95% CI] (seeds)": [
             "-" if not n else f"{estimate(m, lo, hi, sign=True)} ({n})"
             for m, lo, hi, n in zip(frame["effect"], frame["ci_low"], frame["ci_high"], frame["effect_seeds"])],
         "p (Holm)": frame["p_holm"].map(pval), "alpha": frame["alpha"].map("{:g}".format), "why": frame["reason"],
@@ -161,7 +161,7 @@ def claim_details(frame: pd.DataFrame) -> pd.DataFrame:
         "a": frame["arm_a"].fillna("-"), "b": frame["arm_b"].fillna("-"),
         "pairs": [f"{n}" + (f" ({d} {DAGGER} dropped)" if d else "")
                   for n, d in zip(frame["n_pairs"], frame["dropped_degenerate"])],
-        "advantage a - b [95% CI]": _estimates(frame, "effect"),
+        "effect [95% CI]": _estimates(frame, "effect"),
         "t p": frame["t_p"].map(pval), "t p (Holm)": frame["t_p_holm"].map(pval),
         "W p (Holm)": [pval(p) + ("" if decides or pd.isna(p) else " (cannot decide)") for p, decides in
                        zip(frame["w_p_holm"], frame["wilcoxon_decides"])],

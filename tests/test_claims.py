@@ -3,6 +3,7 @@ worse is contradicted; few seeds never support; degenerate cells and representat
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -182,3 +183,47 @@ def test_an_arm_label_that_is_also_a_strategy_name_means_that_arm_alone():
     cells = pd.DataFrame(rows)
     assert representative_arm(cells, ["scratch"], 0.5) == "scratch"
     assert representative_arm(cells, ["scratch", "scratch[cnn-16]"], 0.5) == "scratch[cnn-16]"
+
+
+DEPTHS = ["finetune(depth=1)", "finetune(depth=all)"]
+
+
+def trend_rows(deep_wins_from: float) -> list[dict]:
+    """finetune(depth=1) wins on validation below deep_wins_from, finetune(depth=all) from there on."""
+    rows = []
+    for fraction in FRACTIONS:
+        for seed in range(3):
+            deep_better = fraction >= deep_wins_from
+            rows.append(cell_row(DEPTHS[0], fraction, seed, 0.8, monitor_value=0.7 if deep_better else 0.8))
+            rows.append(cell_row(DEPTHS[1], fraction, seed, 0.8, monitor_value=0.8 if deep_better else 0.7))
+    return rows
+
+
+@pytest.mark.parametrize("deep_wins_from, expected", [
+    (0.5, SUPPORTED),  # shallow with little data, deep with more: the depth grows with data
+    (2.0, INCONCLUSIVE),  # shallow everywhere: no trend
+])
+def test_trend_claim_follows_the_arm_validation_picks(deep_wins_from, expected):
+    summary, detail = verdict(trend_rows(deep_wins_from), kind="trend", a=DEPTHS, b=None)
+    assert summary["verdict"] == expected
+    assert summary["metric"] == "kendall_tau" and len(detail) == len(FRACTIONS)
+    if expected == SUPPORTED:
+        assert summary["effect"] > 0.5 and summary["ci_low"] > 0
+        assert list(detail["arm_a"]) == [DEPTHS[0], DEPTHS[0], DEPTHS[1], DEPTHS[1]]
+
+
+def test_reversed_trend_is_contradicted():
+    summary, _ = verdict(trend_rows(0.5), kind="trend", a=list(reversed(DEPTHS)), b=None)
+    assert summary["verdict"] == CONTRADICTED and summary["effect"] < 0
+
+
+@pytest.mark.parametrize("claim, expected", [
+    ({"kind": "trend", "a": "finetune"}, "a trend claim needs a list of at least 2 arms"),
+    ({"kind": "trend", "a": ["finetune(depth=1)", "scratch"], "b": "scratch"}, "a trend claim has no b"),
+    ({"kind": "trend", "a": ["finetune", "scratch"]}, "a trend claim lists arms, not strategies"),
+    ({"a": "scratch"}, "a better claim needs b"),
+])
+def test_invalid_trend_claims(claim, expected):
+    text = protocol_text() + "claims:\n  - " + json.dumps({"id": "c", **claim}) + "\n"
+    with pytest.raises(ProtocolError, match=expected):
+        parse_protocol(text, "p.yaml")
