@@ -38,6 +38,12 @@ from study.store import ResultStore
 log = logging.getLogger(__name__)
 
 STRATEGIES = ["scratch", "frozen", "finetune", "truncate"]
+CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv
+    "run_id", "status", "arm", "strategy", "fraction", "seed", "n_train", "n_val", "n_test", "backbone", "weights",
+    "lr_backbone", "lr_head", "lr_output", "accuracy", "top2_accuracy", "balanced_accuracy", "auc", "f1_macro",
+    "log_loss", "majority_rate", "max_predicted_share", "degenerate", "epochs", "best_epoch", "monitor",
+    "monitor_value", "train_seconds", "trace_seconds", "error",
+]
 
 
 def build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[Path]:
@@ -297,6 +303,10 @@ def _cell_lists(done: pd.DataFrame, failed: pd.DataFrame) -> Section:
         columns = ["run_id", "arm", "fraction", "seed", "error"]
         items.append(Table("failed_cells", "Failed cells", tables.cells_list(failed, columns)))
     paragraphs = [] if items else ["No degenerate and no failed cells."]
+    every = pd.concat([done, failed], ignore_index=True) if len(failed) else done
+    items.append(Table("cells", "every cell used by the report", None, every[[c for c in CELL_COLUMNS if c in every]]))
+    paragraphs.append("tables/cells.csv lists every cell the report uses, one row each, with its test metrics, "
+                      "validation value, epochs and training time.")
     return Section("Degenerate and failed cells", paragraphs, items)
 
 

@@ -185,6 +185,9 @@ def test_markdown_marks_degenerate_and_failed_cells(built):
     assert "![auc against training-set size" in text and "(figures/learning_curve.png)" in text
     summary = pd.read_csv(root / "a" / "tables" / "summary.csv")
     assert len(summary) == 5 * 4 and summary["degenerate"].sum() == 1
+    cells = pd.read_csv(root / "a" / "tables" / "cells.csv")
+    assert len(cells) == 101 and cells["run_id"].is_unique and cells["degenerate"].sum() == 1
+    assert cells.loc[cells["status"] == "failed", "error"].str.startswith("ResourceExhaustedError").all()
 
 
 def test_tables_hold_the_tests(built):
