@@ -95,7 +95,8 @@ def test_kill_9_mid_sweep_then_resume_stores_each_cell_once(tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and len(list(store.cells_dir.glob("*.parquet"))) < 3:
         time.sleep(0.05)
-    # while it runs, a second run on the same results is refused
+    # while it holds the results (stopped, so that it cannot finish first on a loaded machine), a second run is refused
+    os.killpg(process.pid, signal.SIGSTOP)
     busy = study_command("run", str(protocol), *dirs(tmp_path))
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
