@@ -203,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run every cell the store lacks, store each result as it finishes, then build the report."""
     from study.executors import available_cores, threads_per_worker
     from study.progress import SweepProgress
+    from study.reuse import adopt_finished_cells
     from study.runlock import RunLock
     from study.scheduler import cells_to_run, run_sweep
     from study.worker import WorkerContext
@@ -226,6 +227,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         store.remove_temporary()
         _store_inputs(session, dataset)
+        adopted = adopt_finished_cells(session.cells, store)
+        if adopted:
+            print(f"{adopted} cells copied from other protocols' stores in {args.results_dir} (same run ids: "
+                  "the same settings, data and seeds)")
         todo = cells_to_run(session.cells, store, args.retry_failed)  # a run we waited for may have stored some
         context = WorkerContext(
             dataset=session.protocol.dataset.model_dump(),

@@ -42,7 +42,7 @@ CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv
     "run_id", "status", "arm", "strategy", "fraction", "seed", "n_train", "n_val", "n_test", "backbone", "weights",
     "lr_backbone", "lr_head", "lr_output", "accuracy", "top2_accuracy", "balanced_accuracy", "auc", "f1_macro",
     "log_loss", "majority_rate", "max_predicted_share", "degenerate", "epochs", "best_epoch", "monitor",
-    "monitor_value", "train_seconds", "trace_seconds", "error",
+    "monitor_value", "train_seconds", "trace_seconds", "adopted_from", "error",
 ]
 
 

@@ -76,6 +76,18 @@ class ResultStore:
         """The per-image test predictions of one cell, or None when absent or unreadable."""
         return _read(self.predictions_dir / f"{run_id}.parquet")
 
+    def row(self, run_id: str) -> dict | None:
+        """The stored row of one cell as plain Python values, or None when absent or unreadable."""
+        path = self.cells_dir / f"{run_id}.parquet"
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except FileNotFoundError:
+            return None
+        except (OSError, pa.ArrowInvalid) as exc:
+            log.warning("ignoring unreadable result file %s (%s)", path, exc)
+            return None
+        return rows[0] if rows else None
+
     def statuses(self) -> dict[str, str]:
         """run_id -> status of every stored cell."""
         frame = self.cells()

@@ -157,3 +157,21 @@ def test_datasets_describes_every_source():
     assert result.returncode == 0
     for source in ("medmnist", "folder", "csv", "synthetic", "STUDY_DATA_DIR"):
         assert source in result.stdout
+
+
+def test_a_second_protocol_copies_the_cells_it_shares_instead_of_training_them(tmp_path):
+    first = write_tiny_protocol(tmp_path)
+    assert study_command("run", str(first), *dirs(tmp_path), "--jobs", "1").returncode == 0
+    second = tmp_path / "second.yaml"
+    second.write_text(first.read_text().replace("name: tiny", "name: second").replace(
+        "  - {name: finetune, depth: [1]}", "  - {name: finetune, depth: [1, all]}"))
+    result = study_command("run", str(second), *dirs(tmp_path), "--jobs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "8 cells copied from other protocols' stores" in result.stdout  # 2 arms x 2 fractions x 2 seeds
+    assert "4 done, 0 failed, 8 skipped" in result.stdout  # only finetune(depth=all) trained
+    original = ResultStore(tmp_path / "results", "tiny").cells().set_index("run_id")
+    copied = ResultStore(tmp_path / "results", "second").cells().set_index("run_id")
+    shared = copied[copied["adopted_from"] == "tiny"]
+    assert len(shared) == 8 and set(shared["protocol"]) == {"second"}
+    assert shared["auc"].equals(original.loc[shared.index, "auc"])
+    assert set(copied.loc[copied["adopted_from"].isna(), "arm"]) == {"finetune(depth=all)"}
