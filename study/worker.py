@@ -257,8 +257,8 @@ def _base_row(cell: Cell, started: datetime) -> dict:
     }
 
 
-def export_features(context: WorkerContext, settings: dict[str, Any], path: str) -> str:
-    """Store the pooled output of the whole frozen backbone for every image (the report's feature map)."""
+def feature_map(context: WorkerContext, settings: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The pooled output of the whole frozen backbone for every image, with labels, ids and split (the report's map)."""
     from study.features import compute_block_output, feature_key
     from study.models.blocks import backbone_info
 
@@ -271,16 +271,19 @@ def export_features(context: WorkerContext, settings: dict[str, Any], path: str)
         feature_key(settings, last, dataset.fingerprint, seed=0),
         lambda: compute_block_output(settings, last, images, seed=0),
     )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(path).with_name(f".{Path(path).name}.tmp")
+    return {
+        "features": maps.mean(axis=(1, 2)).astype("float32"),
+        "labels": dataset.labels,
+        "ids": dataset.ids.astype(str),
+        "split": dataset.split.astype(str),
+        "class_names": np.array(dataset.class_names, dtype=str),
+    }
+
+
+def write_feature_map(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Store a feature map as one .npz, written to a temporary file and renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "wb") as stream:
-        np.savez(
-            stream,
-            features=maps.mean(axis=(1, 2)).astype("float32"),
-            labels=dataset.labels,
-            ids=dataset.ids.astype(str),
-            split=dataset.split.astype(str),
-            class_names=np.array(dataset.class_names, dtype=str),
-        )
+        np.savez(stream, **arrays)
     os.replace(temporary, path)
-    return path
