@@ -48,8 +48,9 @@ def stored(root: Path, protocol: str) -> tuple[pd.DataFrame, dict[str, pd.DataFr
     return cells, {run_id: store.predictions(run_id) for run_id in cells["run_id"]}
 
 
-def assert_same_results(ours: Path, local: tuple[pd.DataFrame, dict], protocol: str = "smoke") -> None:
-    cells, predictions = stored(ours, protocol)
+def assert_same_results(ours: Path, local: tuple[pd.DataFrame, dict]) -> None:
+    """The smoke protocol's cells and predictions under ours equal the local executor's, to the last bit."""
+    cells, predictions = stored(ours, "smoke")
     assert len(cells) == len(local[0]) and set(cells["status"]) == {"done"}
     pd.testing.assert_frame_equal(cells, local[0], check_exact=True)
     for run_id, expected in local[1].items():
@@ -116,7 +117,7 @@ def tensorflow_settings() -> dict:
             "threads": tf.config.threading.get_intra_op_parallelism_threads()}
 
 
-# ------------------------------------------------------------------------------------------------ dask
+# ------------------------------------------------------------------------------------ existing clusters
 def test_dask_cluster_survives_a_killed_worker_and_matches_local(tmp_path, local_smoke, dask_cluster):
     cluster, client = dask_cluster
     command = [sys.executable, "-m", "study", "run", str(SMOKE), *dirs(tmp_path), "--executor", "dask",
@@ -140,16 +141,23 @@ def test_dask_cluster_survives_a_killed_worker_and_matches_local(tmp_path, local
     assert settings and all(found == {"onednn": "1", "threads": 1} for found in settings)
 
 
-def test_dask_without_address_starts_a_local_cluster(tmp_path):
-    protocol = write_tiny_protocol(tmp_path, seeds=1)
-    result = run_driver(str(protocol), *dirs(tmp_path), "--executor", "dask", "--jobs", "2")
-    assert result.returncode == 0, result.stderr
-    assert "running on the dask cluster at tcp://127.0.0.1:" in result.stdout
-    assert "4 done, 0 failed, 0 skipped" in result.stdout
-    assert "INFO" not in result.stderr  # the cluster's own logging stays quiet without -v
+def test_feature_map_comes_back_from_a_dask_worker_as_computed_here(tmp_path, dask_cluster):
+    from study.dask_cluster import DaskCluster
+    from study.executors import run_task
+    from study.protocol import load_protocol
+    from study.worker import WorkerContext, feature_map
+
+    protocol = load_protocol(write_tiny_protocol(tmp_path))
+    context = WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=None, cache_dir=str(tmp_path / "cache"),
+                            threads=1)
+    settings = {"dataset": protocol.dataset.model_dump(exclude={"path"}), "backbone": protocol.backbone.model_dump()}
+    remote = run_task(feature_map, context, settings, jobs=2, cluster=DaskCluster(dask_cluster[1], None, jobs=2))
+    here = run_task(feature_map, context, settings, jobs=1)
+    assert remote.keys() == here.keys() and remote["features"].shape == (60, here["features"].shape[1])
+    for name, array in here.items():
+        assert (remote[name] == array).all(), name
 
 
-# ------------------------------------------------------------------------------------------------- ray
 def test_ray_cluster_matches_local(tmp_path, local_smoke, ray_address):
     result = run_driver(str(SMOKE), *dirs(tmp_path), "--executor", "ray", "--address", ray_address, env=LOOPBACK_RAY)
     assert result.returncode == 0, result.stderr
@@ -158,12 +166,15 @@ def test_ray_cluster_matches_local(tmp_path, local_smoke, ray_address):
     assert_same_results(tmp_path, local_smoke)
 
 
-def test_ray_without_address_starts_a_local_cluster(tmp_path):
+# ------------------------------------------------------------------------------ clusters started by run
+@pytest.mark.parametrize("executor, where", [("dask", "tcp://127.0.0.1:"), ("ray", "127.0.0.1:")])
+def test_without_address_a_local_cluster_runs_the_cells(tmp_path, executor, where):
     protocol = write_tiny_protocol(tmp_path, seeds=1)
-    result = run_driver(str(protocol), *dirs(tmp_path), "--executor", "ray", "--jobs", "2")
+    result = run_driver(str(protocol), *dirs(tmp_path), "--executor", executor, "--jobs", "2")
     assert result.returncode == 0, result.stderr
-    assert "running on the ray cluster at 127.0.0.1:" in result.stdout
+    assert f"running on the {executor} cluster at {where}" in result.stdout  # on the loopback address only
     assert "4 done, 0 failed, 0 skipped" in result.stdout
+    assert "INFO" not in result.stderr  # the cluster's own logging stays quiet without -v
 
 
 # ------------------------------------------------------------------------------------------ bad input
