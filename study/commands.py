@@ -241,6 +241,7 @@ def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, clust
             data_dir=str(session.data_dir.absolute()) if session.data_dir else None,
             cache_dir=str((args.results_dir / ".cache").absolute()),
             threads=threads_per_worker(min(jobs, max(1, len(todo)))),
+            fingerprint=dataset.fingerprint,
         )
         started = time.perf_counter()
         with SweepProgress(total=len(session.cells), done=len(session.cells) - len(todo), enabled=not args.no_progress) as progress:

@@ -24,6 +24,7 @@ import study
 from study.data.dataset import Dataset, split_indices
 from study.data.sources import load_dataset
 from study.data.splits import ensure_split, training_subsets
+from study.errors import DataError
 from study.failures import failure_kind
 from study.features import FeatureCache
 from study.metrics import METRICS, classification_metrics
@@ -42,6 +43,7 @@ class WorkerContext:
     cache_dir: str | None
     threads: int
     caches: bool = True  # feature cache and model reuse; off only to measure what they save
+    fingerprint: str | None = None  # the driver's dataset fingerprint: a worker that reads other files fails its cells
 
 
 def configure_tensorflow(threads: int) -> None:
@@ -164,6 +166,9 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
     configure_tensorflow(context.threads)
     settings = cell.settings
     dataset = load_for(context)
+    if context.fingerprint is not None and dataset.fingerprint != context.fingerprint:
+        raise DataError(f"the dataset this worker ({platform.node()}) reads under {context.data_dir} differs from "
+                        "the driver's; give every worker the same data directory (README: Running on a cluster)")
     images = preprocessed_images(context, settings["backbone"]["name"])
     indices = cell_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)

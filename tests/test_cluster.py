@@ -209,3 +209,18 @@ def test_a_worker_that_cannot_write_the_cache_folder_uses_its_own(tmp_path):
     own = writable_cache_dir(str(blocked / ".cache"))
     assert own != str(blocked / ".cache") and Path(own).is_absolute()
     assert writable_cache_dir(None) is None
+
+
+def test_a_worker_reading_other_data_than_the_driver_fails_its_cells(tmp_path):
+    from study.plan import plan_cells
+    from study.protocol import load_protocol
+    from study.worker import WorkerContext, run_cell
+
+    protocol = load_protocol(write_tiny_protocol(tmp_path))
+    cell = plan_cells(protocol, "fingerprint")[0]
+    context = WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=str(tmp_path), cache_dir=None, threads=1,
+                            fingerprint="the driver's files")
+    row, predictions = run_cell(cell, context)
+    assert row["status"] == "failed" and predictions is None and row["failure"] == "deterministic"
+    assert row["error"].startswith("DataError: the dataset this worker (") and str(tmp_path) in row["error"]
+    assert "differs from the driver's" in row["error"]
