@@ -56,6 +56,7 @@ class Cluster(ABC):
         """Disconnect, and stop the cluster if this process started it."""
 
     def describe(self) -> str:
+        """The cluster in words, for the line `run` prints before the sweep."""
         return f"the {self.kind} cluster at {self.address} ({self.jobs} cell(s) at a time)"
 
     def execute(self, cells: list[Cell], context: WorkerContext, retries: int = 0) -> Iterator[Result]:
