@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run every cell the store lacks, then build the report")
     _common(run)
-    run.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="cells at once (default: one per core; on a cluster, one per Dask worker or Ray CPU)")
+    run.add_argument("--executor", choices=("local", "dask", "ray"), default="local",
+                     help="where cells run: local processes, a Dask or a Ray cluster (default local)")
+    run.add_argument("--address", default=None,
+                     help="the running Dask scheduler or Ray cluster to use (default: start one on this machine)")
     run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
     run.add_argument("--dry-run", action="store_true", help="show what would run and stop")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (one line per cell instead)")

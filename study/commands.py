@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from study.plan import Cell, plan_cells
+from study.errors import StudyError
 from study.protocol import Protocol, load_protocol
 from study.store import ResultStore
 
@@ -157,10 +158,12 @@ def features_path(store: ResultStore, protocol: Protocol) -> Path:
     return store.root / "features" / f"{protocol.backbone.name}-{protocol.dataset.size}px.npz"
 
 
-def _export_features(session: Session, context, jobs: int) -> None:
-    """Store the pretrained backbone's features once per protocol (no pretrained weights, no map)."""
+def _export_features(session: Session, context, jobs: int, cluster=None) -> None:
+    """Store the pretrained backbone's features once per protocol (no pretrained weights, no map).
+
+    A worker computes them; this process writes them, as it writes every result."""
     from study.executors import run_task
-    from study.worker import export_features
+    from study.worker import feature_map, write_feature_map
 
     protocol = session.protocol
     path = features_path(session.store, protocol)
@@ -168,7 +171,7 @@ def _export_features(session: Session, context, jobs: int) -> None:
         return
     settings = {"dataset": protocol.dataset.model_dump(exclude={"path"}), "backbone": protocol.backbone.model_dump()}
     try:
-        run_task(export_features, context, settings, str(path), jobs=jobs)
+        write_feature_map(path, run_task(feature_map, context, settings, jobs=jobs, cluster=cluster))
     except Exception as exc:  # the map is an extra: the sweep's results stand without it
         print(f"note: no feature map for the report ({type(exc).__name__}: {exc})", file=sys.stderr)
 
@@ -201,26 +204,50 @@ def _store_inputs(session: Session, dataset) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every cell the store lacks, store each result as it finishes, then build the report."""
-    from study.executors import available_cores, threads_per_worker
+    from study.executors import available_cores
+    from study.scheduler import cells_to_run
+
+    session = _open(args)
+    if args.address is not None and args.executor == "local":
+        raise StudyError("--address needs --executor dask or --executor ray")
+    jobs = args.jobs or available_cores()
+    dataset = _checked_dataset(session, args.results_dir / ".cache")
+    todo = cells_to_run(session.cells, session.store, args.retry_failed)
+    where = f"with {jobs} worker(s)" if args.executor == "local" else f"on {args.executor}"
+    print(f"{session.protocol.name}: {len(session.cells)} cells, {len(session.cells) - len(todo)} stored, "
+          f"{len(todo)} to run {where}")
+    if args.dry_run:
+        for cell in todo:
+            print(f"  would run {cell.describe()}  [{cell.run_id}]")
+        return 0
+    with _cluster(args, len(todo)) as cluster:
+        if cluster is not None:
+            print(f"running on {cluster.describe()}", flush=True)
+        summary, elapsed = _sweep(session, args, dataset, jobs, cluster)
+    return _finish(session, summary, elapsed)
+
+
+def _cluster(args: argparse.Namespace, cells: int):
+    """The Dask or Ray cluster the run uses (connected before the results are touched), or None for local."""
+    from contextlib import nullcontext
+
+    if args.executor == "local":
+        return nullcontext(None)
+    from study.cluster import open_cluster
+
+    return open_cluster(args.executor, args.address, args.jobs, cells)
+
+
+def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, cluster):
+    """Under the run lock: store the inputs, run the sweep, export the feature map; the summary and seconds."""
+    from study.executors import threads_per_worker
     from study.progress import SweepProgress
     from study.reuse import adopt_finished_cells
     from study.runlock import RunLock
     from study.scheduler import cells_to_run, run_sweep
     from study.worker import WorkerContext
 
-    session = _open(args)
     store = session.store
-    jobs = args.jobs or available_cores()
-    cache_dir = args.results_dir / ".cache"
-    dataset = _checked_dataset(session, cache_dir)
-    todo = cells_to_run(session.cells, store, args.retry_failed)
-    print(f"{session.protocol.name}: {len(session.cells)} cells, {len(session.cells) - len(todo)} stored, "
-          f"{len(todo)} to run with {jobs} worker(s)")
-    if args.dry_run:
-        for cell in todo:
-            print(f"  would run {cell.describe()}  [{cell.run_id}]")
-        return 0
-
     lock = RunLock(store.root)
     lock.acquire(wait=args.wait, on_wait=lambda holder: print(
         f"waiting: another `study run` is writing {store.root} ({holder})", file=sys.stderr, flush=True))
@@ -232,22 +259,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{adopted} cells copied from other protocols' stores in {args.results_dir} (same run ids: "
                   "the same settings, data and seeds)")
         todo = cells_to_run(session.cells, store, args.retry_failed)  # a run we waited for may have stored some
-        context = WorkerContext(
+        context = WorkerContext(  # absolute paths: cluster workers need not share this process's directory
             dataset=session.protocol.dataset.model_dump(),
-            data_dir=str(session.data_dir) if session.data_dir else None,
-            cache_dir=str(cache_dir),
+            data_dir=str(session.data_dir.absolute()) if session.data_dir else None,
+            cache_dir=str((args.results_dir / ".cache").absolute()),
             threads=threads_per_worker(min(jobs, max(1, len(todo)))),
+            fingerprint=dataset.fingerprint,
         )
         started = time.perf_counter()
         with SweepProgress(total=len(session.cells), done=len(session.cells) - len(todo), enabled=not args.no_progress) as progress:
             summary = run_sweep(session.cells, store, context, jobs, args.retry_failed, on_result=progress.update,
-                                policy=session.protocol.run, extra={"skipped_files": len(dataset.skipped)})
+                                policy=session.protocol.run, extra={"skipped_files": len(dataset.skipped)},
+                                cluster=cluster)
         elapsed = time.perf_counter() - started
         if not summary.stopped:
-            _export_features(session, context, jobs)
+            _export_features(session, context, jobs, cluster)
     finally:
         lock.release()
-    return _finish(session, summary, elapsed)
+    return summary, elapsed
 
 
 def _finish(session: Session, summary, elapsed: float) -> int:

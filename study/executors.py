@@ -1,7 +1,7 @@
-"""How cells run: in this process, or in fresh local worker processes (joblib's loky backend).
+"""How cells run: in this process, in fresh local worker processes (joblib's loky backend), or on a cluster.
 
 An executor maps `attempt_cell` over cells and yields each (row, predictions) as soon as it finishes, in any
-order. Executors never write the store; the driver does.
+order. Executors never write the store; the driver does. Dask and Ray clusters live in `study.cluster`.
 """
 
 from __future__ import annotations
@@ -9,12 +9,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from study.failures import FailureKind
 from study.plan import Cell
 from study.worker import WorkerContext, run_cell
+
+if TYPE_CHECKING:
+    from study.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +64,24 @@ def run_local(cells: list[Cell], context: WorkerContext, jobs: int, retries: int
     yield from parallel(delayed(attempt_cell)(cell, context, retries) for cell in cells)
 
 
-def execute(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0) -> Iterator[Result]:
-    """Run cells with one worker in this process, or several worker processes; retryable failures retried."""
+def execute(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0,
+            cluster: Cluster | None = None) -> Iterator[Result]:
+    """Run cells on the cluster, with one worker in this process, or several worker processes; retryable failures
+    retried."""
+    if cluster is not None:
+        return cluster.execute(cells, context, retries)
     if jobs <= 1 or len(cells) <= 1:
         return run_serial(cells, context, retries)
     return run_local(cells, context, min(jobs, len(cells)), retries)
 
 
-def run_task(function, *args, jobs: int):
-    """Run one function in a worker process (reusing the sweep's pool), or here when jobs is 1."""
+def run_task(function, context: WorkerContext, *args, jobs: int, cluster: Cluster | None = None):
+    """function(context, *args) on a cluster worker, in a worker process (reusing the sweep's pool), or here when
+    jobs is 1."""
+    if cluster is not None:
+        return cluster.run_task(function, context, *args)
     if jobs <= 1:
-        return function(*args)
+        return function(context, *args)
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=1, backend="loky")([delayed(function)(*args)])[0]
+    return Parallel(n_jobs=1, backend="loky")([delayed(function)(context, *args)])[0]

@@ -7,6 +7,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from study.executors import execute
 from study.failures import FailureKind, FatalError
@@ -14,6 +15,9 @@ from study.plan import Cell
 from study.protocol import RunSpec
 from study.store import ResultStore
 from study.worker import WorkerContext
+
+if TYPE_CHECKING:
+    from study.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +74,11 @@ def run_sweep(
     on_result: Callable[[dict, SweepSummary], None] | None = None,
     policy: RunSpec | None = None,
     extra: dict | None = None,
+    cluster: Cluster | None = None,
 ) -> SweepSummary:
     """Run every cell the store lacks; each result (with `extra` columns) is stored the moment it arrives.
+
+    Cells run on `cluster` when one is given (its workers never write the store), else on this machine.
 
     Retryable failures are tried again in the worker (policy.retries); a fatal error, a worker process that
     dies, or policy.max_consecutive_failures failed cells in a row stop the sweep with summary.stopped set.
@@ -80,7 +87,7 @@ def run_sweep(
     todo = dispatch_order(cells_to_run(cells, store, retry_failed))
     summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo))
     log.info("%d cells, %d already stored, %d to run", len(cells), summary.skipped, len(todo))
-    results = execute(todo, context, jobs, policy.retries)
+    results = execute(todo, context, jobs, policy.retries, cluster=cluster)
     try:
         for row, predictions in _until_broken(results, summary):
             store.put({**row, **(extra or {})}, predictions)

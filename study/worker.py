@@ -24,6 +24,7 @@ import study
 from study.data.dataset import Dataset, split_indices
 from study.data.sources import load_dataset
 from study.data.splits import ensure_split, training_subsets
+from study.errors import DataError
 from study.failures import failure_kind
 from study.features import FeatureCache
 from study.metrics import METRICS, classification_metrics
@@ -42,6 +43,7 @@ class WorkerContext:
     cache_dir: str | None
     threads: int
     caches: bool = True  # feature cache and model reuse; off only to measure what they save
+    fingerprint: str | None = None  # the driver's dataset fingerprint: a worker that reads other files fails its cells
 
 
 def configure_tensorflow(threads: int) -> None:
@@ -164,6 +166,9 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
     configure_tensorflow(context.threads)
     settings = cell.settings
     dataset = load_for(context)
+    if context.fingerprint is not None and dataset.fingerprint != context.fingerprint:
+        raise DataError(f"the dataset this worker ({platform.node()}) reads under {context.data_dir} differs from "
+                        "the driver's; give every worker the same data directory (README: Running on a cluster)")
     images = preprocessed_images(context, settings["backbone"]["name"])
     indices = cell_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)
@@ -258,8 +263,8 @@ def _base_row(cell: Cell, started: datetime) -> dict:
     }
 
 
-def export_features(context: WorkerContext, settings: dict[str, Any], path: str) -> str:
-    """Store the pooled output of the whole frozen backbone for every image (the report's feature map)."""
+def feature_map(context: WorkerContext, settings: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The pooled output of the whole frozen backbone for every image, with labels, ids and split (the report's map)."""
     from study.features import compute_block_output, feature_key
     from study.models.blocks import backbone_info
 
@@ -272,16 +277,19 @@ def export_features(context: WorkerContext, settings: dict[str, Any], path: str)
         feature_key(settings, last, dataset.fingerprint, seed=0),
         lambda: compute_block_output(settings, last, images, seed=0),
     )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(path).with_name(f".{Path(path).name}.tmp")
+    return {
+        "features": maps.mean(axis=(1, 2)).astype("float32"),
+        "labels": dataset.labels,
+        "ids": dataset.ids.astype(str),
+        "split": dataset.split.astype(str),
+        "class_names": np.array(dataset.class_names, dtype=str),
+    }
+
+
+def write_feature_map(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Store a feature map as one .npz, written to a temporary file and renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "wb") as stream:
-        np.savez(
-            stream,
-            features=maps.mean(axis=(1, 2)).astype("float32"),
-            labels=dataset.labels,
-            ids=dataset.ids.astype(str),
-            split=dataset.split.astype(str),
-            class_names=np.array(dataset.class_names, dtype=str),
-        )
+        np.savez(stream, **arrays)
     os.replace(temporary, path)
-    return path

@@ -138,7 +138,7 @@ def test_a_dying_executor_stops_the_sweep_keeping_what_finished(tmp_path, monkey
 
     cells = tiny_cells(tmp_path)
 
-    def dying(todo, context, jobs, retries):
+    def dying(todo, context, jobs, retries, cluster=None):
         row = worker._base_row(todo[0], worker.datetime.now())
         yield {**row, "status": "done"}, None
         raise RuntimeError("A worker process managed by the executor was unexpectedly terminated.\nSIGKILL(-9)")

@@ -1,0 +1,111 @@
+"""Cells on a Dask or Ray cluster: the driver submits them, the cluster runs them, results come back here.
+
+The driver keeps at most `jobs` cells in flight, in dispatch order, and yields each (row, predictions) as it
+finishes; it alone writes the store. Each cell is submitted once and its result arrives once: when a worker
+is lost mid-cell, the cluster itself runs that cell again on another worker (Dask reschedules tasks of a dead
+worker up to its `allowed-failures`; Ray retries tasks up to `max_retries`), so it is still stored once.
+"""
+
+from __future__ import annotations
+
+import socket
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+from study.errors import StudyError
+from study.executors import Result
+from study.plan import Cell
+from study.worker import WorkerContext
+
+EXECUTORS = ("local", "dask", "ray")
+CONNECT_SECONDS = 10
+
+
+class Cluster(ABC):
+    """A connected cluster: submit work, wait for some of it, fetch results, let go."""
+
+    kind: str
+    address: str  # where it runs, for messages
+    jobs: int  # cells in flight at once
+
+    @abstractmethod
+    def submit_cell(self, cell: Cell, context: WorkerContext, retries: int):
+        """Start one cell on the cluster; a handle for wait_any and result."""
+
+    @abstractmethod
+    def wait_any(self, handles: list) -> list:
+        """Block until at least one handle has finished; the finished ones."""
+
+    @abstractmethod
+    def result(self, handle) -> Result:
+        """The (row, predictions) of a finished cell; raises when the cluster gave up on it."""
+
+    @abstractmethod
+    def cancel(self, handles: list) -> None:
+        """Drop cells that have not finished."""
+
+    @abstractmethod
+    def run_task(self, function, context: WorkerContext, *args):
+        """function(context, *args) on one worker; its return value."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Disconnect, and stop the cluster if this process started it."""
+
+    def describe(self) -> str:
+        """The cluster in words, for the line `run` prints before the sweep."""
+        return f"the {self.kind} cluster at {self.address} ({self.jobs} cell(s) at a time)"
+
+    def execute(self, cells: list[Cell], context: WorkerContext, retries: int = 0) -> Iterator[Result]:
+        """Run cells on the cluster, at most `jobs` at a time in the given order; yield each result as it comes."""
+        waiting = deque(cells)
+        running: list = []
+        try:
+            while waiting or running:
+                while waiting and len(running) < self.jobs:
+                    running.append(self.submit_cell(waiting.popleft(), context, retries))
+                for handle in self.wait_any(running):
+                    running.remove(handle)
+                    yield self.result(handle)
+        finally:
+            self.cancel(running)
+
+
+def check_listening(address: str) -> None:
+    """Fail with one line when nothing accepts connections at address (host:port, with or without a scheme)."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or port is None:
+        raise StudyError(f"--address {address}: expected HOST:PORT (for example tcp://10.0.0.5:8786 or 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_SECONDS).close()
+    except OSError as exc:
+        raise StudyError(f"--address {address}: nothing is listening there ({exc.strerror or exc}); start the "
+                         "cluster first or check the address") from None
+
+
+@contextmanager
+def open_cluster(kind: str, address: str | None, jobs: int | None, cells: int) -> Iterator[Cluster]:
+    """A connected Dask or Ray cluster: the one at address, or a local one of separate worker processes."""
+    if address is not None:
+        check_listening(address)
+    if kind == "dask":
+        from study.dask_cluster import DaskCluster
+
+        cluster = DaskCluster.connect(address, jobs, cells)
+    elif kind == "ray":
+        from study.ray_cluster import RayCluster
+
+        cluster = RayCluster.connect(address, jobs, cells)
+    else:
+        raise StudyError(f"--executor {kind}: expected one of {', '.join(EXECUTORS)}")
+    try:
+        yield cluster
+    finally:
+        cluster.close()

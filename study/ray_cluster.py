@@ -1,0 +1,82 @@
+"""Cells on a Ray cluster: an existing one, or a local Ray instance whose workers are separate processes.
+
+Each cell is a Ray task that asks for `threads` CPUs and trains with as many TensorFlow threads. A task whose
+worker process or node dies is retried by Ray (MAX_RETRIES) on a live worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from study.cluster import Cluster
+from study.cluster_worker import run_cell_on_worker, run_task_on_worker
+from study.errors import StudyError
+from study.executors import Result, available_cores, threads_per_worker
+from study.plan import Cell
+from study.worker import WorkerContext
+
+MAX_RETRIES = 3
+
+
+class RayCluster(Cluster):
+    """A Ray connection, with remote versions of the cell and task functions sized to the cluster."""
+
+    kind = "ray"
+
+    def __init__(self, address: str, jobs: int, threads: int):
+        import ray
+
+        self.ray = ray
+        self.address = address
+        self.jobs = jobs
+        self.threads = threads
+        self.cell = ray.remote(num_cpus=threads, max_retries=MAX_RETRIES)(run_cell_on_worker)
+        self.task = ray.remote(num_cpus=threads, max_retries=MAX_RETRIES)(run_task_on_worker)
+
+    @classmethod
+    def connect(cls, address: str | None, jobs: int | None, cells: int) -> RayCluster:
+        """Connect to the Ray cluster at address, or start a local one with this machine's cores."""
+        if address is None:
+            # a local cluster serves this machine only: Ray then binds to the loopback address
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        import ray
+
+        options = {"logging_level": logging.WARNING, "log_to_driver": False}
+        if address is None:
+            context = ray.init(num_cpus=available_cores(), include_dashboard=False, **options)
+        else:
+            try:
+                context = ray.init(address=address, **options)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise StudyError(f"--address {address}: no Ray cluster answered ({' '.join(str(exc).split())})") from None
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        largest_node = max((int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"]), default=0)
+        if cpus == 0:
+            ray.shutdown()
+            raise StudyError(f"--address {address}: the Ray cluster has no CPUs to run cells on")
+        jobs = jobs or cpus
+        if address is None:
+            jobs = max(1, min(jobs, cells))
+        threads = min(threads_per_worker(jobs, cpus), largest_node)
+        return cls(context.address_info["gcs_address"], jobs, threads)
+
+    def submit_cell(self, cell: Cell, context: WorkerContext, retries: int):
+        return self.cell.remote(cell, context, retries, self.threads)
+
+    def wait_any(self, handles: list) -> list:
+        ready, _ = self.ray.wait(handles, num_returns=1)
+        return ready
+
+    def result(self, handle) -> Result:
+        return self.ray.get(handle)
+
+    def cancel(self, handles: list) -> None:
+        for handle in handles:
+            self.ray.cancel(handle, force=True)
+
+    def run_task(self, function, context: WorkerContext, *args):
+        return self.ray.get(self.task.remote(function, context, self.threads, *args))
+
+    def close(self) -> None:
+        self.ray.shutdown()
