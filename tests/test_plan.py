@@ -55,3 +55,12 @@ def test_result_changing_edits_change_run_ids():
 def test_adding_a_fraction_keeps_existing_ids():
     grown = set(ids(BASE.replace("fractions: [0.5, 1.0]", "fractions: [0.25, 0.5, 1.0]")))
     assert set(ids(BASE)) < grown
+
+
+def test_protocols_without_tuning_keep_their_run_ids():
+    import hashlib
+
+    planned = ids(BASE)
+    assert planned[:2] == ["a5d8619ee6ef0d50b23e", "2615208d6b057071865f"]  # the ids stored results already carry
+    assert hashlib.sha256(",".join(planned).encode()).hexdigest()[:16] == "6072651620d0d6b9"
+    assert all("tuned" not in cell.settings for cell in plan_cells(parse_protocol(BASE), "data"))
