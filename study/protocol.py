@@ -166,43 +166,35 @@ class RunSpec(Strict):
 
 
 # -------------------------------------------------------------------------------------------- tuning
-class LogRange(Strict):
+class OrderedRange(Strict):
+    """Base of the search ranges: low must lie below high."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OrderedRange:
+        if self.low >= self.high:
+            raise ValueError(f"low must be below high, got low {self.low:g} and high {self.high:g}")
+        return self
+
+
+class LogRange(OrderedRange):
     """A log-uniform search range."""
 
     low: float = Field(gt=0, description="smallest value tried")
     high: float = Field(gt=0, le=10, description="largest value tried")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> LogRange:
-        if self.low >= self.high:
-            raise ValueError(f"low must be below high, got low {self.low:g} and high {self.high:g}")
-        return self
 
-
-class DropoutRange(Strict):
+class DropoutRange(OrderedRange):
     """A uniform range of the mlp head's dropout."""
 
     low: float = Field(ge=0, lt=1)
     high: float = Field(ge=0, lt=1)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> DropoutRange:
-        if self.low >= self.high:
-            raise ValueError(f"low must be below high, got low {self.low:g} and high {self.high:g}")
-        return self
 
-
-class EpochRange(Strict):
+class EpochRange(OrderedRange):
     """A range of whole epoch counts (uniform)."""
 
     low: int = Field(ge=1, le=10000)
     high: int = Field(ge=1, le=10000)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> EpochRange:
-        if self.low >= self.high:
-            raise ValueError(f"low must be below high, got low {self.low} and high {self.high}")
-        return self
 
 
 class SearchSpace(Strict):

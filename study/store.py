@@ -88,7 +88,8 @@ class ResultStore:
 
     def put_tuning(self, record: dict) -> Path:
         """Store a tuning unit's choice (record["key"] names it); a later choice for the same key replaces it."""
-        return _write_bytes(json.dumps(record, indent=1, sort_keys=True).encode(), self.chosen_dir / f"{record['key']}.json")
+        data = json.dumps(record, indent=1, sort_keys=True).encode()
+        return _write_bytes(data, self.chosen_dir / f"{record['key']}.json")
 
     def tuning_records(self) -> dict[str, dict]:
         """Every stored tuning choice, by unit key; unreadable files are ignored."""

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 from pathlib import Path
 
 from study.protocol import Protocol
 from study.tuning.search import UnitSearch
 from study.tuning.trial import TrialOutcome
 from study.tuning.units import TuningUnit, direction
-
-log = logging.getLogger(__name__)
 
 ENDED = {"COMPLETED": "complete", "FAILED": "failed"}
 
@@ -40,7 +37,8 @@ class KerasTunerSearch(UnitSearch):
             if spec["kind"] == "int":
                 hyperparameters.Int(name, spec["low"], spec["high"])
             else:
-                hyperparameters.Float(name, spec["low"], spec["high"], sampling="log" if spec["kind"] == "log" else "linear")
+                sampling = "log" if spec["kind"] == "log" else "linear"
+                hyperparameters.Float(name, spec["low"], spec["high"], sampling=sampling)
         self.oracle = keras_tuner.oracles.BayesianOptimizationOracle(
             objective=keras_tuner.Objective(self.metric, direction=direction(self.metric)[:3]),
             max_trials=self.budget, hyperparameters=hyperparameters, seed=protocol.tuning.seed + 1,

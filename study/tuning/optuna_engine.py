@@ -104,8 +104,6 @@ class OptunaSearch(UnitSearch):
         return len(self._counted())
 
     def _ask(self):
-        import optuna
-
         distributions = {name: _distribution(spec) for name, spec in self.space.items()}
         trial = self.study.ask(distributions)
         reporter = OptunaReporter(self.url, self.unit.name, trial._trial_id, self.protocol.tuning.pruner.model_dump())

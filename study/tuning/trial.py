@@ -73,7 +73,8 @@ def evaluate_trial(task: TrialTask, context: WorkerContext) -> TrialOutcome:
 
 def _evaluate(task: TrialTask, context: WorkerContext, curve: list[float], clock: float) -> TrialOutcome:
     from study.train import monitored_value
-    from study.worker import configure_tensorflow, load_for, model_inputs, preprocessed_images, train_val_indices, trainer_for
+    from study.worker import (configure_tensorflow, load_for, model_inputs, preprocessed_images, train_val_indices,
+                              trainer_for)
 
     configure_tensorflow(context.threads)
     cell = task.cell

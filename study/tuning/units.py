@@ -43,7 +43,8 @@ def tuned_fraction(protocol: Protocol, fraction: float) -> float:
     return tuning.fraction if tuning.fraction is not None else max(protocol.fractions)
 
 
-def make_unit(protocol: Protocol, label: str, base: dict[str, Any], fraction: float, dataset_fingerprint: str) -> TuningUnit:
+def make_unit(protocol: Protocol, label: str, base: dict[str, Any], fraction: float,
+              dataset_fingerprint: str) -> TuningUnit:
     """The unit that tunes an arm (given by its untuned cell settings) for cells at `fraction`."""
     tuning = protocol.tuning
     at = tuned_fraction(protocol, fraction)
