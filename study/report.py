@@ -35,6 +35,7 @@ from study.render.document import Document, Figure, Section, Table
 from study.render.files import write_document
 from study.significance import friedman_tables, mcnemar_table, nemenyi_table, pairwise_table
 from study.store import ResultStore
+from study.tuning.units import current_choices
 from study.tuning.units import direction as tuning_direction
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[
     """Write the report of the protocol's stored results under out_dir; index.html is the first path returned."""
     features = features_path(store.root, protocol.backbone.name, protocol.dataset.size)
     document = report_document(protocol, store.cells(), functools.lru_cache(maxsize=None)(store.predictions), features,
-                               tuning_choices=list(store.tuning_records().values()))
+                               tuning_choices=list(current_choices(store.tuning_records(), protocol).values()))
     paths = write_document(document, out_dir)
     log.info("report written to %s", out_dir)
     return paths
@@ -128,9 +129,9 @@ def _tuning(protocol: Protocol, done: pd.DataFrame, choices: list[dict]) -> Sect
     if tuning is None:
         return None
     frame = tuning_table(choices, done)
-    budgets = sorted(set(frame["trials"]))
-    fair = (f"every arm got the same budget of {tuning.trials} trials" if budgets == [tuning.trials] else
-            f"the stored choices have budgets {budgets} (some come from an earlier version of the protocol)")
+    if frame.empty:
+        return Section("Tuning", ["The protocol asks for tuning, but no arm has finished its tuning yet."])
+    fair = f"every arm got the same budget of {tuning.trials} trials"
     where = "at each fraction" if tuning.scope == "per_fraction" else "once, at the fraction shown, for all fractions"
     goal = "maximising" if tuning_direction(protocol.tuning_metric()) == "maximize" else "minimising"
     return Section("Tuning", [
