@@ -136,8 +136,8 @@ def _tuning(protocol: Protocol, done: pd.DataFrame, choices: list[dict]) -> Sect
     goal = "maximising" if tuning_direction(protocol.tuning_metric()) == "maximize" else "minimising"
     return Section("Tuning", [
         f"Each arm's hyperparameters were tuned with {tuning.engine} on the validation split only (the test split "
-        f"is never used while tuning), {where}, {goal} the validation {protocol.tuning_metric()} of seed "
-        f"{tuning.seed}'s training subset; {fair}. The chosen values replace the protocol's in every cell of the arm "
+        f"is never used while tuning), {where}, {goal} {protocol.tuning_metric()} after training on seed "
+        f"{tuning.seed}'s subset; {fair}. The chosen values replace the protocol's in every cell of the arm "
         "(they are part of its run id and stored with it). Trials: complete, pruned (stopped early by the median "
         "pruner) and failed; seconds: the trials' training time.",
     ], [Table("tuning", "Chosen hyperparameters and the tuning budget spent per arm", tables.tuning(frame), frame)])
