@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from study.plan import Cell, plan_cells
 from study.errors import StudyError
+from study.plan import Cell, plan_cells, plan_units
 from study.protocol import Protocol, load_protocol
 from study.store import ResultStore
+from study.tuning.units import TuningUnit, current_choices
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Session:
     store: ResultStore
     cells: list[Cell]
     report_dir: Path
+    units: list[TuningUnit] = field(default_factory=list)  # the searches of a tuned protocol
 
 
 def _open(args: argparse.Namespace) -> Session:
@@ -33,9 +35,19 @@ def _open(args: argparse.Namespace) -> Session:
 
     protocol = load_protocol(args.protocol)
     data_dir = resolve_data_dir(args.data_dir)
-    cells = plan_cells(protocol, source_fingerprint(protocol.dataset, data_dir))
+    fingerprint = source_fingerprint(protocol.dataset, data_dir)
     store = ResultStore(args.results_dir, protocol.name)
-    return Session(protocol, args.protocol, data_dir, store, cells, args.report_dir / protocol.name)
+    cells = plan_cells(protocol, fingerprint, current_choices(store.tuning_records(), protocol))
+    return Session(protocol, args.protocol, data_dir, store, cells, args.report_dir / protocol.name,
+                   plan_units(protocol, fingerprint))
+
+
+def _print_tuning(session: Session) -> None:
+    """Tuning progress of a tuned protocol (nothing without tuning:)."""
+    from study.tuning.phase import tuning_lines
+
+    for line in tuning_lines(session.protocol, session.store, session.units):
+        print(line)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -84,6 +96,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     holder = RunLock(session.store.root).held_elsewhere()
     if holder:
         print(f"a run is writing these results now ({holder})")
+    _print_tuning(session)
     print(table.to_string(index=False))
     print(f"total: {table['done'].sum()} done, {table['failed'].sum()} failed, {table['pending'].sum()} pending")
     planned = {cell.run_id for cell in session.cells}
@@ -112,6 +125,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"block map of {info.name} (at: k keeps blocks 0..k; depth: d trains the top d blocks):")
     for index, block in enumerate(info.blocks):
         print(f"  {index:>2}  {block.name:<12} ends at layer {block.last_layer}")
+    _print_tuning(session)
     table = _state_table(session)
     print(table.to_string(index=False))
     todo = int(table["pending"].sum())
@@ -217,6 +231,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{session.protocol.name}: {len(session.cells)} cells, {len(session.cells) - len(todo)} stored, "
           f"{len(todo)} to run {where}")
     if args.dry_run:
+        if session.units:
+            print(f"would first tune {len(session.units)} arm(s), {session.protocol.tuning.trials} trials each; cells "
+                  "awaiting tuning are listed with the protocol's values and get new run ids once tuned")
         for cell in todo:
             print(f"  would run {cell.describe()}  [{cell.run_id}]")
         return 0
@@ -266,6 +283,9 @@ def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, clust
             threads=threads_per_worker(min(jobs, max(1, len(todo)))),
             fingerprint=dataset.fingerprint,
         )
+        if session.units:
+            session.cells = _tune(session, context, jobs)
+            todo = cells_to_run(session.cells, store, args.retry_failed)
         started = time.perf_counter()
         with SweepProgress(total=len(session.cells), done=len(session.cells) - len(todo), enabled=not args.no_progress) as progress:
             summary = run_sweep(session.cells, store, context, jobs, args.retry_failed, on_result=progress.update,
@@ -277,6 +297,24 @@ def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, clust
     finally:
         lock.release()
     return summary, elapsed
+
+
+def _tune(session: Session, context, jobs: int) -> list[Cell]:
+    """Run the tuning phase (validation split only); the cells planned with the chosen values."""
+    from study.data.sources import source_fingerprint
+    from study.tuning.phase import run_tuning
+
+    def report(unit: TuningUnit, outcome) -> None:
+        value = "-" if outcome.value is None else f"{outcome.value:.3f}"
+        print(f"[tuning] {unit.label} fraction={unit.fraction:g} trial {outcome.number}: {outcome.state} "
+              f"{session.protocol.tuning_metric()}={value} ({outcome.seconds:.0f} s)", file=sys.stderr, flush=True)
+
+    choices = run_tuning(session.protocol, session.store, session.units, context, jobs, on_trial=report)
+    cells = plan_cells(session.protocol, source_fingerprint(session.protocol.dataset, session.data_dir), choices)
+    awaiting = [cell.describe() for cell in cells if cell.awaiting_tuning]
+    if awaiting:
+        raise RuntimeError(f"internal error: cells without tuned values after tuning: {awaiting[:3]}")
+    return cells
 
 
 def _finish(session: Session, summary, elapsed: float) -> int:

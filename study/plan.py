@@ -10,6 +10,7 @@ from typing import Any
 
 from study.errors import ProtocolError
 from study.protocol import BackboneSpec, HeadSpec, Protocol, StrategySpec, as_list
+from study.tuning.units import TuningUnit, make_unit, tuned_arm, tuned_settings
 
 RESULT_FORMAT = 1  # bump when the meaning of stored results changes; it changes every run id
 
@@ -60,6 +61,11 @@ class Cell:
 
     def describe(self) -> str:
         return f"{self.arm.label} fraction={self.fraction:g} seed={self.seed}"
+
+    @property
+    def awaiting_tuning(self) -> bool:
+        """True for a cell of a tuned protocol whose arm has no chosen values yet (it cannot run)."""
+        return "tuned" in self.settings and self.settings["tuned"] is None
 
 
 def expand_arms(strategy: StrategySpec, protocol: Protocol) -> list[Arm]:
@@ -122,19 +128,45 @@ def run_id(settings: dict[str, Any], fraction: float, seed: int, dataset_fingerp
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
-def plan_cells(protocol: Protocol, dataset_fingerprint: str) -> list[Cell]:
-    """Every cell of the protocol's grid, ordered fraction-major so early results cover all arms."""
+def protocol_arms(protocol: Protocol) -> list[Arm]:
+    """Every arm of the protocol, in protocol order; an arm listed twice is an error."""
     arms = [arm for strategy in protocol.strategies for arm in expand_arms(strategy, protocol)]
     labels = [arm.label for arm in arms]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise ProtocolError(f"strategies: the same arm is listed twice: {', '.join(duplicates)}")
+    return arms
+
+
+def plan_units(protocol: Protocol, dataset_fingerprint: str) -> list[TuningUnit]:
+    """The searches a tuned protocol needs (one per arm, or per arm and fraction), arm-major; none without tuning."""
+    if protocol.tuning is None:
+        return []
+    units = {}
+    for arm in protocol_arms(protocol):
+        for fraction in protocol.fractions:
+            unit = make_unit(protocol, arm.label, cell_settings(protocol, arm), fraction, dataset_fingerprint)
+            units.setdefault(unit.key, unit)
+    return list(units.values())
+
+
+def plan_cells(protocol: Protocol, dataset_fingerprint: str, chosen: dict[str, dict] | None = None) -> list[Cell]:
+    """Every cell of the protocol's grid, ordered fraction-major so early results cover all arms.
+
+    With `tuning:`, each cell takes its unit's chosen values from `chosen` (unit key -> stored choice); a cell
+    whose unit has none yet is awaiting tuning.
+    """
+    arms = protocol_arms(protocol)
     cells = []
     for fraction in protocol.fractions:
         for seed in protocol.seed_list():
             for arm in arms:
-                settings = cell_settings(protocol, arm)
+                settings, cell_arm = cell_settings(protocol, arm), arm
+                if protocol.tuning is not None:
+                    unit = make_unit(protocol, arm.label, settings, fraction, dataset_fingerprint)
+                    settings = tuned_settings(settings, (chosen or {}).get(unit.key))
+                    cell_arm = tuned_arm(arm, settings) if settings["tuned"] else arm
                 weights = weights_fingerprint(settings["backbone"]["weights"])
                 identifier = run_id(settings, fraction, seed, dataset_fingerprint, weights)
-                cells.append(Cell(identifier, protocol.name, arm, fraction, seed, settings))
+                cells.append(Cell(identifier, protocol.name, cell_arm, fraction, seed, settings))
     return cells

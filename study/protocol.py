@@ -170,6 +170,83 @@ class RunSpec(Strict):
     )
 
 
+# -------------------------------------------------------------------------------------------- tuning
+class OrderedRange(Strict):
+    """Base of the search ranges: low must lie below high."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OrderedRange:
+        if self.low >= self.high:
+            raise ValueError(f"low must be below high, got low {self.low:g} and high {self.high:g}")
+        return self
+
+
+class LogRange(OrderedRange):
+    """A log-uniform search range."""
+
+    low: float = Field(gt=0, description="smallest value tried")
+    high: float = Field(gt=0, le=10, description="largest value tried")
+
+
+class DropoutRange(OrderedRange):
+    """A uniform range of the mlp head's dropout."""
+
+    low: float = Field(ge=0, lt=1)
+    high: float = Field(ge=0, lt=1)
+
+
+class EpochRange(OrderedRange):
+    """A range of whole epoch counts (uniform)."""
+
+    low: int = Field(ge=1, le=10000)
+    high: int = Field(ge=1, le=10000)
+
+
+class SearchSpace(Strict):
+    """What tuning searches; a strategy searches only the values it uses (no backbone rate for scratch or frozen)."""
+
+    lr_head: LogRange = Field(LogRange(low=1e-4, high=3e-2), description="head learning rate (log-uniform)")
+    lr_backbone: LogRange = Field(LogRange(low=1e-6, high=1e-3), description="backbone learning rate (log-uniform)")
+    backbone_ratio: float | None = Field(
+        None, gt=0, le=1, description="tie the backbone rate to head rate x ratio (TTL: 0.1) instead of searching it"
+    )
+    weight_decay: LogRange | None = Field(None, description="weight decay (log-uniform); default: not tuned")
+    dropout: DropoutRange | None = Field(None, description="dropout of mlp heads; default: not tuned")
+    epochs: EpochRange | None = Field(None, description="maximum epochs; default: not tuned")
+
+
+class PrunerSpec(Strict):
+    """Optuna's median pruner: stop a trial whose validation value falls below the median of earlier trials."""
+
+    kind: Literal["median", "none"] = "median"
+    startup_trials: int = Field(3, ge=0, description="finished trials before any trial is pruned")
+    warmup_epochs: int = Field(1, ge=0, description="epochs every trial runs before it may be pruned")
+
+
+TuningMetric = Literal["val_auc", "val_loss", "val_accuracy", "val_balanced_accuracy"]
+
+
+class TuningSpec(Strict):
+    """Per-strategy hyperparameter search on the validation split; the chosen values replace the protocol's."""
+
+    engine: Literal["optuna", "keras_tuner"] = "optuna"
+    trials: int = Field(8, ge=1, le=1000, description="trials per tuned arm (the same budget for every arm)")
+    metric: TuningMetric | None = Field(None, description="validation metric; default train.early_stopping.monitor")
+    scope: Literal["once", "per_fraction"] = Field(
+        "once", description="once: tune each arm at `fraction` and reuse; per_fraction: tune each arm x fraction"
+    )
+    fraction: float | None = Field(None, gt=0, le=1, description="scope once: the fraction tuned at (default largest)")
+    seed: int = Field(0, ge=0, description="seed of the tuning subset, initialisation and sampler")
+    space: SearchSpace = SearchSpace()
+    pruner: PrunerSpec = PrunerSpec()
+
+    @model_validator(mode="after")
+    def _fraction_fits_scope(self) -> TuningSpec:
+        if self.scope == "per_fraction" and self.fraction is not None:
+            raise ValueError("fraction is only for scope: once (per_fraction tunes at every fraction)")
+        return self
+
+
 # ------------------------------------------------------------------------------------- report and claims
 CurveMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy"]
 ClaimMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss"]
@@ -239,6 +316,7 @@ class Protocol(Strict):
     seeds: int | list[int] = Field(3, description="a count (seeds 0..n-1) or an explicit list")
     train: TrainSpec = TrainSpec()
     run: RunSpec = RunSpec()
+    tuning: TuningSpec | None = Field(None, description="tune learning rates (and more) per arm on validation")
     report: ReportSpec = ReportSpec()
     claims: list[ClaimSpec] = Field(default_factory=list, description="claims the report tests")
 
@@ -313,6 +391,19 @@ class Protocol(Strict):
             raise FieldError(("report", "confusion_fraction"),
                               f"expected one of the fractions {self.fractions}, got {self.report.confusion_fraction}")
         return self
+
+    @model_validator(mode="after")
+    def _tuning_fraction_exists(self) -> Protocol:
+        tuning = self.tuning
+        if tuning is not None and tuning.fraction is not None and tuning.fraction not in self.fractions:
+            raise FieldError(("tuning", "fraction"), f"expected one of the fractions {self.fractions}, got {tuning.fraction}")
+        return self
+
+    def tuning_metric(self) -> str:
+        """The validation metric tuning optimises (the early-stopping monitor unless tuning names one)."""
+        if self.tuning is not None and self.tuning.metric is not None:
+            return self.tuning.metric
+        return self.train.early_stopping.monitor if self.train.early_stopping else "val_loss"
 
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)

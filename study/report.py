@@ -8,6 +8,7 @@ use fixed seeds, and no date or path that changes between builds is written.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from study.analysis import (
     DEGENERATE_AUC_MARGIN,
     DEGENERATE_SHARE,
     METRICS,
+    arm_order,
     best_cell,
     flagged,
     newest_per_key,
@@ -34,6 +36,8 @@ from study.render.document import Document, Figure, Section, Table
 from study.render.files import write_document
 from study.significance import friedman_tables, mcnemar_table, nemenyi_table, pairwise_table
 from study.store import ResultStore
+from study.tuning.units import current_choices
+from study.tuning.units import direction as tuning_direction
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +53,21 @@ CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv
 def build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[Path]:
     """Write the report of the protocol's stored results under out_dir; index.html is the first path returned."""
     features = features_path(store.root, protocol.backbone.name, protocol.dataset.size)
-    document = report_document(protocol, store.cells(), functools.lru_cache(maxsize=None)(store.predictions), features)
+    document = report_document(protocol, store.cells(), functools.lru_cache(maxsize=None)(store.predictions), features,
+                               tuning_choices=list(current_choices(store.tuning_records(), protocol).values()))
     paths = write_document(document, out_dir)
     log.info("report written to %s", out_dir)
     return paths
 
 
-def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, features: Path) -> Document:
-    """The report as a document: overview, claims, curves, significance, heatmaps, images, cell lists."""
+def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, features: Path,
+                    tuning_choices: list[dict] | None = None) -> Document:
+    """The report as a document: overview, tuning, claims, curves, significance, heatmaps, images, cell lists."""
     title = f"{protocol.name}: {protocol.description}".rstrip(": ")
     done, replaced = newest_per_key(flagged(cells))
     failed = cells[cells["status"] == "failed"] if "status" in cells.columns else cells.iloc[0:0]
-    sections = [_overview(protocol, done, failed, replaced)]
+    sections = [_overview(protocol, done, failed, replaced), _tuning(protocol, done, tuning_choices or [])]
+    sections = [section for section in sections if section is not None]
     if done.empty:
         sections.append(Section("Results", ["No finished cells: there is nothing to summarize yet."]))
         return Document(title, sections + [_cell_lists(done, failed)])
@@ -79,6 +86,23 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
         _all_metrics(summary, spec.metric),
     ]
     return Document(title, [section for section in sections if section is not None])
+
+
+def tuning_table(choices: list[dict], done: pd.DataFrame) -> pd.DataFrame:
+    """One row per stored tuning choice, in arm order: values, best validation score, trials spent, cells using it."""
+    columns = ["arm", "fraction", "engine", "trials", "complete", "pruned", "failed", "metric", "best_value",
+               "trial_seconds", "values", "cells"]
+    if not choices:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for record in choices:
+        values = json.dumps(record["values"], sort_keys=True)
+        used = (done["arm"] == record["arm"]) & (done["tuned_json"] == values) if "tuned_json" in done else []
+        rows.append({**{key: record[key] for key in columns[:-2]}, "values": values, "cells": int(sum(used))})
+    frame = pd.DataFrame(rows, columns=columns)
+    rank = {arm: i for i, arm in enumerate(arm_order(frame["arm"]))}
+    order = frame.assign(_rank=frame["arm"].map(rank)).sort_values(["_rank", "fraction"], kind="mergesort").index
+    return frame.loc[order].reset_index(drop=True)
 
 
 def _figure(name: str, caption: str, figure) -> Figure:
@@ -114,6 +138,25 @@ def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, repl
         paragraphs.append(f"{replaced} stored cell(s) share arm, fraction and seed with a newer cell (results of an "
                           "earlier version of the protocol) and are left out; the newest is used.")
     return Section("Overview", paragraphs)
+
+
+def _tuning(protocol: Protocol, done: pd.DataFrame, choices: list[dict]) -> Section | None:
+    tuning = protocol.tuning
+    if tuning is None:
+        return None
+    frame = tuning_table(choices, done)
+    if frame.empty:
+        return Section("Tuning", ["The protocol asks for tuning, but no arm has finished its tuning yet."])
+    fair = f"every arm got the same budget of {tuning.trials} trials"
+    where = "at each fraction" if tuning.scope == "per_fraction" else "once, at the fraction shown, for all fractions"
+    goal = "maximising" if tuning_direction(protocol.tuning_metric()) == "maximize" else "minimising"
+    return Section("Tuning", [
+        f"Each arm's hyperparameters were tuned with {tuning.engine} on the validation split only (the test split "
+        f"is never used while tuning), {where}, {goal} {protocol.tuning_metric()} after training on seed "
+        f"{tuning.seed}'s subset; {fair}. The chosen values replace the protocol's in every cell of the arm "
+        "(they are part of its run id and stored with it). Trials: complete, pruned (stopped early by the median "
+        "pruner) and failed; seconds: the trials' training time.",
+    ], [Table("tuning", "Chosen hyperparameters and the tuning budget spent per arm", tables.tuning(frame), frame)])
 
 
 def _versions(done: pd.DataFrame) -> str:

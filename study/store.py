@@ -8,6 +8,9 @@ Contract:
 - Finished rows never change, except that `put` of a failed cell's run id again (a retry) replaces it.
 - The split the cells were trained on is stored once as `split.parquet`, what the dataset load skipped in
   `dataset.json`. Temporary files a killed run left behind are removed by the next run, under its lock.
+- A tuned protocol's choices are stored once per tuning unit as `tuning/chosen/<unit key>.json` (the values, the
+  best validation score, the budget and how it was spent); the engines' own state (Optuna's SQLite file,
+  KerasTuner's project directories) lives beside them in `tuning/`.
 - A write that fails because the folder is read-only, not permitted or full raises FatalError (one line).
 - Nothing is deleted except by `remove`, which the `prune` command calls.
 """
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CELLS = "cells"
 PREDICTIONS = "predictions"
+CHOSEN = "tuning/chosen"
 
 
 class ResultStore:
@@ -41,6 +45,7 @@ class ResultStore:
         self.root = Path(results_dir) / protocol
         self.cells_dir = self.root / CELLS
         self.predictions_dir = self.root / PREDICTIONS
+        self.chosen_dir = self.root / CHOSEN
 
     # ------------------------------------------------------------------------------------------ writing
     def put(self, row: dict, predictions: pd.DataFrame | None) -> Path:
@@ -93,6 +98,22 @@ class ResultStore:
         frame = self.cells()
         return dict(zip(frame["run_id"], frame["status"]))
 
+    def put_tuning(self, record: dict) -> Path:
+        """Store a tuning unit's choice (record["key"] names it); a later choice for the same key replaces it."""
+        data = json.dumps(record, indent=1, sort_keys=True).encode()
+        return _write_bytes(data, self.chosen_dir / f"{record['key']}.json")
+
+    def tuning_records(self) -> dict[str, dict]:
+        """Every stored tuning choice, by unit key; unreadable files are ignored."""
+        records = {}
+        for path in sorted(self.chosen_dir.glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+                records[record["key"]] = record
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable tuning record %s (%s)", path, exc)
+        return records
+
     # ---------------------------------------------------------------------------------------- housekeeping
     def put_protocol(self, text: str) -> None:
         """Keep a copy of the protocol last run."""
@@ -104,7 +125,7 @@ class ResultStore:
 
     def remove_temporary(self) -> int:
         """Delete temporary files a killed run left; call only under the run lock. Returns how many."""
-        leftovers = [path for folder in (self.root, self.cells_dir, self.predictions_dir)
+        leftovers = [path for folder in (self.root, self.cells_dir, self.predictions_dir, self.chosen_dir)
                      for path in folder.glob(".*.tmp")]
         for path in leftovers:
             path.unlink(missing_ok=True)

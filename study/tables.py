@@ -5,6 +5,7 @@ Input frames come from analysis, significance, curves and claims; output frames 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -166,6 +167,22 @@ def claim_details(frame: pd.DataFrame) -> pd.DataFrame:
         "W p (Holm)": [pval(p) + ("" if decides or pd.isna(p) else " (cannot decide)") for p, decides in
                        zip(frame["w_p_holm"], frame["wilcoxon_decides"])],
         "verdict": frame["verdict"], "why": frame["reason"],
+    })
+
+
+def tuning(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per tuned arm: the chosen values, the best validation score, and the trials spent by outcome."""
+    def values(text: str) -> str:
+        return ", ".join(f"{name} {value:.3g}" for name, value in sorted(json.loads(text).items()))
+
+    return pd.DataFrame({
+        "arm": frame["arm"], "tuned at fraction": frame["fraction"].map("{:g}".format), "engine": frame["engine"],
+        "chosen values": frame["values"].map(values),
+        "best validation": [f"{metric} {num(value)}" for metric, value in zip(frame["metric"], frame["best_value"])],
+        "trials (complete/pruned/failed)": [f"{c + p + f} of {t} ({c}/{p}/{f})" for c, p, f, t in
+                                            zip(frame["complete"], frame["pruned"], frame["failed"], frame["trials"])],
+        "trial seconds": frame["trial_seconds"].map(lambda v: f"{v:.0f}"),
+        "cells using them": frame["cells"].astype(str),
     })
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ log = logging.getLogger(__name__)
 
 PREDICT_BATCH = 256
 MINIMISED = {"val_loss"}
+
+EpochHook = Callable[[int, np.ndarray], None]
 
 
 class TrainingFailed(StudyError):
@@ -123,9 +126,14 @@ class Trainer:
         step.get_concrete_function()  # trace now, so its cost is measured apart from training
         return step
 
-    def fit(self, data: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, n_classes: int) -> FitResult:
-        """Train on data['train'], select the epoch by data['val'] (never test); keep the best epoch's weights."""
-        return _fit(self, data, seed, n_classes)
+    def fit(self, data: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, n_classes: int,
+            on_epoch: EpochHook | None = None) -> FitResult:
+        """Train on data['train'], select the epoch by data['val'] (never test); keep the best epoch's weights.
+
+        on_epoch(epoch, validation probabilities) runs after each epoch's validation (tuning reports and prunes
+        there; an exception it raises ends the fit).
+        """
+        return _fit(self, data, seed, n_classes, on_epoch)
 
 
 def predictor(model):
@@ -146,14 +154,16 @@ def predictor(model):
     return predict
 
 
-def _monitored(name: str, labels: np.ndarray, probabilities: np.ndarray) -> float:
+def monitored_value(name: str, labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """A validation metric (val_auc, val_loss, ...) of probabilities; accuracy where AUC is undefined."""
     values = classification_metrics(labels, probabilities)
     key = {"val_auc": "auc", "val_loss": "log_loss", "val_accuracy": "accuracy"}.get(name, name.removeprefix("val_"))
     value = values[key]
     return value if not math.isnan(value) else values["accuracy"]
 
 
-def _fit(trainer: Trainer, data: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, n_classes: int) -> FitResult:
+def _fit(trainer: Trainer, data: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, n_classes: int,
+         on_epoch: EpochHook | None) -> FitResult:
     x_train, y_train = data["train"]
     x_val, y_val = data["val"]
     train = trainer.train
@@ -176,9 +186,12 @@ def _fit(trainer: Trainer, data: dict[str, tuple[np.ndarray, np.ndarray]], seed:
         mean_loss = float(np.mean(losses))
         if not math.isfinite(mean_loss):
             raise TrainingFailed(f"the training loss became {mean_loss} in epoch {epoch}; lower the learning rate")
-        value = _monitored(monitor, y_val, trainer.predict(x_val))
+        probabilities = trainer.predict(x_val)
+        value = monitored_value(monitor, y_val, probabilities)
         best.history.append({"epoch": epoch, "loss": mean_loss, monitor: value})
         best.epochs = epoch
+        if on_epoch is not None:
+            on_epoch(epoch, probabilities)
         if best_weights is None or sign * value > sign * best.best_value:
             best.best_epoch, best.best_value = epoch, value
             best_weights = model.get_weights()

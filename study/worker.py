@@ -30,6 +30,7 @@ from study.features import FeatureCache
 from study.metrics import METRICS, classification_metrics
 from study.plan import Cell
 from study.protocol import DatasetSpec
+from study.tuning.units import tuning_columns
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,18 @@ def preprocessed_images(context: WorkerContext, backbone: str) -> np.ndarray:
     return _preprocessed(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir, backbone)
 
 
-def cell_indices(dataset: Dataset, fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """Image indices of the cell's training subset and of the full validation and test splits."""
+def train_val_indices(dataset: Dataset, fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """Image indices of the training subset and of the full validation split (what tuning may see)."""
     parts = split_indices(dataset)
     train = parts["train"]
     groups = dataset.groups[train] if dataset.groups is not None else None
     subset = training_subsets(dataset.labels[train], groups, [fraction], seed)[fraction]
-    return {"train": train[subset], "val": parts["val"], "test": parts["test"]}
+    return {"train": train[subset], "val": parts["val"]}
+
+
+def cell_indices(dataset: Dataset, fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """Image indices of the cell's training subset and of the full validation and test splits."""
+    return {**train_val_indices(dataset, fraction, seed), "test": split_indices(dataset)["test"]}
 
 
 def run_cell(cell: Cell, context: WorkerContext) -> tuple[dict, pd.DataFrame | None]:
@@ -114,12 +120,14 @@ _FEATURES: dict[str | None, FeatureCache] = {}
 
 
 def _structure_key(cell: Cell, n_classes: int) -> str:
-    """Cells with equal keys build models of identical structure: only seed, fraction and rates differ."""
-    arm = {k: v for k, v in cell.settings["arm"].items() if k not in {"lr_backbone", "lr_head", "lr_output"}}
-    return json.dumps({**cell.settings, "arm": arm, "n_classes": n_classes}, sort_keys=True, default=str)
+    """Cells with equal keys build models of identical structure: only seed, fraction, rates and epochs differ."""
+    settings = {key: value for key, value in cell.settings.items() if key != "tuned"}
+    arm = {k: v for k, v in settings["arm"].items() if k not in {"lr_backbone", "lr_head", "lr_output"}}
+    train = {k: v for k, v in settings["train"].items() if k != "epochs"}
+    return json.dumps({**settings, "arm": arm, "train": train, "n_classes": n_classes}, sort_keys=True, default=str)
 
 
-def _trainer_for(cell: Cell, n_classes: int, caches: bool):
+def trainer_for(cell: Cell, n_classes: int, caches: bool):
     """A Trainer reset to this cell's fresh initial state; reused across cells of the same structure."""
     import keras
 
@@ -149,7 +157,7 @@ def _feature_cache(context: WorkerContext) -> FeatureCache:
     return _FEATURES[context.cache_dir]
 
 
-def _model_inputs(cell: Cell, context: WorkerContext, dataset: Dataset, images: np.ndarray) -> np.ndarray:
+def model_inputs(cell: Cell, context: WorkerContext, dataset: Dataset, images: np.ndarray) -> np.ndarray:
     """Preprocessed images, or the cached output of the arm's frozen lower blocks for every image."""
     from study.features import compute_block_output, feature_key
     from study.models.strategies import frozen_boundary
@@ -174,8 +182,8 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
     n_classes = len(dataset.class_names)
 
     clock = time.perf_counter()
-    inputs = _model_inputs(cell, context, dataset, images)
-    trainer = _trainer_for(cell, n_classes, context.caches)
+    inputs = model_inputs(cell, context, dataset, images)
+    trainer = trainer_for(cell, n_classes, context.caches)
     data = {part: (inputs[index], dataset.labels[index]) for part, index in indices.items()}
     result = trainer.fit(data, cell.seed, n_classes)
     train_seconds = time.perf_counter() - clock
@@ -252,6 +260,7 @@ def _base_row(cell: Cell, started: datetime) -> dict:
         "size": cell.settings["dataset"]["size"],
         "dataset_source": cell.settings["dataset"]["source"],
         "settings_json": json.dumps(cell.settings, sort_keys=True, default=str),
+        **tuning_columns(cell.settings),
         "study_version": study.__version__,
         "tensorflow_version": version("tensorflow-cpu") or version("tensorflow"),
         "keras_version": version("keras"),

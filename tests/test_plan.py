@@ -76,3 +76,12 @@ def test_an_output_layer_rate_changes_only_the_arms_that_set_it():
     assert frozen[0].settings["arm"]["lr_output"] == 1e-2
     others = {cell.run_id for cell in cells if cell.arm.label != "frozen"}
     assert others < set(ids(BASE)) and not {cell.run_id for cell in frozen} & set(ids(BASE))
+
+
+def test_protocols_without_tuning_keep_their_run_ids():
+    import hashlib
+
+    planned = ids(BASE)
+    assert planned[:2] == ["a5d8619ee6ef0d50b23e", "2615208d6b057071865f"]  # the ids stored results already carry
+    assert hashlib.sha256(",".join(planned).encode()).hexdigest()[:16] == "6072651620d0d6b9"
+    assert all("tuned" not in cell.settings for cell in plan_cells(parse_protocol(BASE), "data"))

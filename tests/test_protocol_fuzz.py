@@ -44,6 +44,11 @@ VALID = {
               "weight_decay": 0.0, "class_weight": "balanced", "batchnorm": "frozen", "augment": False,
               "early_stopping": {"monitor": "val_auc", "patience": 3}},
     "run": {"retries": 1, "max_consecutive_failures": 5},
+    "tuning": {"engine": "optuna", "trials": 4, "metric": "val_auc", "scope": "once", "fraction": 1.0, "seed": 0,
+               "space": {"lr_head": {"low": 1.0e-4, "high": 1.0e-1}, "lr_backbone": {"low": 1.0e-6, "high": 1.0e-3},
+                         "backbone_ratio": 0.1, "weight_decay": {"low": 1.0e-6, "high": 1.0e-2},
+                         "dropout": {"low": 0.1, "high": 0.5}, "epochs": {"low": 2, "high": 8}},
+               "pruner": {"kind": "median", "startup_trials": 2, "warmup_epochs": 1}},
     "report": {"metric": "auc", "target": 0.9, "alpha": 0.05, "exclude_degenerate": True, "tsne": True},
     "claims": [{"id": "c1", "a": "finetune", "b": "scratch", "kind": "not_worse", "margin": 0.05, "alpha": 0.05}],
 }

@@ -1,0 +1,159 @@
+"""Optuna: one SQLite file per protocol and scope in the results directory, one study per unit.
+
+The driver alone asks and tells (TPE sampler, seeded). Workers open the same storage only to report each epoch's
+validation value to their running trial and ask the median pruner whether to stop (SQLite serialises the writes;
+connections wait up to a minute for the lock). Trials left RUNNING by a killed run are marked failed with the
+user attribute `interrupted` and their values are queued again, so a resumed search ends with exactly `trials`
+complete, pruned or failed trials.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from study.protocol import Protocol
+from study.tuning.search import UnitSearch
+from study.tuning.trial import TrialOutcome
+from study.tuning.units import TuningUnit, direction
+
+log = logging.getLogger(__name__)
+
+SQLITE_TIMEOUT_S = 60
+INTERRUPTED = "interrupted"
+
+
+def database_path(root: Path, protocol: Protocol) -> Path:
+    """`<results>/<name>/tuning/optuna-<name>-<scope>.db`."""
+    return Path(root) / "tuning" / f"optuna-{protocol.name}-{protocol.tuning.scope}.db"
+
+
+@functools.lru_cache(maxsize=4)
+def storage(url: str):
+    """The RDB storage of a SQLite URL, waiting for a locked database instead of failing."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}})
+
+
+def pruner(spec: dict[str, Any]):
+    """The pruner a protocol's tuning.pruner names."""
+    import optuna
+
+    if spec["kind"] == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=spec["startup_trials"], n_warmup_steps=spec["warmup_epochs"])
+
+
+@dataclass(frozen=True)
+class OptunaReporter:
+    """Reports a worker's per-epoch validation value to its trial in the shared storage; True means prune."""
+
+    url: str
+    study_name: str
+    trial_id: int
+    pruner: dict[str, Any]
+
+    def __call__(self, epoch: int, value: float) -> bool:
+        import optuna
+
+        study = optuna.load_study(study_name=self.study_name, storage=storage(self.url), pruner=pruner(self.pruner))
+        trial = optuna.trial.Trial(study, self.trial_id)
+        trial.report(value, epoch)
+        return trial.should_prune()
+
+
+class OptunaSearch(UnitSearch):
+    """A unit's Optuna study, created or loaded (load_if_exists) from the protocol's SQLite file."""
+
+    def __init__(self, unit: TuningUnit, protocol: Protocol, root: Path):
+        import optuna
+
+        super().__init__(unit, protocol)
+        path = database_path(root, protocol)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.url = f"sqlite:///{path}"
+        startup = max(1, min(10, self.budget // 2))
+        self.study = optuna.create_study(
+            storage=storage(self.url), study_name=unit.name, direction=direction(self.metric), load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=protocol.tuning.seed, n_startup_trials=startup),
+            pruner=pruner(protocol.tuning.pruner.model_dump()),
+        )
+        self._requeue_interrupted()
+
+    def _requeue_interrupted(self) -> None:
+        from optuna.trial import TrialState
+
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+            self.study.tell(trial.number, state=TrialState.FAIL)
+            self.study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+            log.info("%s: trial %d was interrupted; its values run again", self.unit.name, trial.number)
+
+    def _counted(self):
+        from optuna.trial import TrialState
+
+        ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return [t for t in self.study.get_trials(deepcopy=False, states=ended) if not t.user_attrs.get(INTERRUPTED)]
+
+    def spent(self) -> int:
+        return len(self._counted())
+
+    def _ask(self):
+        distributions = {name: _distribution(spec) for name, spec in self.space.items()}
+        trial = self.study.ask(distributions)
+        reporter = OptunaReporter(self.url, self.unit.name, trial._trial_id, self.protocol.tuning.pruner.model_dump())
+        return trial.number, trial.params, reporter
+
+    def tell(self, outcome: TrialOutcome) -> None:
+        from optuna.trial import TrialState
+
+        self.in_flight -= 1
+        trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, outcome.number)
+        self.study._storage.set_trial_user_attr(trial_id, "seconds", outcome.seconds)
+        if outcome.error:
+            self.study._storage.set_trial_user_attr(trial_id, "error", outcome.error.splitlines()[0])
+        if outcome.state == "complete":
+            self.study.tell(outcome.number, outcome.value)
+        else:
+            self.study.tell(outcome.number, state=TrialState.PRUNED if outcome.state == "pruned" else TrialState.FAIL)
+
+    def best(self):
+        from optuna.trial import TrialState
+
+        counted = self._counted()
+        counts = {state: sum(t.state == value for t in counted) for state, value in
+                  (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED), ("failed", TrialState.FAIL))}
+        seconds = float(sum(t.user_attrs.get("seconds", 0.0) for t in counted))
+        if not counts["complete"]:
+            return None, {}, None, counts, seconds
+        best = self.study.best_trial
+        return best.number, best.params, best.value, counts, seconds
+
+
+def _distribution(spec: dict[str, Any]):
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    if spec["kind"] == "int":
+        return IntDistribution(spec["low"], spec["high"])
+    return FloatDistribution(spec["low"], spec["high"], log=spec["kind"] == "log")
+
+
+def progress(root: Path, protocol: Protocol, unit: TuningUnit) -> int:
+    """Finished trials of a unit's study (0 when the database or the study does not exist yet)."""
+    path = database_path(root, protocol)
+    if not path.exists():
+        return 0
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=unit.name, storage=storage(f"sqlite:///{path}"))
+    except KeyError:
+        return 0
+    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(not t.user_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False, states=ended))

@@ -1,0 +1,123 @@
+"""The tuning phase of `study run`: every unit's trials through the worker pool, then each unit's choice stored.
+
+Trials of all units share one pool of fresh worker processes (joblib's loky backend, as the sweep's cells) with
+the sweep's WorkerContext, so their traced models and cached features carry over to the sweep. The driver asks
+the engine for a trial when a worker is free and tells it the outcome; units are dispatched one after another
+so that a worker keeps reusing one traced model. A unit whose budget is spent is stored as a choice
+(`ResultStore.put_tuning`) and is never tuned again; a changed budget continues the same search.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from study.errors import StudyError
+from study.protocol import Protocol
+from study.store import ResultStore
+from study.tuning.search import UnitSearch
+from study.tuning.trial import TrialOutcome, TrialTask, evaluate_trial
+from study.tuning.units import TuningUnit, current_choices
+from study.worker import WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+def open_search(unit: TuningUnit, protocol: Protocol, root: Path) -> UnitSearch:
+    """The engine's search of a unit, resumed from what the results directory holds."""
+    if protocol.tuning.engine == "keras_tuner":
+        from study.tuning.keras_tuner_engine import KerasTunerSearch
+
+        return KerasTunerSearch(unit, protocol, root)
+    from study.tuning.optuna_engine import OptunaSearch
+
+    return OptunaSearch(unit, protocol, root)
+
+
+def run_tuning(protocol: Protocol, store: ResultStore, units: list[TuningUnit], context: WorkerContext, jobs: int,
+               on_trial: Callable[[TuningUnit, TrialOutcome], None] | None = None) -> dict[str, dict]:
+    """Tune every unit without a stored choice; the choices of all units (unit key -> record)."""
+    choices = current_choices(store.tuning_records(), protocol)
+    searches = {unit.key: open_search(unit, protocol, store.root) for unit in units if unit.key not in choices}
+    by_key = {unit.key: unit for unit in units}
+
+    def finish(search: UnitSearch) -> None:
+        record = search.record()
+        if record["best_value"] is None:
+            raise StudyError(f"tuning {search.unit.label} at fraction {search.unit.fraction:g}: none of its "
+                             f"{search.budget} trials completed ({record['failed']} failed, {record['pruned']} "
+                             "pruned); narrow tuning.space (e.g. lower learning rates)")
+        store.put_tuning(record)
+        choices[search.unit.key] = record
+        log.info("tuned %s at fraction %g: %s", search.unit.label, search.unit.fraction, record["values"])
+
+    for search in searches.values():
+        if search.finished():
+            finish(search)
+    for outcome in dispatch([s for s in searches.values() if s.unit.key not in choices], context, jobs):
+        search = searches[outcome.unit]
+        if on_trial:
+            on_trial(by_key[outcome.unit], outcome)
+        if search.finished():
+            finish(search)
+    return choices
+
+
+def dispatch(searches: list[UnitSearch], context: WorkerContext, jobs: int) -> Iterator[TrialOutcome]:
+    """Run the searches' trials, each told to its search as it finishes; in this process when jobs is 1."""
+    lock = threading.Lock()  # joblib pulls the next task from its own thread while this one tells outcomes
+    by_key = {search.unit.key: search for search in searches}
+
+    def tasks() -> Iterator[TrialTask]:
+        for search in searches:
+            while True:
+                with lock:
+                    task = search.ask()
+                if task is None:
+                    break
+                yield task
+
+    if jobs <= 1:
+        outcomes = (evaluate_trial(task, context) for task in tasks())
+    else:
+        from joblib import Parallel, delayed
+
+        parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered", pre_dispatch="n_jobs",
+                            batch_size=1)
+        outcomes = parallel(delayed(evaluate_trial)(task, context) for task in tasks())
+    for outcome in outcomes:
+        with lock:
+            by_key[outcome.unit].tell(outcome)
+        yield outcome
+
+
+def tuning_lines(protocol: Protocol, store: ResultStore, units: list[TuningUnit]) -> list[str]:
+    """What `status` and `plan` print about tuning: per unit, the trials finished of the budget."""
+    if protocol.tuning is None:
+        return []
+    tuning = protocol.tuning
+    choices = current_choices(store.tuning_records(), protocol)
+    lines = [f"tuning ({tuning.engine}, {tuning.trials} trials per arm, scope {tuning.scope}, "
+             f"{protocol.tuning_metric()} on the validation split): {len(choices)} of {len(units)} tuned"]
+    for unit in units:
+        if unit.key in choices:
+            record = choices[unit.key]
+            values = ", ".join(f"{name}={value:.3g}" for name, value in sorted(record["values"].items()))
+            lines.append(f"  {unit.label} fraction={unit.fraction:g}: tuned ({values}; best {record['metric']} "
+                         f"{record['best_value']:.3f})")
+        else:
+            lines.append(f"  {unit.label} fraction={unit.fraction:g}: {_progress(protocol, store, unit)}/"
+                         f"{tuning.trials} trials")
+    return lines
+
+
+def _progress(protocol: Protocol, store: ResultStore, unit: TuningUnit) -> int:
+    if protocol.tuning.engine == "keras_tuner":
+        from study.tuning.keras_tuner_engine import progress
+
+        return progress(store.root, unit)
+    from study.tuning.optuna_engine import progress
+
+    return progress(store.root, protocol, unit)

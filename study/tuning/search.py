@@ -1,0 +1,78 @@
+"""What every engine's search of one unit offers the tuning phase, and the trials it hands out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from study.plan import Arm, Cell
+from study.protocol import HeadSpec, Protocol
+from study.tuning.trial import EpochReporter, TrialOutcome, TrialTask
+from study.tuning.units import TuningUnit, apply_values, complete_values, space_for
+
+
+class UnitSearch:
+    """The resumable search of one unit: hands out at most `trials` trials in all, takes their outcomes back.
+
+    Subclasses keep the engine's state on disk after every ask and tell, so a killed run loses only the trials
+    that were running; those run again (same values) on resume and never count twice.
+    """
+
+    def __init__(self, unit: TuningUnit, protocol: Protocol):
+        self.unit = unit
+        self.protocol = protocol
+        self.budget = protocol.tuning.trials
+        self.metric = protocol.tuning_metric()
+        self.space = space_for(unit.base, protocol)
+        self.in_flight = 0
+
+    # ------------------------------------------------------------------------------- engine-specific
+    def spent(self) -> int:
+        """Trials that finished (complete, pruned or failed); interrupted ones do not count."""
+        raise NotImplementedError
+
+    def _ask(self) -> tuple[int, dict[str, Any], EpochReporter | None] | None:
+        """The next trial's number, values and reporter, or None when the engine has no more to give."""
+        raise NotImplementedError
+
+    def tell(self, outcome: TrialOutcome) -> None:
+        """Record a trial's outcome in the engine's storage."""
+        raise NotImplementedError
+
+    def best(self) -> tuple[int, dict[str, Any], float, dict[str, int], float]:
+        """The best complete trial's number, values, score; counts per state; seconds spent on counted trials."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------- shared
+    def ask(self) -> TrialTask | None:
+        """The next trial to run, or None when the budget is spent or handed out."""
+        if self.spent() + self.in_flight >= self.budget:
+            return None
+        asked = self._ask()
+        if asked is None:
+            return None
+        number, values, reporter = asked
+        self.in_flight += 1
+        return TrialTask(self.unit.key, number, self.trial_cell(number, values), self.metric, reporter)
+
+    def finished(self) -> bool:
+        return self.in_flight == 0 and self.spent() >= self.budget
+
+    def trial_cell(self, number: int, values: dict[str, Any]) -> Cell:
+        """The settings a trial trains with: the unit's, with the trial's values, at the tuning seed."""
+        settings = apply_values(self.unit.base, complete_values(values, self.unit.base, self.protocol))
+        arm = settings["arm"]
+        cell_arm = Arm(arm["strategy"], arm["depth"], arm["truncate_at"], HeadSpec(**arm["head"]),
+                       arm["lr_backbone"], arm["lr_head"])
+        return Cell(f"{self.unit.name}-trial{number}", self.protocol.name, cell_arm, self.unit.fraction,
+                    self.protocol.tuning.seed, settings)
+
+    def record(self) -> dict[str, Any]:
+        """The unit's choice as the store keeps it: values, score, budget and what it was spent on."""
+        tuning = self.protocol.tuning
+        number, values, value, counts, seconds = self.best()
+        return {
+            "key": self.unit.key, "arm": self.unit.label, "fraction": self.unit.fraction, "engine": tuning.engine,
+            "scope": tuning.scope, "trials": self.budget, "metric": self.metric,
+            "values": complete_values(values, self.unit.base, self.protocol), "best_value": value,
+            "best_trial": number, **counts, "trial_seconds": seconds,
+        }
