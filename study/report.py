@@ -211,6 +211,8 @@ def _learning_curves(summary: pd.DataFrame, spec) -> Section:
 
 def _pairwise(done: pd.DataFrame, spec) -> Section:
     pairwise = pairwise_table(done, spec.metric)
+    if pairwise.empty:
+        return Section("Pairwise comparisons", ["One arm only: there are no pairs of arms to compare."])
     return Section("Pairwise comparisons", [
         f"Every pair of arms at each fraction, paired by seed, on {spec.metric}: the mean difference a - b with its "
         "95% percentile bootstrap interval (9999 resamples, fixed seed), the paired t-test and the Wilcoxon "

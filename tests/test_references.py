@@ -46,3 +46,4 @@ def test_compare_command_prints_both_kinds(tmp_path):
     result = study_command("compare", str(protocol), "--results-dir", str(tmp_path / "results"))
     assert result.returncode == 0, result.stderr
     assert "MedMNIST v2" in result.stdout and "no finished cells at fraction 1" in result.stdout
+

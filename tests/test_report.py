@@ -12,9 +12,9 @@ from PIL import Image
 from scipy import stats
 
 from study.analysis import METRICS, arm_order, flagged, is_degenerate, newest_per_key, summarize
-from study.protocol import load_protocol
-from study.report import build_report
-from test_report_synthetic import N_TEST, cell_row, grid_rows, write_protocol, write_store
+from study.protocol import load_protocol, parse_protocol
+from study.report import build_report, report_document
+from test_report_synthetic import N_TEST, cell_row, grid_rows, protocol_text, write_protocol, write_store
 
 ARMS = {
     "truncate(at=3)": ("truncate", None, 3.0),
@@ -245,3 +245,11 @@ def test_report_command_does_not_import_tensorflow(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "report" / "synth" / "index.html").is_file()
+
+
+def test_a_single_arm_protocol_gets_a_report_without_pairs(tmp_path):
+    protocol = parse_protocol(protocol_text(seeds=3))
+    cells = pd.DataFrame(grid_rows({"frozen": 0.0}, seeds=3))
+    document = report_document(protocol, cells, lambda run_id: None, tmp_path / "none.npz")
+    pairwise = next(section for section in document.sections if section.title == "Pairwise comparisons")
+    assert pairwise.paragraphs == ["One arm only: there are no pairs of arms to compare."] and not pairwise.items
