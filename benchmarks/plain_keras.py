@@ -1,8 +1,9 @@
 """The baseline a user following the Keras guides would write: per cell, build, compile and fit a fresh model.
 
 Same cells, same training subsets, same epochs, early stopping on validation AUC with the best weights restored,
-class weights, and one learning rate per model (Keras' compile takes one optimizer): the head rate where nothing
-pretrained trains, else the backbone rate. No feature cache, no model reuse.
+class weights, the protocol's batch-norm momentum for batch norm trained from scratch, and one learning rate per
+model (Keras' compile takes one optimizer): the head rate where nothing pretrained trains, else the backbone rate;
+give the protocol one rate for both to compare metrics. No feature cache, no model reuse.
 Usage: python benchmarks/plain_keras.py PROTOCOL OUT.parquet [--data-dir DIR]
 """
 
@@ -11,13 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from study.data.sources import resolve_data_dir, source_fingerprint
 from study.metrics import classification_metrics
+from study.models.strategies import TRAINED_BN_MOMENTUM
 from study.plan import plan_cells
 from study.protocol import load_protocol
 from study.train import class_weights
@@ -43,6 +43,8 @@ def plain_model(cell, n_classes: int):
     trained = kept if arm["depth"] == "all" else int(arm["depth"])
     for layer in base.layers:
         layer.trainable = blocks.get(layer.name, -1) >= kept - trained
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable and backbone["weights"] == "none":
+            layer.momentum = TRAINED_BN_MOMENTUM
     inputs = keras.Input((size, size, 3))
     x = base(inputs, training=False if backbone["weights"] != "none" else None)
     x = keras.layers.GlobalAveragePooling2D()(x)

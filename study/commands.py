@@ -258,6 +258,7 @@ def _cluster(args: argparse.Namespace, cells: int):
 def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, cluster):
     """Under the run lock: store the inputs, run the sweep, export the feature map; the summary and seconds."""
     from study.executors import threads_per_worker
+    from study.features import cached_blocks
     from study.progress import SweepProgress
     from study.reuse import adopt_finished_cells
     from study.runlock import RunLock
@@ -282,6 +283,7 @@ def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, clust
             cache_dir=str((args.results_dir / ".cache").absolute()),
             threads=threads_per_worker(min(jobs, max(1, len(todo)))),
             fingerprint=dataset.fingerprint,
+            cached_blocks=cached_blocks(session.cells),
         )
         if session.units:
             session.cells = _tune(session, context, jobs)

@@ -60,7 +60,10 @@ def run_local(cells: list[Cell], context: WorkerContext, jobs: int, retries: int
     """Run cells in `jobs` fresh worker processes (loky starts them clean, never forks TensorFlow)."""
     from joblib import Parallel, delayed
 
-    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered", pre_dispatch="n_jobs")
+    # one cell per task: joblib's automatic batching would hold finished cells back until their batch ends, so a
+    # kill would lose them, and would queue short cells behind each other on one worker while another idles
+    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered", pre_dispatch="n_jobs",
+                        batch_size=1)
     yield from parallel(delayed(attempt_cell)(cell, context, retries) for cell in cells)
 
 
@@ -84,4 +87,5 @@ def run_task(function, context: WorkerContext, *args, jobs: int, cluster: Cluste
         return function(context, *args)
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=1, backend="loky")([delayed(function)(context, *args)])[0]
+    # joblib runs n_jobs=1 in this process; with the sweep's n_jobs it reuses the sweep's loky workers
+    return Parallel(n_jobs=jobs, backend="loky", batch_size=1)([delayed(function)(context, *args)])[0]

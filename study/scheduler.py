@@ -60,9 +60,20 @@ def cells_to_run(cells: list[Cell], store: ResultStore, retry_failed: bool) -> l
 
 
 def dispatch_order(cells: list[Cell]) -> list[Cell]:
-    """Cells of one arm back to back, so each worker reuses its traced model and cached features."""
+    """Longest cells first, cells of one arm back to back, and the first cell on cached features at the very front.
+
+    Arms that train from the image (no cached frozen blocks) go first and their largest fractions first, so the
+    short cached cells fill the workers' gaps at the end instead of one long cell running alone; cells of an arm
+    stay together so each worker reuses its traced model. The first cell on cached features computes the features
+    of every cached arm (features.cached_blocks): it goes first, so that no worker waits for them at the end.
+    """
+    from study.models.strategies import frozen_boundary
+
     arm_rank = {label: rank for rank, label in enumerate(dict.fromkeys(cell.arm.label for cell in cells))}
-    return sorted(cells, key=lambda cell: (arm_rank[cell.arm.label], cell.fraction, cell.seed))
+    cached = {cell.run_id: frozen_boundary(cell.settings) is not None for cell in cells}
+    order = sorted(cells, key=lambda cell: (cached[cell.run_id], arm_rank[cell.arm.label], -cell.fraction, cell.seed))
+    first_cached = next((index for index, cell in enumerate(order) if cached[cell.run_id]), 0)
+    return [order[first_cached], *order[:first_cached], *order[first_cached + 1 :]] if order else order
 
 
 def run_sweep(

@@ -79,15 +79,16 @@ class Trainer:
         self.predict = predictor(arm_model.model)
         self.trace_seconds = time.perf_counter() - clock  # paid once per structure, not per cell
 
-    def reset(self, fresh: ArmModel, lr_backbone: float, lr_head: float, lr_output: float | None = None) -> None:
-        """Take the initial state of a freshly built model of the same structure, and fresh optimizers.
+    def reset(self, initial: list, lr_backbone: float, lr_head: float, lr_output: float | None = None) -> None:
+        """Take the initial state of a fresh model of the same structure (its variables or their values, in
+        model.variables order), and fresh optimizers.
 
         The head's output layer learns at lr_output, or at lr_head when that is None.
         """
-        ours, theirs = self.arm_model.model.variables, fresh.model.variables
-        if [v.shape for v in ours] != [v.shape for v in theirs]:
+        ours = self.arm_model.model.variables
+        if [tuple(v.shape) for v in ours] != [tuple(v.shape) for v in initial]:
             raise RuntimeError("internal error: a reused model got a fresh model of another structure")
-        for target, source in zip(ours, theirs):
+        for target, source in zip(ours, initial):
             target.assign(source)
         rates = (lr_backbone, lr_head, lr_head if lr_output is None else lr_output)
         for (_, optimizer), rate in zip(self.optimizers, rates):

@@ -11,7 +11,7 @@ import time
 import traceback
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,10 +45,15 @@ class WorkerContext:
     threads: int
     caches: bool = True  # feature cache and model reuse; off only to measure what they save
     fingerprint: str | None = None  # the driver's dataset fingerprint: a worker that reads other files fails its cells
+    cached_blocks: dict[str, list[int]] = field(default_factory=dict)  # features.cached_blocks of the sweep's cells
 
 
 def configure_tensorflow(threads: int) -> None:
-    """Set oneDNN and thread counts before TensorFlow starts; later calls in the same process do nothing."""
+    """Set oneDNN and thread counts before TensorFlow starts; later calls in the same process do nothing.
+
+    Also keeps a loky worker process alive while its caches grow (see `keep_worker_process`).
+    """
+    keep_worker_process()
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ notices; errors still surface as Python exceptions
     import tensorflow as tf
@@ -61,6 +66,18 @@ def configure_tensorflow(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
     except RuntimeError:  # the runtime already started in this process; its settings stay
         pass
+
+
+def keep_worker_process() -> None:
+    """Stop loky from replacing this worker process because its memory grew.
+
+    loky takes a worker whose memory grew by 300 MB since its first task for a leak and starts a new one, which
+    would pay TensorFlow's import, the data and every tracing again; here the growth is the traced models and
+    cached features that make later cells fast, and both are bounded (MAX_TRAINERS, one feature array).
+    """
+    from joblib.externals.loky import process_executor
+
+    process_executor._MAX_MEMORY_LEAK_SIZE = 1 << 62  # read by the worker's task loop after every task
 
 
 @functools.lru_cache(maxsize=2)
@@ -114,7 +131,7 @@ def run_cell(cell: Cell, context: WorkerContext) -> tuple[dict, pd.DataFrame | N
         return row, None
 
 
-_TRAINERS: OrderedDict[str, Any] = OrderedDict()  # structure key -> Trainer, most recently used last
+_TRAINERS: OrderedDict[str, tuple] = OrderedDict()  # structure key -> (Trainer, FreshStart or None), most recent last
 MAX_TRAINERS = 3
 _FEATURES: dict[str | None, FeatureCache] = {}
 
@@ -128,23 +145,35 @@ def _structure_key(cell: Cell, n_classes: int) -> str:
 
 
 def trainer_for(cell: Cell, n_classes: int, caches: bool):
-    """A Trainer reset to this cell's fresh initial state; reused across cells of the same structure."""
+    """A Trainer reset to this cell's fresh initial state; reused across cells of the same structure.
+
+    A reused Trainer of a pretrained model takes its initial values from the structure's FreshStart, which builds
+    only the head; otherwise the whole model is built again under the cell's seed.
+    """
     import keras
 
+    from study.models.fresh import FreshStart, seed_independent_trunk
     from study.models.strategies import build_arm_model
     from study.train import Trainer
 
-    keras.utils.set_random_seed(cell.seed)
-    fresh = build_arm_model(cell.settings, n_classes, start_after_frozen=caches)
     key = _structure_key(cell, n_classes)
-    trainer = _TRAINERS.pop(key, None) if caches else None
-    if trainer is None:
-        trainer = Trainer(fresh, cell.settings["train"])
+    trainer, start = _TRAINERS.pop(key, (None, None)) if caches else (None, None)
+    if trainer is not None:
+        trainer.trace_seconds = 0.0  # traced for an earlier cell
+    if start is not None:
+        initial = start.values_for(cell.seed)
     else:
-        trainer.trace_seconds = 0.0
-    trainer.reset(fresh, cell.arm.lr_backbone, cell.arm.lr_head, cell.arm.lr_output)
+        keras.utils.set_random_seed(cell.seed)
+        fresh = build_arm_model(cell.settings, n_classes, start_after_frozen=caches)
+        initial = fresh.model.variables
+        if trainer is None:
+            trainer = Trainer(fresh, cell.settings["train"])
+            if caches and seed_independent_trunk(cell.settings):
+                start = FreshStart(fresh, cell.seed, cell.settings, n_classes)
+                start = start if start.usable else None
+    trainer.reset(initial, cell.arm.lr_backbone, cell.arm.lr_head, cell.arm.lr_output)
     if caches:
-        _TRAINERS[key] = trainer
+        _TRAINERS[key] = (trainer, start)
         while len(_TRAINERS) > MAX_TRAINERS:
             _TRAINERS.popitem(last=False)
     return trainer
@@ -159,15 +188,18 @@ def _feature_cache(context: WorkerContext) -> FeatureCache:
 
 def model_inputs(cell: Cell, context: WorkerContext, dataset: Dataset, images: np.ndarray) -> np.ndarray:
     """Preprocessed images, or the cached output of the arm's frozen lower blocks for every image."""
-    from study.features import compute_block_output, feature_key
+    from study.features import backbone_identity, compute_block_outputs, feature_key
     from study.models.strategies import frozen_boundary
 
     boundary = frozen_boundary(cell.settings)
     if boundary is None or not context.caches:
         return images
-    cache = _feature_cache(context)
-    key = feature_key(cell.settings, boundary, dataset.fingerprint, cell.seed)
-    return cache.get_or_compute(key, lambda: compute_block_output(cell.settings, boundary, images, cell.seed))
+    blocks = {boundary, *context.cached_blocks.get(backbone_identity(cell.settings), ())}
+    keys = {block: feature_key(cell.settings, block, dataset.fingerprint, cell.seed) for block in blocks}
+    return _feature_cache(context).get_or_compute(
+        feature_key(cell.settings, None, dataset.fingerprint, cell.seed), keys, boundary,
+        lambda missing: compute_block_outputs(cell.settings, missing, images, cell.seed),
+    )
 
 
 def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, pd.DataFrame]:
@@ -274,17 +306,17 @@ def _base_row(cell: Cell, started: datetime) -> dict:
 
 def feature_map(context: WorkerContext, settings: dict[str, Any]) -> dict[str, np.ndarray]:
     """The pooled output of the whole frozen backbone for every image, with labels, ids and split (the report's map)."""
-    from study.features import compute_block_output, feature_key
+    from study.features import compute_block_outputs, feature_key
     from study.models.blocks import backbone_info
 
     configure_tensorflow(context.threads)
     dataset = load_for(context)
     images = preprocessed_images(context, settings["backbone"]["name"])
     last = len(backbone_info(settings["backbone"]["name"]).blocks) - 1
-    cache = _feature_cache(context)
-    maps = cache.get_or_compute(
-        feature_key(settings, last, dataset.fingerprint, seed=0),
-        lambda: compute_block_output(settings, last, images, seed=0),
+    keys = {last: feature_key(settings, last, dataset.fingerprint, seed=0)}
+    maps = _feature_cache(context).get_or_compute(
+        feature_key(settings, None, dataset.fingerprint, seed=0), keys, last,
+        lambda missing: compute_block_outputs(settings, missing, images, seed=0),
     )
     return {
         "features": maps.mean(axis=(1, 2)).astype("float32"),

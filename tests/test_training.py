@@ -95,7 +95,7 @@ def largest_changes(cell, groups, **rates) -> list[float]:
     variables = groups(arm)
     before = [[v.numpy().copy() for v in group] for group in variables]
     trainer = Trainer(arm, {**cell.settings["train"], "early_stopping": None, "epochs": 2})
-    trainer.reset(arm, **rates)
+    trainer.reset(arm.model.variables, **rates)
     trainer.fit({"train": (x, y), "val": (x, y)}, seed=0, n_classes=3)
     return [max(np.abs(v.numpy() - b).max() for v, b in zip(group, start)) for group, start in zip(variables, before)]
 
@@ -127,7 +127,7 @@ def test_early_stopping_keeps_the_best_validation_epoch(cells):
     x = rng.random((30, 16, 16, 3), dtype=np.float32)
     y = np.arange(30) % 3
     trainer = Trainer(arm, {**cell.settings["train"], "epochs": 6, "early_stopping": {"monitor": "val_loss", "patience": 2}})
-    trainer.reset(arm, 1e-3, 5e-1)
+    trainer.reset(arm.model.variables, 1e-3, 5e-1)
     result = trainer.fit({"train": (x, y), "val": (x[::-1], y[::-1])}, 0, 3)
     losses = [entry["val_loss"] for entry in result.history]
     assert result.best_value == min(losses) and losses[result.best_epoch - 1] == min(losses)

@@ -7,6 +7,7 @@ the last frozen block (`input_block`), whose values come from the feature cache;
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ class ArmModel:
     blocks_kept: int
     blocks_trained: int
     total_params: int  # of the whole network, frozen blocks included
+    random_state_before_head: tuple  # Python's random state when the head's layers were made (see models.fresh)
 
     def variable_groups(self) -> tuple[list, list, list]:
         """Trainable variables by learning-rate group: backbone, hidden head layers, output layer."""
@@ -81,6 +83,7 @@ def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen
         trunk = keras.Model(boundary, base.output, name="trainable_blocks") if trained else None
     if trunk is not None:
         features = trunk(features, training=False) if keep_bn_frozen else trunk(features)
+    random_state_before_head = random.getstate()  # Keras draws each default initializer seed from `random`
     outputs = _head(features, arm["head"], n_classes)
     model = keras.Model(inputs, outputs, name=f"{backbone['name']}_{arm['strategy']}")
     backbone_ids = {id(variable) for variable in base.trainable_variables}
@@ -94,7 +97,16 @@ def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen
         blocks_kept=kept,
         blocks_trained=trained,
         total_params=int(base.count_params() + sum(math.prod(v.shape) for v in head_variables)),
+        random_state_before_head=random_state_before_head,
     )
+
+
+def build_head(settings: dict[str, Any], n_classes: int, feature_shape: tuple) -> Any:
+    """The arm's head alone, as a model from the trunk's output (feature_shape) to probabilities."""
+    import keras
+
+    inputs = keras.Input(feature_shape, name="trunk_output")
+    return keras.Model(inputs, _head(inputs, settings["arm"]["head"], n_classes), name="head")
 
 
 def _augment(images):
