@@ -44,6 +44,8 @@ def _open(args: argparse.Namespace) -> Session:
 
 def _print_tuning(session: Session) -> None:
     """Tuning progress of a tuned protocol (nothing without tuning:)."""
+    if session.protocol.tuning is None:
+        return
     from study.tuning.phase import tuning_lines
 
     for line in tuning_lines(session.protocol, session.store, session.units):
@@ -65,8 +67,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state_table(session: Session) -> pd.DataFrame:
-    statuses = session.store.statuses()
+def _state_table(session: Session, statuses: dict[str, str]) -> pd.DataFrame:
     rows = [
         {
             "arm": cell.arm.label,
@@ -91,7 +92,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from study.runlock import RunLock
 
     session = _open(args)
-    table = _state_table(session)
+    statuses = session.store.statuses()
+    table = _state_table(session, statuses)
     print(f"{session.protocol.name}: {len(session.cells)} cells in {session.store.root}")
     holder = RunLock(session.store.root).held_elsewhere()
     if holder:
@@ -99,16 +101,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     _print_tuning(session)
     print(table.to_string(index=False))
     print(f"total: {table['done'].sum()} done, {table['failed'].sum()} failed, {table['pending'].sum()} pending")
-    planned = {cell.run_id for cell in session.cells}
-    stored = session.store.cells()
-    stale = stored[~stored["run_id"].isin(planned)]
-    if len(stale):
+    planned = [cell.run_id for cell in session.cells]
+    stale = set(statuses) - set(planned)
+    if stale:
         print(f"{len(stale)} stored results belong to an earlier version of this protocol (kept, not shown above; "
               "`study prune` deletes them)")
-    failed = stored[(stored["status"] == "failed") & stored["run_id"].isin(planned)]
-    for _, row in failed.iterrows():
-        kind = f" [{row['failure']}, {row['attempts']:g} attempt(s)]" if pd.notna(row.get("failure")) else ""
-        print(f"failed: {row['arm']} fraction={row['fraction']:g} seed={row['seed']}: {row['error']}{kind}")
+    for run_id in planned:
+        row = session.store.row(run_id) if statuses.get(run_id) == "failed" else None
+        if row is not None:
+            kind = f" [{row['failure']}, {row['attempts']:g} attempt(s)]" if row.get("failure") else ""
+            print(f"failed: {row['arm']} fraction={row['fraction']:g} seed={row['seed']}: {row['error']}{kind}")
     return 0
 
 
@@ -126,7 +128,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for index, block in enumerate(info.blocks):
         print(f"  {index:>2}  {block.name:<12} ends at layer {block.last_layer}")
     _print_tuning(session)
-    table = _state_table(session)
+    table = _state_table(session, session.store.statuses())
     print(table.to_string(index=False))
     todo = int(table["pending"].sum())
     print(f"to run: {todo} cells, each up to {protocol.train.epochs} epochs (early stopping may end them sooner)")

@@ -299,9 +299,29 @@ def _base_row(cell: Cell, started: datetime) -> dict:
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
         "hostname": platform.node(),
+        "cpu": cpu_model(),
         "started_at": started.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name and widest vector instructions: training from few images can differ between CPUs."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:  # not Linux: the platform's own description
+        pass
+    vector = next((ext for ext in ("avx512f", "avx2", "avx", "neon", "asimd") if ext in flags), None)
+    return f"{name} ({vector})" if vector else name
 
 
 def feature_map(context: WorkerContext, settings: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -155,6 +155,7 @@ def test_same_cell_twice_gives_identical_results(cells):
     for metric in ("accuracy", "auc", "log_loss", "epochs", "n_train"):
         assert first[metric] == second[metric]
     assert first_predictions.equals(second_predictions)
+    assert first["cpu"] and first["cpu"] == second["cpu"], "each cell names the CPU that trained it"
 
 
 def test_training_never_sees_validation_or_test_images(cells):

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from study.errors import StudyError
 from study.protocol import Protocol
@@ -20,7 +21,9 @@ from study.store import ResultStore
 from study.tuning.search import UnitSearch
 from study.tuning.trial import TrialOutcome, TrialTask, evaluate_trial
 from study.tuning.units import TuningUnit, current_choices
-from study.worker import WorkerContext
+
+if TYPE_CHECKING:  # the worker module imports scikit-learn; status and plan read this module
+    from study.worker import WorkerContext
 
 log = logging.getLogger(__name__)
 

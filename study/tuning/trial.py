@@ -12,10 +12,12 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Protocol as Interface
+from typing import TYPE_CHECKING, Any, Protocol as Interface
 
 from study.plan import Cell
-from study.worker import WorkerContext
+
+if TYPE_CHECKING:  # the worker module imports scikit-learn; status and plan read this module
+    from study.worker import WorkerContext
 
 log = logging.getLogger(__name__)
 
