@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -40,16 +39,16 @@ class Cluster(ABC):
         """Block until at least one handle has finished; the finished ones."""
 
     @abstractmethod
-    def result(self, handle) -> Result:
-        """The (row, predictions) of a finished cell; raises when the cluster gave up on it."""
+    def submit_task(self, function, context: WorkerContext, *args):
+        """Start function(context, *args) on one worker, alone in its process like a cell; a handle."""
+
+    @abstractmethod
+    def result(self, handle):
+        """What a finished cell or task returned; raises when the cluster gave up on it."""
 
     @abstractmethod
     def cancel(self, handles: list) -> None:
         """Drop cells that have not finished."""
-
-    @abstractmethod
-    def run_task(self, function, context: WorkerContext, *args):
-        """function(context, *args) on one worker; its return value."""
 
     @abstractmethod
     def close(self) -> None:
@@ -59,19 +58,39 @@ class Cluster(ABC):
         """The cluster in words, for the line `run` prints before the sweep."""
         return f"the {self.kind} cluster at {self.address} ({self.jobs} cell(s) at a time)"
 
+    def run_task(self, function, context: WorkerContext, *args):
+        """function(context, *args) on one worker; its return value."""
+        return self.result(self.submit_task(function, context, *args))
+
     def execute(self, cells: list[Cell], context: WorkerContext, retries: int = 0) -> Iterator[Result]:
         """Run cells on the cluster, at most `jobs` at a time in the given order; yield each result as it comes."""
-        waiting = deque(cells)
+        return self.stream(lambda cell: self.submit_cell(cell, context, retries), iter(cells))
+
+    def map_tasks(self, function, context: WorkerContext, arguments: Iterator) -> Iterator:
+        """function(context, argument) for each argument, at most `jobs` at a time; each return value as it comes.
+
+        The next argument is taken only when a worker is free, so a generator may depend on results already
+        yielded (a tuning engine asks for its next trial after it was told the last one)."""
+        return self.stream(lambda argument: self.submit_task(function, context, argument), arguments)
+
+    def stream(self, submit, items: Iterator) -> Iterator:
+        """submit(item) for each item, at most `jobs` in flight; each result as it finishes, unfinished ones
+        cancelled when the consumer stops."""
         running: list = []
         try:
-            while waiting or running:
-                while waiting and len(running) < self.jobs:
-                    running.append(self.submit_cell(waiting.popleft(), context, retries))
-                for handle in self.wait_any(running):
-                    running.remove(handle)
-                    yield self.result(handle)
+            for item in items:
+                running.append(submit(item))
+                while len(running) >= self.jobs:
+                    yield from self._finished(running)
+            while running:
+                yield from self._finished(running)
         finally:
             self.cancel(running)
+
+    def _finished(self, running: list) -> Iterator:
+        for handle in self.wait_any(running):
+            running.remove(handle)
+            yield self.result(handle)
 
 
 def check_listening(address: str) -> None:

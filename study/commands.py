@@ -288,7 +288,7 @@ def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, clust
             cached_blocks=cached_blocks(session.cells),
         )
         if session.units:
-            session.cells = _tune(session, context, jobs)
+            session.cells = _tune(session, context, jobs, cluster)
             todo = cells_to_run(session.cells, store, args.retry_failed)
         started = time.perf_counter()
         with SweepProgress(total=len(session.cells), done=len(session.cells) - len(todo), enabled=not args.no_progress) as progress:
@@ -303,8 +303,9 @@ def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, clust
     return summary, elapsed
 
 
-def _tune(session: Session, context, jobs: int) -> list[Cell]:
-    """Run the tuning phase (validation split only); the cells planned with the chosen values."""
+def _tune(session: Session, context, jobs: int, cluster=None) -> list[Cell]:
+    """Run the tuning phase (validation split only, on the cluster when one is given); the cells planned with the
+    chosen values."""
     from study.data.sources import source_fingerprint
     from study.tuning.phase import run_tuning
 
@@ -313,7 +314,8 @@ def _tune(session: Session, context, jobs: int) -> list[Cell]:
         print(f"[tuning] {unit.label} fraction={unit.fraction:g} trial {outcome.number}: {outcome.state} "
               f"{session.protocol.tuning_metric()}={value} ({outcome.seconds:.0f} s)", file=sys.stderr, flush=True)
 
-    choices = run_tuning(session.protocol, session.store, session.units, context, jobs, on_trial=report)
+    choices = run_tuning(session.protocol, session.store, session.units, context, jobs, on_trial=report,
+                         cluster=cluster)
     cells = plan_cells(session.protocol, source_fingerprint(session.protocol.dataset, session.data_dir), choices)
     awaiting = [cell.describe() for cell in cells if cell.awaiting_tuning]
     if awaiting:

@@ -84,15 +84,15 @@ class DaskCluster(Cluster):
     def wait_any(self, handles: list) -> list:
         return list(wait(handles, return_when="FIRST_COMPLETED").done)
 
-    def result(self, handle) -> Result:
+    def submit_task(self, function, context: WorkerContext, *args):
+        return self.client.submit(dask_task, function, context, *args, pure=False)
+
+    def result(self, handle):
         return handle.result()
 
     def cancel(self, handles: list) -> None:
         if handles:
             self.client.cancel(handles)
-
-    def run_task(self, function, context: WorkerContext, *args):
-        return self.client.submit(dask_task, function, context, *args, pure=False).result()
 
     def close(self) -> None:
         self.client.close()

@@ -12,7 +12,7 @@ import os
 from study.cluster import Cluster
 from study.cluster_worker import run_cell_on_worker, run_task_on_worker
 from study.errors import StudyError
-from study.executors import Result, available_cores, threads_per_worker
+from study.executors import available_cores, threads_per_worker
 from study.plan import Cell
 from study.worker import WorkerContext
 
@@ -68,15 +68,15 @@ class RayCluster(Cluster):
         ready, _ = self.ray.wait(handles, num_returns=1)
         return ready
 
-    def result(self, handle) -> Result:
+    def submit_task(self, function, context: WorkerContext, *args):
+        return self.task.remote(function, context, self.threads, *args)
+
+    def result(self, handle):
         return self.ray.get(handle)
 
     def cancel(self, handles: list) -> None:
         for handle in handles:
             self.ray.cancel(handle, force=True)
-
-    def run_task(self, function, context: WorkerContext, *args):
-        return self.ray.get(self.task.remote(function, context, self.threads, *args))
 
     def close(self) -> None:
         self.ray.shutdown()

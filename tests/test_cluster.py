@@ -224,3 +224,57 @@ def test_a_worker_reading_other_data_than_the_driver_fails_its_cells(tmp_path):
     assert row["status"] == "failed" and predictions is None and row["failure"] == "deterministic"
     assert row["error"].startswith("DataError: the dataset this worker (") and str(tmp_path) in row["error"]
     assert "differs from the driver's" in row["error"]
+
+
+# ------------------------------------------------------------------------------------ tuning on a cluster
+TUNED = """\
+name: tuned-{name}
+dataset: {{source: synthetic, classes: 2, per_class: 30, size: 16}}
+backbone: {{name: cnn, weights: none, width: 4}}
+strategies:
+  - {{name: scratch}}
+fractions: [1.0]
+seeds: 1
+train: {{epochs: 3, batch_size: 16, lr: {{backbone: 1.0e-3, head: 1.0e-3}}, early_stopping: null}}
+tuning: {{trials: 4, space: {{lr_head: {{low: 1.0e-4, high: 1.0e-1}}}}}}
+"""
+
+
+def tune_on(cluster, tmp_path: Path) -> set[int]:
+    """Tune a protocol's one arm through the cluster, within its budget; the pids of the processes that ran trials."""
+    from study.data.sources import source_fingerprint
+    from study.protocol import parse_protocol
+    from study.tuning.phase import run_tuning
+    from study.plan import plan_units
+    from study.worker import WorkerContext
+
+    protocol = parse_protocol(TUNED.format(name=cluster.kind))
+    units = plan_units(protocol, source_fingerprint(protocol.dataset, None))
+    store = ResultStore(tmp_path / "results", protocol.name)
+    context = WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=None, cache_dir=str(tmp_path / "cache"),
+                            threads=1)
+    outcomes = []
+    choices = run_tuning(protocol, store, units, context, jobs=2, on_trial=lambda unit, outcome: outcomes.append(outcome),
+                         cluster=cluster)
+    record = choices[units[0].key]
+    assert len(outcomes) == 4 and record["complete"] + record["pruned"] + record["failed"] == 4, record
+    assert record["complete"] >= 1 and store.tuning_records()[units[0].key] == record
+    return {int(outcome.worker.rsplit(":", 1)[1]) for outcome in outcomes}
+
+
+def test_tuning_trials_run_on_the_dask_workers(tmp_path, dask_cluster):
+    from study.dask_cluster import DaskCluster
+
+    _, client = dask_cluster
+    ran = tune_on(DaskCluster(client, None, jobs=2), tmp_path)
+    assert ran <= set(client.run(os.getpid).values()), "every trial ran in a Dask worker process"
+
+
+def test_tuning_trials_run_on_the_ray_workers(tmp_path, ray_address):
+    from study.ray_cluster import RayCluster
+
+    import psutil
+
+    ran = tune_on(RayCluster(ray_address, jobs=2, threads=1), tmp_path)
+    titles = [" ".join(psutil.Process(pid).cmdline()) for pid in ran]  # Ray keeps its idle workers
+    assert titles and all(title.startswith("ray::") for title in titles), titles

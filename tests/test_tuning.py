@@ -17,6 +17,7 @@ from conftest import PROJECT, study_command
 from study import worker
 from study.data.sources import source_fingerprint
 from study.plan import plan_cells, plan_units
+from study.errors import StudyError
 from study.protocol import load_protocol, parse_protocol
 from study.store import ResultStore
 from study.tuning.phase import open_search, run_tuning
@@ -46,7 +47,7 @@ def default_score(protocol, unit, context) -> float:
     search = open_search(unit, protocol, context.cache_dir)  # any writable root: only its trial cell is used
     values = {"lr_head": unit.base["arm"]["lr_head"]}
     task = TrialTask(unit.key, -1, search.trial_cell(-1, values), protocol.tuning_metric())
-    outcome = evaluate_trial(task, context)
+    outcome = evaluate_trial(context, task)
     assert outcome.state == "complete", outcome.error
     return outcome.value
 
@@ -194,3 +195,14 @@ def test_tuning_killed_by_sigkill_resumes_with_exactly_the_budget(tmp_path):
     status = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True)
     assert status.returncode == 0, status.stderr
     assert "2 of 2 tuned" in status.stdout and "total: 2 done, 0 failed, 0 pending" in status.stdout
+
+
+def test_a_search_whose_every_trial_fails_says_why(tmp_path):
+    from dataclasses import replace
+
+    protocol = parse_protocol(BAD_DEFAULT.format(name="no-data", engine="optuna", trials=2))
+    units = plan_units(protocol, source_fingerprint(protocol.dataset, None))
+    unreadable = replace(context_for(protocol, tmp_path), dataset={**protocol.dataset.model_dump(), "classes": 0})
+    with pytest.raises(StudyError, match=r"none of its 2 trials completed \(2 failed.*; the last trial failed with "
+                                         r"ValidationError"):
+        run_tuning(protocol, ResultStore(tmp_path / "results", protocol.name), units, unreadable, jobs=1)

@@ -23,6 +23,7 @@ from study.tuning.trial import TrialOutcome, TrialTask, evaluate_trial
 from study.tuning.units import TuningUnit, current_choices
 
 if TYPE_CHECKING:  # the worker module imports scikit-learn; status and plan read this module
+    from study.cluster import Cluster
     from study.worker import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -40,18 +41,24 @@ def open_search(unit: TuningUnit, protocol: Protocol, root: Path) -> UnitSearch:
 
 
 def run_tuning(protocol: Protocol, store: ResultStore, units: list[TuningUnit], context: WorkerContext, jobs: int,
-               on_trial: Callable[[TuningUnit, TrialOutcome], None] | None = None) -> dict[str, dict]:
-    """Tune every unit without a stored choice; the choices of all units (unit key -> record)."""
+               on_trial: Callable[[TuningUnit, TrialOutcome], None] | None = None,
+               cluster: Cluster | None = None) -> dict[str, dict]:
+    """Tune every unit without a stored choice (trials on the cluster when one is given); the choices of all units
+    (unit key -> record)."""
     choices = current_choices(store.tuning_records(), protocol)
     searches = {unit.key: open_search(unit, protocol, store.root) for unit in units if unit.key not in choices}
     by_key = {unit.key: unit for unit in units}
 
+    last_error: dict[str, str] = {}  # unit key -> the first line of its latest failed trial's error
+
     def finish(search: UnitSearch) -> None:
         record = search.record()
         if record["best_value"] is None:
+            error = last_error.get(search.unit.key)
             raise StudyError(f"tuning {search.unit.label} at fraction {search.unit.fraction:g}: none of its "
                              f"{search.budget} trials completed ({record['failed']} failed, {record['pruned']} "
-                             "pruned); narrow tuning.space (e.g. lower learning rates)")
+                             "pruned); narrow tuning.space (e.g. lower learning rates)"
+                             + (f"; the last trial failed with {error}" if error else ""))
         store.put_tuning(record)
         choices[search.unit.key] = record
         log.info("tuned %s at fraction %g: %s", search.unit.label, search.unit.fraction, record["values"])
@@ -59,8 +66,10 @@ def run_tuning(protocol: Protocol, store: ResultStore, units: list[TuningUnit], 
     for search in searches.values():
         if search.finished():
             finish(search)
-    for outcome in dispatch([s for s in searches.values() if s.unit.key not in choices], context, jobs):
+    for outcome in dispatch([s for s in searches.values() if s.unit.key not in choices], context, jobs, cluster):
         search = searches[outcome.unit]
+        if outcome.error:
+            last_error[outcome.unit] = outcome.error.splitlines()[0]
         if on_trial:
             on_trial(by_key[outcome.unit], outcome)
         if search.finished():
@@ -68,8 +77,10 @@ def run_tuning(protocol: Protocol, store: ResultStore, units: list[TuningUnit], 
     return choices
 
 
-def dispatch(searches: list[UnitSearch], context: WorkerContext, jobs: int) -> Iterator[TrialOutcome]:
-    """Run the searches' trials, each told to its search as it finishes; in this process when jobs is 1."""
+def dispatch(searches: list[UnitSearch], context: WorkerContext, jobs: int,
+             cluster: Cluster | None = None) -> Iterator[TrialOutcome]:
+    """Run the searches' trials, each told to its search as it finishes: on the cluster when one is given, else in
+    local worker processes, or in this process when jobs is 1."""
     lock = threading.Lock()  # joblib pulls the next task from its own thread while this one tells outcomes
     by_key = {search.unit.key: search for search in searches}
 
@@ -82,14 +93,16 @@ def dispatch(searches: list[UnitSearch], context: WorkerContext, jobs: int) -> I
                     break
                 yield task
 
-    if jobs <= 1:
-        outcomes = (evaluate_trial(task, context) for task in tasks())
+    if cluster is not None:
+        outcomes = cluster.map_tasks(evaluate_trial, context, tasks())
+    elif jobs <= 1:
+        outcomes = (evaluate_trial(context, task) for task in tasks())
     else:
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered", pre_dispatch="n_jobs",
                             batch_size=1)
-        outcomes = parallel(delayed(evaluate_trial)(task, context) for task in tasks())
+        outcomes = parallel(delayed(evaluate_trial)(context, task) for task in tasks())
     for outcome in outcomes:
         with lock:
             by_key[outcome.unit].tell(outcome)

@@ -73,6 +73,7 @@ class UnitSearch:
         return {
             "key": self.unit.key, "arm": self.unit.label, "fraction": self.unit.fraction, "engine": tuning.engine,
             "scope": tuning.scope, "trials": self.budget, "metric": self.metric,
-            "values": complete_values(values, self.unit.base, self.protocol), "best_value": value,
+            "values": complete_values(values, self.unit.base, self.protocol) if value is not None else {},
+            "best_value": value,
             "best_trial": number, **counts, "trial_seconds": seconds,
         }

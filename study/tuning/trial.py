@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import platform
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -56,9 +58,10 @@ class TrialOutcome:
     seconds: float = 0.0
     error: str | None = None
     parts: tuple[str, ...] = ()  # the splits the trial read (train and val, never test)
+    worker: str = ""  # host:pid of the process that ran the trial
 
 
-def evaluate_trial(task: TrialTask, context: WorkerContext) -> TrialOutcome:
+def evaluate_trial(context: WorkerContext, task: TrialTask) -> TrialOutcome:
     """Train the trial's settings on train, report each epoch's validation value, return the validation score."""
     clock = time.perf_counter()
     curve: list[float] = []
@@ -66,11 +69,16 @@ def evaluate_trial(task: TrialTask, context: WorkerContext) -> TrialOutcome:
         return _evaluate(task, context, curve, clock)
     except TrialPruned:
         return TrialOutcome(task.unit, task.number, "pruned", curve[-1] if curve else None, curve, len(curve),
-                            time.perf_counter() - clock, parts=("train", "val"))
+                            time.perf_counter() - clock, parts=("train", "val"), worker=_this_worker())
     except Exception as exc:  # a failed trial is an outcome (e.g. a rate so high the loss diverges)
         log.debug("trial %s/%d failed", task.unit, task.number, exc_info=True)
         return TrialOutcome(task.unit, task.number, "failed", None, curve, len(curve), time.perf_counter() - clock,
-                            error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+                            error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}",
+                            worker=_this_worker())
+
+
+def _this_worker() -> str:
+    return f"{platform.node()}:{os.getpid()}"
 
 
 def _evaluate(task: TrialTask, context: WorkerContext, curve: list[float], clock: float) -> TrialOutcome:
@@ -100,4 +108,4 @@ def _evaluate(task: TrialTask, context: WorkerContext, curve: list[float], clock
     if not math.isfinite(value):
         raise ValueError(f"the validation {task.metric} is {value}")
     return TrialOutcome(task.unit, task.number, "complete", value, curve, result.epochs, time.perf_counter() - clock,
-                        parts=tuple(indices))
+                        parts=tuple(indices), worker=_this_worker())
