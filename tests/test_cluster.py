@@ -254,8 +254,8 @@ def tune_on(cluster, tmp_path: Path) -> set[int]:
     context = WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=None, cache_dir=str(tmp_path / "cache"),
                             threads=1)
     outcomes = []
-    choices = run_tuning(protocol, store, units, context, jobs=2, on_trial=lambda unit, outcome: outcomes.append(outcome),
-                         cluster=cluster)
+    choices = run_tuning(protocol, store, units, context, jobs=2, cluster=cluster,
+                         on_trial=lambda unit, outcome: outcomes.append(outcome))
     record = choices[units[0].key]
     assert len(outcomes) == 4 and record["complete"] + record["pruned"] + record["failed"] == 4, record
     assert record["complete"] >= 1 and store.tuning_records()[units[0].key] == record
