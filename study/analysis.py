@@ -12,14 +12,17 @@ import re
 import pandas as pd
 from scipy import stats
 
-METRICS = ["accuracy", "auc", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss"]
+METRICS = ["accuracy", "auc", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss", "accuracy_op",
+           "balanced_accuracy_op", "f1_macro_op"]
+# metrics that do not depend on the default argmax rule: a cell collapsed to one class at that rule keeps them
+RULE_FREE_METRICS = {"auc", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op"}
 LOWER_IS_BETTER = {"log_loss", "val_loss"}  # metrics and validation monitors where smaller is better
 STATS = ["mean", "std", "ci_low", "ci_high"]
 KEYS = ["arm", "fraction"]
 
 CONFIDENCE = 0.95
-DEGENERATE_SHARE = 0.95  # a cell predicting this share of test images as one class or more is degenerate
-DEGENERATE_AUC_MARGIN = 0.02  # ... and so is one whose AUC is closer than this to chance (0.5)
+NO_RANKING_AUC_MARGIN = 0.02  # a cell whose AUC is closer than this to chance (0.5) ranks nothing: no ranking
+COLLAPSE_SHARE = 0.95  # a cell predicting this share of test images as one class at argmax: collapsed at 0.5
 
 _STRATEGY_RANK = {"scratch": 0, "frozen": 1, "finetune": 2, "truncate": 3}
 _STRATEGY = re.compile(r"\s*([A-Za-z_]+)")
@@ -34,12 +37,14 @@ def done_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def flagged(cells: pd.DataFrame) -> pd.DataFrame:
-    """The done cells with a boolean `degenerate` column, in a stable order (arm order, fraction, seed)."""
+    """The done cells with boolean `no_ranking`, `collapsed` and `degenerate` (either) columns, in a stable order
+    (arm order, fraction, seed)."""
     done = done_cells(cells)
     if done.empty:
-        return done.assign(degenerate=pd.Series(dtype=bool))
+        return done.assign(**{flag: pd.Series(dtype=bool) for flag in ("no_ranking", "collapsed", "degenerate")})
     rank = {arm: i for i, arm in enumerate(arm_order(done["arm"]))}
-    done = done.assign(degenerate=is_degenerate(done), _rank=done["arm"].map(rank))
+    done = done.assign(no_ranking=no_ranking(done), collapsed=collapsed(done), degenerate=is_degenerate(done),
+                       _rank=done["arm"].map(rank))
     done = done.sort_values(["_rank", "fraction", "seed", "run_id"], kind="mergesort")
     return done.drop(columns="_rank").reset_index(drop=True)
 
@@ -54,11 +59,28 @@ def newest_per_key(done: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return done[done.index.isin(kept)].reset_index(drop=True), len(done) - len(kept)
 
 
-def is_degenerate(cells: pd.DataFrame) -> pd.Series:
-    """True for cells that predict (almost) a single class or rank no better than chance."""
-    share = pd.to_numeric(cells["max_predicted_share"], errors="coerce")
+def no_ranking(cells: pd.DataFrame) -> pd.Series:
+    """True for cells whose test AUC is within NO_RANKING_AUC_MARGIN of chance: the model ranks nothing."""
     auc = pd.to_numeric(cells["auc"], errors="coerce")
-    return ((share >= DEGENERATE_SHARE) | ((auc - 0.5).abs() < DEGENERATE_AUC_MARGIN)).rename("degenerate")
+    return ((auc - 0.5).abs() < NO_RANKING_AUC_MARGIN).rename("no_ranking")
+
+
+def collapsed(cells: pd.DataFrame) -> pd.Series:
+    """True for cells that predict one class for at least COLLAPSE_SHARE of the test images at the argmax rule
+    (a threshold problem: such a model may still rank well)."""
+    share = pd.to_numeric(cells["max_predicted_share"], errors="coerce")
+    return (share >= COLLAPSE_SHARE).rename("collapsed")
+
+
+def is_degenerate(cells: pd.DataFrame) -> pd.Series:
+    """True for cells with no ranking or collapsed at the argmax rule (the cells marked in the tables)."""
+    return (no_ranking(cells) | collapsed(cells)).rename("degenerate")
+
+
+def excluded_for(metric: str, cells: pd.DataFrame) -> pd.Series:
+    """The cells a claim on `metric` leaves out when it excludes degenerate cells: those with no ranking, and
+    for metrics of the argmax rule (accuracy, balanced accuracy, F1, top-2) also the collapsed ones."""
+    return no_ranking(cells) if metric in RULE_FREE_METRICS else is_degenerate(cells)
 
 
 def arm_sort_key(arm: str) -> tuple:
@@ -105,6 +127,7 @@ def summarize(cells: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
     done = done_cells(cells)
     if done.empty:
         return pd.DataFrame(columns=summary_columns(metrics))
+    done = done.assign(**{metric: math.nan for metric in metrics if metric not in done.columns})  # older stores
     done = done.assign(degenerate=is_degenerate(done)).sort_values([*KEYS, "seed"], kind="mergesort")
     rows = [_summarize_group(arm, fraction, group, metrics) for (arm, fraction), group in done.groupby(KEYS, sort=False)]
     frame = pd.DataFrame(rows, columns=summary_columns(metrics))

@@ -4,7 +4,8 @@ The rule (also in the README):
 - Each side of a claim is an arm, or a strategy / list of arms represented at each fraction by its arm with the best
   mean validation score over seeds (the stored `monitor_value`, never a test metric).
 - At each fraction the two representatives are paired by seed; a pair is dropped when either cell is degenerate
-  (unless the claim or report keeps them). The advantage is a - b (b - a for metrics where lower is better).
+  for the claim's metric (analysis.excluded_for: no ranking, and for argmax-rule metrics also collapsed), unless
+  the claim or report keeps them. The advantage is a - b (b - a for metrics where lower is better).
 - The paired t-test of advantage + margin (margin 0 for `better`) is the deciding test, Holm-adjusted across the
   claim's fractions that have at least MIN_PAIRS pairs. The Wilcoxon test must agree too wherever it can reach the
   level at all: when fractions x 2 / 2**pairs <= alpha (with 3 seeds its smallest p is 0.25, so it cannot).
@@ -21,7 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.analysis import higher_is_better, representative_arm
+from study.analysis import excluded_for, higher_is_better, representative_arm
 from study.protocol import ClaimSpec, ReportSpec
 from study.significance import paired_values
 from study.stats import BOOTSTRAP_RESAMPLES, bootstrap_mean_ci, holm, paired_comparison, wilcoxon_smallest_p
@@ -62,7 +63,7 @@ def evaluate_claim(
     metric = claim.metric or report.metric
     alpha = claim.alpha or report.alpha
     exclude = report.exclude_degenerate if claim.exclude_degenerate is None else claim.exclude_degenerate
-    pool = cells[~cells["degenerate"].astype(bool)] if exclude else cells
+    pool = cells[~excluded_for(metric, cells)] if exclude else cells
     wanted = fractions if claim.fractions == "all" else claim.fractions
     if claim.kind == "trend":
         return _trend_claim(cells, pool, claim, [float(f) for f in wanted], alpha)

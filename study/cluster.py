@@ -110,18 +110,19 @@ def check_listening(address: str) -> None:
 
 
 @contextmanager
-def open_cluster(kind: str, address: str | None, jobs: int | None, cells: int) -> Iterator[Cluster]:
-    """A connected Dask or Ray cluster: the one at address, or a local one of separate worker processes."""
+def open_cluster(kind: str, address: str | None, jobs: int | None, cells: int, threads: int) -> Iterator[Cluster]:
+    """A connected Dask or Ray cluster: the one at address, or a local one of separate worker processes; each cell
+    trains with `threads` TensorFlow threads."""
     if address is not None:
         check_listening(address)
     if kind == "dask":
         from study.dask_cluster import DaskCluster
 
-        cluster = DaskCluster.connect(address, jobs, cells)
+        cluster = DaskCluster.connect(address, jobs, cells, threads)
     elif kind == "ray":
         from study.ray_cluster import RayCluster
 
-        cluster = RayCluster.connect(address, jobs, cells)
+        cluster = RayCluster.connect(address, jobs, cells, threads)
     else:
         raise StudyError(f"--executor {kind}: expected one of {', '.join(EXECUTORS)}")
     try:

@@ -17,7 +17,7 @@ from study.plan import Cell
 from study.worker import WorkerContext
 
 # Keras' random seed and the worker's model and feature caches belong to the process: a worker with several
-# threads still trains one cell at a time, with all its threads given to TensorFlow.
+# threads still trains one cell at a time, with the protocol's thread count (train.threads: results depend on it).
 _ONE_CELL_AT_A_TIME = threading.Lock()
 
 
@@ -34,18 +34,18 @@ def writable_cache_dir(cache_dir: str | None) -> str | None:
     return str(Path(tempfile.gettempdir()) / "study-cache")
 
 
-def on_worker(context: WorkerContext, threads: int) -> WorkerContext:
-    """The context as this worker sees it: its own thread count and a cache folder it can write."""
-    return replace(context, threads=max(1, threads), cache_dir=writable_cache_dir(context.cache_dir))
+def on_worker(context: WorkerContext) -> WorkerContext:
+    """The context as this worker sees it: a cache folder it can write (the thread count stays the protocol's)."""
+    return replace(context, cache_dir=writable_cache_dir(context.cache_dir))
 
 
-def run_cell_on_worker(cell: Cell, context: WorkerContext, retries: int, threads: int) -> Result:
-    """attempt_cell with `threads` TensorFlow threads, after any other cell of this process has finished."""
+def run_cell_on_worker(cell: Cell, context: WorkerContext, retries: int) -> Result:
+    """attempt_cell with the protocol's TensorFlow threads, after any other cell of this process has finished."""
     with _ONE_CELL_AT_A_TIME:
-        return attempt_cell(cell, on_worker(context, threads), retries)
+        return attempt_cell(cell, on_worker(context), retries)
 
 
-def run_task_on_worker(function, context: WorkerContext, threads: int, *args):
+def run_task_on_worker(function, context: WorkerContext, *args):
     """function(context, *args) on this worker, like a cell: alone in its process, with its threads and cache."""
     with _ONE_CELL_AT_A_TIME:
-        return function(on_worker(context, threads), *args)
+        return function(on_worker(context), *args)

@@ -226,7 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = _open(args)
     if args.address is not None and args.executor == "local":
         raise StudyError("--address needs --executor dask or --executor ray")
-    jobs = args.jobs or available_cores()
+    jobs = args.jobs or max(1, available_cores() // session.protocol.train.threads)
     dataset = _checked_dataset(session, args.results_dir / ".cache")
     todo = cells_to_run(session.cells, session.store, args.retry_failed)
     where = f"with {jobs} worker(s)" if args.executor == "local" else f"on {args.executor}"
@@ -239,14 +239,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         for cell in todo:
             print(f"  would run {cell.describe()}  [{cell.run_id}]")
         return 0
-    with _cluster(args, len(todo)) as cluster:
+    with _cluster(args, len(todo), session.protocol.train.threads) as cluster:
         if cluster is not None:
             print(f"running on {cluster.describe()}", flush=True)
         summary, elapsed = _sweep(session, args, dataset, jobs, cluster)
     return _finish(session, summary, elapsed)
 
 
-def _cluster(args: argparse.Namespace, cells: int):
+def _cluster(args: argparse.Namespace, cells: int, threads: int):
     """The Dask or Ray cluster the run uses (connected before the results are touched), or None for local."""
     from contextlib import nullcontext
 
@@ -254,12 +254,11 @@ def _cluster(args: argparse.Namespace, cells: int):
         return nullcontext(None)
     from study.cluster import open_cluster
 
-    return open_cluster(args.executor, args.address, args.jobs, cells)
+    return open_cluster(args.executor, args.address, args.jobs, cells, threads)
 
 
 def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, cluster):
     """Under the run lock: store the inputs, run the sweep, export the feature map; the summary and seconds."""
-    from study.executors import threads_per_worker
     from study.features import cached_blocks
     from study.progress import SweepProgress
     from study.reuse import adopt_finished_cells
@@ -283,7 +282,7 @@ def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, clust
             dataset=session.protocol.dataset.model_dump(),
             data_dir=str(session.data_dir.absolute()) if session.data_dir else None,
             cache_dir=str((args.results_dir / ".cache").absolute()),
-            threads=threads_per_worker(min(jobs, max(1, len(todo)))),
+            threads=session.protocol.train.threads,
             fingerprint=dataset.fingerprint,
             cached_blocks=cached_blocks(session.cells),
         )

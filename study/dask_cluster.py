@@ -1,6 +1,6 @@
 """Cells on a Dask cluster (dask.distributed): an existing scheduler, or a LocalCluster of worker processes.
 
-Each worker trains one cell at a time with as many TensorFlow threads as it has Dask threads. A worker that
+Each worker trains one cell at a time with the protocol's TensorFlow threads (train.threads). A worker that
 dies mid-cell is replaced (its nanny restarts it) and the scheduler runs the cell again on a live worker.
 """
 
@@ -10,18 +10,14 @@ import logging
 import random
 
 import dask.sizeof
-from distributed import Client, LocalCluster, get_worker, wait
+from distributed import Client, LocalCluster, wait
 
 from study.cluster import CONNECT_SECONDS, Cluster
 from study.cluster_worker import run_cell_on_worker, run_task_on_worker
 from study.errors import StudyError
-from study.executors import Result, available_cores, threads_per_worker
+from study.executors import Result, available_cores
 from study.plan import Cell
 from study.worker import WorkerContext
-
-
-def _worker_threads() -> int:
-    return get_worker().state.nthreads
 
 
 def _own_sizeof_sampling() -> None:
@@ -36,15 +32,15 @@ def _own_sizeof_sampling() -> None:
 
 
 def dask_cell(cell: Cell, context: WorkerContext, retries: int) -> Result:
-    """One cell on this Dask worker, with the worker's threads."""
+    """One cell on this Dask worker."""
     _own_sizeof_sampling()
-    return run_cell_on_worker(cell, context, retries, _worker_threads())
+    return run_cell_on_worker(cell, context, retries)
 
 
 def dask_task(function, context: WorkerContext, *args):
-    """function(context, *args) on this Dask worker, with the worker's threads."""
+    """function(context, *args) on this Dask worker."""
     _own_sizeof_sampling()
-    return run_task_on_worker(function, context, _worker_threads(), *args)
+    return run_task_on_worker(function, context, *args)
 
 
 class DaskCluster(Cluster):
@@ -59,12 +55,13 @@ class DaskCluster(Cluster):
         self.jobs = jobs
 
     @classmethod
-    def connect(cls, address: str | None, jobs: int | None, cells: int) -> DaskCluster:
-        """Connect to the scheduler at address, or start a LocalCluster of min(jobs, cells) worker processes."""
+    def connect(cls, address: str | None, jobs: int | None, cells: int, threads: int) -> DaskCluster:
+        """Connect to the scheduler at address, or start a LocalCluster of min(jobs, cells) worker processes of
+        `threads` threads each (default jobs: cores / threads)."""
         logging.getLogger("distributed").setLevel(logging.getLogger().getEffectiveLevel())  # quiet unless -v
         if address is None:
-            workers = max(1, min(jobs or available_cores(), cells))
-            local = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker(workers), processes=True,
+            workers = max(1, min(jobs or available_cores() // threads, cells))
+            local = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
                                  dashboard_address=None)
             return cls(Client(local), local, workers)
         try:

@@ -45,11 +45,6 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def threads_per_worker(jobs: int, cores: int | None = None) -> int:
-    """TensorFlow threads for each of `jobs` workers so that workers x threads matches the cores."""
-    return max(1, (cores or available_cores()) // max(1, jobs))
-
-
 def run_serial(cells: list[Cell], context: WorkerContext, retries: int = 0) -> Iterator[Result]:
     """Run cells one after another in this process."""
     for cell in cells:

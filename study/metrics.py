@@ -47,3 +47,46 @@ def _log_loss(labels: np.ndarray, probabilities: np.ndarray, classes: np.ndarray
     with warnings.catch_warnings():  # clipping lifts rows with near-zero entries a little above a sum of one
         warnings.filterwarnings("ignore", message="The y_prob values do not sum to one")
         return float(sk.log_loss(labels, np.clip(probabilities, 1e-7, 1.0), labels=classes))
+
+
+OPERATING_METRICS = ("accuracy_op", "balanced_accuracy_op", "f1_macro_op")
+PRIOR_EXPONENTS = np.round(np.linspace(-1.0, 1.0, 21), 2)  # multi-class: candidate t of p_c * prior_c^t
+
+
+def choose_operating_point(labels: np.ndarray, probabilities: np.ndarray, prior: np.ndarray) -> tuple[str, float]:
+    """The decision rule chosen on validation labels and probabilities only.
+
+    Binary: ("youden", threshold) on P(class 1) maximising Youden's J = sensitivity + specificity - 1 (equivalently
+    the balanced accuracy); 0.5 when the validation split holds one class. 3+ classes: ("prior", t), predicting
+    argmax of p_c * prior_c^t for the t of PRIOR_EXPONENTS with the best validation balanced accuracy (t = 0 is the
+    plain argmax; prior: the training subset's class shares).
+    """
+    if probabilities.shape[1] == 2:
+        if len(np.unique(labels)) < 2:
+            return "youden", 0.5
+        false_positive, true_positive, thresholds = sk.roc_curve(labels, probabilities[:, 1])
+        best = int(np.argmax(true_positive - false_positive))
+        return "youden", float(min(thresholds[best], 1.0))
+    scores = [sk.balanced_accuracy_score(labels, apply_operating_point(probabilities, "prior", t, prior))
+              for t in PRIOR_EXPONENTS]
+    return "prior", float(PRIOR_EXPONENTS[int(np.argmax(scores))])
+
+
+def apply_operating_point(probabilities: np.ndarray, rule: str, point: float, prior: np.ndarray) -> np.ndarray:
+    """Predicted classes under a rule of choose_operating_point."""
+    if rule == "youden":
+        return (probabilities[:, 1] >= point).astype(np.int64)
+    weights = np.power(np.clip(prior, 1e-12, None), point)
+    return (probabilities * weights).argmax(axis=1)
+
+
+def operating_metrics(labels: np.ndarray, probabilities: np.ndarray, rule: str, point: float,
+                      prior: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro F1 of the test predictions at the validation-chosen rule."""
+    predicted = apply_operating_point(probabilities, rule, point, prior)
+    present = np.unique(labels)
+    return {
+        "accuracy_op": float(sk.accuracy_score(labels, predicted)),
+        "balanced_accuracy_op": float(sk.balanced_accuracy_score(labels, predicted)),
+        "f1_macro_op": float(sk.f1_score(labels, predicted, average="macro", labels=present, zero_division=0)),
+    }

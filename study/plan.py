@@ -12,7 +12,7 @@ from study.errors import ProtocolError
 from study.protocol import BackboneSpec, HeadSpec, Protocol, StrategySpec, as_list
 from study.tuning.units import TuningUnit, make_unit, tuned_arm, tuned_settings
 
-RESULT_FORMAT = 1  # bump when the meaning of stored results changes; it changes every run id
+RESULT_FORMAT = 2  # bump when the meaning of stored results changes; it changes every run id
 
 
 @dataclass(frozen=True)

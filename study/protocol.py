@@ -22,6 +22,9 @@ class Strict(BaseModel):
 # ----------------------------------------------------------------------------------------------- dataset
 class DatasetBase(Strict):
     size: int = Field(64, ge=16, le=1024, description="images are resized to size x size pixels")
+    resize: Literal["bilinear", "bicubic", "lanczos", "nearest", "box", "hamming"] = Field(
+        "bilinear", description="the resampling filter that brings every image to size x size (Pillow's)"
+    )
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="validation share when the source has no split")
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="test share when the source has no split")
     split_seed: int = Field(0, ge=0, description="seed of the train/val/test split when the source has none")
@@ -159,6 +162,13 @@ class TrainSpec(Strict):
     )
     augment: bool = Field(False, description="random horizontal flips and small shifts of training images")
     early_stopping: EarlyStopping | None = EarlyStopping()
+    min_steps: int = Field(
+        500, ge=0, le=1_000_000,
+        description="optimisation steps every cell gets at least: small subsets take several passes per epoch",
+    )
+    threads: int = Field(
+        1, ge=1, le=256, description="TensorFlow threads of each cell (results depend on it, so run ids do too)"
+    )
 
 
 class RunSpec(Strict):
@@ -248,8 +258,10 @@ class TuningSpec(Strict):
 
 
 # ------------------------------------------------------------------------------------- report and claims
-CurveMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy"]
-ClaimMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss"]
+CurveMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy", "accuracy_op",
+                      "balanced_accuracy_op", "f1_macro_op"]
+ClaimMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss", "accuracy_op",
+                      "balanced_accuracy_op", "f1_macro_op"]
 Side = str | list[str]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 

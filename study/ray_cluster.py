@@ -1,6 +1,6 @@
 """Cells on a Ray cluster: an existing one, or a local Ray instance whose workers are separate processes.
 
-Each cell is a Ray task that asks for `threads` CPUs and trains with as many TensorFlow threads. A task whose
+Each cell is a Ray task that asks for the protocol's `train.threads` CPUs and trains with as many TensorFlow threads. A task whose
 worker process or node dies is retried by Ray (MAX_RETRIES) on a live worker.
 """
 
@@ -12,7 +12,7 @@ import os
 from study.cluster import Cluster
 from study.cluster_worker import run_cell_on_worker, run_task_on_worker
 from study.errors import StudyError
-from study.executors import available_cores, threads_per_worker
+from study.executors import available_cores
 from study.plan import Cell
 from study.worker import WorkerContext
 
@@ -35,7 +35,7 @@ class RayCluster(Cluster):
         self.task = ray.remote(num_cpus=threads, max_retries=MAX_RETRIES)(run_task_on_worker)
 
     @classmethod
-    def connect(cls, address: str | None, jobs: int | None, cells: int) -> RayCluster:
+    def connect(cls, address: str | None, jobs: int | None, cells: int, threads: int) -> RayCluster:
         """Connect to the Ray cluster at address, or start a local one with this machine's cores."""
         if address is None:
             # a local cluster serves this machine only: Ray then binds to the loopback address
@@ -55,21 +55,24 @@ class RayCluster(Cluster):
         if cpus == 0:
             ray.shutdown()
             raise StudyError(f"--address {address}: the Ray cluster has no CPUs to run cells on")
-        jobs = jobs or cpus
+        if threads > largest_node:
+            ray.shutdown()
+            raise StudyError(f"train.threads is {threads}, but the largest node of the Ray cluster has {largest_node} "
+                             "CPUs; lower train.threads (it is part of the run ids)")
+        jobs = jobs or max(1, cpus // threads)
         if address is None:
             jobs = max(1, min(jobs, cells))
-        threads = min(threads_per_worker(jobs, cpus), largest_node)
         return cls(context.address_info["gcs_address"], jobs, threads)
 
     def submit_cell(self, cell: Cell, context: WorkerContext, retries: int):
-        return self.cell.remote(cell, context, retries, self.threads)
+        return self.cell.remote(cell, context, retries)
 
     def wait_any(self, handles: list) -> list:
         ready, _ = self.ray.wait(handles, num_returns=1)
         return ready
 
     def submit_task(self, function, context: WorkerContext, *args):
-        return self.task.remote(function, context, self.threads, *args)
+        return self.task.remote(function, context, *args)
 
     def result(self, handle):
         return self.ray.get(handle)

@@ -32,7 +32,10 @@ class FitResult:
     epochs: int  # epochs run
     best_epoch: int  # 1-based epoch whose weights were kept
     best_value: float  # the monitored validation value at best_epoch
-    history: list[dict[str, float]] = field(default_factory=list)
+    steps_per_epoch: int = 0
+    steps: int = 0  # optimisation steps run
+    history: list[dict[str, float]] = field(default_factory=list)  # per epoch: loss, validation metrics, rates
+    precise_bn: bool = False  # trained batch-norm statistics recomputed on the training subset after the fit
 
 
 def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
@@ -44,6 +47,24 @@ def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
     weights = np.zeros(n_classes)
     weights[present] = counts.sum() / (present.sum() * counts[present])
     return weights.astype("float32")
+
+
+def steps_per_epoch(n_train: int, train: dict[str, Any]) -> int:
+    """Optimisation steps of one epoch: one pass over the subset, or more when that would leave the whole run
+    below train.min_steps (a subset of a few dozen images takes several passes per epoch, so that every cell gets
+    at least min_steps updates if it trains all its epochs, as BiT's schedule does by dataset size)."""
+    one_pass = math.ceil(n_train / train["batch_size"])
+    return max(one_pass, math.ceil(train.get("min_steps", 0) / train["epochs"]))
+
+
+def epoch_batches(rng: np.random.Generator, n_train: int, batch: int, steps: int) -> list[np.ndarray]:
+    """The index batches of one epoch: whole passes over the subset, each a fresh permutation cut into batches,
+    until `steps` batches are drawn."""
+    batches: list[np.ndarray] = []
+    while len(batches) < steps:
+        order = rng.permutation(n_train)
+        batches.extend(order[start : start + batch] for start in range(0, n_train, batch))
+    return batches[:steps]
 
 
 def _optimizer(kind: str, learning_rate: float, weight_decay: float):
@@ -95,6 +116,11 @@ class Trainer:
             for variable in optimizer.variables:
                 variable.assign(np.zeros(variable.shape, variable.dtype))
             optimizer.learning_rate.assign(rate)
+
+    def learning_rates(self) -> dict[str, float]:
+        """The current rate of each variable group: backbone, hidden head layers, output layer."""
+        names = ("lr_backbone", "lr_head", "lr_output")
+        return {name: float(optimizer.learning_rate.numpy()) for name, (_, optimizer) in zip(names, self.optimizers)}
 
     def _traced_step(self):
         import tensorflow as tf
@@ -174,22 +200,22 @@ def _fit(trainer: Trainer, data: dict[str, tuple[np.ndarray, np.ndarray]], seed:
     stopping = train["early_stopping"] or {"monitor": "val_loss", "patience": train["epochs"] + 1}
     monitor, patience = stopping["monitor"], stopping["patience"]
     sign = -1.0 if monitor in MINIMISED else 1.0
-    best = FitResult(epochs=0, best_epoch=0, best_value=-math.inf)
+    steps = steps_per_epoch(len(x_train), train)
+    best = FitResult(epochs=0, best_epoch=0, best_value=-math.inf, steps_per_epoch=steps)
     best_weights = None
-    batch = train["batch_size"]
+    rates = trainer.learning_rates()
     for epoch in range(1, train["epochs"] + 1):
-        order = rng.permutation(len(x_train))
         losses = []
-        for start in range(0, len(order), batch):
-            index = order[start : start + batch]
+        for index in epoch_batches(rng, len(x_train), train["batch_size"], steps):
             labels = y_train[index]
             losses.append(float(trainer.step(x_train[index], labels.astype("int32"), weight_of_class[labels])))
+        best.steps += len(losses)
         mean_loss = float(np.mean(losses))
         if not math.isfinite(mean_loss):
             raise TrainingFailed(f"the training loss became {mean_loss} in epoch {epoch}; lower the learning rate")
         probabilities = trainer.predict(x_val)
         value = monitored_value(monitor, y_val, probabilities)
-        best.history.append({"epoch": epoch, "loss": mean_loss, monitor: value})
+        best.history.append({"epoch": epoch, "loss": mean_loss, **validation_curve(y_val, probabilities), **rates})
         best.epochs = epoch
         if on_epoch is not None:
             on_epoch(epoch, probabilities)
@@ -200,4 +226,55 @@ def _fit(trainer: Trainer, data: dict[str, tuple[np.ndarray, np.ndarray]], seed:
             log.debug("early stop at epoch %d (best %d)", epoch, best.best_epoch)
             break
     model.set_weights(best_weights)
+    best.precise_bn = recompute_batchnorm_statistics(model, x_train, train["batch_size"])
     return best
+
+
+def validation_curve(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """The validation values kept per epoch in a cell's history."""
+    values = classification_metrics(labels, probabilities)
+    return {"val_auc": values["auc"], "val_loss": values["log_loss"], "val_accuracy": values["accuracy"]}
+
+
+def trained_batchnorm_layers(model) -> list:
+    """The BatchNormalization layers of the model that train (scratch networks, or `batchnorm: train`)."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(trained_batchnorm_layers(layer))
+    return found
+
+
+def recompute_batchnorm_statistics(model, inputs: np.ndarray, batch: int) -> bool:
+    """Set the moving statistics of every trained batch-norm layer to the average of its batch statistics over the
+    training inputs under the final weights ("precise BN", Wu & Johnson 2021), so that evaluation uses statistics
+    that match the kept weights rather than an exponential average of earlier ones. False when none trains.
+
+    A batch-norm layer called in training mode with momentum 0 stores its batch's statistics as its moving ones;
+    the batches' values are averaged, weighted by batch size. Only the statistics change, never a weight.
+    """
+    layers = trained_batchnorm_layers(model)
+    if not layers:
+        return False
+    momenta = [layer.momentum for layer in layers]
+    sums = [[np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)] for layer in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        for start in range(0, len(inputs), batch):
+            part = inputs[start : start + batch]
+            model(part, training=True)
+            for (mean, variance), layer in zip(sums, layers):
+                mean += len(part) * layer.moving_mean.numpy().astype("float64")
+                variance += len(part) * layer.moving_variance.numpy().astype("float64")
+        for (mean, variance), layer in zip(sums, layers):
+            layer.moving_mean.assign((mean / len(inputs)).astype("float32"))
+            layer.moving_variance.assign((variance / len(inputs)).astype("float32"))
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return True

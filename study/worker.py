@@ -27,7 +27,7 @@ from study.data.splits import ensure_split, training_subsets
 from study.errors import DataError
 from study.failures import failure_kind
 from study.features import FeatureCache
-from study.metrics import METRICS, classification_metrics
+from study.metrics import METRICS, choose_operating_point, classification_metrics, operating_metrics
 from study.plan import Cell
 from study.protocol import DatasetSpec
 from study.tuning.units import tuning_columns
@@ -222,6 +222,8 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
     probabilities = trainer.predict(data["test"][0])
     labels = data["test"][1]
     scores = classification_metrics(labels, probabilities)
+    prior = np.bincount(data["train"][1], minlength=n_classes) / len(data["train"][1])
+    rule, point = choose_operating_point(data["val"][1], trainer.predict(data["val"][0]), prior)
     arm_model = trainer.arm_model
 
     row = _base_row(cell, started)
@@ -233,6 +235,10 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
         n_classes=n_classes,
         epochs=result.epochs,
         best_epoch=result.best_epoch,
+        steps=result.steps,
+        steps_per_epoch=result.steps_per_epoch,
+        precise_bn=result.precise_bn,
+        history_json=json.dumps(result.history),
         monitor=(settings["train"]["early_stopping"] or {}).get("monitor", "val_loss"),
         monitor_value=result.best_value,
         train_seconds=train_seconds,
@@ -244,6 +250,9 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
         cached_input_block=arm_model.input_block,
         caches=context.caches,
         **{name: scores[name] for name in (*METRICS, "majority_rate", "max_predicted_share")},
+        **operating_metrics(labels, probabilities, rule, point, prior),
+        operating_rule=rule,
+        operating_point=point,
     )
     row["finished_at"] = datetime.now(timezone.utc).isoformat()
     predictions = pd.DataFrame(
@@ -290,6 +299,8 @@ def _base_row(cell: Cell, started: datetime) -> dict:
         "backbone": backbone["name"],
         "weights": backbone["weights"],
         "size": cell.settings["dataset"]["size"],
+        "resize": cell.settings["dataset"].get("resize"),
+        "threads": cell.settings["train"].get("threads"),
         "dataset_source": cell.settings["dataset"]["source"],
         "settings_json": json.dumps(cell.settings, sort_keys=True, default=str),
         **tuning_columns(cell.settings),

@@ -22,7 +22,7 @@ strategies:
   - {{name: finetune, depth: [1]}}
 fractions: [0.5, 1.0]
 seeds: {seeds}
-train: {{epochs: {epochs}, batch_size: 16, lr: {{backbone: 1.0e-3, head: 1.0e-2}}, early_stopping: null}}
+train: {{min_steps: 0, epochs: {epochs}, batch_size: 16, lr: {{backbone: 1.0e-3, head: 1.0e-2}}, early_stopping: null}}
 """
 
 

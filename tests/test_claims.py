@@ -87,18 +87,29 @@ def test_two_seeds_are_never_enough():
     assert detail["reason"].iloc[0] == "2 seed pairs; a verdict needs 3 or more"
 
 
+def test_collapsed_cells_stay_in_auc_claims_and_leave_argmax_claims():
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=4, noise=0.005)
+    for row in rows:
+        if row["arm"] == "scratch" and row["seed"] < 2:
+            row["max_predicted_share"] = 1.0  # one class at argmax, but the ranking (AUC) is intact
+    _, on_auc = verdict(rows)
+    assert on_auc["dropped_degenerate"].tolist() == [0] * 4 and on_auc["n_pairs"].tolist() == [4] * 4
+    _, on_accuracy = verdict(rows, metric="accuracy")
+    assert on_accuracy["dropped_degenerate"].tolist() == [2] * 4 and on_accuracy["n_pairs"].tolist() == [2] * 4
+
+
 def test_degenerate_cells_are_dropped_unless_kept():
     rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=4, noise=0.005)
     for row in rows:
         if row["arm"] == "scratch" and row["seed"] < 2:
-            row["max_predicted_share"] = 1.0
+            row["auc"] = 0.5  # ranks nothing
     summary, detail = verdict(rows)
     assert summary["verdict"] == INCONCLUSIVE
     assert detail["dropped_degenerate"].tolist() == [2] * 4 and detail["n_pairs"].tolist() == [2] * 4
-    kept, detail = verdict(rows, exclude_degenerate=False)
-    assert detail["n_pairs"].tolist() == [4] * 4 and kept["verdict"] == SUPPORTED
-    report_keeps, _ = verdict(rows, report=ReportSpec(exclude_degenerate=False))
-    assert report_keeps["verdict"] == SUPPORTED
+    _, detail = verdict(rows, exclude_degenerate=False)
+    assert detail["n_pairs"].tolist() == [4] * 4 and detail["dropped_degenerate"].tolist() == [0] * 4
+    _, report_keeps = verdict(rows, report=ReportSpec(exclude_degenerate=False))
+    assert report_keeps["n_pairs"].tolist() == [4] * 4
 
 
 def test_strategy_is_represented_by_its_best_arm_on_validation_not_test():

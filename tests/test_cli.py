@@ -46,6 +46,20 @@ def test_run_stores_every_cell_then_resume_skips_them(tmp_path):
     assert "total: 8 done, 0 failed, 0 pending" in status.stdout
 
 
+def test_the_number_of_jobs_never_changes_a_result(tmp_path):
+    """Every cell trains with train.threads threads, so one worker or two give the same numbers under one run id."""
+    protocol = write_tiny_protocol(tmp_path, seeds=1, epochs=3)
+    runs = {}
+    for jobs in ("1", "2"):
+        done = study_command("run", str(protocol), "--results-dir", str(tmp_path / jobs), "--report-dir",
+                             str(tmp_path / "report"), "--jobs", jobs, "--no-progress")
+        assert done.returncode == 0, done.stderr
+        runs[jobs] = ResultStore(tmp_path / jobs, "tiny").cells().set_index("run_id").sort_index()
+    assert set(runs["1"]["threads"]) == {1} and list(runs["1"].index) == list(runs["2"].index)
+    metrics = ["auc", "accuracy", "log_loss", "accuracy_op", "best_epoch", "monitor_value", "history_json"]
+    pd.testing.assert_frame_equal(runs["1"][metrics], runs["2"][metrics], check_exact=True)
+
+
 def test_plan_shows_block_map_and_pending(tmp_path):
     protocol = write_tiny_protocol(tmp_path)
     result = study_command("plan", str(protocol), *dirs(tmp_path))
@@ -124,7 +138,7 @@ def test_failed_cell_is_stored_and_runs_again_only_on_request(tmp_path):
         "dataset: {source: synthetic, classes: 2, per_class: 10, size: 32}\n"
         f"backbone: {{name: mobilenetv2, weights: {weights}}}\n"
         "strategies: [{name: frozen}]\n"
-        "fractions: [1.0]\nseeds: 1\ntrain: {epochs: 1}\n"
+        "fractions: [1.0]\nseeds: 1\ntrain: {epochs: 1, min_steps: 0}\n"
     )
     store = ResultStore(tmp_path / "results", "broken")
     first = study_command("run", str(protocol), *dirs(tmp_path))

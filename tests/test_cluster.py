@@ -235,7 +235,7 @@ strategies:
   - {{name: scratch}}
 fractions: [1.0]
 seeds: 1
-train: {{epochs: 3, batch_size: 16, lr: {{backbone: 1.0e-3, head: 1.0e-3}}, early_stopping: null}}
+train: {{min_steps: 0, epochs: 3, batch_size: 16, lr: {{backbone: 1.0e-3, head: 1.0e-3}}, early_stopping: null}}
 tuning: {{trials: 4, space: {{lr_head: {{low: 1.0e-4, high: 1.0e-1}}}}}}
 """
 

@@ -364,7 +364,7 @@ def test_cache_hit_returns_equal_arrays_without_decoding(tmp_path, monkeypatch):
     spec = FolderSpec(source="folder", path="set", size=16)
     fresh = load_dataset(spec, tmp_path, tmp_path / "cache")
     cached_files = list((tmp_path / "cache").iterdir())
-    assert [path.name for path in cached_files] == [f"images-{fresh.fingerprint}-16px.npz"]
+    assert [path.name for path in cached_files] == [f"images-{fresh.fingerprint}-16px-bilinear.npz"]
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded an image despite the cache")
@@ -380,7 +380,7 @@ def test_cache_hit_returns_equal_arrays_without_decoding(tmp_path, monkeypatch):
 def test_unreadable_cache_is_rebuilt(tmp_path, caplog):
     spec = SyntheticSpec(source="synthetic", per_class=5, size=16)
     fingerprint = source_fingerprint(spec, None)
-    (tmp_path / f"images-{fingerprint}-16px.npz").write_bytes(b"torn")
+    (tmp_path / f"images-{fingerprint}-16px-bilinear.npz").write_bytes(b"torn")
     dataset = load_dataset(spec, None, tmp_path)
     assert len(dataset) == 10 and "unreadable image cache" in caplog.text
     assert len(load_dataset(spec, None, tmp_path)) == 10

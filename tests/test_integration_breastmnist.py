@@ -16,7 +16,7 @@ strategies:
   - {name: finetune, depth: [2]}
 fractions: [1.0]
 seeds: 1
-train: {epochs: 12, batch_size: 32, lr: {backbone: 1.0e-4, head: 1.0e-3}, early_stopping: {monitor: val_auc, patience: 4}}
+train: {min_steps: 0, epochs: 12, batch_size: 32, lr: {backbone: 1.0e-4, head: 1.0e-3}, early_stopping: {monitor: val_auc, patience: 4}}
 """
 
 

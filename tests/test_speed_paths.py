@@ -20,7 +20,7 @@ strategies:
   - {name: frozen}
 fractions: [0.5, 1.0]
 seeds: 2
-train: {epochs: 3, batch_size: 8, lr: {backbone: 1.0e-3, head: 1.0e-2}, early_stopping: null}
+train: {min_steps: 0, epochs: 3, batch_size: 8, lr: {backbone: 1.0e-3, head: 1.0e-2}, early_stopping: null}
 """
 
 
@@ -107,7 +107,7 @@ strategies:
   - {{name: truncate, at: [3], depth: 1}}
 fractions: [1.0]
 seeds: 2
-train: {{epochs: 2, batch_size: 8, lr: {{backbone: 1.0e-3, head: 1.0e-2}}, early_stopping: null}}
+train: {{min_steps: 0, epochs: 2, batch_size: 8, lr: {{backbone: 1.0e-3, head: 1.0e-2}}, early_stopping: null}}
 """
 
 

@@ -24,7 +24,7 @@ strategies:
   - {name: truncate, at: [2]}
 fractions: [1.0]
 seeds: 1
-train: {epochs: 3, batch_size: 16, lr: {backbone: 1.0e-3, head: 1.0e-2}, early_stopping: {monitor: val_loss, patience: 1}}
+train: {min_steps: 0, epochs: 3, batch_size: 16, lr: {backbone: 1.0e-3, head: 1.0e-2}, early_stopping: {monitor: val_loss, patience: 1}}
 """
 
 

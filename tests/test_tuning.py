@@ -32,7 +32,7 @@ strategies:
   - {{name: scratch}}
 fractions: [1.0]
 seeds: 1
-train: {{epochs: 6, batch_size: 16, lr: {{backbone: 1.0e-6, head: 1.0e-6}}, early_stopping: {{monitor: val_auc, patience: 6}}}}
+train: {{min_steps: 0, epochs: 6, batch_size: 16, lr: {{backbone: 1.0e-6, head: 1.0e-6}}, early_stopping: {{monitor: val_auc, patience: 6}}}}
 tuning: {{engine: {engine}, trials: {trials}, space: {{lr_head: {{low: 1.0e-6, high: 1.0e-1}}}}}}
 """
 

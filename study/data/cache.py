@@ -15,9 +15,9 @@ from study.data.dataset import Dataset
 log = logging.getLogger(__name__)
 
 
-def cache_file(cache_dir: Path, fingerprint: str, size: int) -> Path:
-    """Where the arrays of the source with this fingerprint, decoded at size, are cached."""
-    return Path(cache_dir) / f"images-{fingerprint}-{size}px.npz"
+def cache_file(cache_dir: Path, fingerprint: str, size: int, resize: str) -> Path:
+    """Where the arrays of the source with this fingerprint, decoded at size with the resize filter, are cached."""
+    return Path(cache_dir) / f"images-{fingerprint}-{size}px-{resize}.npz"
 
 
 def read_cache(path: Path, fingerprint: str) -> Dataset | None:

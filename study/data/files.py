@@ -63,9 +63,10 @@ class FileSource:
                 hasher.text("unreadable")
         return hasher.hexdigest()
 
-    def load(self, size: int, fingerprint: str) -> Dataset:
+    def load(self, size: int, resize: str, fingerprint: str) -> Dataset:
         index = {name: position for position, name in enumerate(self.class_names)}
-        images, bad = read_images([record.path for record in self.records], size, self.on_bad_file == "skip")
+        images, bad = read_images([record.path for record in self.records], size, resize,
+                                  self.on_bad_file == "skip")
         records = [record for position, record in enumerate(self.records) if position not in bad]
         emptied = sorted(set(self.class_names) - {record.label for record in records})
         if emptied:

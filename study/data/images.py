@@ -17,9 +17,14 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+FILTERS = {  # dataset.resize: Pillow's resampling filters
+    "bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
+    "nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING,
+}
 
 
-def read_images(paths: list[Path], size: int, skip_bad: bool = False) -> tuple[np.ndarray, dict[int, str]]:
+def read_images(paths: list[Path], size: int, resize: str = "bilinear",
+                skip_bad: bool = False) -> tuple[np.ndarray, dict[int, str]]:
     """The readable files as one uint8 N x size x size x C array (C 1 or 3), and {index: "path: why"} of the
     files that could not be read: with skip_bad they are left out, else the first one raises DataError.
 
@@ -27,9 +32,10 @@ def read_images(paths: list[Path], size: int, skip_bad: bool = False) -> tuple[n
       every image becomes RGB;
     - palette and RGBA images become RGB (alpha dropped); 16-bit, 32-bit and float images are min-max scaled to
       0..255 per image; EXIF orientation is applied;
-    - every image is resized to size x size with Lanczos; a non-square image is stretched (no crop, no padding).
+    - every image is resized to size x size with the `resize` filter (a name of FILTERS); a non-square image is
+      stretched (no crop, no padding).
     """
-    results = _parallel(lambda path: _try_read_image(path, size), paths)
+    results = _parallel(lambda path: _try_read_image(path, size, resize), paths)
     bad = {index: str(result) for index, result in enumerate(results) if isinstance(result, DataError)}
     if bad and not skip_bad:
         raise DataError(f"{next(iter(bad.values()))}; replace or remove the file, or set dataset.on_bad_file: skip")
@@ -47,11 +53,11 @@ def is_grey(rgb: np.ndarray) -> bool:
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
-def resize_all(images: np.ndarray, size: int) -> np.ndarray:
-    """N x H x W x C uint8 images resized to N x size x size x C (Lanczos, stretched)."""
+def resize_all(images: np.ndarray, size: int, resize: str = "bilinear") -> np.ndarray:
+    """N x H x W x C uint8 images resized to N x size x size x C (with the `resize` filter, stretched)."""
     if images.shape[1:3] == (size, size):
         return images
-    return np.stack(_parallel(lambda pixels: _resize(pixels, size), images))
+    return np.stack(_parallel(lambda pixels: _resize(pixels, size, resize), images))
 
 
 def _parallel(function: Callable, items: Iterable) -> list:
@@ -59,7 +65,7 @@ def _parallel(function: Callable, items: Iterable) -> list:
         return list(pool.map(function, items))
 
 
-def _try_read_image(path: Path, size: int) -> np.ndarray | DataError:
+def _try_read_image(path: Path, size: int, resize: str) -> np.ndarray | DataError:
     """One file as uint8 size x size x C (C 1 or 3), or the DataError that names it."""
     try:
         with Image.open(path) as image:
@@ -67,7 +73,7 @@ def _try_read_image(path: Path, size: int) -> np.ndarray | DataError:
             pixels = _to_uint8(ImageOps.exif_transpose(image))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return DataError(f"cannot read image {path}: {exc}")
-    return _resize(pixels, size)
+    return _resize(pixels, size, resize)
 
 
 def _to_uint8(image: Image.Image) -> np.ndarray:
@@ -84,8 +90,9 @@ def _to_uint8(image: Image.Image) -> np.ndarray:
     return rgb[..., :1] if is_grey(rgb) else rgb
 
 
-def _resize(pixels: np.ndarray, size: int) -> np.ndarray:
+def _resize(pixels: np.ndarray, size: int, resize: str) -> np.ndarray:
     if pixels.shape[:2] == (size, size):
         return pixels
     image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
-    return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS)).reshape(size, size, pixels.shape[2])
+    resized = image.resize((size, size), FILTERS[resize])
+    return np.asarray(resized).reshape(size, size, pixels.shape[2])

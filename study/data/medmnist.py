@@ -53,7 +53,7 @@ class Medmnist:
         hasher.file(self.path)
         return hasher.hexdigest()
 
-    def load(self, size: int, fingerprint: str) -> Dataset:
+    def load(self, size: int, resize: str, fingerprint: str) -> Dataset:
         try:
             with np.load(self.path, allow_pickle=False) as npz:
                 parts = {split: (npz[f"{split}_images"], npz[f"{split}_labels"]) for split in SPLITS}
@@ -74,7 +74,7 @@ class Medmnist:
         labels = labels[:, 0].astype(np.int64)
         split = np.concatenate([np.full(len(part[1]), name, dtype="<U5") for name, part in parts.items()])
         ids = np.array([f"{name}/{i}" for name, part in parts.items() for i in range(len(part[1]))], dtype=str)
-        return Dataset(images=resize_all(images.astype(np.uint8), size), labels=labels,
+        return Dataset(images=resize_all(images.astype(np.uint8), size, resize), labels=labels,
                        class_names=_class_names(self.name, int(labels.max()) + 1), ids=ids, groups=None,
                        split=split, fingerprint=fingerprint)
 

@@ -27,19 +27,20 @@ def source_fingerprint(spec, data_dir: Path | None) -> str:
 
 
 def load_dataset(spec, data_dir: Path | None, cache_dir: Path | None = None) -> Dataset:
-    """Decode the source at spec.size, or read the arrays cached for its fingerprint and size."""
+    """Decode the source at spec.size with spec.resize, or read the arrays cached for its fingerprint, size and
+    filter."""
     source = _open(spec, data_dir)
     fingerprint = source.fingerprint()
-    cache = None if cache_dir is None else cache_file(cache_dir, fingerprint, spec.size)
+    cache = None if cache_dir is None else cache_file(cache_dir, fingerprint, spec.size, spec.resize)
     if cache is not None and (cached := read_cache(cache, fingerprint)) is not None:
         log.info("%s dataset: %d images from cache %s", spec.source, len(cached), cache)
         if cached.skipped and spec.on_bad_file != "skip":
             raise DataError(f"{cached.skipped[0]}; replace or remove the file, or set dataset.on_bad_file: skip")
         return cached
     started = time.perf_counter()
-    dataset = source.load(spec.size, fingerprint)
-    log.info("%s dataset: decoded %d images at %d px (%d channel(s)) in %.1f s", spec.source, len(dataset),
-             spec.size, dataset.channels, time.perf_counter() - started)
+    dataset = source.load(spec.size, spec.resize, fingerprint)
+    log.info("%s dataset: decoded %d images at %d px (%s, %d channel(s)) in %.1f s", spec.source, len(dataset),
+             spec.size, spec.resize, dataset.channels, time.perf_counter() - started)
     if cache is not None:
         write_cache(cache, dataset)
     return dataset
@@ -65,14 +66,14 @@ csv        path: a CSV manifest; path_column holds image paths relative to the C
 synthetic  Generated images (classes, per_class, channels, noise): oriented stripe patches at random places
            under Gaussian noise, one orientation per class. No files; for tests and quick checks.
 
-Images are decoded once, resized to size x size (Lanczos; non-square images are stretched) and cached per
-source fingerprint and size. A file that cannot be decoded, or a CSV row whose file is missing, stops the run
+Images are decoded once, resized to size x size with the resize filter (default bilinear; non-square images are
+stretched) and cached per source fingerprint, size and filter. A file that cannot be decoded, or a CSV row whose file is missing, stops the run
 naming it; with dataset.on_bad_file: skip it is left out, listed in results/<name>/dataset.json and counted. Sources without a split get a stratified, group-aware one (val_fraction,
 test_fraction, split_seed)."""
 
 
 def _open(spec, data_dir: Path | None):
-    """The source object (fingerprint() and load(size, fingerprint)) the spec names."""
+    """The source object (fingerprint() and load(size, resize, fingerprint)) the spec names."""
     data_dir = None if data_dir is None else Path(data_dir).expanduser()
     if spec.source == "synthetic":
         return Synthetic(spec.classes, spec.per_class, spec.channels, spec.noise)

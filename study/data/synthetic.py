@@ -23,7 +23,7 @@ class Synthetic:
         hasher.text(f"{self.classes}/{self.per_class}/{self.channels}/{self.noise!r}/{_SYNTHETIC_SEED}")
         return hasher.hexdigest()
 
-    def load(self, size: int, fingerprint: str) -> Dataset:
+    def load(self, size: int, resize: str, fingerprint: str) -> Dataset:  # drawn at size: nothing to resize
         grid = (np.arange(size) + 0.5) / size
         ys, xs = np.meshgrid(grid, grid, indexing="ij")
         images = np.empty((self.classes * self.per_class, size, size, self.channels), dtype=np.uint8)

@@ -69,7 +69,9 @@ def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen
 
     pretrained = backbone["weights"] != "none"
     keep_bn_frozen = trained == 0 or (pretrained and train["batchnorm"] == "frozen")
-    if not keep_bn_frozen:
+    if keep_bn_frozen:
+        freeze_batchnorm(base)
+    else:
         _shorten_batchnorm_memory(base)
     input_block = frozen_boundary(settings) if start_after_frozen else None
     if input_block is None:
@@ -82,7 +84,7 @@ def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen
         features = inputs
         trunk = keras.Model(boundary, base.output, name="trainable_blocks") if trained else None
     if trunk is not None:
-        features = trunk(features, training=False) if keep_bn_frozen else trunk(features)
+        features = trunk(features)
     random_state_before_head = random.getstate()  # Keras draws each default initializer seed from `random`
     outputs = _head(features, arm["head"], n_classes)
     model = keras.Model(inputs, outputs, name=f"{backbone['name']}_{arm['strategy']}")
@@ -125,6 +127,19 @@ def _head(features, head: dict[str, Any], n_classes: int):
             features = keras.layers.Dense(units, activation="relu", name=f"head_dense{index + 1}")(features)
             features = keras.layers.Dropout(head["dropout"], name=f"head_dropout{index + 1}")(features)
     return keras.layers.Dense(n_classes, activation="softmax", name="head_out")(features)
+
+
+def freeze_batchnorm(base) -> None:
+    """Keep every batch-norm layer in inference mode with its statistics, scale and offset fixed.
+
+    In Keras 3 the outer call's `training=True` overrides a nested model's `training=False`; only a
+    BatchNormalization layer whose `trainable` is False runs in inference mode whatever the call says.
+    """
+    import keras
+
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
 
 
 def _shorten_batchnorm_memory(base) -> None:
