@@ -14,14 +14,16 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from study.analysis import arm_order
 from study.curves import inverse_power_law
 from study.embedding import Embedding
+from study.tables import marks
 
 DPI = 110
-DAGGER = "†"
 
 
 def encode(figure: Figure) -> tuple[bytes, bytes]:
@@ -60,7 +62,7 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
     span_high = data["n_train"].max()
     for arm in arms:
         points = data[data["arm"] == arm].sort_values("n_train")
-        flagged = DAGGER if points["degenerate"].sum() else ""
+        flagged = marks(points["no_ranking"].sum(), points["collapsed"].sum())
         axes.plot(points["n_train"], points[mean], marker="o", color=palette[arm], label=f"{arm}{flagged}")
         axes.fill_between(points["n_train"], points[low], points[high], color=palette[arm], alpha=0.15, linewidth=0)
         if arm in fits.index and not math.isnan(fits.at[arm, "a"]):
@@ -83,9 +85,47 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
     return figure
 
 
+# ----------------------------------------------------------------------------------------- training curves
+def training_curves(history: pd.DataFrame, metric: str) -> Figure:
+    """One panel per arm, one line per seed: the mean training loss per epoch above, the validation metric below,
+    and a dot on both at the epoch whose weights were kept (rows with `kept` true)."""
+    arms = arm_order(history["arm"])
+    columns = min(4, len(arms))
+    rows = math.ceil(len(arms) / columns)
+    figure = Figure(figsize=(3.4 * columns, 3.9 * rows + 0.5), layout="constrained")
+    panels = figure.subfigures(rows, columns, squeeze=False).ravel()
+    seeds = sorted(history["seed"].unique())
+    palette = dict(zip(seeds, sns.color_palette("tab10" if len(seeds) <= 10 else "husl", n_colors=len(seeds))))
+    for panel, arm in zip(panels, arms):
+        _training_panel(panel, history[history["arm"] == arm], metric, palette)
+    handles = [Line2D([], [], color=palette[seed], label=f"seed {seed}") for seed in seeds]
+    handles.append(Line2D([], [], color="0.3", marker="o", linestyle="none", label="kept epoch (best_epoch)"))
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize="small")
+    return figure
+
+
+def _training_panel(panel, history: pd.DataFrame, metric: str, palette: dict) -> None:
+    """The loss and validation axes of one arm's cells (one fraction), one line per seed."""
+    loss_axes, metric_axes = panel.subplots(2, 1, sharex=True)
+    for seed, epochs in history.groupby("seed", sort=True):
+        kept = epochs[epochs["kept"]]
+        for axes, column in ((loss_axes, "loss"), (metric_axes, metric)):
+            axes.plot(epochs["epoch"], epochs[column], color=palette[seed], linewidth=1.2)
+            axes.plot(kept["epoch"], kept[column], color=palette[seed], marker="o", linestyle="none")
+    panel.suptitle(f"{history['arm'].iloc[0]}, fraction {history['fraction'].iloc[0]:g}", fontsize=9)
+    loss_axes.set_ylabel("training loss", fontsize=8)
+    metric_axes.set_ylabel(f"validation {metric.removeprefix('val_')}", fontsize=8)
+    metric_axes.set_xlabel("epoch", fontsize=8)
+    metric_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for axes in (loss_axes, metric_axes):
+        axes.tick_params(labelsize=7)
+        axes.grid(True, alpha=0.3)
+
+
 # ---------------------------------------------------------------------------------------------- heatmaps
 def heatmap(summary: pd.DataFrame, rows: list[tuple[str, str]], metric: str, title: str) -> Figure:
-    """Mean metric per (row label, arm) x fraction; the best value of each fraction is boxed; † marks degenerate."""
+    """Mean metric per (row label, arm) x fraction; the best value of each fraction is boxed; † marks no ranking,
+    ‡ collapsed cells."""
     fractions = sorted(summary["fraction"].unique())
     by_key = summary.set_index(["arm", "fraction"])
     values = np.full((len(rows), len(fractions)), np.nan)
@@ -95,7 +135,7 @@ def heatmap(summary: pd.DataFrame, rows: list[tuple[str, str]], metric: str, tit
             if (arm, fraction) in by_key.index:
                 row = by_key.loc[(arm, fraction)]
                 values[i, j] = row[f"{metric}_mean"]
-                text[i, j] = f"{values[i, j]:.3f}" + (DAGGER if row["degenerate"] else "")
+                text[i, j] = f"{values[i, j]:.3f}" + marks(row["no_ranking"], row["collapsed"])
     figure = Figure(figsize=(1.3 * len(fractions) + 3, 0.55 * len(rows) + 1.6), layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(values, cmap="viridis", aspect="auto")
@@ -176,7 +216,7 @@ def critical_difference(tests: pd.DataFrame, ranks: pd.DataFrame) -> Figure:
             depth = -top - 0.45 * (position if left else len(at) - 1 - position)
             end = 0.8 if left else k + 0.2
             axes.plot([row.mean_rank, row.mean_rank, end], [0, depth, depth], color="0.35", linewidth=0.8)
-            label = f"{row.arm}{DAGGER if row.degenerate else ''} ({row.mean_rank:.2f})"
+            label = f"{row.arm}{marks(row.no_ranking, row.collapsed)} ({row.mean_rank:.2f})"
             axes.text(end - 0.05 if left else end + 0.05, depth, label, ha="right" if left else "left", va="center",
                       fontsize=7.5)
         axes.set_title(f"fraction {test.fraction:g}: Friedman p = {test.p:.3g}, {test.n_seeds} seeds", fontsize=9)

@@ -7,6 +7,7 @@ use fixed seeds, and no date or path that changes between builds is written.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import logging
@@ -18,9 +19,11 @@ from sklearn.metrics import confusion_matrix
 
 from study import figures, references, tables
 from study.analysis import (
-    DEGENERATE_AUC_MARGIN,
-    DEGENERATE_SHARE,
+    COLLAPSE_SHARE,
+    KEYS,
     METRICS,
+    NO_RANKING_AUC_MARGIN,
+    RULE_FREE_METRICS,
     arm_order,
     best_cell,
     flagged,
@@ -34,7 +37,7 @@ from study.embedding import FeaturesError, features_path, tsne_map
 from study.protocol import Protocol
 from study.render.document import Document, Figure, Section, Table
 from study.render.files import write_document
-from study.significance import friedman_tables, mcnemar_table, nemenyi_table, pairwise_table
+from study.significance import friedman_tables, mcnemar_table, nemenyi_table, paired_values, pairwise_table
 from study.store import ResultStore
 from study.tuning.units import current_choices
 from study.tuning.units import direction as tuning_direction
@@ -42,12 +45,15 @@ from study.tuning.units import direction as tuning_direction
 log = logging.getLogger(__name__)
 
 STRATEGIES = ["scratch", "frozen", "finetune", "truncate"]
-CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv
+CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv (columns a cell stored; older cells lack some)
     "run_id", "status", "arm", "strategy", "fraction", "seed", "n_train", "n_val", "n_test", "backbone", "weights",
-    "lr_backbone", "lr_head", "lr_output", "accuracy", "top2_accuracy", "balanced_accuracy", "auc", "f1_macro",
-    "log_loss", "majority_rate", "max_predicted_share", "degenerate", "epochs", "best_epoch", "monitor",
-    "monitor_value", "train_seconds", "trace_seconds", "adopted_from", "error",
+    "resize", "lr_backbone", "lr_head", "lr_output", "accuracy", "top2_accuracy", "balanced_accuracy", "auc",
+    "f1_macro", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op", "operating_rule", "operating_point",
+    "majority_rate", "max_predicted_share", "degenerate", "no_ranking", "collapsed", "epochs", "best_epoch", "steps",
+    "steps_per_epoch", "precise_bn", "monitor", "monitor_value", "train_seconds", "trace_seconds", "threads",
+    "adopted_from", "error",
 ]
+KINDS = ["no_ranking", "collapsed"]  # the two kinds of degenerate cell (study.analysis.flagged)
 
 
 def build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[Path]:
@@ -72,10 +78,11 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
         sections.append(Section("Results", ["No finished cells: there is nothing to summarize yet."]))
         return Document(title, sections + [_cell_lists(done, failed)])
     spec = protocol.report
-    summary = summarize(done)
+    summary = _summary(done)
     sections += [
         _claims(protocol, done),
-        _learning_curves(summary, spec),
+        _learning_curves(summary, done, spec),
+        _training_curves(done),
         _published(protocol, summary),
         _pairwise(done, spec),
         _friedman(done, spec),
@@ -105,8 +112,57 @@ def tuning_table(choices: list[dict], done: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[order].reset_index(drop=True)
 
 
+def training_history(done: pd.DataFrame) -> pd.DataFrame:
+    """One row per epoch of every seed's cell of each arm at the arm's largest fraction with a stored history
+    (history_json); `kept` marks the epoch whose weights were kept (best_epoch). Empty when no cell stored one."""
+    if "history_json" not in done.columns:
+        return pd.DataFrame()
+    stored = done[done["history_json"].map(_has_history)]
+    drawn = stored[stored["fraction"] == stored.groupby("arm")["fraction"].transform("max")]
+    epochs = [_epochs(cell) for _, cell in drawn.iterrows()]
+    return pd.concat(epochs, ignore_index=True) if epochs else pd.DataFrame()
+
+
+def _has_history(value) -> bool:
+    """Whether a stored history_json value holds at least one epoch."""
+    return isinstance(value, str) and bool(json.loads(value))
+
+
+def _epochs(cell: pd.Series) -> pd.DataFrame:
+    """A cell's stored history as rows, led by the cell's arm, fraction, seed and run id."""
+    frame = pd.DataFrame(json.loads(cell["history_json"]))
+    for position, column in enumerate(["arm", "fraction", "seed", "run_id"]):
+        frame.insert(position, column, cell[column])
+    return frame.assign(kept=frame["epoch"] == cell["best_epoch"])
+
+
+def validation_key(history: pd.DataFrame, done: pd.DataFrame) -> str:
+    """The history key drawn as the validation metric: the cells' monitor when one monitor was stored for every
+    epoch drawn, else val_auc."""
+    monitors = done.loc[done["run_id"].isin(history["run_id"]), "monitor"].unique()
+    if len(monitors) == 1 and monitors[0] in history.columns and history[monitors[0]].notna().all():
+        return str(monitors[0])
+    return "val_auc"
+
+
 def _figure(name: str, caption: str, figure) -> Figure:
     return Figure(name, caption, *figures.encode(figure))
+
+
+def _summary(done: pd.DataFrame) -> pd.DataFrame:
+    """Summaries over seeds with the counts of cells with no ranking and collapsed per arm and fraction."""
+    summary = summarize(done)
+    return summary.assign(**_kind_counts(done, KEYS, summary[KEYS]))
+
+
+def _kind_counts(done: pd.DataFrame, keys: list[str], rows: pd.DataFrame) -> dict[str, list[int]]:
+    """Per row of rows (values of done's keys, in order): how many of done's cells there have no ranking and how
+    many collapsed (0 where none)."""
+    counters = {kind: collections.Counter() for kind in KINDS}
+    for cell in done[[*keys, *KINDS]].itertuples(index=False):
+        for kind, flag in zip(KINDS, cell[len(keys):]):
+            counters[kind][tuple(cell[:len(keys)])] += int(flag)
+    return {kind: [counter[tuple(row)] for row in rows.itertuples(index=False)] for kind, counter in counters.items()}
 
 
 # --------------------------------------------------------------------------------------------- sections
@@ -125,11 +181,10 @@ def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, repl
     paragraphs = [
         f"Dataset: {dataset.source} {name} at {dataset.size} px. Backbone: {protocol.backbone.name} "
         f"({protocol.backbone.weights} weights; scratch arms start from random weights)." + _own_backbones(protocol),
-        f"Cells: {len(done)} done, {len(failed)} failed, {int(done['degenerate'].sum())} degenerate. "
-        f"A cell is degenerate (marked {tables.DAGGER}) when it predicts one class for at least {DEGENERATE_SHARE:.0%} "
-        f"of the test images or its AUC is within {DEGENERATE_AUC_MARGIN} of 0.5; degenerate cells are "
-        + ("left out of claims" if spec.exclude_degenerate else "kept in claims")
-        + " (report.exclude_degenerate) unless a claim says otherwise.",
+        _cell_counts(done, failed),
+        *_degenerate_rules(spec.exclude_degenerate),
+        f"Image resize filter (to {dataset.size} px): {_stored_values(done, 'resize')}. TensorFlow threads per "
+        f"cell: {_stored_values(done, 'threads')}.",
         f"Report metric: {spec.metric}; significance level alpha = {spec.alpha:g}; target for the training size "
         f"needed: {'none set (report.target)' if spec.target is None else f'{spec.metric} = {spec.target:g}'}.",
         "Versions stored with the cells: " + _versions(done) + ".",
@@ -138,6 +193,52 @@ def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, repl
         paragraphs.append(f"{replaced} stored cell(s) share arm, fraction and seed with a newer cell (results of an "
                           "earlier version of the protocol) and are left out; the newest is used.")
     return Section("Overview", paragraphs)
+
+
+def _cell_counts(done: pd.DataFrame, failed: pd.DataFrame) -> str:
+    """The overview's count of done, failed and degenerate cells, the two kinds of degenerate cell apart."""
+    both = int((done["no_ranking"] & done["collapsed"]).sum())
+    return (f"Cells: {len(done)} done, {len(failed)} failed, {int(done['degenerate'].sum())} degenerate: "
+            f"{int(done['no_ranking'].sum())} with no ranking ({tables.DAGGER}), {int(done['collapsed'].sum())} "
+            f"collapsed at 0.5 ({tables.DOUBLE_DAGGER})" + (f", {both} of them both" if both else "") + ".")
+
+
+def _degenerate_rules(exclude: bool) -> list[str]:
+    """What makes a cell degenerate, each kind in a sentence, and what claims do with it."""
+    switch = "report.exclude_degenerate" if exclude else "report.exclude_degenerate: false"
+    return [
+        f"No ranking ({tables.DAGGER}): the test AUC is within {NO_RANKING_AUC_MARGIN} of chance (0.5), so the scores "
+        "do not order the classes; such cells are shown, and "
+        + ("left out of claims" if exclude else "kept in claims") + f" ({switch}) unless a claim says otherwise.",
+        f"Collapsed at 0.5 ({tables.DOUBLE_DAGGER}): at the default rule (the most probable class; threshold 0.5 "
+        f"with two classes) the cell predicts one class for at least {COLLAPSE_SHARE:.0%} of the test images, while "
+        "its scores may still rank them; such cells are shown, and "
+        + (f"kept in claims on {_listed(RULE_FREE_METRICS)} but left out of claims on the argmax-based metrics "
+           f"{_listed(set(METRICS) - RULE_FREE_METRICS)}" if exclude else "kept in claims")
+        + f" ({switch}) unless a claim says otherwise.",
+    ]
+
+
+def _listed(metrics: set[str]) -> str:
+    """The metrics in the report's order, comma-separated."""
+    return ", ".join(metric for metric in METRICS if metric in metrics)
+
+
+def _stored_values(done: pd.DataFrame, column: str) -> str:
+    """The distinct values cells stored in a column, each with its cell count when they differ; 'not stored' stands
+    for cells stored before the column existed."""
+    values = done[column] if column in done.columns else pd.Series(None, index=done.index, dtype=object)
+    counts = pd.Series([_stored_text(value) for value in values], dtype=object).value_counts().sort_index()
+    if len(counts) <= 1:
+        return next(iter(counts.index), "not stored")
+    return ", ".join(f"{value} ({count} cells)" for value, count in counts.items())
+
+
+def _stored_text(value) -> str:
+    """A stored value as text: whole floats as integers (a column with gaps reads back as float)."""
+    if pd.isna(value):
+        return "not stored"
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _tuning(protocol: Protocol, done: pd.DataFrame, choices: list[dict]) -> Section | None:
@@ -191,8 +292,9 @@ def _claims(protocol: Protocol, done: pd.DataFrame) -> Section:
     ])
 
 
-def _learning_curves(summary: pd.DataFrame, spec) -> Section:
+def _learning_curves(summary: pd.DataFrame, done: pd.DataFrame, spec) -> Section:
     curves = fit_curves(summary, spec.metric, spec.target)
+    curves = curves.assign(**_kind_counts(done, ["arm"], curves[["arm"]]))
     return Section("Learning curves", [
         f"Mean {spec.metric} over seeds against training images, with 95% t intervals. Per arm, an inverse power law "
         "a - b n^-c fitted by weighted least squares (weights: standard errors over seeds; b >= 0, 0.01 <= c <= 3, "
@@ -200,7 +302,8 @@ def _learning_curves(summary: pd.DataFrame, spec) -> Section:
         "Extrapolations are marked as such.",
     ], [
         Table(f"summary_{spec.metric}",
-              f"{spec.metric}: mean [95% CI] over seeds ({tables.DAGGER}k/n: k of n seeds degenerate)",
+              f"{spec.metric}: mean [95% CI] over seeds ({tables.DAGGER}k/n: k of n seeds with no ranking; "
+              f"{tables.DOUBLE_DAGGER}m: m collapsed at 0.5)",
               tables.metric_wide(summary, spec.metric)),
         _figure("learning_curve", f"{spec.metric} against training-set size with fitted inverse power laws",
                 figures.learning_curves(summary, curves, spec.metric, spec.target)),
@@ -209,8 +312,39 @@ def _learning_curves(summary: pd.DataFrame, spec) -> Section:
     ])
 
 
+def _training_curves(done: pd.DataFrame) -> Section:
+    history = training_history(done)
+    if history.empty:
+        return Section("Training curves", ["No training curves: no stored cell has its per-epoch history "
+                                           "(history_json; cells stored before it was recorded lack it)."])
+    metric = validation_key(history, done)
+    caption = (f"Per arm at its largest fraction, one line per seed: mean training loss per epoch (top) and the "
+               f"validation value {metric} (bottom); dots: the epoch whose weights were kept (best_epoch)")
+    return Section("Training curves", [
+        f"Every seed's cell of each arm at the arm's largest fraction with a stored history: the mean training loss "
+        f"of each epoch and the validation value {metric} after it; a dot marks the epoch whose weights the cell kept "
+        "(best_epoch), which test metrics are measured with. tables/training_curves.csv holds the epochs drawn, with "
+        "every validation value and learning rate stored per epoch.",
+    ], [
+        _figure("training_curves", caption, figures.training_curves(history, metric)),
+        Table("training_curves", "Per-epoch training history of the cells drawn (CSV only)", None, history),
+    ])
+
+
+def _pairwise_with_kinds(pairwise: pd.DataFrame, done: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The pairwise table with, per side, how many of the paired cells have no ranking and how many collapsed."""
+    columns = {f"{kind}_{side}": [] for side in ("a", "b") for kind in KINDS}
+    for row in pairwise.itertuples(index=False):
+        seeds = paired_values(done, metric, row.arm_a, row.arm_b, row.fraction)["seed"]
+        for side, arm in (("a", row.arm_a), ("b", row.arm_b)):
+            paired = done[(done["arm"] == arm) & (done["fraction"] == row.fraction) & done["seed"].isin(seeds)]
+            for kind in KINDS:
+                columns[f"{kind}_{side}"].append(int(paired[kind].sum()))
+    return pairwise.assign(**columns)
+
+
 def _pairwise(done: pd.DataFrame, spec) -> Section:
-    pairwise = pairwise_table(done, spec.metric)
+    pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric), done, spec.metric)
     if pairwise.empty:
         return Section("Pairwise comparisons", ["One arm only: there are no pairs of arms to compare."])
     return Section("Pairwise comparisons", [
@@ -218,7 +352,8 @@ def _pairwise(done: pd.DataFrame, spec) -> Section:
         "95% percentile bootstrap interval (9999 resamples, fixed seed), the paired t-test and the Wilcoxon "
         "signed-rank "
         "test, each Holm-adjusted over the pairs of its fraction. Degenerate cells are included here and counted "
-        f"({tables.DAGGER}k: k pairs involve a degenerate cell of that arm).",
+        f"({tables.DAGGER}k: k pairs involve a cell of that arm with no ranking; {tables.DOUBLE_DAGGER}m: m a "
+        "collapsed one).",
     ], [
         Table("pairwise", f"Pairwise tests on {spec.metric}", tables.pairwise(pairwise), pairwise),
         _figure("significance", "Mean paired differences (row - column); stars: Holm-adjusted t-test",
@@ -226,8 +361,17 @@ def _pairwise(done: pd.DataFrame, spec) -> Section:
     ])
 
 
+def _ranks_with_kinds(ranks: pd.DataFrame, done: pd.DataFrame, spec) -> pd.DataFrame:
+    """The ranks table with how many ranked cells have no ranking and how many collapsed: friedman_tables counts
+    the `degenerate` cells of the seeds it ranks, so it is run again with `degenerate` standing for each kind."""
+    return ranks.assign(**{
+        kind: friedman_tables(done.assign(degenerate=done[kind]), spec.metric, spec.alpha)[1]["degenerate"].to_numpy()
+        for kind in KINDS})
+
+
 def _friedman(done: pd.DataFrame, spec) -> Section:
     tests, ranks = friedman_tables(done, spec.metric, spec.alpha)
+    ranks = _ranks_with_kinds(ranks, done, spec)
     items: list = [Table("friedman", f"Friedman test across arms on {spec.metric}", tables.friedman(tests), tests)]
     if len(ranks):
         nemenyi = nemenyi_table(tests, ranks)
@@ -246,10 +390,19 @@ def _friedman(done: pd.DataFrame, spec) -> Section:
     ], items)
 
 
+def _mcnemar_with_kinds(frame: pd.DataFrame, done: pd.DataFrame) -> pd.DataFrame:
+    """The McNemar table with, per side, whether its best cell has no ranking and whether it collapsed."""
+    for side in ("a", "b"):
+        best = frame[[f"arm_{side}", "fraction", f"seed_{side}"]]
+        counts = _kind_counts(done, ["arm", "fraction", "seed"], best)
+        frame = frame.assign(**{f"{kind}_{side}": [bool(n) for n in counts[kind]] for kind in KINDS})
+    return frame
+
+
 def _mcnemar(protocol: Protocol, done: pd.DataFrame, predictions) -> Section:
     present = [s for s in STRATEGIES if s in set(done["strategy"])]
     pairs = protocol.report.mcnemar or [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
-    frame = mcnemar_table(done, [tuple(pair) for pair in pairs], predictions)
+    frame = _mcnemar_with_kinds(mcnemar_table(done, [tuple(pair) for pair in pairs], predictions), done)
     return Section("McNemar tests of the best cells", [
         "For each pair of strategies (or arms, report.mcnemar) and fraction, the best single cell of each side by "
         "validation score; McNemar's exact test on which test images each got right (matched by image id), "
@@ -287,7 +440,8 @@ def _images(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, predi
             continue
         k = len([c for c in frame.columns if c.startswith("prob_")])
         counts = confusion_matrix(frame["label"], frame["predicted"], labels=list(range(k)))
-        mark = f" {tables.DAGGER}" if cell["degenerate"] else ""
+        mark = tables.marks(cell["no_ranking"], cell["collapsed"])
+        mark = f" {mark}" if mark else ""
         panels.append((f"{strategy}: {cell['arm']} seed {int(cell['seed'])}{mark}", counts))
         rows += [{"strategy": strategy, "arm": cell["arm"], "seed": int(cell["seed"]), "run_id": cell["run_id"],
                   "true": i, "predicted": j, "count": int(n)} for (i, j), n in np.ndenumerate(counts)]
@@ -340,9 +494,12 @@ def _cell_lists(done: pd.DataFrame, failed: pd.DataFrame) -> Section:
     items = []
     degenerate = done[done["degenerate"]] if len(done) else done
     if len(degenerate):
-        columns = ["run_id", "arm", "fraction", "seed", "max_predicted_share", "majority_rate", "auc", "accuracy"]
-        items.append(Table("degenerate_cells", f"{tables.DAGGER} Degenerate cells",
-                           tables.cells_list(degenerate, columns)))
+        kinds = [tables.degenerate_kind(*flags) for flags in zip(degenerate["no_ranking"], degenerate["collapsed"])]
+        columns = ["run_id", "arm", "fraction", "seed", "kind", "max_predicted_share", "majority_rate", "auc",
+                   "accuracy", *(["accuracy_op"] if "accuracy_op" in done.columns else [])]
+        items.append(Table("degenerate_cells", f"Degenerate cells ({tables.DAGGER} no ranking, "
+                                               f"{tables.DOUBLE_DAGGER} collapsed at 0.5)",
+                           tables.cells_list(degenerate.assign(kind=kinds), columns)))
     if len(failed):
         failed = failed.sort_values("run_id", kind="mergesort")
         columns = ["run_id", "arm", "fraction", "seed", "error"]
@@ -361,16 +518,25 @@ def _published(protocol: Protocol, summary: pd.DataFrame) -> Section | None:
         return None
     note = ("Published numbers for this dataset (official split, whole training split) beside this run's arms at "
             "fraction 1 (mean ± sd over seeds). They come from other models, input sizes and training budgets, so "
-            "they are context, not a test; no claim is decided by them.")
+            "they are context, not a test; no claim is decided by them. Published accuracies use the default rule "
+            "(the most probable class); accuracy (val. operating point) is this run's test accuracy at the threshold "
+            "(two classes) or class-prior correction (3+ classes) chosen on the validation split (accuracy_op).")
     if not (summary["fraction"] == 1.0).any():
         note += " This run has no fraction 1, so only the published rows are shown."
     return Section("Published reference numbers", [note], [Table("published", "published and this run's numbers", frame)])
 
 
 def _all_metrics(summary: pd.DataFrame, shown: str) -> Section:
-    items = [
-        Table(f"summary_{metric}", f"{metric}: mean [95% CI] over seeds", tables.metric_wide(summary, metric))
-        for metric in METRICS if metric != shown and summary[f"{metric}_mean"].notna().any()
-    ]
-    return Section("All metrics", [f"The other stored test metrics ({shown} is under Learning curves), mean and 95% t "
-                                   "interval over seeds."], items)
+    metrics = [metric for metric in METRICS if metric != shown and summary[f"{metric}_mean"].notna().any()]
+    items = [Table(f"summary_{metric}", f"{metric}: mean [95% CI] over seeds"
+                   + (", at the operating point chosen on validation" if metric.endswith("_op") else ""),
+                   tables.metric_wide(summary, metric)) for metric in metrics]
+    paragraphs = [f"The other stored test metrics ({shown} is under Learning curves), mean and 95% t interval over "
+                  "seeds."]
+    if any(metric.endswith("_op") for metric in metrics):
+        paragraphs.append(
+            "The *_op metrics are measured at an operating point chosen on the validation split alone: with two "
+            "classes the threshold on P(class 1) that maximises Youden's J, with 3+ classes the class-prior "
+            "correction p_c * prior_c^t with t chosen for the best balanced accuracy (operating_rule and "
+            "operating_point in tables/cells.csv). The other metrics use the default rule, the most probable class.")
+    return Section("All metrics", paragraphs, items)

@@ -1,4 +1,5 @@
-"""Display versions of the analysis tables: numbers formatted, degenerate cells marked with †, wide layouts.
+"""Display versions of the analysis tables: numbers formatted, degenerate cells marked (no ranking †, collapsed at
+0.5 ‡), wide layouts.
 
 Input frames come from analysis, significance, curves and claims; output frames hold strings only.
 """
@@ -12,7 +13,8 @@ import pandas as pd
 
 from study.analysis import arm_order
 
-DAGGER = "†"
+DAGGER = "†"  # a cell with no ranking: AUC near chance
+DOUBLE_DAGGER = "‡"  # a cell collapsed at 0.5: one class for (almost) every test image at the argmax rule
 
 
 def num(value, digits: int = 3) -> str:
@@ -45,11 +47,31 @@ def _estimates(frame: pd.DataFrame, column: str) -> list[str]:
     return [estimate(*v, sign=True) for v in zip(frame[column], frame["ci_low"], frame["ci_high"])]
 
 
-def flag(count, total=None) -> str:
-    """'' for no degenerate cell, else '†k' or '†k/n'."""
-    if not count:
-        return ""
-    return f" {DAGGER}{int(count)}" + ("" if total is None else f"/{int(total)}")
+def flag(no_ranking, total=None, collapsed=0) -> str:
+    """'' for no degenerate cell, else ' †k' or ' †k/n' (k of n cells with no ranking) and ' ‡m' (m collapsed)."""
+    text = ""
+    if no_ranking:
+        text += f" {DAGGER}{int(no_ranking)}" + ("" if total is None else f"/{int(total)}")
+    if collapsed:
+        text += f" {DOUBLE_DAGGER}{int(collapsed)}"
+    return text
+
+
+def marks(no_ranking, collapsed) -> str:
+    """The marks of one cell: '†' for no ranking, '‡' for collapsed, both, or ''."""
+    return (DAGGER if no_ranking else "") + (DOUBLE_DAGGER if collapsed else "")
+
+
+def degenerate_kind(no_ranking, collapsed) -> str:
+    """The kind of degenerate cell in words, with its marks."""
+    return ", ".join(([f"no ranking {DAGGER}"] if no_ranking else [])
+                     + ([f"collapsed at 0.5 {DOUBLE_DAGGER}"] if collapsed else []))
+
+
+def _flags(frame: pd.DataFrame, suffix: str = "", totals: str | None = None) -> list[str]:
+    """flag() of every row from its no_ranking and collapsed counts (columns with the suffix) and totals column."""
+    total = frame[totals] if totals else [None] * len(frame)
+    return [flag(n, t, c) for n, t, c in zip(frame[f"no_ranking{suffix}"], total, frame[f"collapsed{suffix}"])]
 
 
 def fraction_label(summary: pd.DataFrame, fraction: float) -> str:
@@ -59,7 +81,7 @@ def fraction_label(summary: pd.DataFrame, fraction: float) -> str:
 
 
 def metric_wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Arms as rows, fractions as columns: 'mean [ci_low, ci_high] †k/n' per cell."""
+    """Arms as rows, fractions as columns: 'mean [ci_low, ci_high] †k/n ‡m' per cell."""
     fractions = sorted(summary["fraction"].unique())
     by_key = {(row.arm, row.fraction): row for row in summary.itertuples(index=False)}
     rows = []
@@ -69,7 +91,7 @@ def metric_wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
             cell = by_key.get((arm, fraction))
             values = [getattr(cell, f"{metric}_{s}") for s in ("mean", "ci_low", "ci_high")] if cell else []
             row[fraction_label(summary, fraction)] = "-" if cell is None else (
-                estimate(*values) + flag(cell.degenerate, cell.n_seeds))
+                estimate(*values) + flag(cell.no_ranking, cell.n_seeds, cell.collapsed))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -77,8 +99,8 @@ def metric_wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
 def pairwise(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "fraction": frame["fraction"].map("{:g}".format),
-        "a": frame["arm_a"] + frame["degenerate_a"].map(flag),
-        "b": frame["arm_b"] + frame["degenerate_b"].map(flag),
+        "a": frame["arm_a"] + _flags(frame, "_a"),
+        "b": frame["arm_b"] + _flags(frame, "_b"),
         "pairs": frame["n_pairs"].astype(str),
         "mean a - b [95% CI]": _estimates(frame, "mean_diff"),
         "t-test p": frame["t_p"].map(pval), "t p (Holm)": frame["t_p_holm"].map(pval),
@@ -100,19 +122,23 @@ def ranks_wide(ranks: pd.DataFrame) -> pd.DataFrame:
     for arm in arm_order(ranks["arm"]):
         row = {"arm": arm}
         for item in ranks[ranks["arm"] == arm].itertuples(index=False):
-            row[f"{item.fraction:g}"] = num(item.mean_rank, 2) + flag(item.degenerate)
+            row[f"{item.fraction:g}"] = num(item.mean_rank, 2) + flag(item.no_ranking, collapsed=item.collapsed)
         rows.append(row)
     return pd.DataFrame(rows).fillna("-")
 
 
 def mcnemar(frame: pd.DataFrame) -> pd.DataFrame:
-    def cell(arm, seed, degenerate) -> str:
-        return "-" if pd.isna(arm) else f"{arm} s{int(seed)}" + (f" {DAGGER}" if degenerate is True else "")
+    def cell(arm, seed, no_ranking, collapsed) -> str:
+        mark = marks(no_ranking, collapsed)
+        return "-" if pd.isna(arm) else f"{arm} s{int(seed)}" + (f" {mark}" if mark else "")
+
+    def cells(side: str) -> list[str]:
+        return [cell(*v) for v in zip(frame[f"arm_{side}"], frame[f"seed_{side}"], frame[f"no_ranking_{side}"],
+                                      frame[f"collapsed_{side}"])]
 
     return pd.DataFrame({
         "a": frame["a"], "b": frame["b"], "fraction": frame["fraction"].map("{:g}".format),
-        "best cell a": [cell(*v) for v in zip(frame["arm_a"], frame["seed_a"], frame["degenerate_a"])],
-        "best cell b": [cell(*v) for v in zip(frame["arm_b"], frame["seed_b"], frame["degenerate_b"])],
+        "best cell a": cells("a"), "best cell b": cells("b"),
         "images": frame["n_images"].map(lambda v: "-" if pd.isna(v) else str(int(v))),
         "only a right": frame["only_a"].map(lambda v: "-" if pd.isna(v) else str(int(v))),
         "only b right": frame["only_b"].map(lambda v: "-" if pd.isna(v) else str(int(v))),
@@ -123,7 +149,7 @@ def mcnemar(frame: pd.DataFrame) -> pd.DataFrame:
 
 def curves(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "arm": frame["arm"] + frame["degenerate"].map(flag), "sizes": frame["n_sizes"].astype(str),
+        "arm": frame["arm"] + _flags(frame), "sizes": frame["n_sizes"].astype(str),
         "a (asymptote)": frame["a"].map(num), "b": frame["b"].map(lambda v: num(v, 3)), "c": frame["c"].map(num),
         "RMSE": frame["rmse"].map(lambda v: num(v, 4)),
         "target": frame["target"].map(lambda v: "-" if pd.isna(v) else f"{v:g}"),
@@ -135,7 +161,7 @@ def curves(frame: pd.DataFrame) -> pd.DataFrame:
 def topk(summary: pd.DataFrame) -> pd.DataFrame:
     """Top-1 and (with 3+ classes) top-2 accuracy per arm and fraction, mean [95% CI] over seeds."""
     frame = pd.DataFrame({
-        "arm": summary["arm"] + [flag(d, n) for d, n in zip(summary["degenerate"], summary["n_seeds"])],
+        "arm": summary["arm"] + _flags(summary, totals="n_seeds"),
         "fraction": summary["fraction"].map("{:g}".format), "n_train": summary["n_train"].astype(str),
         "top-1 accuracy": [estimate(*v) for v in
                            zip(summary["accuracy_mean"], summary["accuracy_ci_low"], summary["accuracy_ci_high"])],
@@ -160,7 +186,7 @@ def claim_details(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "claim": frame["claim"], "fraction": frame["fraction"].map("{:g}".format),
         "a": frame["arm_a"].fillna("-"), "b": frame["arm_b"].fillna("-"),
-        "pairs": [f"{n}" + (f" ({d} {DAGGER} dropped)" if d else "")
+        "pairs": [f"{n}" + (f" ({d} dropped as degenerate)" if d else "")
                   for n, d in zip(frame["n_pairs"], frame["dropped_degenerate"])],
         "effect [95% CI]": _estimates(frame, "effect"),
         "t p": frame["t_p"].map(pval), "t p (Holm)": frame["t_p_holm"].map(pval),

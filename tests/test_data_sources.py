@@ -384,3 +384,18 @@ def test_unreadable_cache_is_rebuilt(tmp_path, caplog):
     dataset = load_dataset(spec, None, tmp_path)
     assert len(dataset) == 10 and "unreadable image cache" in caplog.text
     assert len(load_dataset(spec, None, tmp_path)) == 10
+
+
+def test_resize_filter_is_the_protocols_choice(data_dir):
+    from typing import get_args
+
+    from study.data.images import FILTERS
+    from study.protocol import DatasetBase
+
+    assert set(get_args(DatasetBase.model_fields["resize"].annotation)) == set(FILTERS)
+    assert DatasetBase.model_fields["resize"].default == "bilinear"
+    raw = np.load(data_dir / "breastmnist.npz")["train_images"][:4]
+    nearest = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=56, resize="nearest"), data_dir, None)
+    np.testing.assert_array_equal(nearest.images[:4, ::2, ::2, 0], raw)  # 28 -> 56 px: each pixel doubled
+    bilinear = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=56), data_dir, None)
+    assert not np.array_equal(bilinear.images, nearest.images)

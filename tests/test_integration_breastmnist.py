@@ -35,7 +35,8 @@ def test_transfer_beats_majority_class_on_real_breastmnist(tmp_path, shared_data
     majority = cells["majority_rate"].iloc[0]
     assert majority == pytest.approx(114 / 156)
     for arm, row in cells.iterrows():
-        assert row["accuracy"] > majority, f"{arm}: accuracy {row['accuracy']:.3f} <= majority rate {majority:.3f}"
+        # at the operating point chosen on validation (class-weighted training moves the argmax's threshold)
+        assert row["accuracy_op"] > majority, f"{arm}: accuracy {row['accuracy_op']:.3f} <= majority {majority:.3f}"
         assert row["auc"] > 0.7, f"{arm}: AUC {row['auc']:.3f}"
         assert row["max_predicted_share"] < 0.95, f"{arm} predicts one class"
     assert cells.loc["frozen", "trainable_params"] < cells.loc["finetune(depth=2)", "trainable_params"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from study.analysis import flagged, summarize
 from study.protocol import parse_protocol
 from study.references import REFERENCES, comparison
 from study.report import report_document
 from conftest import study_command
-from test_report_synthetic import grid_rows, protocol_text
+from test_report_synthetic import grid_rows, protocol_text, with_history
 
 
 def as_medmnist(text: str) -> str:
@@ -27,6 +28,20 @@ def test_a_medmnist_run_sits_beside_the_published_numbers_at_fraction_one():
     assert list(ours["training"]) == ["scratch, 3 seed(s)", "frozen, 3 seed(s)"]
     full = summary[(summary["fraction"] == 1.0) & (summary["arm"] == "frozen")].iloc[0]
     assert ours.iloc[1]["auc"] == f"{full['auc_mean']:.3f} ± {full['auc_std']:.3f}"
+
+
+def test_accuracy_at_the_validation_operating_point_sits_beside_plain_accuracy():
+    protocol = parse_protocol(as_medmnist(protocol_text(seeds=3)))
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3)
+    newer = comparison(protocol, summarize(flagged(pd.DataFrame([with_history(row) for row in rows]))))
+    older = comparison(protocol, summarize(flagged(pd.DataFrame(rows))))
+    column = "accuracy (val. operating point)"
+    assert list(newer.columns) == ["kind", "source", "model", "input px", "training", "accuracy", column, "auc"]
+    assert set(newer.loc[newer["kind"] == "published", column]) == {"-"}
+    ours = newer[newer["kind"] == "this run"]
+    assert all(float(op.split()[0]) == pytest.approx(float(plain.split()[0]) + 0.02, abs=1.5e-3)
+               for op, plain in zip(ours[column], ours["accuracy"]))
+    assert set(older.loc[older["kind"] == "this run", column]) == {"not stored"}
 
 
 def test_datasets_without_references_get_no_section(tmp_path):

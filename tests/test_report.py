@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -11,10 +12,19 @@ import pytest
 from PIL import Image
 from scipy import stats
 
+from study import figures, tables
 from study.analysis import METRICS, arm_order, flagged, is_degenerate, newest_per_key, summarize
 from study.protocol import load_protocol, parse_protocol
 from study.report import build_report, report_document
-from test_report_synthetic import N_TEST, cell_row, grid_rows, protocol_text, write_protocol, write_store
+from test_report_synthetic import (
+    N_TEST,
+    cell_row,
+    grid_rows,
+    protocol_text,
+    with_history,
+    write_protocol,
+    write_store,
+)
 
 ARMS = {
     "truncate(at=3)": ("truncate", None, 3.0),
@@ -125,11 +135,14 @@ def _features(path, n: int = 60, seed: int = 0) -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """A store where frozen beats scratch by construction, with a degenerate and a failed cell and features."""
+    """A store of cells with histories where frozen beats scratch by construction, with a collapsed cell, a cell with
+    no ranking, a failed cell and features."""
     root = tmp_path_factory.mktemp("report")
     rows = grid_rows({"scratch": 0.0, "frozen": 0.06, "finetune(depth=1)": 0.03, "finetune(depth=all)": 0.03,
                       "truncate(at=2)": 0.04}, noise=0.005)
-    rows[0] |= {"max_predicted_share": 1.0}  # scratch, fraction 0.1, seed 0
+    rows[0] |= {"max_predicted_share": 1.0}  # scratch, fraction 0.1, seed 0: collapsed
+    rows[58] |= {"auc": 0.51}  # finetune(depth=all), fraction 0.5, seed 1: no ranking
+    rows = [with_history(row) for row in rows]
     rows.append(cell_row("scratch", 0.1, 9, 0.5, status="failed", error="ResourceExhaustedError: OOM\nTraceback ..."))
     store = write_store(root / "results", rows)
     _features(store.root / "features" / "cnn-16px.npz")
@@ -146,23 +159,24 @@ def test_report_writes_every_format(built):
     assert (out / "report.md").is_file()
     tables = {p.name for p in (out / "tables").iterdir()}
     for name in ("summary", "summary_auc", "pairwise", "friedman", "ranks", "mcnemar", "curve_fits", "claims",
-                 "claim_fractions", "topk", "degenerate_cells", "failed_cells"):
+                 "claim_fractions", "topk", "degenerate_cells", "failed_cells", "training_curves",
+                 "summary_accuracy_op"):
         assert f"{name}.csv" in tables
     assert "summary_auc.tex" in tables and "summary.tex" not in tables  # CSV-only tables have no LaTeX
     figures = {p.name for p in (out / "figures").iterdir()}
-    for name in ("learning_curve", "significance", "critical_difference", "heatmap_depth", "confusion", "tsne"):
+    for name in ("learning_curve", "training_curves", "significance", "critical_difference", "heatmap_depth",
+                 "confusion", "tsne"):
         assert {f"{name}.png", f"{name}.svg"} <= figures
         with Image.open(out / "figures" / f"{name}.png") as image:
             assert image.format == "PNG" and image.width > 100
     assert not [p for p in out.rglob(".*")]  # no temporary files left
 
 
-def test_rebuilding_gives_identical_tables(built):
+def test_rebuilding_gives_identical_files(built):
     root, first, second = built
     assert [p.relative_to(root / "a") for p in first] == [p.relative_to(root / "b") for p in second]
-    for path in first:
-        if path.suffix in {".csv", ".tex", ".md"}:
-            assert path.read_bytes() == (root / "b" / path.relative_to(root / "a")).read_bytes(), path.name
+    for path in first:  # tables, figures (training curves included), Markdown and HTML
+        assert path.read_bytes() == (root / "b" / path.relative_to(root / "a")).read_bytes(), path.name
 
 
 def test_claims_in_the_report(built):
@@ -179,15 +193,107 @@ def test_markdown_marks_degenerate_and_failed_cells(built):
     root, _, _ = built
     text = (root / "a" / "report.md").read_text()
     assert text.startswith("# synth: synthetic results\n")
-    assert "Cells: 100 done, 1 failed, 1 degenerate." in text
-    assert "| scratch | 0.714 [0.659, 0.770] †1/5 |" in text and "**† Degenerate cells**" in text
+    assert "Cells: 100 done, 1 failed, 2 degenerate: 1 with no ranking (†), 1 collapsed at 0.5 (‡)." in text
+    assert "No ranking (†): the test AUC is within 0.02 of chance" in text
+    kept = ("kept in claims on auc, log_loss, accuracy_op, balanced_accuracy_op, f1_macro_op but left out of claims "
+            "on the argmax-based metrics accuracy, balanced_accuracy, f1_macro, top2_accuracy")
+    assert "Collapsed at 0.5 (‡): " in text and kept in text
+    assert "| scratch | 0.714 [0.659, 0.770] ‡1 |" in text and "| finetune(depth=all) |" in text
+    assert "**Degenerate cells († no ranking, ‡ collapsed at 0.5)**" in text
+    assert "| finetune(depth=all) | 0.5 | 1 | no ranking † |" in text.replace("| finetune_depthall-f0.5-s1 ", "")
+    assert "| scratch | 0.1 | 0 | collapsed at 0.5 ‡ |" in text.replace("| scratch-f0.1-s0 ", "")
     assert "ResourceExhaustedError: OOM |" in text and "Traceback" not in text
     assert "![auc against training-set size" in text and "(figures/learning_curve.png)" in text
     summary = pd.read_csv(root / "a" / "tables" / "summary.csv")
-    assert len(summary) == 5 * 4 and summary["degenerate"].sum() == 1
+    assert len(summary) == 5 * 4 and summary["degenerate"].sum() == 2
+    assert summary["no_ranking"].sum() == 1 and summary["collapsed"].sum() == 1
     cells = pd.read_csv(root / "a" / "tables" / "cells.csv")
-    assert len(cells) == 101 and cells["run_id"].is_unique and cells["degenerate"].sum() == 1
+    assert len(cells) == 101 and cells["run_id"].is_unique and cells["degenerate"].sum() == 2
+    assert cells["no_ranking"].sum() == 1 and cells["collapsed"].sum() == 1
     assert cells.loc[cells["status"] == "failed", "error"].str.startswith("ResourceExhaustedError").all()
+
+
+def test_cells_and_summaries_hold_the_operating_point_metrics(built):
+    root, _, _ = built
+    cells = pd.read_csv(root / "a" / "tables" / "cells.csv")
+    done = cells[cells["status"] == "done"]
+    assert {"accuracy_op", "balanced_accuracy_op", "f1_macro_op", "operating_point", "operating_rule"} <= set(cells)
+    assert np.allclose(done["accuracy_op"], done["accuracy"] + 0.02) and set(done["operating_rule"]) == {"youden"}
+    assert {"resize", "threads", "steps", "steps_per_epoch"} <= set(cells)
+    summary = pd.read_csv(root / "a" / "tables" / "summary.csv")
+    assert np.allclose(summary["accuracy_op_mean"], summary["accuracy_mean"] + 0.02)
+    text = (root / "a" / "report.md").read_text()
+    assert "**accuracy_op: mean [95% CI] over seeds, at the operating point chosen on validation**" in text
+    assert "maximises Youden's J" in text
+    assert "Image resize filter (to 16 px): bilinear. TensorFlow threads per cell: 1." in text
+
+
+def test_training_curves_of_every_arm_and_seed_at_the_largest_fraction(built):
+    root, _, _ = built
+    history = pd.read_csv(root / "a" / "tables" / "training_curves.csv")
+    assert set(history["fraction"]) == {1.0} and len(set(history["arm"])) == 5
+    assert (history.groupby("arm")["seed"].nunique() == 5).all() and len(history) == 5 * 5 * 10
+    kept = history[history["kept"]]
+    assert len(kept) == 25 and set(kept["epoch"]) == {7}
+    assert {"loss", "val_auc", "val_loss", "lr_backbone", "lr_head", "lr_output"} <= set(history)
+    text = (root / "a" / "report.md").read_text()
+    assert "## Training curves" in text and "(figures/training_curves.png)" in text
+    assert "validation value val_auc (bottom); dots: the epoch whose weights were kept (best_epoch)" in text
+
+
+def test_without_stored_histories_the_training_curves_say_so(tmp_path):
+    protocol = parse_protocol(protocol_text(seeds=3))
+    cells = pd.DataFrame(grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
+    document = report_document(protocol, cells, lambda run_id: None, tmp_path / "none.npz")
+    curves = next(section for section in document.sections if section.title == "Training curves")
+    assert curves.paragraphs == ["No training curves: no stored cell has its per-epoch history (history_json; cells "
+                                 "stored before it was recorded lack it)."] and not curves.items
+    overview = document.sections[0].paragraphs
+    assert "Image resize filter (to 16 px): not stored. TensorFlow threads per cell: not stored." in overview
+    assert "training_curves" not in {table.name for table in document.tables()}
+    assert not any(table.name.endswith("_op") for table in document.tables())
+
+
+def test_a_store_partly_with_histories_draws_the_cells_that_have_one(tmp_path):
+    protocol = parse_protocol(protocol_text(seeds=3))
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3)
+    rows = [with_history(row) if row["arm"] == "frozen" or row["fraction"] < 1 else row for row in rows]
+    document = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
+    history = next(table.data for table in document.tables() if table.name == "training_curves")
+    assert history.groupby("arm")["fraction"].max().to_dict() == {"frozen": 1.0, "scratch": 0.5}
+    assert "training_curves" in {figure.name for figure in document.figures()}
+    resize = f"Image resize filter (to 16 px): bilinear ({len(rows) - 3} cells), not stored (3 cells)."
+    assert any(paragraph.startswith(resize) for paragraph in document.sections[0].paragraphs)
+
+
+def test_a_cell_both_without_ranking_and_collapsed_is_counted_in_each_kind(tmp_path):
+    protocol = parse_protocol(protocol_text(seeds=3))
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3)
+    rows[0] |= {"auc": 0.5, "max_predicted_share": 1.0}
+    rows[1] |= {"max_predicted_share": 0.97}
+    document = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
+    counts = "Cells: 24 done, 0 failed, 2 degenerate: 1 with no ranking (†), 2 collapsed at 0.5 (‡), 1 of them both"
+    assert f"{counts}." in document.sections[0].paragraphs
+    listed = next(table.display for table in document.tables() if table.name == "degenerate_cells")
+    assert list(listed["kind"]) == ["no ranking †, collapsed at 0.5 ‡", "collapsed at 0.5 ‡"]
+
+
+def test_flags_count_no_ranking_and_collapsed_cells_apart():
+    assert tables.flag(1, 5) == " †1/5" and tables.flag(1, 5, 2) == " †1/5 ‡2" and tables.flag(0, 5, 1) == " ‡1"
+    assert tables.flag(0, 5, 0) == "" and tables.flag(2) == " †2"
+    assert tables.marks(True, True) == "†‡" and tables.marks(False, False) == ""
+
+
+def test_training_curves_of_many_arms_fill_a_grid():
+    history = pd.DataFrame([
+        {"arm": f"finetune(depth={depth})", "fraction": 1.0, "seed": seed, "epoch": epoch, "loss": 1 / epoch,
+         "val_auc": 0.7 + 0.01 * epoch, "kept": epoch == 3}
+        for depth in range(8) for seed in range(3) for epoch in range(1, 6)])
+    figure = figures.training_curves(history, "val_auc")
+    assert len(figure.axes) == 8 * 2 and tuple(figure.get_size_inches()) == pytest.approx((4 * 3.4, 2 * 3.9 + 0.5))
+    png, _ = figures.encode(figure)
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.width > 1000
 
 
 def test_tables_hold_the_tests(built):

@@ -3,6 +3,7 @@ and a check that they read back as a real run's store does."""
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
@@ -56,6 +57,22 @@ def cell_row(arm: str, fraction: float, seed: int, auc: float, **overrides) -> d
         "finished_at": f"2024-01-01T00:00:{seed:02d}",
     }
     return row | overrides
+
+
+def with_history(row: dict) -> dict:
+    """The row with the columns newer workers store: the per-epoch history (validation AUC peaks at best_epoch),
+    the operating-point metrics, the resize filter, threads and steps."""
+    epochs, best = row["epochs"], row["best_epoch"]
+    history = [{"epoch": e, "loss": round(0.2 + 0.6 / e, 6), "val_auc": round(row["auc"] - 0.01 * abs(e - best), 6),
+                "val_loss": round(1.3 - row["auc"] + 0.01 * abs(e - best), 6),
+                "val_accuracy": round(row["accuracy"], 6), "lr_backbone": 1e-4, "lr_head": 1e-3, "lr_output": 1e-3}
+               for e in range(1, epochs + 1)]
+    return row | {
+        "history_json": json.dumps(history), "accuracy_op": row["accuracy"] + 0.02,
+        "balanced_accuracy_op": row["balanced_accuracy"] + 0.03, "f1_macro_op": row["f1_macro"] + 0.03,
+        "operating_point": 0.42, "operating_rule": "youden", "resize": "bilinear", "threads": 1,
+        "steps": epochs * 7, "steps_per_epoch": 7,
+    }
 
 
 def predictions_for(row: dict) -> pd.DataFrame:

@@ -6,8 +6,9 @@ import pandas as pd
 
 _ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "†": r"\textsuperscript{\dag}", "≥": r"$\geq$",
-    "≤": r"$\leq$", "±": r"$\pm$", "−": "-", "×": r"$\times$",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "†": r"\textsuperscript{\dag}",
+    "‡": r"\textsuperscript{\ddag}", "≥": r"$\geq$", "≤": r"$\leq$", "±": r"$\pm$", "−": "-",
+    "×": r"$\times$",
 }
 
 
