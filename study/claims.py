@@ -1,18 +1,6 @@
 """The protocol's claims tested on flagged done cells (see analysis.flagged): a verdict per claim and per fraction.
 
-The rule (also in the README):
-- Each side of a claim is an arm, or a strategy / list of arms represented at each fraction by its arm with the best
-  mean validation score over seeds (the stored `monitor_value`, never a test metric).
-- At each fraction the two representatives are paired by seed; a pair is dropped when either cell is degenerate
-  for the claim's metric (analysis.excluded_for: no ranking, and for argmax-rule metrics also collapsed), unless
-  the claim or report keeps them. The advantage is a - b (b - a for metrics where lower is better).
-- The paired t-test of advantage + margin (margin 0 for `better`) is the deciding test, Holm-adjusted across the
-  claim's fractions that have at least MIN_PAIRS pairs. The Wilcoxon test must agree too wherever it can reach the
-  level at all: when fractions x 2 / 2**pairs <= alpha (with 3 seeds its smallest p is 0.25, so it cannot).
-- A fraction supports the claim when the adjusted t-test p < alpha, the 95% bootstrap interval of the advantage lies
-  above -margin and the Wilcoxon agrees where it can; it contradicts it in the mirror case (interval below -margin).
-- The claim is contradicted when any fraction contradicts it, supported when every fraction supports it, and
-  inconclusive otherwise (including fewer than MIN_PAIRS pairs, or no variance between seeds).
+RULE (below) is the rule in words; the report prints it and the README quotes it (a test checks they agree).
 """
 
 from __future__ import annotations
@@ -25,17 +13,35 @@ import pandas as pd
 from study.analysis import excluded_for, higher_is_better, representative_arm
 from study.protocol import ClaimSpec, ReportSpec
 from study.significance import paired_values
-from study.stats import BOOTSTRAP_RESAMPLES, bootstrap_mean_ci, holm, paired_comparison, wilcoxon_smallest_p
+from study.stats import BOOTSTRAP_RESAMPLES, Paired, holm, paired_comparison, wilcoxon_smallest_p
 from study.trend import chosen_positions, picks_per_fraction, trend_verdict
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 MIN_PAIRS = 3  # fewer seed pairs than this never decide a claim
 
 CLAIM_COLUMNS = [
-    "claim", "statement", "metric", "verdict", "reason", "effect", "ci_low", "ci_high", "effect_seeds", "p_holm",
+    "claim", "statement", "metric", "verdict", "reason", "effect", "ci_low", "ci_high", "effect_seeds", "effect_sd", "p",
     "alpha",
     "n_fractions", "n_supported", "n_contradicted",
 ]
+RULE = (
+    "Each side of a claim is an arm, or a strategy or list of arms represented at each fraction by its arm with the "
+    "best mean validation score over seeds (the stored monitor value, never a test metric). At each fraction the two "
+    "representatives are paired by seed, and a pair is dropped when a cell is degenerate for the claim's metric (no "
+    "ranking; on argmax metrics also collapsed at 0.5) unless the claim or the report keeps them. The advantage is "
+    "a - b (b - a where lower is better). The verdict comes from one test on all of the claim's data: per seed, the "
+    "advantage averaged over the claim's fractions (seeds paired at every fraction), and the paired t-test of that "
+    "average plus the margin (0 for better) at alpha, with no correction because it is one test. Supported: the "
+    "t-test is significant, the 95% percentile bootstrap interval of the mean advantage lies above -margin, and the "
+    "Wilcoxon signed-rank test agrees wherever it can reach alpha (its smallest two-sided p with n seeds is "
+    "2 / 2^n, so it decides from 6 seeds at alpha 0.05). Contradicted: the mirror case (significant, interval below "
+    "-margin). Otherwise inconclusive, including fewer than 3 seeds. Fraction by fraction, the same test with Holm's "
+    "correction over the claim's fractions says where the claim holds on its own; those rows never change the "
+    "verdict. A claim about scarce data names its own fractions. A trend claim is tested on its own: for each seed "
+    "and fraction validation picks one arm of the ordered list a; the effect is Kendall's tau between fraction and "
+    "the picked arm's position, decided by its two-sided p and a 95% bootstrap interval over seeds (supported: tau > 0, "
+    "p < alpha, interval above 0)."
+)
 DETAIL_COLUMNS = [
     "claim", "fraction", "arm_a", "arm_b", "n_pairs", "dropped_degenerate", "effect", "ci_low", "ci_high", "t_p",
     "t_p_holm", "w_p", "w_p_holm", "wilcoxon_decides", "verdict", "reason",
@@ -81,12 +87,13 @@ def evaluate_claim(
         reachable = len(tested) * wilcoxon_smallest_p(row["n_pairs"]) <= alpha
         row["wilcoxon_decides"] = bool(row["n_pairs"] >= MIN_PAIRS and reachable)
         row["verdict"], row["reason"] = _fraction_verdict(row, claim.margin, alpha)
-    effect, low, high, seeds = _pooled_effect(advantages, resamples)
-    verdict, reason, p = _claim_verdict(rows, claim)
+    per_seed = pooled_advantage(advantages)
+    verdict, reason, primary = pooled_decision(per_seed.to_numpy(), claim.margin, alpha, resamples)
     summary = {
         "claim": claim.id, "statement": statement(claim, metric, wanted), "metric": metric, "verdict": verdict,
-        "reason": reason, "effect": effect, "ci_low": low, "ci_high": high, "effect_seeds": seeds, "p_holm": p,
-        "alpha": alpha,
+        "reason": reason + _where_it_holds(rows), "effect": primary.mean_diff, "ci_low": primary.ci_low,
+        "ci_high": primary.ci_high, "effect_seeds": primary.n,
+        "effect_sd": float(per_seed.std(ddof=1)) if primary.n > 1 else math.nan, "p": primary.t_p, "alpha": alpha,
         "n_fractions": len(rows), "n_supported": sum(r["verdict"] == SUPPORTED for r in rows),
         "n_contradicted": sum(r["verdict"] == CONTRADICTED for r in rows),
     }
@@ -113,8 +120,8 @@ def _trend_claim(cells, pool, claim: ClaimSpec, fractions: list[float], alpha: f
     summary = {
         "claim": claim.id, "statement": statement(claim, "validation score", fractions), "metric": "kendall_tau",
         "verdict": result["verdict"], "reason": result["reason"], "effect": result["effect"],
-        "ci_low": result["ci_low"], "ci_high": result["ci_high"], "effect_seeds": result["seeds"],
-        "p_holm": result["p"], "alpha": alpha, "n_fractions": len(fractions),
+        "ci_low": result["ci_low"], "ci_high": result["ci_high"], "effect_seeds": result["seeds"], "effect_sd": math.nan,
+        "p": result["p"], "alpha": alpha, "n_fractions": len(fractions),
         "n_supported": 0, "n_contradicted": 0,
     }
     return summary, rows
@@ -147,52 +154,62 @@ def _fraction_verdict(row: dict, margin: float, alpha: float) -> tuple[str, str]
     if row["n_pairs"] < MIN_PAIRS:
         dropped = f" ({row['dropped_degenerate']} dropped as degenerate)" if row["dropped_degenerate"] else ""
         return INCONCLUSIVE, f"{row['n_pairs']} seed pairs{dropped}; a verdict needs {MIN_PAIRS} or more"
-    if math.isnan(row["t_p_holm"]):
+    return decide(row["t_p_holm"], row["ci_low"], row["ci_high"], row["w_p_holm"], row["wilcoxon_decides"], margin,
+                  alpha, "p_holm")
+
+
+def decide(t_p: float, ci_low: float, ci_high: float, w_p: float, wilcoxon_decides: bool, margin: float,
+           alpha: float, p_name: str = "p") -> tuple[str, str]:
+    """Supported: the t-test is significant, the interval lies above -margin and the Wilcoxon test agrees where it
+    can reach alpha; contradicted: the mirror case; else inconclusive. The verdict and its reason."""
+    if math.isnan(t_p):
         return INCONCLUSIVE, "the paired differences have no variance; no t-test possible"
-    wilcoxon_agrees = not row["wilcoxon_decides"] or row["w_p_holm"] < alpha
+    wilcoxon_agrees = not wilcoxon_decides or w_p < alpha
     bound = f"{-margin:g}" if margin else "0"
-    significant = row["t_p_holm"] < alpha
-    if significant and row["ci_low"] > -margin and wilcoxon_agrees:
-        return SUPPORTED, f"t-test p_holm = {row['t_p_holm']:.3g}, interval above {bound}"
-    if significant and row["ci_high"] < -margin and wilcoxon_agrees:
-        return CONTRADICTED, f"t-test p_holm = {row['t_p_holm']:.3g}, interval below {bound}"
+    significant = t_p < alpha
+    if significant and ci_low > -margin and wilcoxon_agrees:
+        return SUPPORTED, f"t-test {p_name} = {t_p:.3g}, interval above {bound}"
+    if significant and ci_high < -margin and wilcoxon_agrees:
+        return CONTRADICTED, f"t-test {p_name} = {t_p:.3g}, interval below {bound}"
     if not significant:
-        return INCONCLUSIVE, f"no significant difference (t-test p_holm = {row['t_p_holm']:.3g})"
+        return INCONCLUSIVE, f"no significant difference (t-test {p_name} = {t_p:.3g})"
     if not wilcoxon_agrees:
-        return INCONCLUSIVE, f"the Wilcoxon test does not confirm (p_holm = {row['w_p_holm']:.3g})"
+        return INCONCLUSIVE, f"the Wilcoxon test does not confirm ({p_name} = {w_p:.3g})"
     return INCONCLUSIVE, f"t-test significant but the bootstrap interval includes {bound}"
 
 
-def _claim_verdict(rows: list[dict], claim: ClaimSpec) -> tuple[str, str, float]:
-    """Contradicted if any fraction contradicts, supported if all support, else inconclusive; and the p behind it."""
-    if not rows:
-        return INCONCLUSIVE, "no fractions to test", math.nan
-    by = {verdict: [r for r in rows if r["verdict"] == verdict] for verdict in (SUPPORTED, CONTRADICTED, INCONCLUSIVE)}
-    at = lambda group: ", ".join(f"{r['fraction']:g}" for r in group)  # noqa: E731
-    if by[CONTRADICTED]:
-        against = "b better" if claim.kind == "better" else f"a worse by more than {claim.margin:g}"
-        smallest = min(r["t_p_holm"] for r in by[CONTRADICTED])
-        return CONTRADICTED, f"{against} at fraction(s) {at(by[CONTRADICTED])}", smallest
-    p_values = [r["t_p_holm"] for r in rows if not math.isnan(r["t_p_holm"])]
-    largest = max(p_values) if p_values else math.nan
-    if len(by[SUPPORTED]) == len(rows):
-        return SUPPORTED, f"supported at every fraction ({at(rows)})", largest
-    first = by[INCONCLUSIVE][0]
-    reason = (f"supported at {len(by[SUPPORTED])} of {len(rows)} fractions; "
-              f"at {first['fraction']:g}: {first['reason']}")
-    return INCONCLUSIVE, reason, largest
-
-
-def _pooled_effect(advantages: list[pd.Series], resamples: int) -> tuple[float, float, float, int]:
-    """The advantage averaged over the claim's fractions per seed (seeds paired at every fraction): its mean, bootstrap
-    interval, and the number of such seeds."""
+def pooled_advantage(advantages: list[pd.Series]) -> pd.Series:
+    """Per seed, the advantage averaged over the claim's fractions (only seeds paired at every fraction)."""
     if not advantages or any(a.empty for a in advantages):
-        return math.nan, math.nan, math.nan, 0
-    per_seed = pd.concat(advantages, axis=1).dropna().mean(axis=1)
-    if per_seed.empty:
-        return math.nan, math.nan, math.nan, 0
-    low, high = bootstrap_mean_ci(per_seed.to_numpy(), resamples)
-    return float(np.mean(per_seed)), low, high, len(per_seed)
+        return pd.Series(dtype=float)
+    return pd.concat(advantages, axis=1).dropna().mean(axis=1)
+
+
+def pooled_decision(per_seed: np.ndarray, margin: float, alpha: float,
+                    resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[str, str, Paired]:
+    """The claim's primary test, on all of its data at once: the per-seed advantages averaged over its fractions,
+    one paired t-test of advantage + margin at alpha (no correction: it is one test), the bootstrap interval of the
+    mean advantage beside it, and the Wilcoxon test where it can reach alpha (6+ seeds at 0.05)."""
+    primary = paired_comparison(per_seed, np.zeros(len(per_seed)), shift=margin, resamples=resamples)
+    if primary.n < MIN_PAIRS:
+        return INCONCLUSIVE, (f"{primary.n} seeds have pairs at every fraction of the claim; a verdict needs "
+                              f"{MIN_PAIRS} or more"), primary
+    reachable = wilcoxon_smallest_p(primary.n) <= alpha
+    verdict, reason = decide(primary.t_p, primary.ci_low, primary.ci_high, primary.w_p, reachable, margin, alpha)
+    if verdict == CONTRADICTED:
+        reason = ("b better" if not margin else f"a worse by more than {margin:g}") + ": " + reason
+    return verdict, reason, primary
+
+
+def _where_it_holds(rows: list[dict]) -> str:
+    """The fractions where the claim holds on its own (Holm over the claim's fractions), as a clause."""
+    tested = [row for row in rows if row["n_pairs"] >= MIN_PAIRS]
+    if len(rows) < 2 or not tested:
+        return ""
+    held = [f"{row['fraction']:g}" for row in rows if row["verdict"] == SUPPORTED]
+    against = [f"{row['fraction']:g}" for row in rows if row["verdict"] == CONTRADICTED]
+    where = f"; fraction by fraction (Holm): holds at {', '.join(held) or 'none'} of {len(rows)}"
+    return where + (f", reversed at {', '.join(against)}" if against else "")
 
 
 def statement(claim: ClaimSpec, metric: str, fractions: list[float]) -> str:

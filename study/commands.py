@@ -54,8 +54,12 @@ def _print_tuning(session: Session) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a protocol without running it."""
+    from study.decidability import capacity_lines
+
     protocol = load_protocol(args.protocol)
     print(f"{args.protocol}: valid protocol {protocol.name!r}")
+    for line in capacity_lines(protocol):
+        print(line)
     return 0
 
 
@@ -132,7 +136,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(table.to_string(index=False))
     todo = int(table["pending"].sum())
     print(f"to run: {todo} cells, each up to {protocol.train.epochs} epochs (early stopping may end them sooner)")
+    _print_decidability(session)
     return 0
+
+
+def _print_decidability(session: Session) -> None:
+    """Per claim: whether the seeds can decide it, and with a stored pilot, the seeds it needs."""
+    from study.analysis import flagged, newest_per_key
+    from study.claims import evaluate_claims
+    from study.decidability import capacity_lines, pilot_lines
+
+    protocol = session.protocol
+    for line in capacity_lines(protocol):
+        print(line)
+    done, _ = newest_per_key(flagged(session.store.cells()))
+    if protocol.claims and not done.empty:
+        summary, _ = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions)
+        print(f"from the {len(done)} stored cells (a pilot):")
+        for line in pilot_lines(summary, protocol):
+            print(f"  {line}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -30,7 +30,8 @@ from study.analysis import (
     newest_per_key,
     summarize,
 )
-from study.claims import MIN_PAIRS, evaluate_claims
+from study.claims import RULE as CLAIM_RULE
+from study.claims import evaluate_claims
 from study.plan import expand_arms
 from study.curves import fit_curves
 from study.embedding import FeaturesError, features_path, tsne_map
@@ -269,18 +270,7 @@ def _versions(done: pd.DataFrame) -> str:
 
 
 def _claims(protocol: Protocol, done: pd.DataFrame) -> Section:
-    rule = (
-        "Rule: each side is an arm, or a strategy (or list) represented at each fraction by its arm with the best mean "
-        "validation score (the stored monitor value, never a test metric). Pairs of cells with the same seed give "
-        "the advantage a - b. The paired t-test decides, Holm-adjusted over the claim's fractions; the 95% bootstrap "
-        f"interval must lie on the same side of zero (of -margin for not_worse); the Wilcoxon test must agree wherever "
-        f"it can reach alpha (with 3 seeds its smallest p is 0.25, so it cannot). A fraction needs {MIN_PAIRS} or more "
-        "pairs. Supported: every fraction supports it. Contradicted: any fraction contradicts it. Otherwise "
-        "inconclusive. The effect is the advantage a - b, except for trend claims: there, for each seed and fraction, "
-        "validation picks one arm of the ordered list a; the effect is Kendall's tau between fraction and the picked "
-        "arm's position, decided by its two-sided p and a 95% bootstrap interval over seeds (supported: tau > 0, "
-        "p < alpha, interval above 0)."
-    )
+    rule = "Rule: " + CLAIM_RULE
     if not protocol.claims:
         return Section("Claims", ["The protocol declares no claims (add a claims: section to test some).", rule])
     summary, detail = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions)
@@ -288,7 +278,8 @@ def _claims(protocol: Protocol, done: pd.DataFrame) -> Section:
         Table("claims", "Claims and verdicts (effect: advantage averaged over the claim's fractions per seed; "
                         "Kendall's tau for trend claims)",
               tables.claims(summary), summary),
-        Table("claim_fractions", "Claims per fraction", tables.claim_details(detail), detail),
+        Table("claim_fractions", "Where each claim holds: per fraction, Holm-adjusted over the claim's fractions "
+                                 "(these rows do not change the verdict)", tables.claim_details(detail), detail),
     ])
 
 

@@ -178,7 +178,7 @@ def claims(frame: pd.DataFrame) -> pd.DataFrame:
         "effect [95% CI] (seeds)": [
             "-" if not n else f"{estimate(m, lo, hi, sign=True)} ({n})"
             for m, lo, hi, n in zip(frame["effect"], frame["ci_low"], frame["ci_high"], frame["effect_seeds"])],
-        "p (Holm)": frame["p_holm"].map(pval), "alpha": frame["alpha"].map("{:g}".format), "why": frame["reason"],
+        "p": frame["p"].map(pval), "alpha": frame["alpha"].map("{:g}".format), "why": frame["reason"],
     })
 
 

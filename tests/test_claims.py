@@ -4,14 +4,16 @@ worse is contradicted; few seeds never support; degenerate cells and representat
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from study.analysis import flagged, representative_arm
-from study.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, evaluate_claim
+from study.claims import CONTRADICTED, INCONCLUSIVE, RULE, SUPPORTED, evaluate_claim, pooled_decision
 from study.errors import ProtocolError
 from study.plan import plan_cells
 from study.protocol import ClaimSpec, ReportSpec, parse_protocol
@@ -31,7 +33,7 @@ def test_better_by_construction_is_supported():
     summary, detail = verdict(grid_rows({"scratch": 0.0, "frozen": 0.05}, noise=0.005))
     assert summary["verdict"] == SUPPORTED, summary["reason"]
     assert summary["effect"] == pytest.approx(0.05, abs=0.005)
-    assert summary["ci_low"] > 0 and summary["p_holm"] < 0.05 and summary["effect_seeds"] == 5
+    assert summary["ci_low"] > 0 and summary["p"] < 0.05 and summary["effect_seeds"] == 5
     assert (detail["verdict"] == SUPPORTED).all() and (detail["t_p_holm"] >= detail["t_p"]).all()
 
 
@@ -238,3 +240,39 @@ def test_invalid_trend_claims(claim, expected):
     text = protocol_text() + "claims:\n  - " + json.dumps({"id": "c", **claim}) + "\n"
     with pytest.raises(ProtocolError, match=expected):
         parse_protocol(text, "p.yaml")
+
+
+def simulated_rates(delta: float, seeds: int, claims: int = 2000, margin: float = 0.0) -> dict[str, float]:
+    """Verdict shares of the primary test over simulated claims whose per-seed averaged advantage is N(delta, 0.02)."""
+    rng = np.random.default_rng(seeds)
+    verdicts = [pooled_decision(rng.normal(delta, 0.02, seeds), margin, 0.05, resamples=99)[0]
+                for _ in range(claims)]
+    return {verdict: verdicts.count(verdict) / claims for verdict in (SUPPORTED, CONTRADICTED)}
+
+
+@pytest.mark.parametrize("seeds", [3, 5, 10])
+def test_the_primary_test_keeps_false_support_at_alpha(seeds):
+    null = simulated_rates(0.0, seeds)
+    bound = 0.05 + 3 * math.sqrt(0.05 * 0.95 / 2000)
+    assert null[SUPPORTED] <= bound and null[SUPPORTED] + null[CONTRADICTED] <= bound
+    at_margin = simulated_rates(-0.01, seeds, margin=0.01)  # not worse claim when a is worse by exactly the margin
+    assert at_margin[SUPPORTED] <= bound
+
+
+def test_the_primary_test_gains_power_with_seeds():
+    power = [simulated_rates(0.02, seeds)[SUPPORTED] for seeds in (3, 5, 10)]  # true advantage of one seed sd
+    assert power[0] < power[1] < power[2] and power[2] > 0.75
+
+
+def test_a_claim_over_fractions_is_decided_by_all_of_its_data():
+    """Every fraction leans the same way, none is significant after Holm on its own: the pooled test decides."""
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.03}, seeds=5, noise=0.02, seed=4)
+    summary, detail = verdict(rows)
+    assert summary["verdict"] == SUPPORTED, summary["reason"]
+    assert summary["p"] < 0.05 and summary["ci_low"] > 0
+    assert (detail["verdict"] != SUPPORTED).any() and "fraction by fraction (Holm)" in summary["reason"]
+
+
+def test_readme_states_the_rule_the_code_applies():
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert " ".join(RULE.split()) in readme

@@ -1,4 +1,4 @@
-"""Real data, real weights: ImageNet MobileNetV2 on BreastMNIST beats the majority-class rate."""
+"""Real data, real weights: ImageNet MobileNetV2 on BreastMNIST beats the majority-class rule."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ def test_transfer_beats_majority_class_on_real_breastmnist(tmp_path, shared_data
     majority = cells["majority_rate"].iloc[0]
     assert majority == pytest.approx(114 / 156)
     for arm, row in cells.iterrows():
-        # at the operating point chosen on validation (class-weighted training moves the argmax's threshold)
-        assert row["accuracy_op"] > majority, f"{arm}: accuracy {row['accuracy_op']:.3f} <= majority {majority:.3f}"
-        assert row["auc"] > 0.7, f"{arm}: AUC {row['auc']:.3f}"
+        # the majority-class rule has balanced accuracy 0.5 and AUC 0.5; Youden's threshold (chosen on validation)
+        # maximises the balanced accuracy, not the accuracy, so that is the number to compare
+        assert row["balanced_accuracy_op"] > 0.65, f"{arm}: balanced accuracy {row['balanced_accuracy_op']:.3f}"
+        assert row["auc"] > 0.75, f"{arm}: AUC {row['auc']:.3f}"
         assert row["max_predicted_share"] < 0.95, f"{arm} predicts one class"
     assert cells.loc["frozen", "trainable_params"] < cells.loc["finetune(depth=2)", "trainable_params"]
