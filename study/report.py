@@ -394,11 +394,14 @@ def _mcnemar(protocol: Protocol, done: pd.DataFrame, predictions) -> Section:
     present = [s for s in STRATEGIES if s in set(done["strategy"])]
     pairs = protocol.report.mcnemar or [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
     frame = _mcnemar_with_kinds(mcnemar_table(done, [tuple(pair) for pair in pairs], predictions), done)
-    return Section("McNemar tests of the best cells", [
+    return Section("McNemar and DeLong tests of the best cells", [
         "For each pair of strategies (or arms, report.mcnemar) and fraction, the best single cell of each side by "
-        "validation score; McNemar's exact test on which test images each got right (matched by image id), "
-        "Holm-adjusted over the fractions of the pair.",
-    ], [Table("mcnemar", "McNemar's exact test between best cells", tables.mcnemar(frame), frame)])
+        "validation score; McNemar's exact test on which test images each got right (matched by image id), and "
+        "with two classes DeLong's paired test of the two AUCs on the same images (DeLong et al. 1988, with Sun & "
+        "Xu's algorithm); each Holm-adjusted over the fractions of the pair. These compare two single models on "
+        "one test set: they count the test set's noise, not the seeds'.",
+    ], [Table("mcnemar", "McNemar's exact test and DeLong's AUC test between best cells", tables.mcnemar(frame),
+              frame)])
 
 
 def _heatmaps(summary: pd.DataFrame, spec) -> Section:

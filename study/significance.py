@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from study.analysis import arm_order, best_cell, higher_is_better
+from study.delong import delong_test
 from study.stats import (
     BOOTSTRAP_RESAMPLES,
     average_ranks,
@@ -33,7 +34,8 @@ RANK_COLUMNS = ["fraction", "arm", "mean_rank", "degenerate"]
 NEMENYI_COLUMNS = ["fraction", "arm_a", "arm_b", "rank_diff", "cd", "significant"]
 MCNEMAR_COLUMNS = [
     "a", "b", "fraction", "arm_a", "seed_a", "arm_b", "seed_b", "n_images", "both_correct", "only_a", "only_b",
-    "both_wrong", "accuracy_a", "accuracy_b", "p", "p_holm", "degenerate_a", "degenerate_b", "note",
+    "both_wrong", "accuracy_a", "accuracy_b", "p", "p_holm", "auc_a", "auc_b", "delong_z", "delong_p",
+    "delong_p_holm", "degenerate_a", "degenerate_b", "note",
 ]
 
 
@@ -99,6 +101,14 @@ def friedman_tables(cells: pd.DataFrame, metric: str, alpha: float) -> tuple[pd.
     return pd.DataFrame(tests, columns=FRIEDMAN_COLUMNS), pd.DataFrame(ranks, columns=RANK_COLUMNS)
 
 
+def _delong_columns(merged: pd.DataFrame) -> dict:
+    """DeLong's paired AUC test of the two cells' P(class 1) on the images both predicted (two classes only)."""
+    if "prob_1_a" not in merged or "prob_2_a" in merged or merged["label_a"].nunique() < 2:
+        return {}
+    result = delong_test(merged["label_a"].to_numpy(), merged["prob_1_a"].to_numpy(), merged["prob_1_b"].to_numpy())
+    return {"auc_a": result.auc_a, "auc_b": result.auc_b, "delong_z": result.z, "delong_p": result.p}
+
+
 def nemenyi_table(tests: pd.DataFrame, ranks: pd.DataFrame) -> pd.DataFrame:
     """Every pair of arms at each tested fraction: difference of mean ranks, and whether it exceeds the CD."""
     rows = []
@@ -115,13 +125,14 @@ def mcnemar_table(
     cells: pd.DataFrame, pairs: list[tuple[str, str]], predictions: Callable[[str], pd.DataFrame | None]
 ) -> pd.DataFrame:
     """For each pair of strategies (or arms) and fraction, McNemar's exact test between the two best cells chosen
-    by validation score, on the test images both predicted (matched by image_id); Holm-adjusted over the fractions
-    of each pair."""
+    by validation score, on the test images both predicted (matched by image_id), and for two classes DeLong's
+    paired test of their AUCs on the same images; each Holm-adjusted over the fractions of each pair."""
     rows = []
     for name_a, name_b in pairs:
         family = [_mcnemar_row(cells, name_a, name_b, f, predictions) for f in sorted(cells["fraction"].unique())]
-        for row, adjusted in zip(family, holm([row["p"] for row in family])):
-            row["p_holm"] = adjusted
+        for test in ("p", "delong_p"):
+            for row, adjusted in zip(family, holm([row.get(test, math.nan) for row in family])):
+                row[f"{test}_holm"] = adjusted
         rows += family
     return pd.DataFrame(rows, columns=MCNEMAR_COLUMNS)
 
@@ -143,6 +154,7 @@ def _mcnemar_row(cells, name_a: str, name_b: str, fraction: float, predictions) 
     merged = frames["a"].merge(frames["b"], on="image_id", suffixes=("_a", "_b"))
     correct = {side: (merged[f"predicted_{side}"] == merged[f"label_{side}"]).to_numpy() for side in ("a", "b")}
     result = mcnemar_exact(correct["a"], correct["b"])
+    row |= _delong_columns(merged)
     return row | {
         "n_images": len(merged), "both_correct": result.both_correct, "only_a": result.only_a, "only_b": result.only_b,
         "both_wrong": result.both_wrong, "accuracy_a": float(np.mean(correct["a"])) if len(merged) else math.nan,

@@ -143,7 +143,9 @@ def mcnemar(frame: pd.DataFrame) -> pd.DataFrame:
         "only a right": frame["only_a"].map(lambda v: "-" if pd.isna(v) else str(int(v))),
         "only b right": frame["only_b"].map(lambda v: "-" if pd.isna(v) else str(int(v))),
         "acc a": frame["accuracy_a"].map(num), "acc b": frame["accuracy_b"].map(num),
-        "p (exact)": frame["p"].map(pval), "p (Holm)": frame["p_holm"].map(pval), "note": frame["note"],
+        "p (exact)": frame["p"].map(pval), "p (Holm)": frame["p_holm"].map(pval),
+        "AUC a": frame["auc_a"].map(num), "AUC b": frame["auc_b"].map(num),
+        "DeLong p (Holm)": frame["delong_p_holm"].map(pval), "note": frame["note"],
     })
 
 
