@@ -6,12 +6,14 @@ RULE (below) is the rule in words; the report prints it and the README quotes it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from study.analysis import excluded_for, higher_is_better, representative_arm
 from study.protocol import ClaimSpec, ReportSpec
+from study.resampling import TwoLevel, two_level_bootstrap
 from study.significance import paired_values
 from study.stats import BOOTSTRAP_RESAMPLES, Paired, holm, paired_comparison, wilcoxon_smallest_p
 from study.trend import chosen_positions, picks_per_fraction, trend_verdict
@@ -20,10 +22,12 @@ SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusi
 MIN_PAIRS = 3  # fewer seed pairs than this never decide a claim
 
 CLAIM_COLUMNS = [
-    "claim", "statement", "metric", "verdict", "reason", "effect", "ci_low", "ci_high", "effect_seeds", "effect_sd", "p",
+    "claim", "statement", "metric", "verdict", "reason", "effect", "ci_low", "ci_high", "effect_seeds", "effect_sd", "p", "ci2_low", "ci2_high", "p_a_beats_b",
     "alpha",
     "n_fractions", "n_supported", "n_contradicted",
 ]
+Predictions = Callable[[str], "pd.DataFrame | None"]  # run id -> the cell's stored test predictions
+
 RULE = (
     "Each side of a claim is an arm, or a strategy or list of arms represented at each fraction by its arm with the "
     "best mean validation score over seeds (the stored monitor value, never a test metric). At each fraction the two "
@@ -50,12 +54,13 @@ DETAIL_COLUMNS = [
 
 def evaluate_claims(
     cells: pd.DataFrame, claims: list[ClaimSpec], report: ReportSpec, fractions: list[float],
-    resamples: int = BOOTSTRAP_RESAMPLES,
+    resamples: int = BOOTSTRAP_RESAMPLES, predictions: Predictions | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One summary row per claim and one detail row per claim and fraction."""
+    """One summary row per claim and one detail row per claim and fraction; with the cells' stored predictions,
+    the two-level interval (seeds and test images) and P(A > B) too."""
     summaries, details = [], []
     for claim in claims:
-        summary, detail = evaluate_claim(cells, claim, report, fractions, resamples)
+        summary, detail = evaluate_claim(cells, claim, report, fractions, resamples, predictions)
         summaries.append(summary)
         details += detail
     return pd.DataFrame(summaries, columns=CLAIM_COLUMNS), pd.DataFrame(details, columns=DETAIL_COLUMNS)
@@ -63,7 +68,7 @@ def evaluate_claims(
 
 def evaluate_claim(
     cells: pd.DataFrame, claim: ClaimSpec, report: ReportSpec, fractions: list[float],
-    resamples: int = BOOTSTRAP_RESAMPLES,
+    resamples: int = BOOTSTRAP_RESAMPLES, predictions: Predictions | None = None,
 ) -> tuple[dict, list[dict]]:
     """The verdict of one claim, with its per-fraction rows."""
     metric = claim.metric or report.metric
@@ -89,11 +94,14 @@ def evaluate_claim(
         row["verdict"], row["reason"] = _fraction_verdict(row, claim.margin, alpha)
     per_seed = pooled_advantage(advantages)
     verdict, reason, primary = pooled_decision(per_seed.to_numpy(), claim.margin, alpha, resamples)
+    both = two_level_bootstrap(_paired_predictions(pool, rows, list(per_seed.index), predictions), metric, sign) \
+        if predictions is not None else TwoLevel(math.nan, math.nan, math.nan)
     summary = {
         "claim": claim.id, "statement": statement(claim, metric, wanted), "metric": metric, "verdict": verdict,
         "reason": reason + _where_it_holds(rows), "effect": primary.mean_diff, "ci_low": primary.ci_low,
         "ci_high": primary.ci_high, "effect_seeds": primary.n,
         "effect_sd": float(per_seed.std(ddof=1)) if primary.n > 1 else math.nan, "p": primary.t_p, "alpha": alpha,
+        "ci2_low": both.ci_low, "ci2_high": both.ci_high, "p_a_beats_b": both.p_a_beats_b,
         "n_fractions": len(rows), "n_supported": sum(r["verdict"] == SUPPORTED for r in rows),
         "n_contradicted": sum(r["verdict"] == CONTRADICTED for r in rows),
     }
@@ -121,6 +129,7 @@ def _trend_claim(cells, pool, claim: ClaimSpec, fractions: list[float], alpha: f
         "claim": claim.id, "statement": statement(claim, "validation score", fractions), "metric": "kendall_tau",
         "verdict": result["verdict"], "reason": result["reason"], "effect": result["effect"],
         "ci_low": result["ci_low"], "ci_high": result["ci_high"], "effect_seeds": result["seeds"], "effect_sd": math.nan,
+        "ci2_low": math.nan, "ci2_high": math.nan, "p_a_beats_b": math.nan,
         "p": result["p"], "alpha": alpha, "n_fractions": len(fractions),
         "n_supported": 0, "n_contradicted": 0,
     }
@@ -176,6 +185,26 @@ def decide(t_p: float, ci_low: float, ci_high: float, w_p: float, wilcoxon_decid
     if not wilcoxon_agrees:
         return INCONCLUSIVE, f"the Wilcoxon test does not confirm ({p_name} = {w_p:.3g})"
     return INCONCLUSIVE, f"t-test significant but the bootstrap interval includes {bound}"
+
+
+def _paired_predictions(pool: pd.DataFrame, rows: list[dict], seeds: list, predictions: Predictions
+                        ) -> dict[float, dict[int, pd.DataFrame]]:
+    """fraction -> seed -> the test predictions of the claim's two cells there, matched by image id."""
+    paired: dict[float, dict[int, pd.DataFrame]] = {}
+    for row in rows:
+        if not row["n_pairs"]:
+            return {}
+        at = pool[pool["fraction"] == row["fraction"]]
+        by_seed = {}
+        for seed in seeds:
+            run_ids = [at.loc[(at["arm"] == row[f"arm_{side}"]) & (at["seed"] == seed), "run_id"] for side in "ab"]
+            frames = [predictions(ids.iloc[0]) if len(ids) else None for ids in run_ids]
+            if any(frame is None for frame in frames):
+                return {}
+            merged = frames[0].merge(frames[1], on="image_id", suffixes=("_a", "_b"))
+            by_seed[int(seed)] = merged.rename(columns={"label_a": "label"})
+        paired[row["fraction"]] = by_seed
+    return paired
 
 
 def pooled_advantage(advantages: list[pd.Series]) -> pd.Series:

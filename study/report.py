@@ -81,7 +81,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     spec = protocol.report
     summary = _summary(done)
     sections += [
-        _claims(protocol, done),
+        _claims(protocol, done, predictions),
         _learning_curves(summary, done, spec),
         _training_curves(done),
         _published(protocol, summary),
@@ -269,12 +269,22 @@ def _versions(done: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def _claims(protocol: Protocol, done: pd.DataFrame) -> Section:
+TWO_LEVEL = (
+    "Both sources of noise: beside the verdict, each claim's advantage gets a 95% interval from a paired two-level "
+    "bootstrap that resamples the seeds and, within each seed's cells, the test images (the same images for a and "
+    "b), and P(A > B), the probability that a beats b on a new seed and a new draw of test images (Bouthillier et "
+    "al. 2021). The test set is shared by every seed, so the seed interval alone leaves its noise out. Recomputed "
+    "from the stored predictions for auc, accuracy and balanced_accuracy; '-' for other metrics."
+)
+
+
+def _claims(protocol: Protocol, done: pd.DataFrame, predictions) -> Section:
     rule = "Rule: " + CLAIM_RULE
     if not protocol.claims:
         return Section("Claims", ["The protocol declares no claims (add a claims: section to test some).", rule])
-    summary, detail = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions)
-    return Section("Claims", [rule], [
+    summary, detail = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions,
+                                      predictions=predictions)
+    return Section("Claims", [rule, TWO_LEVEL], [
         Table("claims", "Claims and verdicts (effect: advantage averaged over the claim's fractions per seed; "
                         "Kendall's tau for trend claims)",
               tables.claims(summary), summary),

@@ -180,6 +180,8 @@ def claims(frame: pd.DataFrame) -> pd.DataFrame:
         "effect [95% CI] (seeds)": [
             "-" if not n else f"{estimate(m, lo, hi, sign=True)} ({n})"
             for m, lo, hi, n in zip(frame["effect"], frame["ci_low"], frame["ci_high"], frame["effect_seeds"])],
+        "seeds and test images 95% CI": [ci(lo, hi, sign=True) for lo, hi in zip(frame["ci2_low"], frame["ci2_high"])],
+        "P(A > B)": frame["p_a_beats_b"].map(lambda v: num(v, 2)),
         "p": frame["p"].map(pval), "alpha": frame["alpha"].map("{:g}".format), "why": frame["reason"],
     })
 
