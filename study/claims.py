@@ -237,7 +237,8 @@ def _where_it_holds(rows: list[dict]) -> str:
         return ""
     held = [f"{row['fraction']:g}" for row in rows if row["verdict"] == SUPPORTED]
     against = [f"{row['fraction']:g}" for row in rows if row["verdict"] == CONTRADICTED]
-    where = f"; fraction by fraction (Holm): holds at {', '.join(held) or 'none'} of {len(rows)}"
+    where = f"; fraction by fraction (Holm): holds at {len(held)} of {len(rows)} fractions"
+    where += f" ({', '.join(held)})" if held else ""
     return where + (f", reversed at {', '.join(against)}" if against else "")
 
 
