@@ -37,6 +37,7 @@ def feature_key(settings: dict[str, Any], boundary: int | None, dataset_fingerpr
         "format": FEATURE_FORMAT,
         "dataset": dataset_fingerprint,
         "size": settings["dataset"]["size"],
+        "resize": settings["dataset"].get("resize"),  # the images' filter: the decoded-image cache keys it too
         "backbone": backbone["name"],
         "width": backbone.get("width"),
         "weights": backbone["weights"],

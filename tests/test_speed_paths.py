@@ -185,3 +185,11 @@ def test_the_first_cached_cell_stores_every_block_the_sweep_needs(protocol, cell
     row, _ = run_cell(cells[0], replace(context(protocol, tmp_path), cached_blocks=needed))
     assert row["status"] == "done", row["error"]
     assert len(list((tmp_path / "features").glob("*.npy"))) == 2
+
+
+def test_cached_block_outputs_are_keyed_by_the_resize_filter(cells):
+    from study.features import feature_key
+
+    settings = cells[0].settings
+    lanczos = {**settings, "dataset": {**settings["dataset"], "resize": "lanczos"}}
+    assert feature_key(settings, 1, "data", 0) != feature_key(lanczos, 1, "data", 0)
