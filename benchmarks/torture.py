@@ -1,10 +1,12 @@
 """Kill a real sweep with SIGKILL at random moments, restart it, and check that nothing was lost or duplicated.
 
 Each round starts `python -m study run` (a tiny synthetic protocol, `--jobs 2` worker processes) and kills its
-whole process group after a random delay. After every kill: every parquet file parses, every stored cell is a
-planned one, and no cell stored earlier has changed. At the end one run finishes the sweep, and every planned cell
-must be stored exactly once, done, with its predictions, and no temporary file may remain.
+whole process group after a random delay, or (`--driver-only`) the driver process alone, whose worker processes
+must then end by themselves within ORPHAN_SECONDS. After every kill: every parquet file parses, every stored cell
+is a planned one, and no cell stored earlier has changed. At the end one run finishes the sweep, and every planned
+cell must be stored exactly once, done, with its predictions, and no temporary file may remain.
 Usage: python benchmarks/torture.py [--kills 30] [--min-delay 0.5] [--max-delay 8] [--seed 0] [--after-a-cell]
+       [--driver-only]
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
+
+ORPHAN_SECONDS = 10  # how long the processes of a run whose driver was killed alone may outlive it
 
 PROTOCOL = """\
 name: torture
@@ -63,12 +68,39 @@ def start(command: list[str], log: Path) -> subprocess.Popen:
                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes still running (a zombie has ended: it only waits for its parent to read its status)."""
+    running = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return running
+
+
+def kill_driver_alone(process: subprocess.Popen) -> tuple[int, float]:
+    """SIGKILL the driver only; wait up to ORPHAN_SECONDS for every process it had started to end. The processes
+    still running then (killed here, so that the next round starts clean) and the seconds the last one took."""
+    run = psutil.Process(process.pid).children(recursive=True)
+    os.kill(process.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    while alive(run) and time.monotonic() - killed < ORPHAN_SECONDS:
+        time.sleep(0.1)
+    orphans = alive(run)
+    for orphan in orphans:
+        orphan.kill()
+    return len(orphans), time.monotonic() - killed
+
+
 def torture(workdir: Path, kills: int, min_delay: float, max_delay: float, seed: int = 0, seeds: int = 6,
-            jobs: int = 2, after_a_cell: bool = False) -> dict:
+            jobs: int = 2, after_a_cell: bool = False, driver_only: bool = False) -> dict:
     """Run the kill rounds in workdir; return the counts, or raise AssertionError on the first loss.
 
     The delay of a kill counts from the start of its round, or (after_a_cell) from the first cell the round
-    stores, so that every kill lands mid-sweep rather than while TensorFlow starts.
+    stores, so that every kill lands mid-sweep rather than while TensorFlow starts. With driver_only the driver is
+    killed alone, and every process of its run must have ended ORPHAN_SECONDS later.
     """
     rng = random.Random(seed)
     protocol = workdir / "torture.yaml"
@@ -78,7 +110,8 @@ def torture(workdir: Path, kills: int, min_delay: float, max_delay: float, seed:
                "--report-dir", str(workdir / "report"), "--jobs", str(jobs), "--no-progress"]
     planned = planned_run_ids(protocol)
     seen: dict[str, str] = {}
-    counts = {"kills": 0, "kills_mid_sweep": 0, "finished_before_kill": 0, "cells": len(planned)}
+    counts = {"kills": 0, "kills_mid_sweep": 0, "finished_before_kill": 0, "cells": len(planned), "orphans": 0,
+              "slowest_end_seconds": 0.0}
     for _ in range(kills):
         process = start(command, workdir / "runs.log")
         before = len([name for name in seen if name.startswith("cells/")])
@@ -86,7 +119,12 @@ def torture(workdir: Path, kills: int, min_delay: float, max_delay: float, seed:
             time.sleep(0.05)
         time.sleep(rng.uniform(min_delay, max_delay))
         killed = process.poll() is None
-        if killed:
+        if killed and driver_only:
+            orphans, seconds = kill_driver_alone(process)
+            counts["orphans"] += orphans
+            counts["slowest_end_seconds"] = max(counts["slowest_end_seconds"], seconds)
+            assert not orphans, f"{orphans} processes of the killed run outlived it by {ORPHAN_SECONDS} s"
+        elif killed:
             os.killpg(process.pid, signal.SIGKILL)
         counts["kills" if killed else "finished_before_kill"] += 1
         process.wait()
@@ -122,6 +160,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=6, help="protocol seeds (cells = 8 x seeds)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--after-a-cell", action="store_true", help="time each kill from the round's first stored cell")
+    parser.add_argument("--driver-only", action="store_true",
+                        help=f"kill the driver alone; its processes must end within {ORPHAN_SECONDS} s")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     args = parser.parse_args()
     clock = time.perf_counter()
@@ -129,11 +169,14 @@ def main() -> None:
         workdir = args.keep or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
         counts = torture(workdir, args.kills, args.min_delay, args.max_delay, args.seed, args.seeds, args.jobs,
-                         args.after_a_cell)
+                         args.after_a_cell, args.driver_only)
     print(f"survived {counts['kills']} SIGKILLs ({counts['kills_mid_sweep']} after cells had been stored in that "
           f"round, {counts['finished_before_kill']} rounds finished first); {counts['stored_before_final_run']} of "
           f"{counts['cells']} cells stored before the final run, all {counts['cells']} present exactly once, every "
           f"file readable, no temporary file left, in {time.perf_counter() - clock:.0f} s")
+    if args.driver_only:
+        print(f"the driver alone was killed: {counts['orphans']} processes outlived it by {ORPHAN_SECONDS} s; the "
+              f"slowest run's processes had all ended {counts['slowest_end_seconds']:.1f} s after its kill")
 
 
 if __name__ == "__main__":

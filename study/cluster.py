@@ -3,7 +3,8 @@
 The driver keeps at most `jobs` cells in flight, in dispatch order, and yields each (row, predictions) as it
 finishes; it alone writes the store. Each cell is submitted once and its result arrives once: when a worker
 is lost mid-cell, the cluster itself runs that cell again on another worker (Dask reschedules tasks of a dead
-worker up to its `allowed-failures`; Ray retries tasks up to `max_retries`), so it is still stored once.
+worker up to its `allowed-failures`; Ray retries tasks up to `max_retries`), so it is still stored once. A cell
+the cluster gives up on because its workers kept dying is stored failed (`WorkerLost`); the sweep goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from study.errors import StudyError
-from study.executors import Result
+from study.executors import Result, cell_results
+from study.failures import WorkerLost
 from study.plan import Cell
 from study.worker import WorkerContext
 
@@ -47,6 +49,11 @@ class Cluster(ABC):
         """What a finished cell or task returned; raises when the cluster gave up on it."""
 
     @abstractmethod
+    def worker_death(self, exc: Exception) -> str | None:
+        """How the cluster says it gave up on a task because the worker processes running it died; None when exc
+        says something else (the driver lost the cluster: fatal)."""
+
+    @abstractmethod
     def cancel(self, handles: list) -> None:
         """Drop cells that have not finished."""
 
@@ -64,33 +71,43 @@ class Cluster(ABC):
 
     def execute(self, cells: list[Cell], context: WorkerContext, retries: int = 0) -> Iterator[Result]:
         """Run cells on the cluster, at most `jobs` at a time in the given order; yield each result as it comes."""
-        return self.stream(lambda cell: self.submit_cell(cell, context, retries), iter(cells))
+        return cell_results(self.stream(lambda cell: self.submit_cell(cell, context, retries), iter(cells)))
 
-    def map_tasks(self, function, context: WorkerContext, arguments: Iterator) -> Iterator:
-        """function(context, argument) for each argument, at most `jobs` at a time; each return value as it comes.
+    def map_tasks(self, function, context: WorkerContext, arguments: Iterator) -> Iterator[tuple]:
+        """(argument, function(context, argument) or WorkerLost) for each argument, at most `jobs` at a time, as each
+        comes.
 
         The next argument is taken only when a worker is free, so a generator may depend on results already
         yielded (a tuning engine asks for its next trial after it was told the last one)."""
         return self.stream(lambda argument: self.submit_task(function, context, argument), arguments)
 
-    def stream(self, submit, items: Iterator) -> Iterator:
-        """submit(item) for each item, at most `jobs` in flight; each result as it finishes, unfinished ones
-        cancelled when the consumer stops."""
-        running: list = []
+    def stream(self, submit, items: Iterator) -> Iterator[tuple]:
+        """submit(item) for each item, at most `jobs` in flight; (item, result or WorkerLost) as each finishes,
+        unfinished ones cancelled when the consumer stops."""
+        running: dict = {}  # handle -> item
         try:
             for item in items:
-                running.append(submit(item))
+                running[submit(item)] = item
                 while len(running) >= self.jobs:
                     yield from self._finished(running)
             while running:
                 yield from self._finished(running)
         finally:
-            self.cancel(running)
+            self.cancel(list(running))
 
-    def _finished(self, running: list) -> Iterator:
-        for handle in self.wait_any(running):
-            running.remove(handle)
-            yield self.result(handle)
+    def _finished(self, running: dict) -> Iterator[tuple]:
+        for handle in self.wait_any(list(running)):
+            yield running.pop(handle), self._outcome(handle)
+
+    def _outcome(self, handle):
+        """What a finished handle returned, or WorkerLost when the cluster gave up on it because its workers died."""
+        try:
+            return self.result(handle)
+        except Exception as exc:
+            reason = self.worker_death(exc)
+            if reason is None:
+                raise
+            return WorkerLost(reason, attempts=1)
 
 
 def check_listening(address: str) -> None:

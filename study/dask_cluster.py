@@ -1,7 +1,8 @@
 """Cells on a Dask cluster (dask.distributed): an existing scheduler, or a LocalCluster of worker processes.
 
 Each worker trains one cell at a time with the protocol's TensorFlow threads (train.threads). A worker that
-dies mid-cell is replaced (its nanny restarts it) and the scheduler runs the cell again on a live worker.
+dies mid-cell is replaced (its nanny restarts it) and the scheduler runs the cell again on a live worker, up to
+its `allowed-failures` (once on a LocalCluster started here, as locally); then the cell is given up (KilledWorker).
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import logging
 import random
 
+import dask
 import dask.sizeof
-from distributed import Client, LocalCluster, wait
+from distributed import Client, KilledWorker, LocalCluster, wait
 
 from study.cluster import CONNECT_SECONDS, Cluster
 from study.cluster_worker import run_cell_on_worker, run_task_on_worker
@@ -61,8 +63,9 @@ class DaskCluster(Cluster):
         logging.getLogger("distributed").setLevel(logging.getLogger().getEffectiveLevel())  # quiet unless -v
         if address is None:
             workers = max(1, min(jobs or available_cores() // threads, cells))
-            local = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                                 dashboard_address=None)
+            with dask.config.set({"distributed.scheduler.allowed-failures": 1}):  # a cell's worker dies: once more
+                local = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                                     dashboard_address=None)
             return cls(Client(local), local, workers)
         try:
             client = Client(address, timeout=f"{CONNECT_SECONDS}s")
@@ -86,6 +89,11 @@ class DaskCluster(Cluster):
 
     def result(self, handle):
         return handle.result()
+
+    def worker_death(self, exc: Exception) -> str | None:
+        if not isinstance(exc, KilledWorker):
+            return None
+        return f"the Dask scheduler gave up on it, the worker processes running it died ({' '.join(str(exc).split())})"
 
     def cancel(self, handles: list) -> None:
         if handles:

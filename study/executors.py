@@ -1,7 +1,8 @@
 """How cells run: in this process, in fresh local worker processes (joblib's loky backend), or on a cluster.
 
 An executor maps `attempt_cell` over cells and yields each (row, predictions) as soon as it finishes, in any
-order. Executors never write the store; the driver does. Dask and Ray clusters live in `study.cluster`.
+order; a cell given up because its worker process died comes back as a failed row (`lost_cell`). Executors never
+write the store; the driver does. The local pool lives in `study.pool`, Dask and Ray clusters in `study.cluster`.
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import closing
+from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from study.failures import FailureKind
+from study.failures import FailureKind, WorkerLost
 from study.plan import Cell
-from study.worker import WorkerContext, run_cell
+from study.worker import WorkerContext, failed_row, run_cell
 
 if TYPE_CHECKING:
     from study.cluster import Cluster
@@ -37,6 +41,20 @@ def attempt_cell(cell: Cell, context: WorkerContext, retries: int = 0) -> Result
     return row, predictions
 
 
+def lost_cell(cell: Cell, lost: WorkerLost) -> Result:
+    """The failed row of a cell given up because its worker process died each time it ran (deterministic)."""
+    row = failed_row(cell, datetime.now(timezone.utc), f"WorkerLost: {lost.reason}", FailureKind.DETERMINISTIC)
+    row["attempts"] = lost.attempts
+    return row, None
+
+
+def cell_results(outcomes: Iterator[tuple[Cell, Result | WorkerLost]]) -> Iterator[Result]:
+    """(cell, outcome) pairs as results, a WorkerLost as lost_cell; closing this closes outcomes (stops its workers)."""
+    with closing(outcomes):
+        for cell, outcome in outcomes:
+            yield lost_cell(cell, outcome) if isinstance(outcome, WorkerLost) else outcome
+
+
 def available_cores() -> int:
     """Cores this process may use (the affinity mask where the platform has one)."""
     try:
@@ -52,25 +70,24 @@ def run_serial(cells: list[Cell], context: WorkerContext, retries: int = 0) -> I
 
 
 def run_local(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0) -> Iterator[Result]:
-    """Run cells in `jobs` fresh worker processes (loky starts them clean, never forks TensorFlow)."""
-    from joblib import Parallel, delayed
+    """Run cells in the pool of `jobs` fresh worker processes (loky starts them clean, never forks TensorFlow) that
+    end with this one; a cell whose worker process dies runs again alone, and is stored failed when that process
+    dies too. The tuning trials before and the feature map after reuse the same pool, with its caches."""
+    from study.pool import run_pooled
 
-    # one cell per task: joblib's automatic batching would hold finished cells back until their batch ends, so a
-    # kill would lose them, and would queue short cells behind each other on one worker while another idles
-    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered", pre_dispatch="n_jobs",
-                        batch_size=1)
-    yield from parallel(delayed(attempt_cell)(cell, context, retries) for cell in cells)
+    # one cell per task: a finished cell comes back at once, so a kill loses only the cells that were running
+    return cell_results(run_pooled(partial(attempt_cell, context=context, retries=retries), cells, jobs))
 
 
 def execute(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0,
             cluster: Cluster | None = None) -> Iterator[Result]:
-    """Run cells on the cluster, with one worker in this process, or several worker processes; retryable failures
-    retried."""
+    """Run cells on the cluster, with one worker in this process (jobs 1), or in worker processes; retryable
+    failures retried."""
     if cluster is not None:
         return cluster.execute(cells, context, retries)
-    if jobs <= 1 or len(cells) <= 1:
+    if jobs <= 1 or not cells:
         return run_serial(cells, context, retries)
-    return run_local(cells, context, min(jobs, len(cells)), retries)
+    return run_local(cells, context, jobs, retries)  # `jobs` workers even for fewer cells: one pool for the whole run
 
 
 def run_task(function, context: WorkerContext, *args, jobs: int, cluster: Cluster | None = None):
@@ -80,7 +97,6 @@ def run_task(function, context: WorkerContext, *args, jobs: int, cluster: Cluste
         return cluster.run_task(function, context, *args)
     if jobs <= 1:
         return function(context, *args)
-    from joblib import Parallel, delayed
+    from study.pool import worker_pool
 
-    # joblib runs n_jobs=1 in this process; with the sweep's n_jobs it reuses the sweep's loky workers
-    return Parallel(n_jobs=jobs, backend="loky", batch_size=1)([delayed(function)(context, *args)])[0]
+    return worker_pool(jobs).submit(function, context, *args).result()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import errno
+from dataclasses import dataclass
 
 from study.errors import StudyError
 
@@ -16,6 +17,16 @@ class FailureKind(str, enum.Enum):
 
 class FatalError(StudyError):
     """A condition no cell can get past (the store cannot be written); the sweep stops with this message."""
+
+
+@dataclass(frozen=True)
+class WorkerLost:
+    """A cell or trial given up because the process running it died (out of memory, a crash) each time it ran.
+
+    Deterministic: its settings would kill a worker again; the sweep stores it failed and goes on."""
+
+    reason: str  # how its processes died, as far as is known
+    attempts: int  # times the driver ran it
 
 
 # errors whose cause lies in the settings or the data, so a second attempt fails the same way

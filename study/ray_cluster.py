@@ -1,7 +1,8 @@
 """Cells on a Ray cluster: an existing one, or a local Ray instance whose workers are separate processes.
 
 Each cell is a Ray task that asks for the protocol's `train.threads` CPUs and trains with as many TensorFlow threads. A task whose
-worker process or node dies is retried by Ray (MAX_RETRIES) on a live worker.
+worker process or node dies is retried by Ray (MAX_RETRIES) on a live worker; then the cell is given up. A local
+Ray instance started here ends with the driver (`lifeline.reap_when_gone`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from study.cluster import Cluster
 from study.cluster_worker import run_cell_on_worker, run_task_on_worker
 from study.errors import StudyError
 from study.executors import available_cores
+from study.lifeline import reap_when_gone
 from study.plan import Cell
 from study.worker import WorkerContext
 
@@ -44,6 +46,7 @@ class RayCluster(Cluster):
 
         options = {"logging_level": logging.WARNING, "log_to_driver": False}
         if address is None:
+            reap_when_gone()  # Ray's agents would outlive a killed driver by a minute
             context = ray.init(num_cpus=available_cores(), include_dashboard=False, **options)
         else:
             try:
@@ -76,6 +79,13 @@ class RayCluster(Cluster):
 
     def result(self, handle):
         return self.ray.get(handle)
+
+    def worker_death(self, exc: Exception) -> str | None:
+        from ray.exceptions import OutOfMemoryError, WorkerCrashedError
+
+        if not isinstance(exc, (WorkerCrashedError, OutOfMemoryError)):
+            return None
+        return f"Ray gave up on it, the worker processes running it died ({' '.join(str(exc).split())})"
 
     def cancel(self, handles: list) -> None:
         for handle in handles:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -91,8 +90,10 @@ def run_sweep(
 
     Cells run on `cluster` when one is given (its workers never write the store), else on this machine.
 
-    Retryable failures are tried again in the worker (policy.retries); a fatal error, a worker process that
-    dies, or policy.max_consecutive_failures failed cells in a row stop the sweep with summary.stopped set.
+    Retryable failures are tried again in the worker (policy.retries); a cell whose worker process dies runs
+    again alone and is stored failed (deterministic) when it kills that one too. A fatal error, the executor
+    failing (the driver losing the cluster) or policy.max_consecutive_failures failed cells in a row stop the
+    sweep with summary.stopped set.
     """
     policy = policy or RunSpec()
     todo = dispatch_order(cells_to_run(cells, store, retry_failed))
@@ -111,14 +112,12 @@ def run_sweep(
     except FatalError as exc:
         summary.stopped = str(exc)
     finally:
-        with warnings.catch_warnings():  # joblib warns that it cancels the running cells: that is the point
-            warnings.simplefilter("ignore")
-            results.close()  # stops the worker processes when the sweep ends early
+        results.close()  # stops the worker processes when the sweep ends early
     return summary
 
 
 def _until_broken(results: Iterator, summary: SweepSummary) -> Iterator:
-    """The executor's results until it is exhausted or breaks (a worker process killed or out of memory)."""
+    """The executor's results until it is exhausted or breaks (the driver lost the cluster)."""
     while True:
         try:
             yield next(results)
@@ -126,7 +125,7 @@ def _until_broken(results: Iterator, summary: SweepSummary) -> Iterator:
             return
         except Exception as exc:  # the executor itself failed: fatal, the finished cells are stored
             summary.stopped = (f"the worker processes failed ({type(exc).__name__}: {_one_line(exc)}); finished "
-                               "cells are stored, run again to resume (with fewer --jobs if memory ran out)")
+                               "cells are stored, run again to resume")
             return
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import time
 import traceback
 import warnings
@@ -25,7 +26,7 @@ from study.data.dataset import Dataset, split_indices
 from study.data.sources import load_dataset
 from study.data.splits import ensure_split, training_subsets
 from study.errors import DataError
-from study.failures import failure_kind
+from study.failures import FailureKind, failure_kind
 from study.features import FeatureCache
 from study.metrics import METRICS, choose_operating_point, classification_metrics, operating_metrics
 from study.plan import Cell
@@ -125,10 +126,16 @@ def run_cell(cell: Cell, context: WorkerContext) -> tuple[dict, pd.DataFrame | N
         return _run(cell, context, started)
     except Exception as exc:  # a failed cell is a result, not the end of the sweep
         log.debug("cell %s failed", cell.run_id, exc_info=True)
-        row = _base_row(cell, started)
-        row.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8),
-                   failure=failure_kind(exc).value)
+        row = failed_row(cell, started, f"{type(exc).__name__}: {exc}", failure_kind(exc))
+        row["traceback"] = traceback.format_exc(limit=8)
         return row, None
+
+
+def failed_row(cell: Cell, started: datetime, error: str, kind: FailureKind) -> dict:
+    """The stored row of a cell that failed with error, of the given failure kind."""
+    row = _base_row(cell, started)
+    row.update(status="failed", error=error, failure=kind.value)
+    return row
 
 
 _TRAINERS: OrderedDict[str, tuple] = OrderedDict()  # structure key -> (Trainer, FreshStart or None), most recent last
@@ -202,6 +209,17 @@ def model_inputs(cell: Cell, context: WorkerContext, dataset: Dataset, images: n
     )
 
 
+KILL_HOOK = "STUDY_TEST_KILL_WORKER"  # a test hook, see die_if_asked
+
+
+def die_if_asked(cell: Cell) -> None:
+    """Test hook: SIGKILL this process, as the kernel's OOM killer would, when the environment variable
+    STUDY_TEST_KILL_WORKER lists the run id of the cell (or of the trial's cell, `<unit>-trial<n>`), comma-separated.
+    The tests use it to check that such a cell is stored failed and the sweep goes on."""
+    if cell.run_id in os.environ.get(KILL_HOOK, "").split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, pd.DataFrame]:
     configure_tensorflow(context.threads)
     settings = cell.settings
@@ -210,6 +228,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
         raise DataError(f"the dataset this worker ({platform.node()}) reads under {context.data_dir} differs from "
                         "the driver's; give every worker the same data directory (README: Running on a cluster)")
     images = preprocessed_images(context, settings["backbone"]["name"])
+    die_if_asked(cell)
     indices = cell_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)
 

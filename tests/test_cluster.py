@@ -141,6 +141,27 @@ def test_dask_cluster_survives_a_killed_worker_and_matches_local(tmp_path, local
     assert settings and all(found == {"onednn": "1", "threads": 1} for found in settings)
 
 
+@pytest.mark.integration
+def test_a_killed_driver_leaves_the_cluster_it_was_given_running(tmp_path, dask_cluster):
+    cluster, client = dask_cluster
+    workers = client.run(os.getpid)
+    command = [sys.executable, "-m", "study", "run", str(write_tiny_protocol(tmp_path, seeds=4, epochs=10)),
+               *dirs(tmp_path), "--executor", "dask", "--address", cluster.scheduler_address]
+    driver = subprocess.Popen(command, cwd=PROJECT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((tmp_path / "results" / "tiny" / "cells").glob("*.parquet")):
+            assert driver.poll() is None and time.monotonic() < deadline, "no cell was stored"
+            time.sleep(0.2)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        time.sleep(5)  # longer than the lifeline's poll: a process that watched the driver would have ended
+    finally:
+        driver.kill()
+    assert client.run(os.getpid) == workers, "the cluster's workers are the same processes, still running"
+
+
 def test_feature_map_comes_back_from_a_dask_worker_as_computed_here(tmp_path, dask_cluster):
     from study.dask_cluster import DaskCluster
     from study.executors import run_task

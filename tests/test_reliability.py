@@ -336,15 +336,18 @@ def test_skipped_files_are_counted_in_dataset_json_and_every_row(tmp_path, monke
 
 
 # ------------------------------------------------------------------------------------ kills, reproducibility
-def test_random_sigkills_mid_sweep_lose_and_duplicate_nothing(tmp_path):
+@pytest.mark.parametrize("driver_only", [False, pytest.param(True, marks=pytest.mark.integration)],
+                         ids=["process-group", "driver-alone"])
+def test_random_sigkills_mid_sweep_lose_and_duplicate_nothing(tmp_path, driver_only):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("torture", PROJECT / "benchmarks" / "torture.py")
     torture = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(torture)
-    counts = torture.torture(tmp_path, kills=2, min_delay=0.0, max_delay=2.0, seed=1, seeds=1, after_a_cell=True)
+    counts = torture.torture(tmp_path, kills=2, min_delay=0.0, max_delay=2.0, seed=1, seeds=1, after_a_cell=True,
+                             driver_only=driver_only)
     assert counts["kills"] + counts["finished_before_kill"] == 2 and counts["cells"] == 8
-    assert counts["kills_mid_sweep"] == counts["kills"]
+    assert counts["kills_mid_sweep"] == counts["kills"] and counts["orphans"] == 0
 
 
 def test_same_protocol_and_seed_give_identical_metrics_in_separate_runs(tmp_path):
@@ -362,3 +365,184 @@ def test_same_protocol_and_seed_give_identical_metrics_in_separate_runs(tmp_path
     pd.testing.assert_frame_equal(first, second, check_exact=True)
     for run_id in first["run_id"]:
         pd.testing.assert_frame_equal(runs[0].predictions(run_id), runs[1].predictions(run_id), check_exact=True)
+
+
+# ------------------------------------------------------------------------------ orphans and worker deaths
+LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # a local Ray cluster on the loopback address
+TUNED = """\
+name: tuned
+dataset: {source: synthetic, classes: 2, per_class: 30, size: 16}
+backbone: {name: cnn, weights: none, width: 4}
+strategies:
+  - {name: scratch}
+fractions: [1.0]
+seeds: 1
+train: {min_steps: 0, epochs: 3, batch_size: 16, lr: {backbone: 1.0e-3, head: 1.0e-3}, early_stopping: null}
+tuning: {trials: 4, space: {lr_head: {low: 1.0e-4, high: 1.0e-1}}}
+"""
+
+
+def start_driver(tmp_path: Path, protocol: Path, *args: str) -> subprocess.Popen:
+    """`study run PROTOCOL --jobs 2` in its own session, its output in tmp_path/driver.log."""
+    command = [sys.executable, "-m", "study", "run", str(protocol), "--results-dir", str(tmp_path / "results"),
+               "--report-dir", str(tmp_path / "report"), "--jobs", "2", "--no-progress", *args]
+    with open(tmp_path / "driver.log", "wb") as log:
+        return subprocess.Popen(command, cwd=PROJECT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **LOOPBACK_RAY},
+                                start_new_session=True, stdout=log, stderr=log)
+
+
+def wait_for(condition, driver: subprocess.Popen, tmp_path: Path, what: str, seconds: float = 300) -> None:
+    """Wait until condition() holds, failing when the driver ends first or after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        log = (tmp_path / "driver.log").read_text()
+        assert driver.poll() is None, f"the run ended before a {what}: {log[-2000:]}"
+        assert time.monotonic() < deadline, f"no {what} after {seconds} s"
+        time.sleep(0.1)
+
+
+def living(processes: list) -> list:
+    """The processes still running; a zombie has ended (it waits only for its new parent to read its status)."""
+    import psutil
+
+    running = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return running
+
+
+def kill_driver_alone(driver: subprocess.Popen) -> list[str]:
+    """SIGKILL the driver, not its process group; the processes of its run (recorded before the kill) that still
+    run 10 s later, which are then killed."""
+    import psutil
+
+    run = psutil.Process(driver.pid).children(recursive=True)
+    assert len(run) >= 2, "the run should have started its worker processes"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while living(run) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = living(run)
+    for process in survivors:
+        process.kill()
+    return [" ".join(process.cmdline())[:120] for process in survivors]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("executor", ["local", "dask", "ray"])
+def test_a_driver_killed_alone_mid_sweep_takes_every_process_of_its_run_with_it(tmp_path, executor):
+    protocol = write_tiny_protocol(tmp_path, seeds=6, epochs=20)
+    cells = ResultStore(tmp_path / "results", "tiny").cells_dir
+    driver = start_driver(tmp_path, protocol, "--executor", executor)
+    try:
+        wait_for(lambda: cells.is_dir() and any(cells.glob("*.parquet")), driver, tmp_path, "stored cell")
+        assert kill_driver_alone(driver) == []
+    finally:
+        driver.kill()
+    assert 1 <= len(list(cells.glob("*.parquet"))) < 24, "the kill should land mid-sweep"
+
+
+@pytest.mark.integration
+def test_a_driver_killed_alone_mid_tuning_takes_its_trial_workers_with_it(tmp_path):
+    protocol = tmp_path / "tuned.yaml"
+    protocol.write_text(TUNED.replace("trials: 4", "trials: 40").replace("epochs: 3", "epochs: 20"))
+    driver = start_driver(tmp_path, protocol)
+    try:
+        wait_for(lambda: "[tuning]" in (tmp_path / "driver.log").read_text(), driver, tmp_path, "finished trial")
+        assert kill_driver_alone(driver) == []
+    finally:
+        driver.kill()
+
+
+def _die_when_told(item: str) -> tuple[str, int]:
+    """A task that SIGKILLs its own process for the item "deadly", and returns (item, pid) for the others."""
+    time.sleep(0.3)
+    if item == "deadly":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return item, os.getpid()
+
+
+def test_a_task_that_kills_its_worker_is_given_up_alone_and_the_others_finish():
+    from study.failures import WorkerLost
+    from study.pool import run_pooled
+
+    outcomes = dict(run_pooled(_die_when_told, ["a", "deadly", "b", "c", "d"], jobs=2))
+    lost = outcomes.pop("deadly")
+    assert isinstance(lost, WorkerLost) and lost.attempts == 2
+    assert lost.reason.startswith("its worker process died twice, the second time running it alone in a fresh "
+                                  "process: killed by SIGKILL, likely out of memory")
+    assert "peak resident memory" in lost.reason
+    assert {item: returned for item, (returned, _) in outcomes.items()} == {"a": "a", "b": "b", "c": "c", "d": "d"}
+
+
+@pytest.mark.parametrize("exit_code, words", [(-9, "killed by SIGKILL, likely out of memory"),
+                                              (-11, "killed by SIGSEGV (signal 11)"), (3, "exited with code 3")])
+def test_a_dead_process_is_described_by_signal_or_exit_code_and_peak_memory(exit_code, words):
+    from study.pool import ProcessDeath
+
+    described = ProcessDeath(exit_code, 300 * 2**20).describe()
+    assert described.startswith(words) and described.endswith("; peak resident memory 300 MiB")
+
+
+def victim(protocol: Path, index: int = 1):
+    """The cell at index of a protocol (the test hook names it by run id)."""
+    from study.data.sources import source_fingerprint
+
+    loaded = load_protocol(protocol)
+    return plan_cells(loaded, source_fingerprint(loaded.dataset, None))[index]
+
+
+LOST = {  # how each executor's stored error begins for a cell that kills every worker running it
+    "local": "WorkerLost: its worker process died twice, the second time running it alone in a fresh process: "
+             "killed by SIGKILL, likely out of memory",
+    "dask": "WorkerLost: the Dask scheduler gave up on it, the worker processes running it died",
+    "ray": "WorkerLost: Ray gave up on it, the worker processes running it died",
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("executor", LOST)
+def test_a_cell_that_kills_its_worker_is_stored_failed_and_the_sweep_goes_on(tmp_path, executor):
+    protocol = write_tiny_protocol(tmp_path, seeds=1)
+    deadly = victim(protocol)
+    result = study_command("run", str(protocol), "--results-dir", str(tmp_path / "results"), "--report-dir",
+                           str(tmp_path / "report"), "--jobs", "2", "--no-progress", "--executor", executor,
+                           env={worker.KILL_HOOK: deadly.run_id, **LOOPBACK_RAY}, timeout=600)
+    assert result.returncode == 1, result.stderr
+    assert "3 done, 1 failed, 0 skipped" in result.stdout and "the sweep stopped" not in result.stderr
+    cells = ResultStore(tmp_path / "results", "tiny").cells().set_index("run_id")
+    lost = cells.loc[deadly.run_id]
+    assert lost["status"] == "failed" and lost["failure"] == "deterministic", lost["error"]
+    assert lost["error"].startswith(LOST[executor]), lost["error"]
+    assert executor != "local" or ("peak resident memory" in lost["error"] and lost["attempts"] == 2)
+    assert set(cells.drop(deadly.run_id)["status"]) == {"done"} and len(cells) == 4
+    assert f"failed: {deadly.arm.label} fraction=0.5 seed=0: WorkerLost: " in result.stderr
+
+
+@pytest.mark.integration
+def test_a_trial_that_kills_its_worker_counts_as_failed_and_tuning_goes_on(tmp_path, monkeypatch):
+    from study.data.sources import source_fingerprint
+    from study.plan import plan_units
+    from study.pool import worker_pool
+    from study.protocol import parse_protocol
+    from study.tuning.phase import run_tuning
+
+    protocol = parse_protocol(TUNED)
+    unit = plan_units(protocol, source_fingerprint(protocol.dataset, None))[0]
+    monkeypatch.setenv(worker.KILL_HOOK, f"{unit.name}-trial1")
+    worker_pool(2).shutdown(wait=True)  # workers started by an earlier test would not see the hook
+    store = ResultStore(tmp_path / "results", protocol.name)
+    context = worker.WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=None,
+                                   cache_dir=str(tmp_path / "cache"), threads=1)
+    outcomes = []
+    choices = run_tuning(protocol, store, [unit], context, jobs=2, on_trial=lambda unit, outcome: outcomes.append(outcome))
+    by_number = {outcome.number: outcome for outcome in outcomes}
+    assert sorted(by_number) == [0, 1, 2, 3] and by_number[1].state == "failed"
+    assert by_number[1].error.startswith("WorkerLost: its worker process died twice")
+    record = choices[unit.key]
+    assert record["failed"] == 1 and record["complete"] + record["pruned"] == 3 and record["complete"] >= 1

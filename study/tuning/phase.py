@@ -1,6 +1,6 @@
 """The tuning phase of `study run`: every unit's trials through the worker pool, then each unit's choice stored.
 
-Trials of all units share one pool of fresh worker processes (joblib's loky backend, as the sweep's cells) with
+Trials of all units share one pool of fresh worker processes (`study.pool`, as the sweep's cells) with
 the sweep's WorkerContext, so their traced models and cached features carry over to the sweep. The driver asks
 the engine for a trial when a worker is free and tells it the outcome; units are dispatched one after another
 so that a worker keeps reusing one traced model. A unit whose budget is spent is stored as a choice
@@ -10,12 +10,13 @@ so that a worker keeps reusing one traced model. A unit whose budget is spent is
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from study.errors import StudyError
+from study.failures import WorkerLost
 from study.protocol import Protocol
 from study.store import ResultStore
 from study.tuning.search import UnitSearch
@@ -80,33 +81,33 @@ def run_tuning(protocol: Protocol, store: ResultStore, units: list[TuningUnit], 
 def dispatch(searches: list[UnitSearch], context: WorkerContext, jobs: int,
              cluster: Cluster | None = None) -> Iterator[TrialOutcome]:
     """Run the searches' trials, each told to its search as it finishes: on the cluster when one is given, else in
-    local worker processes, or in this process when jobs is 1."""
-    lock = threading.Lock()  # joblib pulls the next task from its own thread while this one tells outcomes
+    local worker processes, or in this process when jobs is 1. A trial whose worker process died each time it ran
+    counts as failed."""
     by_key = {search.unit.key: search for search in searches}
 
-    def tasks() -> Iterator[TrialTask]:
+    def tasks() -> Iterator[TrialTask]:  # asked for only when a worker is free, after the last outcome was told
         for search in searches:
-            while True:
-                with lock:
-                    task = search.ask()
-                if task is None:
-                    break
+            while (task := search.ask()) is not None:
                 yield task
 
     if cluster is not None:
-        outcomes = cluster.map_tasks(evaluate_trial, context, tasks())
+        finished = cluster.map_tasks(evaluate_trial, context, tasks())
     elif jobs <= 1:
-        outcomes = (evaluate_trial(context, task) for task in tasks())
+        finished = ((task, evaluate_trial(context, task)) for task in tasks())
     else:
-        from joblib import Parallel, delayed
+        from study.pool import run_pooled
 
-        parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered", pre_dispatch="n_jobs",
-                            batch_size=1)
-        outcomes = parallel(delayed(evaluate_trial)(context, task) for task in tasks())
-    for outcome in outcomes:
-        with lock:
-            by_key[outcome.unit].tell(outcome)
+        finished = run_pooled(partial(evaluate_trial, context), tasks(), jobs)
+    for task, outcome in finished:
+        if isinstance(outcome, WorkerLost):
+            outcome = lost_trial(task, outcome)
+        by_key[outcome.unit].tell(outcome)
         yield outcome
+
+
+def lost_trial(task: TrialTask, lost: WorkerLost) -> TrialOutcome:
+    """The failed outcome of a trial given up because its worker process died each time it ran."""
+    return TrialOutcome(task.unit, task.number, "failed", error=f"WorkerLost: {lost.reason}")
 
 
 def tuning_lines(protocol: Protocol, store: ResultStore, units: list[TuningUnit]) -> list[str]:

@@ -83,13 +83,14 @@ def _this_worker() -> str:
 
 def _evaluate(task: TrialTask, context: WorkerContext, curve: list[float], clock: float) -> TrialOutcome:
     from study.train import monitored_value
-    from study.worker import (configure_tensorflow, load_for, model_inputs, preprocessed_images, train_val_indices,
-                              trainer_for)
+    from study.worker import (configure_tensorflow, die_if_asked, load_for, model_inputs, preprocessed_images,
+                              train_val_indices, trainer_for)
 
     configure_tensorflow(context.threads)
     cell = task.cell
     dataset = load_for(context)
     images = preprocessed_images(context, cell.settings["backbone"]["name"])
+    die_if_asked(cell)
     indices = train_val_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)
     inputs = model_inputs(cell, context, dataset, images)
