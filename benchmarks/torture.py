@@ -25,6 +25,8 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 
+from study.lifeline import still_running
+
 ORPHAN_SECONDS = 10  # how long the processes of a run whose driver was killed alone may outlive it
 
 PROTOCOL = """\
@@ -68,27 +70,15 @@ def start(command: list[str], log: Path) -> subprocess.Popen:
                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
-def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    """The processes still running (a zombie has ended: it only waits for its parent to read its status)."""
-    running = []
-    for process in processes:
-        try:
-            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                running.append(process)
-        except psutil.NoSuchProcess:
-            continue
-    return running
-
-
 def kill_driver_alone(process: subprocess.Popen) -> tuple[int, float]:
     """SIGKILL the driver only; wait up to ORPHAN_SECONDS for every process it had started to end. The processes
     still running then (killed here, so that the next round starts clean) and the seconds the last one took."""
     run = psutil.Process(process.pid).children(recursive=True)
     os.kill(process.pid, signal.SIGKILL)
     killed = time.monotonic()
-    while alive(run) and time.monotonic() - killed < ORPHAN_SECONDS:
+    while still_running(run) and time.monotonic() - killed < ORPHAN_SECONDS:
         time.sleep(0.1)
-    orphans = alive(run)
+    orphans = still_running(run)
     for orphan in orphans:
         orphan.kill()
     return len(orphans), time.monotonic() - killed

@@ -55,6 +55,20 @@ def _reap(parent_pid: int) -> None:
             continue
 
 
+def still_running(processes: list) -> list:
+    """The psutil processes still running; a zombie has ended (it only waits for its parent to read its status)."""
+    import psutil
+
+    running = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return running
+
+
 def _descendants(pid: int) -> dict:
     """The processes below pid by pid, this one excepted (none when pid has ended)."""
     import psutil

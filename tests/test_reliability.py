@@ -21,6 +21,7 @@ from study import worker
 from study.cli import main
 from study.errors import StudyError
 from study.failures import FailureKind, failure_kind
+from study.lifeline import still_running
 from study.plan import plan_cells
 from study.protocol import RunSpec, load_protocol
 from study.runlock import RunLock
@@ -401,20 +402,6 @@ def wait_for(condition, driver: subprocess.Popen, tmp_path: Path, what: str, sec
         time.sleep(0.1)
 
 
-def living(processes: list) -> list:
-    """The processes still running; a zombie has ended (it waits only for its new parent to read its status)."""
-    import psutil
-
-    running = []
-    for process in processes:
-        try:
-            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                running.append(process)
-        except psutil.NoSuchProcess:
-            continue
-    return running
-
-
 def kill_driver_alone(driver: subprocess.Popen) -> list[str]:
     """SIGKILL the driver, not its process group; the processes of its run (recorded before the kill) that still
     run 10 s later, which are then killed."""
@@ -425,9 +412,9 @@ def kill_driver_alone(driver: subprocess.Popen) -> list[str]:
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     deadline = time.monotonic() + 10
-    while living(run) and time.monotonic() < deadline:
+    while still_running(run) and time.monotonic() < deadline:
         time.sleep(0.1)
-    survivors = living(run)
+    survivors = still_running(run)
     for process in survivors:
         process.kill()
     return [" ".join(process.cmdline())[:120] for process in survivors]
