@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="show what would run and stop")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (one line per cell instead)")
     run.add_argument("--wait", action="store_true", help="when another run holds the results, wait for it to end")
+    run.add_argument("--until-decided", action="store_true",
+                     help="add seeds in rounds until every claim is decided (group-sequential, alpha kept)")
+    run.add_argument("--max-seeds", type=int, default=None,
+                     help="with --until-decided: seeds at the last look (default 10)")
+    run.add_argument("--seeds-per-round", type=int, default=None,
+                     help="with --until-decided: seeds added per look (default 2)")
 
     for name, text in (
         ("plan", "the cells, what is done, the block map"),

@@ -37,9 +37,27 @@ def _open(args: argparse.Namespace) -> Session:
     data_dir = resolve_data_dir(args.data_dir)
     fingerprint = source_fingerprint(protocol.dataset, data_dir)
     store = ResultStore(args.results_dir, protocol.name)
+    protocol = _with_added_seeds(protocol, store)
     cells = plan_cells(protocol, fingerprint, current_choices(store.tuning_records(), protocol))
     return Session(protocol, args.protocol, data_dir, store, cells, args.report_dir / protocol.name,
                    plan_units(protocol, fingerprint))
+
+
+def _with_added_seeds(protocol: Protocol, store: ResultStore) -> Protocol:
+    """The protocol with the seeds a run with --until-decided has added to its store (as it is without one)."""
+    from study.sequential import record_for, with_seeds
+
+    record = record_for(protocol, store.sequential())
+    return with_seeds(protocol, record.plan.seeds(record.seeds_run)) if record and record.seeds_run else protocol
+
+
+def _replan(session: Session, protocol: Protocol) -> None:
+    """Plan the session's cells again for a protocol with other seeds."""
+    from study.data.sources import source_fingerprint
+
+    fingerprint = source_fingerprint(protocol.dataset, session.data_dir)
+    session.protocol = protocol
+    session.cells = plan_cells(protocol, fingerprint, current_choices(session.store.tuning_records(), protocol))
 
 
 def _print_tuning(session: Session) -> None:
@@ -248,6 +266,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = _open(args)
     if args.address is not None and args.executor == "local":
         raise StudyError("--address needs --executor dask or --executor ray")
+    if not args.until_decided and (args.max_seeds or args.seeds_per_round):
+        raise StudyError("--max-seeds and --seeds-per-round need --until-decided")
     jobs = args.jobs or max(1, available_cores() // session.protocol.train.threads)
     dataset = _checked_dataset(session, args.results_dir / ".cache")
     todo = cells_to_run(session.cells, session.store, args.retry_failed)
@@ -264,8 +284,58 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _cluster(args, len(todo), session.protocol.train.threads) as cluster:
         if cluster is not None:
             print(f"running on {cluster.describe()}", flush=True)
-        summary, elapsed = _sweep(session, args, dataset, jobs, cluster)
+        if args.until_decided:
+            summary, elapsed = _sweep_until_decided(session, args, dataset, jobs, cluster)
+        else:
+            summary, elapsed = _sweep(session, args, dataset, jobs, cluster)
     return _finish(session, summary, elapsed)
+
+
+def _sweep_until_decided(session: Session, args: argparse.Namespace, dataset, jobs: int, cluster):
+    """Sweep the protocol's seeds, test the claims, add seeds look by look until every claim is decided or the
+    last planned look is made (study.sequential); each look is recorded in the store as it is made."""
+    from study.analysis import flagged, newest_per_key
+    from study.sequential import EVERY_CLAIM_DECIDED, LAST_LOOK_MADE, SequentialRecord, look_table, undecided, \
+        with_seeds
+
+    protocol = load_protocol(args.protocol)
+    record = SequentialRecord(_sequential_plan(protocol, args))
+    counts = record.plan.counts()
+    print(f"until decided: looks planned at {', '.join(map(str, counts))} seeds ({record.plan.method})")
+    elapsed = 0.0
+    for count in counts:
+        record.seeds_run = count
+        session.store.put_sequential(record.to_dict())
+        _replan(session, with_seeds(protocol, record.plan.seeds(count)))
+        summary, seconds = _sweep(session, args, dataset, jobs, cluster)
+        elapsed += seconds
+        if summary.stopped or summary.failed:
+            return summary, elapsed
+        record.looks.append(count)
+        done, _ = newest_per_key(flagged(session.store.cells()))
+        open_claims = undecided(look_table(done, protocol, record))
+        print(f"look {len(record.looks)} of {len(counts)} at {count} seeds: "
+              + (f"undecided: {', '.join(open_claims)}" if open_claims else "every claim decided"), flush=True)
+        if not open_claims:
+            record.stopped = EVERY_CLAIM_DECIDED
+            break
+    else:
+        record.stopped = LAST_LOOK_MADE
+    session.store.put_sequential(record.to_dict())
+    return summary, elapsed
+
+
+def _sequential_plan(protocol: Protocol, args: argparse.Namespace):
+    """The looks of --until-decided, checked against the protocol."""
+    from study.sequential import SequentialPlan
+
+    if not protocol.claims:
+        raise StudyError(f"{args.protocol}: --until-decided needs claims to decide, and the protocol has none")
+    given = {"max_seeds": args.max_seeds, "seeds_per_round": args.seeds_per_round}
+    try:
+        return SequentialPlan(protocol.seed_list(), **{name: value for name, value in given.items() if value})
+    except ValueError as exc:
+        raise StudyError(str(exc)) from None
 
 
 def _cluster(args: argparse.Namespace, cells: int, threads: int):

@@ -38,6 +38,7 @@ from study.embedding import FeaturesError, features_path, tsne_map
 from study.protocol import Protocol
 from study.render.document import Document, Figure, Section, Table
 from study.render.files import write_document
+from study.sequential import SequentialRecord, look_table, record_for, verdicts
 from study.significance import friedman_tables, mcnemar_table, nemenyi_table, paired_values, pairwise_table
 from study.store import ResultStore
 from study.tuning.units import current_choices
@@ -61,15 +62,17 @@ def build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[
     """Write the report of the protocol's stored results under out_dir; index.html is the first path returned."""
     features = features_path(store.root, protocol.backbone.name, protocol.dataset.size)
     document = report_document(protocol, store.cells(), functools.lru_cache(maxsize=None)(store.predictions), features,
-                               tuning_choices=list(current_choices(store.tuning_records(), protocol).values()))
+                               tuning_choices=list(current_choices(store.tuning_records(), protocol).values()),
+                               sequential=record_for(protocol, store.sequential()))
     paths = write_document(document, out_dir)
     log.info("report written to %s", out_dir)
     return paths
 
 
 def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, features: Path,
-                    tuning_choices: list[dict] | None = None) -> Document:
-    """The report as a document: overview, tuning, claims, curves, significance, heatmaps, images, cell lists."""
+                    tuning_choices: list[dict] | None = None, sequential: SequentialRecord | None = None) -> Document:
+    """The report as a document: overview, tuning, claims, curves, significance, heatmaps, images, cell lists.
+    With the record of a run that added seeds until decided, the claims' verdicts are the sequential ones."""
     title = f"{protocol.name}: {protocol.description}".rstrip(": ")
     done, replaced = newest_per_key(flagged(cells))
     failed = cells[cells["status"] == "failed"] if "status" in cells.columns else cells.iloc[0:0]
@@ -81,7 +84,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     spec = protocol.report
     summary = _summary(done)
     sections += [
-        _claims(protocol, done, predictions),
+        _claims(protocol, done, predictions, sequential),
         _learning_curves(summary, done, spec),
         _training_curves(done),
         _published(protocol, summary),
@@ -278,19 +281,44 @@ TWO_LEVEL = (
 )
 
 
-def _claims(protocol: Protocol, done: pd.DataFrame, predictions) -> Section:
+def _claims(protocol: Protocol, done: pd.DataFrame, predictions, sequential: SequentialRecord | None) -> Section:
     rule = "Rule: " + CLAIM_RULE
     if not protocol.claims:
         return Section("Claims", ["The protocol declares no claims (add a claims: section to test some).", rule])
     summary, detail = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions,
                                       predictions=predictions)
-    return Section("Claims", [rule, TWO_LEVEL], [
+    paragraphs, items = [rule, TWO_LEVEL], []
+    if sequential is not None and sequential.looks:
+        looks = look_table(done, protocol, sequential)
+        outcome = verdicts(looks, sequential)
+        summary = summary.assign(verdict=[outcome[claim][0] for claim in summary["claim"]],
+                                 reason=[outcome[claim][1] for claim in summary["claim"]])
+        paragraphs.append(_sequential_paragraph(sequential))
+        items.append(Table("claim_looks", "The looks of the sequential design: each claim's primary test at the "
+                                          "look's seeds against its nominal level, until the look that decided it",
+                           tables.claim_looks(looks), looks))
+    return Section("Claims", paragraphs, [
         Table("claims", "Claims and verdicts (effect: advantage averaged over the claim's fractions per seed; "
                         "Kendall's tau for trend claims)",
               tables.claims(summary), summary),
+        *items,
         Table("claim_fractions", "Where each claim holds: per fraction, Holm-adjusted over the claim's fractions "
                                  "(these rows do not change the verdict)", tables.claim_details(detail), detail),
     ])
+
+
+def _sequential_paragraph(record: SequentialRecord) -> str:
+    """How the seeds were added: the design, the looks made and why the run stopped."""
+    plan = record.plan
+    made = ", ".join(str(count) for count in record.looks)
+    stopped = f"It stopped because {record.stopped}." if record.stopped else (
+        "The run has not finished its looks (interrupted or still running); verdicts are those of the looks made.")
+    return (f"Seeds were added until the claims were decided: {plan.method}. Looks were planned at "
+            f"{', '.join(str(c) for c in plan.counts())} seeds (the protocol's {len(plan.base_seeds)}, then "
+            f"{plan.seeds_per_round} more per look, up to {plan.max_seeds}); {len(record.looks)} look(s) were made, at "
+            f"{made} seeds. {stopped} A claim's verdict is the one of the first look whose primary test decided it at "
+            "that look's nominal level; effects and intervals below use every stored seed, and after early stopping "
+            "they lean slightly away from zero.")
 
 
 def _learning_curves(summary: pd.DataFrame, done: pd.DataFrame, spec) -> Section:

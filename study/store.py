@@ -8,6 +8,7 @@ Contract:
 - Finished rows never change, except that `put` of a failed cell's run id again (a retry) replaces it.
 - The split the cells were trained on is stored once as `split.parquet`, what the dataset load skipped in
   `dataset.json`. Temporary files a killed run left behind are removed by the next run, under its lock.
+- A run with --until-decided stores its plan of looks, the looks made and why it stopped in `sequential.json`.
 - A tuned protocol's choices are stored once per tuning unit as `tuning/chosen/<unit key>.json` (the values, the
   best validation score, the budget and how it was spent); the engines' own state (Optuna's SQLite file,
   KerasTuner's project directories) lives beside them in `tuning/`.
@@ -129,6 +130,17 @@ class ResultStore:
     def put_dataset_info(self, info: dict) -> None:
         """What the dataset load found: image count and the files it skipped (dataset.json)."""
         _write_bytes(json.dumps(info, indent=1, sort_keys=True).encode(), self.root / "dataset.json")
+
+    def put_sequential(self, record: dict) -> None:
+        """The plan, looks and stop reason of a run that adds seeds until its claims are decided."""
+        _write_bytes(json.dumps(record, indent=1, sort_keys=True).encode(), self.root / "sequential.json")
+
+    def sequential(self) -> dict | None:
+        """The stored sequential record, or None when no run added seeds (or the file does not parse)."""
+        try:
+            return json.loads((self.root / "sequential.json").read_text())
+        except (OSError, ValueError):
+            return None
 
     def remove_temporary(self) -> int:
         """Delete temporary files a killed run left; call only under the run lock. Returns how many."""

@@ -186,6 +186,16 @@ def claims(frame: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def claim_looks(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "claim": frame["claim"], "look": frame["look"], "seeds": frame["seeds"],
+        "effect": frame["effect"].map(signed), "p": frame["p"].map(pval),
+        "nominal level": frame["nominal_level"].map(pval),
+        "verdict at the look": [verdict.upper() if decided else "continue"
+                                for verdict, decided in zip(frame["verdict"], frame["decided_here"])],
+    })
+
+
 def claim_details(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "claim": frame["claim"], "fraction": frame["fraction"].map("{:g}".format),

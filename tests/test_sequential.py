@@ -1,0 +1,136 @@
+"""Adding seeds until the claims are decided: the boundaries against published values, the error rate and power
+by simulation, and a real run that adds seeds look by look, resumes, and reports its looks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import study_command
+from study.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, pooled_decision
+from study.cli import main
+from study.sequential import EVERY_CLAIM_DECIDED, LAST_LOOK_MADE, SequentialPlan, boundaries, first_decision, nominal_levels
+from study.store import ResultStore
+
+
+@pytest.mark.parametrize("information, published", [
+    # Lan-DeMets O'Brien-Fleming-type spending, two-sided alpha 0.05 (0.025 per side): DeMets & Lan (1994),
+    # Stat Med 13:1341, and R's ldbounds / gsDesign (sfLDOF) for five equally spaced looks; two looks at 0.5 and 1.
+    ([0.2, 0.4, 0.6, 0.8, 1.0], [4.8769, 3.3569, 2.6803, 2.2898, 2.0310]),
+    ([0.5, 1.0], [2.9626, 1.9686]),
+    ([1.0], [1.9600]),
+])
+def test_boundaries_match_published_values(information, published):
+    assert boundaries(information, 0.05) == pytest.approx(published, abs=2e-4)
+
+
+def test_one_look_is_the_fixed_design():
+    assert nominal_levels([1.0], 0.05) == pytest.approx([0.05])
+    plan = SequentialPlan([0, 1, 2], max_seeds=3)
+    assert plan.counts() == [3] and plan.levels(0.05) == pytest.approx([0.05])
+
+
+def test_looks_and_added_seeds():
+    plan = SequentialPlan([0, 1, 2], max_seeds=10, seeds_per_round=2)
+    assert plan.counts() == [3, 5, 7, 9, 10]
+    assert plan.seeds(5) == [0, 1, 2, 3, 4]
+    levels = plan.levels(0.05)
+    assert all(a < b for a, b in zip(levels, levels[1:])) and levels[-1] < 0.05
+    assert SequentialPlan([4, 9], max_seeds=4, seeds_per_round=1).seeds(4) == [4, 9, 10, 11]
+    with pytest.raises(ValueError, match="below the protocol's 3 seeds"):
+        SequentialPlan([0, 1, 2], max_seeds=2)
+
+
+def simulated_sequential(delta: float, claims: int = 2000, max_seeds: int = 10, seed: int = 0) -> dict:
+    """Verdict shares and mean seeds used of the sequential procedure (looks at 3, 5, 7, 9, 10 seeds) over claims
+    whose per-seed advantage is N(delta, 1)."""
+    rng = np.random.default_rng(seed)
+    plan = SequentialPlan([0, 1, 2], max_seeds=max_seeds)
+    outcomes, used = [], []
+    for _ in range(claims):
+        advantages = rng.normal(delta, 1.0, max_seeds)
+
+        def test_at(count: int, level: float):
+            verdict, _, primary = pooled_decision(advantages[:count], 0.0, level, resamples=99)
+            return verdict, primary.t_p, primary.mean_diff
+
+        rows = first_decision(test_at, plan.counts(), plan, 0.05)
+        outcomes.append(rows[-1]["verdict"] if rows[-1]["decided_here"] else INCONCLUSIVE)
+        used.append(rows[-1]["seeds"])
+    shares = {verdict: outcomes.count(verdict) / claims for verdict in (SUPPORTED, CONTRADICTED, INCONCLUSIVE)}
+    return shares | {"seeds": float(np.mean(used))}
+
+
+@pytest.fixture(scope="module")
+def null_claims() -> dict:
+    return simulated_sequential(0.0, claims=2000)
+
+
+def test_the_sequential_procedure_keeps_false_support_at_alpha(null_claims):
+    assert null_claims[SUPPORTED] <= 0.05 / 2 + 0.01 and null_claims[CONTRADICTED] <= 0.05 / 2 + 0.01
+    assert null_claims[SUPPORTED] + null_claims[CONTRADICTED] <= 0.05 + 0.01
+
+
+def test_the_sequential_procedure_stops_early_when_the_effect_is_large(null_claims):
+    strong = simulated_sequential(2.0, claims=500)  # a true advantage of two seed spreads
+    assert strong[SUPPORTED] > 0.95
+    assert strong["seeds"] < 8  # most claims are decided before the last look
+    assert null_claims["seeds"] > 9.5  # with no effect nearly every claim runs to the last look
+
+
+def test_until_decided_needs_claims_and_the_seed_options_need_it(tmp_path, capsys):
+    protocol = tmp_path / "p.yaml"
+    protocol.write_text(TWO_ARMS.replace("claims:", "unused:").split("unused:")[0])
+    assert main(["run", str(protocol), "--results-dir", str(tmp_path / "r"), "--until-decided"]) == 1
+    assert "--until-decided needs claims" in capsys.readouterr().err
+    assert main(["run", str(protocol), "--results-dir", str(tmp_path / "r"), "--max-seeds", "5"]) == 1
+    assert "need --until-decided" in capsys.readouterr().err
+
+
+TWO_ARMS = """\
+name: looks
+dataset: {source: synthetic, classes: 2, per_class: 24, size: 16}
+backbone: {name: cnn, weights: none, width: 4}
+strategies:
+  - {name: scratch}
+  - {name: finetune, depth: [1]}
+fractions: [1.0]
+seeds: 2
+train: {min_steps: 0, epochs: 1, batch_size: 16, lr: {backbone: 1.0e-3, head: 1.0e-2}, early_stopping: null}
+claims:
+  - {id: transfer, a: finetune, b: scratch}
+"""
+
+
+def test_a_run_adds_seeds_look_by_look_resumes_and_reports_its_looks(tmp_path):
+    protocol = tmp_path / "looks.yaml"
+    protocol.write_text(TWO_ARMS)
+    dirs = ["--results-dir", str(tmp_path / "results"), "--report-dir", str(tmp_path / "report")]
+    options = ["--until-decided", "--max-seeds", "4", "--seeds-per-round", "1", "--no-progress"]
+    first = study_command("run", str(protocol), *dirs, *options)
+    assert first.returncode == 0, first.stderr
+    assert "looks planned at 2, 3, 4 seeds" in first.stdout
+    assert "look 1 of 3 at 2 seeds: undecided: transfer" in first.stdout  # 2 seeds never decide a claim
+    store = ResultStore(tmp_path / "results", "looks")
+    record = json.loads((store.root / "sequential.json").read_text())
+    looks = record["looks"]
+    assert looks in ([2, 3], [2, 3, 4])  # seeds were added beyond the protocol's two
+    assert record["stopped"] == (EVERY_CLAIM_DECIDED if looks == [2, 3] else LAST_LOOK_MADE)
+    assert sorted(store.cells()["seed"].unique()) == list(range(looks[-1]))
+    stamps = {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()}
+
+    again = study_command("run", str(protocol), *dirs, *options)
+    assert again.returncode == 0, again.stderr
+    assert {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()} == stamps  # nothing trained again
+    assert json.loads((store.root / "sequential.json").read_text()) == record
+
+    status = study_command("status", str(protocol), *dirs)
+    assert f"total: {2 * looks[-1]} done, 0 failed, 0 pending" in status.stdout  # the added seeds count as planned
+    report = (tmp_path / "report" / "looks" / "report.md").read_text()
+    assert "Looks were planned at 2, 3, 4 seeds" in report and f"It stopped because {record['stopped']}" in report
+    table = pd.read_csv(tmp_path / "report" / "looks" / "tables" / "claim_looks.csv")
+    assert list(table["seeds"]) == looks and list(table["decided_here"]) == [False] * (len(looks) - 1) + [
+        record["stopped"] == EVERY_CLAIM_DECIDED]
