@@ -280,6 +280,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                   "awaiting tuning are listed with the protocol's values and get new run ids once tuned")
         for cell in todo:
             print(f"  would run {cell.describe()}  [{cell.run_id}]")
+        if args.until_decided:
+            plan = _sequential_plan(load_protocol(args.protocol), args)
+            print(f"then, until every claim is decided, looks at {', '.join(map(str, plan.counts()))} seeds "
+                  f"({plan.method})")
         return 0
     with _cluster(args, len(todo), session.protocol.train.threads) as cluster:
         if cluster is not None:
@@ -301,7 +305,7 @@ def _sweep_until_decided(session: Session, args: argparse.Namespace, dataset, jo
     protocol = load_protocol(args.protocol)
     record = SequentialRecord(_sequential_plan(protocol, args))
     counts = record.plan.counts()
-    print(f"until decided: looks planned at {', '.join(map(str, counts))} seeds ({record.plan.method})")
+    print(f"until decided: looks planned at {', '.join(map(str, counts))} seeds ({record.plan.method})", flush=True)
     elapsed = 0.0
     for count in counts:
         record.seeds_run = count

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from study.claims import INCONCLUSIVE, evaluate_claim
+from study.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, evaluate_claim, pooled_decision
 from study.protocol import ClaimSpec, Protocol
 
 METHOD = "group-sequential, Lan-DeMets O'Brien-Fleming-type alpha spending (two-sided, alpha/2 per side)"
@@ -214,3 +214,23 @@ def undecided(looks: pd.DataFrame) -> list[str]:
     """The claims no look has decided yet."""
     last = looks.groupby("claim", sort=False).tail(1)
     return list(last.loc[~last["decided_here"].astype(bool), "claim"])
+
+
+def operating_characteristics(plan: SequentialPlan, delta: float, alpha: float = 0.05, claims: int = 2000,
+                              seed: int = 0, resamples: int = 99) -> dict[str, float]:
+    """By simulation: the shares of supported, contradicted and inconclusive verdicts, and the mean seeds used, of
+    the plan's looks over claims whose per-seed advantage is N(delta, 1) (delta in units of the seed spread)."""
+    rng = np.random.default_rng(seed)
+    outcomes, used = [], []
+    for _ in range(claims):
+        advantages = rng.normal(delta, 1.0, plan.max_seeds)
+
+        def test_at(count: int, level: float) -> tuple[str, float, float]:
+            verdict, _, primary = pooled_decision(advantages[:count], 0.0, level, resamples=resamples)
+            return verdict, primary.t_p, primary.mean_diff
+
+        last = first_decision(test_at, plan.counts(), plan, alpha)[-1]
+        outcomes.append(last["verdict"])
+        used.append(last["seeds"])
+    shares = {verdict: outcomes.count(verdict) / claims for verdict in (SUPPORTED, CONTRADICTED, INCONCLUSIVE)}
+    return shares | {"seeds": float(np.mean(used))}

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 from conftest import study_command
-from study.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, pooled_decision
+from study.claims import CONTRADICTED, SUPPORTED
 from study.cli import main
-from study.sequential import EVERY_CLAIM_DECIDED, LAST_LOOK_MADE, SequentialPlan, boundaries, first_decision, nominal_levels
+from study.sequential import (
+    EVERY_CLAIM_DECIDED, LAST_LOOK_MADE, SequentialPlan, boundaries, nominal_levels, operating_characteristics,
+)
 from study.store import ResultStore
 
 
@@ -44,29 +46,12 @@ def test_looks_and_added_seeds():
         SequentialPlan([0, 1, 2], max_seeds=2)
 
 
-def simulated_sequential(delta: float, claims: int = 2000, max_seeds: int = 10, seed: int = 0) -> dict:
-    """Verdict shares and mean seeds used of the sequential procedure (looks at 3, 5, 7, 9, 10 seeds) over claims
-    whose per-seed advantage is N(delta, 1)."""
-    rng = np.random.default_rng(seed)
-    plan = SequentialPlan([0, 1, 2], max_seeds=max_seeds)
-    outcomes, used = [], []
-    for _ in range(claims):
-        advantages = rng.normal(delta, 1.0, max_seeds)
-
-        def test_at(count: int, level: float):
-            verdict, _, primary = pooled_decision(advantages[:count], 0.0, level, resamples=99)
-            return verdict, primary.t_p, primary.mean_diff
-
-        rows = first_decision(test_at, plan.counts(), plan, 0.05)
-        outcomes.append(rows[-1]["verdict"] if rows[-1]["decided_here"] else INCONCLUSIVE)
-        used.append(rows[-1]["seeds"])
-    shares = {verdict: outcomes.count(verdict) / claims for verdict in (SUPPORTED, CONTRADICTED, INCONCLUSIVE)}
-    return shares | {"seeds": float(np.mean(used))}
+LOOKS = SequentialPlan([0, 1, 2], max_seeds=10, seeds_per_round=2)  # looks at 3, 5, 7, 9 and 10 seeds
 
 
 @pytest.fixture(scope="module")
 def null_claims() -> dict:
-    return simulated_sequential(0.0, claims=2000)
+    return operating_characteristics(LOOKS, 0.0, claims=2000)
 
 
 def test_the_sequential_procedure_keeps_false_support_at_alpha(null_claims):
@@ -75,7 +60,7 @@ def test_the_sequential_procedure_keeps_false_support_at_alpha(null_claims):
 
 
 def test_the_sequential_procedure_stops_early_when_the_effect_is_large(null_claims):
-    strong = simulated_sequential(2.0, claims=500)  # a true advantage of two seed spreads
+    strong = operating_characteristics(LOOKS, 2.0, claims=500)  # a true advantage of two seed spreads
     assert strong[SUPPORTED] > 0.95
     assert strong["seeds"] < 8  # most claims are decided before the last look
     assert null_claims["seeds"] > 9.5  # with no effect nearly every claim runs to the last look
