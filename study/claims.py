@@ -6,14 +6,13 @@ RULE (below) is the rule in words; the report prints it and the README quotes it
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from study.analysis import excluded_for, higher_is_better, representative_arm
 from study.protocol import ClaimSpec, ReportSpec
-from study.resampling import TwoLevel, two_level_bootstrap
+from study.resampling import Predictions, TwoLevel, matched_predictions, two_level_bootstrap
 from study.significance import paired_values
 from study.stats import BOOTSTRAP_RESAMPLES, Paired, holm, paired_comparison, wilcoxon_smallest_p
 from study.trend import chosen_positions, picks_per_fraction, trend_verdict
@@ -26,7 +25,6 @@ CLAIM_COLUMNS = [
     "alpha",
     "n_fractions", "n_supported", "n_contradicted",
 ]
-Predictions = Callable[[str], "pd.DataFrame | None"]  # run id -> the cell's stored test predictions
 
 RULE = (
     "Each side of a claim is an arm, or a strategy or list of arms represented at each fraction by its arm with the "
@@ -192,17 +190,10 @@ def _paired_predictions(pool: pd.DataFrame, rows: list[dict], seeds: list, predi
     """fraction -> seed -> the test predictions of the claim's two cells there, matched by image id."""
     paired: dict[float, dict[int, pd.DataFrame]] = {}
     for row in rows:
-        if not row["n_pairs"]:
+        by_seed = matched_predictions(pool, row["fraction"], row["arm_a"], row["arm_b"], seeds, predictions) \
+            if row["n_pairs"] else None
+        if by_seed is None:
             return {}
-        at = pool[pool["fraction"] == row["fraction"]]
-        by_seed = {}
-        for seed in seeds:
-            run_ids = [at.loc[(at["arm"] == row[f"arm_{side}"]) & (at["seed"] == seed), "run_id"] for side in "ab"]
-            frames = [predictions(ids.iloc[0]) if len(ids) else None for ids in run_ids]
-            if any(frame is None for frame in frames):
-                return {}
-            merged = frames[0].merge(frames[1], on="image_id", suffixes=("_a", "_b"))
-            by_seed[int(seed)] = merged.rename(columns={"label_a": "label"})
         paired[row["fraction"]] = by_seed
     return paired
 

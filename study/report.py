@@ -39,7 +39,14 @@ from study.protocol import Protocol
 from study.render.document import Document, Figure, Section, Table
 from study.render.files import write_document
 from study.sequential import SequentialRecord, look_table, record_for, verdicts
-from study.significance import friedman_tables, mcnemar_table, nemenyi_table, paired_values, pairwise_table
+from study.significance import (
+    TWO_LEVEL_RESAMPLES,
+    friedman_tables,
+    mcnemar_table,
+    nemenyi_table,
+    paired_values,
+    pairwise_table,
+)
 from study.store import ResultStore
 from study.tuning.units import current_choices
 from study.tuning.units import direction as tuning_direction
@@ -88,7 +95,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
         _learning_curves(summary, done, spec),
         _training_curves(done),
         _published(protocol, summary),
-        _pairwise(done, spec),
+        _pairwise(done, spec, predictions),
         _friedman(done, spec),
         _mcnemar(protocol, done, predictions),
         _heatmaps(summary, spec),
@@ -372,8 +379,8 @@ def _pairwise_with_kinds(pairwise: pd.DataFrame, done: pd.DataFrame, metric: str
     return pairwise.assign(**columns)
 
 
-def _pairwise(done: pd.DataFrame, spec) -> Section:
-    pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric), done, spec.metric)
+def _pairwise(done: pd.DataFrame, spec, predictions) -> Section:
+    pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric, predictions=predictions), done, spec.metric)
     if pairwise.empty:
         return Section("Pairwise comparisons", ["One arm only: there are no pairs of arms to compare."])
     return Section("Pairwise comparisons", [
@@ -383,6 +390,13 @@ def _pairwise(done: pd.DataFrame, spec) -> Section:
         "test, each Holm-adjusted over the pairs of its fraction. Degenerate cells are included here and counted "
         f"({tables.DAGGER}k: k pairs involve a cell of that arm with no ranking; {tables.DOUBLE_DAGGER}m: m a "
         "collapsed one).",
+        "Both sources of noise: the seed interval leaves out the test set's noise, which every seed shares. Beside "
+        "it, a 95% interval of a - b from the paired two-level bootstrap of the pair at that fraction, which "
+        "resamples the seeds and, within each seed's cells, the test images (the same images for a and b; "
+        f"{TWO_LEVEL_RESAMPLES} replicates per pair, fixed seed), and P(A > B), the probability that a beats b on a "
+        "new seed and a new draw of test images (Bouthillier et al. 2021). Recomputed from the stored predictions "
+        "for auc, accuracy and balanced_accuracy; '-' for other metrics or without predictions. These are not "
+        "corrected for the many pairs.",
     ], [
         Table("pairwise", f"Pairwise tests on {spec.metric}", tables.pairwise(pairwise), pairwise),
         _figure("significance", "Mean paired differences (row - column); stars: Holm-adjusted t-test",

@@ -13,15 +13,16 @@ balanced_accuracy; other metrics get no two-level interval.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 RESAMPLES = 2000
 SEED = 0
 RESAMPLED_METRICS = {"auc", "accuracy", "balanced_accuracy"}
+Predictions = Callable[[str], "pd.DataFrame | None"]  # run id -> the cell's stored test predictions
 
 
 @dataclass(frozen=True)
@@ -53,35 +54,63 @@ def two_level_bootstrap(pairs: dict[float, dict[int, pd.DataFrame]], metric: str
     return TwoLevel(float(low), float(high), float(np.mean(single > 0) + 0.5 * np.mean(single == 0)))
 
 
+def matched_predictions(cells: pd.DataFrame, fraction: float, arm_a: str, arm_b: str, seeds, predictions: Predictions
+                        ) -> dict[int, pd.DataFrame] | None:
+    """seed -> the test predictions of arm a's and arm b's cells at one fraction, matched by image id, as
+    two_level_bootstrap reads them; None when a cell or its stored predictions are missing."""
+    at = cells[cells["fraction"] == fraction]
+    by_seed = {}
+    for seed in seeds:
+        run_ids = [at.loc[(at["arm"] == arm) & (at["seed"] == seed), "run_id"] for arm in (arm_a, arm_b)]
+        frames = [predictions(ids.iloc[0]) if len(ids) else None for ids in run_ids]
+        if any(frame is None for frame in frames):
+            return None
+        merged = frames[0].merge(frames[1], on="image_id", suffixes=("_a", "_b"))
+        by_seed[int(seed)] = merged.rename(columns={"label_a": "label"})
+    return by_seed
+
+
 def _resampled_advantage(merged: pd.DataFrame, metric: str, draws: int, rng: np.random.Generator) -> np.ndarray:
     """metric(a) - metric(b) on `draws` resamples of the merged test images (the same images for both)."""
-    index = rng.integers(0, len(merged), size=(draws, len(merged)))
-    labels = merged["label"].to_numpy()[index]
-    return _metric(merged, "a", metric, index, labels) - _metric(merged, "b", metric, index, labels)
+    n = len(merged)
+    flat = rng.integers(0, n, size=(draws, n))
+    flat *= draws
+    flat += np.arange(draws)[:, None]  # image i drawn by resample r counts at i * draws + r
+    counts = np.bincount(flat.ravel(), minlength=n * draws).reshape(n, draws)
+    return _metric(merged, "a", metric, counts) - _metric(merged, "b", metric, counts)
 
 
-def _metric(merged: pd.DataFrame, side: str, metric: str, index: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def _metric(merged: pd.DataFrame, side: str, metric: str, counts: np.ndarray) -> np.ndarray:
+    """One side's metric on every resample; counts[i, r]: how often resample r drew test image i."""
+    labels = merged["label"].to_numpy()
     if metric == "auc":
         classes = sorted(c for c in merged.columns if c.startswith("prob_") and c.endswith(f"_{side}"))
-        scores = [merged[column].to_numpy()[index] for column in classes]
+        scores = [merged[column].to_numpy() for column in classes]
         if len(scores) == 2:
-            return _row_auc(labels == 1, scores[1])
-        return np.nanmean([_row_auc(labels == c, scores[c]) for c in range(len(scores))], axis=0)
-    correct = merged[f"predicted_{side}"].to_numpy()[index] == labels
+            return weighted_auc(labels == 1, scores[1], counts)
+        return np.nanmean([weighted_auc(labels == c, scores[c], counts) for c in range(len(scores))], axis=0)
+    correct = merged[f"predicted_{side}"].to_numpy() == labels
     if metric == "accuracy":
-        return correct.mean(axis=1)
+        return correct @ counts / len(labels)
     recalls = []
-    for c in np.unique(merged["label"]):
+    for c in np.unique(labels):
         members = labels == c
         with np.errstate(invalid="ignore", divide="ignore"):
-            recalls.append((correct & members).sum(axis=1) / members.sum(axis=1))
+            recalls.append((correct & members) @ counts / (members @ counts))
     return np.nanmean(recalls, axis=0)
 
 
-def _row_auc(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The AUC of every row (Mann-Whitney from midranks); NaN for rows holding one class only."""
-    ranks = rankdata(scores, axis=1)
-    n_pos = positive.sum(axis=1)
-    n_neg = positive.shape[1] - n_pos
+def weighted_auc(positive: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The AUC of every column of counts (image i counted counts[i, r] times; ties count half), in integers from the
+    cumulative counts of the negatives in score order; NaN for columns that hold one class only."""
+    negatives = np.flatnonzero(~positive)
+    negatives = negatives[np.argsort(scores[negatives], kind="stable")]
+    cumulative = np.zeros((len(negatives) + 1, counts.shape[1]), dtype=counts.dtype)  # row j: the j lowest negatives
+    np.cumsum(counts[negatives], axis=0, out=cumulative[1:])
+    ordered = scores[negatives]
+    below = np.searchsorted(ordered, scores[positive], side="left")
+    through = np.searchsorted(ordered, scores[positive], side="right")
+    pos = counts[positive]
+    twice_wins = (pos * (cumulative[below] + cumulative[through])).sum(axis=0)  # a tie wins half
     with np.errstate(invalid="ignore", divide="ignore"):
-        return ((ranks * positive).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        return twice_wins / (2 * pos.sum(axis=0) * cumulative[-1])

@@ -1,4 +1,5 @@
-"""Significance tables over flagged done cells (see analysis.flagged): pairwise tests per fraction paired by seed,
+"""Significance tables over flagged done cells (see analysis.flagged): pairwise tests per fraction paired by seed
+(with the stored predictions also the two-level bootstrap over seeds and test images, see study.resampling),
 Friedman with Nemenyi across arms, and McNemar on the per-image correctness of two strategies' best cells.
 
 Degenerate cells stay in these tables (they describe what was run) and are counted in their `degenerate_*` columns.
@@ -15,6 +16,7 @@ import pandas as pd
 
 from study.analysis import arm_order, best_cell, higher_is_better
 from study.delong import delong_test
+from study.resampling import Predictions, matched_predictions, two_level_bootstrap
 from study.stats import (
     BOOTSTRAP_RESAMPLES,
     average_ranks,
@@ -27,8 +29,9 @@ from study.stats import (
 
 PAIRWISE_COLUMNS = [
     "fraction", "arm_a", "arm_b", "n_pairs", "mean_diff", "ci_low", "ci_high", "t_stat", "t_p", "t_p_holm",
-    "w_stat", "w_p", "w_p_holm", "degenerate_a", "degenerate_b",
+    "w_stat", "w_p", "w_p_holm", "ci2_low", "ci2_high", "p_a_beats_b", "degenerate_a", "degenerate_b",
 ]
+TWO_LEVEL_RESAMPLES = 1000  # per pair of the pairwise table (a claim's interval uses resampling.RESAMPLES)
 FRIEDMAN_COLUMNS = ["fraction", "n_arms", "n_seeds", "chi2", "p", "cd", "note"]
 RANK_COLUMNS = ["fraction", "arm", "mean_rank", "degenerate"]
 NEMENYI_COLUMNS = ["fraction", "arm_a", "arm_b", "rank_diff", "cd", "significant"]
@@ -51,9 +54,11 @@ def paired_values(cells: pd.DataFrame, metric: str, arm_a: str, arm_b: str, frac
     return merged.sort_values("seed", kind="mergesort").reset_index(drop=True)
 
 
-def pairwise_table(cells: pd.DataFrame, metric: str, resamples: int = BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
+def pairwise_table(cells: pd.DataFrame, metric: str, resamples: int = BOOTSTRAP_RESAMPLES,
+                   predictions: Predictions | None = None) -> pd.DataFrame:
     """Every pair of arms at every fraction: mean of a - b over seeds with its bootstrap interval, paired t-test and
-    Wilcoxon test, each Holm-adjusted within its fraction (the family is all pairs at that fraction)."""
+    Wilcoxon test, each Holm-adjusted within its fraction (the family is all pairs at that fraction); with the
+    stored predictions, the two-level interval of a - b and P(A > B) too (NaN without)."""
     rows = []
     for fraction in sorted(cells["fraction"].unique()):
         arms = arm_order(cells.loc[cells["fraction"] == fraction, "arm"])
@@ -66,12 +71,22 @@ def pairwise_table(cells: pd.DataFrame, metric: str, resamples: int = BOOTSTRAP_
                 "mean_diff": result.mean_diff, "ci_low": result.ci_low, "ci_high": result.ci_high,
                 "t_stat": result.t_stat, "t_p": result.t_p, "w_stat": result.w_stat, "w_p": result.w_p,
                 "degenerate_a": int(pairs["degenerate_a"].sum()), "degenerate_b": int(pairs["degenerate_b"].sum()),
-            })
+            } | _two_level(cells, metric, arm_a, arm_b, fraction, pairs["seed"], predictions))
         for test in ("t", "w"):
             for row, adjusted in zip(family, holm([row[f"{test}_p"] for row in family])):
                 row[f"{test}_p_holm"] = adjusted
         rows += family
     return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)
+
+
+def _two_level(cells, metric: str, arm_a: str, arm_b: str, fraction: float, seeds, predictions) -> dict:
+    """The pair's two-level bootstrap at one fraction: the 95% interval of a - b and P(A > B) (a better, whichever
+    way the metric points); NaN without the predictions of every paired cell or for a metric not recomputed."""
+    by_seed = None if predictions is None else matched_predictions(cells, fraction, arm_a, arm_b, seeds, predictions)
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    both = two_level_bootstrap({fraction: by_seed} if by_seed else {}, metric, sign, resamples=TWO_LEVEL_RESAMPLES)
+    low, high = sorted((sign * both.ci_low, sign * both.ci_high))
+    return {"ci2_low": low, "ci2_high": high, "p_a_beats_b": both.p_a_beats_b}
 
 
 def friedman_tables(cells: pd.DataFrame, metric: str, alpha: float) -> tuple[pd.DataFrame, pd.DataFrame]:

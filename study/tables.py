@@ -47,6 +47,14 @@ def _estimates(frame: pd.DataFrame, column: str) -> list[str]:
     return [estimate(*v, sign=True) for v in zip(frame[column], frame["ci_low"], frame["ci_high"])]
 
 
+def _two_level(frame: pd.DataFrame) -> dict:
+    """The display columns of the two-level interval (seeds and test images) and of P(A > B)."""
+    return {
+        "seeds and test images 95% CI": [ci(lo, hi, sign=True) for lo, hi in zip(frame["ci2_low"], frame["ci2_high"])],
+        "P(A > B)": frame["p_a_beats_b"].map(lambda v: num(v, 2)),
+    }
+
+
 def flag(no_ranking, total=None, collapsed=0) -> str:
     """'' for no degenerate cell, else ' †k' or ' †k/n' (k of n cells with no ranking) and ' ‡m' (m collapsed)."""
     text = ""
@@ -102,7 +110,7 @@ def pairwise(frame: pd.DataFrame) -> pd.DataFrame:
         "a": frame["arm_a"] + _flags(frame, "_a"),
         "b": frame["arm_b"] + _flags(frame, "_b"),
         "pairs": frame["n_pairs"].astype(str),
-        "mean a - b [95% CI]": _estimates(frame, "mean_diff"),
+        "mean a - b [95% CI]": _estimates(frame, "mean_diff"), **_two_level(frame),
         "t-test p": frame["t_p"].map(pval), "t p (Holm)": frame["t_p_holm"].map(pval),
         "Wilcoxon p": frame["w_p"].map(pval), "W p (Holm)": frame["w_p_holm"].map(pval),
     })
@@ -180,8 +188,7 @@ def claims(frame: pd.DataFrame) -> pd.DataFrame:
         "effect [95% CI] (seeds)": [
             "-" if not n else f"{estimate(m, lo, hi, sign=True)} ({n})"
             for m, lo, hi, n in zip(frame["effect"], frame["ci_low"], frame["ci_high"], frame["effect_seeds"])],
-        "seeds and test images 95% CI": [ci(lo, hi, sign=True) for lo, hi in zip(frame["ci2_low"], frame["ci2_high"])],
-        "P(A > B)": frame["p_a_beats_b"].map(lambda v: num(v, 2)),
+        **_two_level(frame),
         "p": frame["p"].map(pval), "alpha": frame["alpha"].map("{:g}".format), "why": frame["reason"],
     })
 

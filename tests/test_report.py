@@ -301,6 +301,11 @@ def test_tables_hold_the_tests(built):
     pairwise = pd.read_csv(root / "a" / "tables" / "pairwise.csv")
     assert len(pairwise) == 4 * 10  # 4 fractions x 10 pairs of 5 arms
     assert (pairwise["t_p_holm"] >= pairwise["t_p"] - 1e-12).all()
+    assert ((pairwise["ci2_low"] <= pairwise["mean_diff"]) & (pairwise["mean_diff"] <= pairwise["ci2_high"])).all()
+    assert pairwise["p_a_beats_b"].between(0, 1).all()
+    text = (root / "a" / "report.md").read_text()
+    assert "| mean a - b [95% CI] | seeds and test images 95% CI | P(A > B) |" in text
+    assert "P(A > B), the probability that a beats b on a new seed and a new draw of test images" in text
     mcnemar = pd.read_csv(root / "a" / "tables" / "mcnemar.csv")
     assert len(mcnemar) == 6 * 4 and (mcnemar["n_images"] == N_TEST).all()  # 4 strategies: 6 pairs
     fits = pd.read_csv(root / "a" / "tables" / "curve_fits.csv")
@@ -351,6 +356,15 @@ def test_report_command_does_not_import_tensorflow(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "report" / "synth" / "index.html").is_file()
+
+
+def test_without_stored_predictions_the_pairwise_table_has_no_two_level_columns(tmp_path):
+    protocol = parse_protocol(protocol_text(seeds=3))
+    cells = pd.DataFrame(grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
+    document = report_document(protocol, cells, lambda run_id: None, tmp_path / "none.npz")
+    pairwise = next(table for table in document.tables() if table.name == "pairwise")
+    assert pairwise.data[["ci2_low", "ci2_high", "p_a_beats_b"]].isna().all().all()
+    assert set(pairwise.display["P(A > B)"]) == {"-"} and set(pairwise.display["seeds and test images 95% CI"]) == {"-"}
 
 
 def test_a_single_arm_protocol_gets_a_report_without_pairs(tmp_path):

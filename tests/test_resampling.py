@@ -1,4 +1,5 @@
-"""The two-level bootstrap counts the test images' noise that the seeds cannot see, and P(A > B) reads right."""
+"""The two-level bootstrap counts the test images' noise that the seeds cannot see, and P(A > B) reads right, in the
+claims and in the pairwise table."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import math
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from study.analysis import flagged
 from study.claims import evaluate_claim
 from study.protocol import ClaimSpec, ReportSpec
-from study.resampling import _row_auc, two_level_bootstrap
+from study.resampling import two_level_bootstrap, weighted_auc
+from study.significance import pairwise_table
 from test_report_synthetic import grid_rows, write_store
 
 
@@ -22,12 +24,13 @@ def merged(labels, prob_a, prob_b) -> pd.DataFrame:
                          "prob_0_a": 1 - prob_a, "prob_1_a": prob_a, "prob_0_b": 1 - prob_b, "prob_1_b": prob_b})
 
 
-def test_row_auc_equals_sklearn():
+def test_weighted_auc_equals_sklearn_on_the_drawn_images():
     rng = np.random.default_rng(0)
-    positive = rng.random((5, 40)) < 0.4
-    scores = np.round(rng.random((5, 40)), 1)  # ties
-    expected = [roc_auc_score(p, s) for p, s in zip(positive, scores)]
-    np.testing.assert_allclose(_row_auc(positive, scores), expected, rtol=1e-12)
+    positive = rng.random(40) < 0.4
+    scores = np.round(rng.random(40), 1)  # ties
+    counts = rng.integers(0, 3, size=(40, 5))  # image i drawn counts[i, r] times by resample r
+    expected = [roc_auc_score(np.repeat(positive, c), np.repeat(scores, c)) for c in counts.T]
+    np.testing.assert_allclose(weighted_auc(positive, scores, counts), expected, rtol=1e-12)
 
 
 def test_test_image_noise_widens_what_identical_seeds_cannot_show():
@@ -64,3 +67,58 @@ def test_claims_carry_the_two_level_interval_and_p_a_beats_b(tmp_path):
     assert summary["ci2_low"] < summary["effect"] < summary["ci2_high"]
     assert summary["ci2_high"] - summary["ci2_low"] > summary["ci_high"] - summary["ci_low"]
     assert 0.5 < summary["p_a_beats_b"] <= 1
+
+
+LABELS = np.arange(60) % 2
+
+
+def stored(probs: dict[tuple[str, int], np.ndarray]):
+    """Cells of each (arm, seed) at fraction 0.5, and a lookup of their stored predictions (P(class 1) per test
+    image, the same images for every cell)."""
+    cells, frames = [], {}
+    for (arm, seed), prob in probs.items():
+        run_id = f"{arm}-{seed}"
+        cells.append({"run_id": run_id, "arm": arm, "fraction": 0.5, "seed": seed, "degenerate": False,
+                      "auc": roc_auc_score(LABELS, prob), "accuracy": np.mean((prob >= 0.5) == LABELS),
+                      "balanced_accuracy": balanced_accuracy_score(LABELS, prob >= 0.5),
+                      "log_loss": float(np.mean(-np.log(np.where(LABELS == 1, prob, 1 - prob))))})
+        frames[run_id] = pd.DataFrame({"run_id": run_id, "image_id": [f"img{i}" for i in range(len(LABELS))],
+                                       "label": LABELS, "predicted": (prob >= 0.5).astype(int), "prob_0": 1 - prob,
+                                       "prob_1": prob})
+    return pd.DataFrame(cells), frames.get
+
+
+def noisy(seed: int, spread: float) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(0.5 + 0.2 * (2 * LABELS - 1) + rng.normal(0, spread, len(LABELS)), 0.01, 0.99)
+
+
+def scratch_right_everywhere():
+    """Stored cells where scratch ranks and classifies every test image right at every seed and frozen does not."""
+    perfect = np.where(LABELS == 1, 0.9, 0.1)
+    return stored({("scratch", s): perfect for s in range(3)} | {("frozen", s): noisy(s, 0.4) for s in range(3)})
+
+
+def test_pairwise_twins_get_a_zero_interval_and_even_odds():
+    cells, predictions = stored({(arm, seed): noisy(seed, 0.3) for arm in ("scratch", "frozen") for seed in range(3)})
+    for metric in ("auc", "accuracy", "balanced_accuracy"):
+        row = pairwise_table(cells, metric, resamples=199, predictions=predictions).iloc[0]
+        assert (row["ci2_low"], row["ci2_high"], row["p_a_beats_b"]) == (0.0, 0.0, 0.5), metric
+    without = pairwise_table(cells, "auc", resamples=199)
+    assert without[["ci2_low", "ci2_high", "p_a_beats_b"]].isna().all().all()
+
+
+def test_pairwise_a_better_on_every_image_and_seed_beats_b_almost_surely():
+    cells, predictions = scratch_right_everywhere()
+    for metric in ("auc", "accuracy"):
+        row = pairwise_table(cells, metric, resamples=199, predictions=predictions).iloc[0]
+        assert (row["arm_a"], row["arm_b"]) == ("scratch", "frozen")
+        assert 0 < row["ci2_low"] < row["mean_diff"] < row["ci2_high"], metric
+        assert row["p_a_beats_b"] > 0.99, metric
+
+
+def test_pairwise_on_a_lower_is_better_metric_has_no_two_level_columns():
+    cells, predictions = scratch_right_everywhere()
+    row = pairwise_table(cells, "log_loss", resamples=199, predictions=predictions).iloc[0]
+    assert row["mean_diff"] < 0  # scratch's log loss is the lower: a - b, as in the seed columns
+    assert math.isnan(row["ci2_low"]) and math.isnan(row["ci2_high"]) and math.isnan(row["p_a_beats_b"])
