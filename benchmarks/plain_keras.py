@@ -68,13 +68,13 @@ def main() -> None:
     data_dir = resolve_data_dir(args.data_dir)
     cells = plan_cells(protocol, source_fingerprint(protocol.dataset, data_dir))
     context = WorkerContext(protocol.dataset.model_dump(), str(data_dir) if data_dir else None, None, threads=os.cpu_count() or 1)
-    dataset = load_for(context)
     images = preprocessed_images(context, protocol.backbone.name)
-    n_classes = len(dataset.class_names)
+    n_classes = len(load_for(context, None).class_names)
     rows = []
     for cell in cells:
         clock = time.perf_counter()
         keras.utils.set_random_seed(cell.seed)
+        dataset = load_for(context, cell.seed)
         parts = cell_indices(dataset, cell.fraction, cell.seed)
         (x, y), (xv, yv), (xt, yt) = ((images[i], dataset.labels[i]) for i in (parts["train"], parts["val"], parts["test"]))
         model = plain_model(cell, n_classes)

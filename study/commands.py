@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -15,6 +16,11 @@ from study.plan import Cell, plan_cells, plan_units
 from study.protocol import Protocol, load_protocol
 from study.store import ResultStore
 from study.tuning.units import TuningUnit, current_choices
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from study.data.dataset import Dataset
 
 
 @dataclass
@@ -232,25 +238,64 @@ def _export_features(session: Session, context, jobs: int, cluster=None) -> None
         print(f"note: no feature map for the report ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
-def _checked_dataset(session: Session, cache_dir: Path):
-    """The protocol's dataset, split, after checking that every fraction can draw from every class."""
+@dataclass
+class CheckedData:
+    """The protocol's dataset with its fixed split, the split of each seed that trains, and whether the source came
+    with a split of its own."""
+
+    dataset: Dataset
+    splits: dict[int | None, np.ndarray]  # seed -> split; the one key None for the fixed split
+    official: bool
+
+
+def _split_seeds(protocol: Protocol) -> list[int | None]:
+    """The seeds whose splits cells (and tuning trials) train on: every seed with dataset.resplit, else None alone."""
+    if not protocol.dataset.resplit:
+        return [None]
+    tuning = [protocol.tuning.seed] if protocol.tuning is not None else []
+    return sorted(set(protocol.seed_list()) | set(tuning))
+
+
+def _checked_dataset(session: Session, cache_dir: Path) -> CheckedData:
+    """The protocol's dataset, split, after checking that every fraction can draw from every class of every
+    seed's training split."""
     from study.data.sources import load_dataset
-    from study.data.splits import ensure_split, fraction_shortfall
-    from study.protocol import field_error
+    from study.data.splits import ensure_split, fraction_shortfall, seed_split
+    from study.protocol import field_error, resplit_refusal
 
-    dataset = ensure_split(load_dataset(session.protocol.dataset, session.data_dir, cache_dir), session.protocol.dataset)
-    train = dataset.labels[dataset.split == "train"]
-    problem = fraction_shortfall(train, dataset.class_names, session.protocol.fractions)
-    if problem:
-        raise field_error(session.protocol_path, ("fractions",), problem)
-    return dataset
+    spec = session.protocol.dataset
+    loaded = load_dataset(spec, session.data_dir, cache_dir)
+    if spec.resplit and loaded.split is not None:
+        raise field_error(session.protocol_path, ("dataset", "resplit"), resplit_refusal("train/val/test folders"))
+    dataset = ensure_split(loaded, spec)
+    splits = {seed: seed_split(dataset, spec, seed).split for seed in _split_seeds(session.protocol)}
+    for seed, split in splits.items():
+        problem = fraction_shortfall(dataset.labels[split == "train"], dataset.class_names, session.protocol.fractions)
+        if problem:
+            where = "" if seed is None else f"in seed {seed}'s split (dataset.resplit), "
+            raise field_error(session.protocol_path, ("fractions",), where + problem)
+    return CheckedData(dataset, splits, official=loaded.split is not None)
 
 
-def _store_inputs(session: Session, dataset) -> None:
-    """The split, the dataset's skipped files and the protocol, stored beside the cells."""
+def _split_rows(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> pd.DataFrame:
+    """split.parquet's rows: one block per seed (seed null for the fixed split), each image with its group."""
+    groups = [None] * len(dataset) if dataset.groups is None else dataset.groups.astype(str)
+    return pd.concat([pd.DataFrame({
+        "seed": pd.array([seed] * len(dataset), dtype="Int64"),
+        "image_id": dataset.ids.astype(str),
+        "label": dataset.labels,
+        "group": pd.array(groups, dtype=object),
+        "split": split.astype(str),
+    }) for seed, split in splits.items()], ignore_index=True)
+
+
+def _store_inputs(session: Session, data: CheckedData) -> None:
+    """The split of each seed, the dataset's skipped files and the protocol, stored beside the cells."""
     store = session.store
-    store.put_split(pd.DataFrame({"image_id": dataset.ids.astype(str), "label": dataset.labels, "split": dataset.split}))
+    dataset = data.dataset
+    store.put_split(_split_rows(dataset, data.splits))
     store.put_dataset_info({"fingerprint": dataset.fingerprint, "images": len(dataset),
+                            "official_split": data.official,
                             "skipped_files": len(dataset.skipped), "skipped": list(dataset.skipped)})
     store.put_protocol(Path(session.protocol_path).read_text())
     if dataset.skipped:
@@ -269,7 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.until_decided and (args.max_seeds or args.seeds_per_round):
         raise StudyError("--max-seeds and --seeds-per-round need --until-decided")
     jobs = args.jobs or max(1, available_cores() // session.protocol.train.threads)
-    dataset = _checked_dataset(session, args.results_dir / ".cache")
+    data = _checked_dataset(session, args.results_dir / ".cache")
     todo = cells_to_run(session.cells, session.store, args.retry_failed)
     where = f"with {jobs} worker(s)" if args.executor == "local" else f"on {args.executor}"
     print(f"{session.protocol.name}: {len(session.cells)} cells, {len(session.cells) - len(todo)} stored, "
@@ -289,13 +334,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if cluster is not None:
             print(f"running on {cluster.describe()}", flush=True)
         if args.until_decided:
-            summary, elapsed = _sweep_until_decided(session, args, dataset, jobs, cluster)
+            summary, elapsed = _sweep_until_decided(session, args, data, jobs, cluster)
         else:
-            summary, elapsed = _sweep(session, args, dataset, jobs, cluster)
+            summary, elapsed = _sweep(session, args, data, jobs, cluster)
     return _finish(session, summary, elapsed)
 
 
-def _sweep_until_decided(session: Session, args: argparse.Namespace, dataset, jobs: int, cluster):
+def _sweep_until_decided(session: Session, args: argparse.Namespace, data: CheckedData, jobs: int, cluster):
     """Sweep the protocol's seeds, test the claims, add seeds look by look until every claim is decided or the
     last planned look is made (study.sequential); each look is recorded in the store as it is made."""
     from study.analysis import flagged, newest_per_key
@@ -311,7 +356,9 @@ def _sweep_until_decided(session: Session, args: argparse.Namespace, dataset, jo
         record.seeds_run = count
         session.store.put_sequential(record.to_dict())
         _replan(session, with_seeds(protocol, record.plan.seeds(count)))
-        summary, seconds = _sweep(session, args, dataset, jobs, cluster)
+        if protocol.dataset.resplit:  # the added seeds' own splits, checked and stored like the protocol's
+            data = _checked_dataset(session, args.results_dir / ".cache")
+        summary, seconds = _sweep(session, args, data, jobs, cluster)
         elapsed += seconds
         if summary.stopped or summary.failed:
             return summary, elapsed
@@ -353,7 +400,7 @@ def _cluster(args: argparse.Namespace, cells: int, threads: int):
     return open_cluster(args.executor, args.address, args.jobs, cells, threads)
 
 
-def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, cluster):
+def _sweep(session: Session, args: argparse.Namespace, data: CheckedData, jobs: int, cluster):
     """Under the run lock: store the inputs, run the sweep, export the feature map; the summary and seconds."""
     from study.features import cached_blocks
     from study.progress import SweepProgress
@@ -368,7 +415,7 @@ def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, clust
         f"waiting: another `study run` is writing {store.root} ({holder})", file=sys.stderr, flush=True))
     try:
         store.remove_temporary()
-        _store_inputs(session, dataset)
+        _store_inputs(session, data)
         adopted = adopt_finished_cells(session.cells, store)
         if adopted:
             print(f"{adopted} cells copied from other protocols' stores in {args.results_dir} (same run ids: "
@@ -379,7 +426,7 @@ def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, clust
             data_dir=str(session.data_dir.absolute()) if session.data_dir else None,
             cache_dir=str((args.results_dir / ".cache").absolute()),
             threads=session.protocol.train.threads,
-            fingerprint=dataset.fingerprint,
+            fingerprint=data.dataset.fingerprint,
             cached_blocks=cached_blocks(session.cells),
         )
         if session.units:
@@ -388,7 +435,7 @@ def _sweep(session: Session, args: argparse.Namespace, dataset, jobs: int, clust
         started = time.perf_counter()
         with SweepProgress(total=len(session.cells), done=len(session.cells) - len(todo), enabled=not args.no_progress) as progress:
             summary = run_sweep(session.cells, store, context, jobs, args.retry_failed, on_result=progress.update,
-                                policy=session.protocol.run, extra={"skipped_files": len(dataset.skipped)},
+                                policy=session.protocol.run, extra={"skipped_files": len(data.dataset.skipped)},
                                 cluster=cluster)
         elapsed = time.perf_counter() - started
         if not summary.stopped:

@@ -28,6 +28,9 @@ class DatasetBase(Strict):
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="validation share when the source has no split")
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="test share when the source has no split")
     split_seed: int = Field(0, ge=0, description="seed of the train/val/test split when the source has none")
+    resplit: bool = Field(
+        False, description="each seed gets a train/val/test split of its own (only for a source without a split)"
+    )
     on_bad_file: Literal["fail", "skip"] = Field(
         "fail", description="an unreadable image or a missing listed file fails the run, or is skipped and counted"
     )
@@ -405,6 +408,15 @@ class Protocol(Strict):
         return self
 
     @model_validator(mode="after")
+    def _resplit_needs_no_source_split(self) -> Protocol:
+        dataset = self.dataset
+        if dataset.resplit and dataset.source == "medmnist":
+            raise FieldError(("dataset", "resplit"), resplit_refusal("medmnist's official split"))
+        if dataset.resplit and dataset.source == "csv" and dataset.split_column is not None:
+            raise FieldError(("dataset", "resplit"), resplit_refusal(f"the CSV's {dataset.split_column!r} column"))
+        return self
+
+    @model_validator(mode="after")
     def _tuning_fraction_exists(self) -> Protocol:
         tuning = self.tuning
         if tuning is not None and tuning.fraction is not None and tuning.fraction not in self.fractions:
@@ -427,6 +439,11 @@ def as_list(value: Any) -> list:
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]
+
+
+def resplit_refusal(own_split: str) -> str:
+    """The error of dataset.resplit on a source that has its own split (named by own_split)."""
+    return f"expected false: the source has its own train/val/test split ({own_split}), which stays fixed; got true"
 
 
 def _unknown_name(name: str, names: list[str]) -> str:

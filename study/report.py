@@ -34,6 +34,7 @@ from study.claims import RULE as CLAIM_RULE
 from study.claims import evaluate_claims
 from study.plan import expand_arms
 from study.curves import fit_curves
+from study.data.splits import split_description
 from study.embedding import FeaturesError, features_path, tsne_map
 from study.protocol import Protocol
 from study.render.document import Document, Figure, Section, Table
@@ -70,20 +71,25 @@ def build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[
     features = features_path(store.root, protocol.backbone.name, protocol.dataset.size)
     document = report_document(protocol, store.cells(), functools.lru_cache(maxsize=None)(store.predictions), features,
                                tuning_choices=list(current_choices(store.tuning_records(), protocol).values()),
-                               sequential=record_for(protocol, store.sequential()))
+                               sequential=record_for(protocol, store.sequential()),
+                               official_split=(store.dataset_info() or {}).get("official_split"))
     paths = write_document(document, out_dir)
     log.info("report written to %s", out_dir)
     return paths
 
 
 def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, features: Path,
-                    tuning_choices: list[dict] | None = None, sequential: SequentialRecord | None = None) -> Document:
+                    tuning_choices: list[dict] | None = None, official_split: bool | None = None,
+                    sequential: SequentialRecord | None = None) -> Document:
     """The report as a document: overview, tuning, claims, curves, significance, heatmaps, images, cell lists.
-    With the record of a run that added seeds until decided, the claims' verdicts are the sequential ones."""
+
+    official_split: whether the run found a split in the source (None: as far as the protocol tells). With the record
+    of a run that added seeds until decided (sequential), the claims' verdicts are the sequential ones."""
     title = f"{protocol.name}: {protocol.description}".rstrip(": ")
     done, replaced = newest_per_key(flagged(cells))
     failed = cells[cells["status"] == "failed"] if "status" in cells.columns else cells.iloc[0:0]
-    sections = [_overview(protocol, done, failed, replaced), _tuning(protocol, done, tuning_choices or [])]
+    sections = [_overview(protocol, done, failed, replaced, official_split),
+                _tuning(protocol, done, tuning_choices or [])]
     sections = [section for section in sections if section is not None]
     if done.empty:
         sections.append(Section("Results", ["No finished cells: there is nothing to summarize yet."]))
@@ -185,13 +191,15 @@ def _own_backbones(protocol: Protocol) -> str:
     return f" Networks of their own: {'; '.join(own)}." if own else ""
 
 
-def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, replaced: int) -> Section:
+def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, replaced: int,
+              official_split: bool | None) -> Section:
     spec = protocol.report
     dataset = protocol.dataset
     name = getattr(dataset, "name", None) or getattr(dataset, "path", None) or "built-in images"
     paragraphs = [
         f"Dataset: {dataset.source} {name} at {dataset.size} px. Backbone: {protocol.backbone.name} "
         f"({protocol.backbone.weights} weights; scratch arms start from random weights)." + _own_backbones(protocol),
+        f"Split: {split_description(dataset, official_split)}.",
         _cell_counts(done, failed),
         *_degenerate_rules(spec.exclude_degenerate),
         f"Image resize filter (to {dataset.size} px): {_stored_values(done, 'resize')}. TensorFlow threads per "
@@ -445,10 +453,14 @@ def _mcnemar_with_kinds(frame: pd.DataFrame, done: pd.DataFrame) -> pd.DataFrame
 def _mcnemar(protocol: Protocol, done: pd.DataFrame, predictions) -> Section:
     present = [s for s in STRATEGIES if s in set(done["strategy"])]
     pairs = protocol.report.mcnemar or [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
-    frame = _mcnemar_with_kinds(mcnemar_table(done, [tuple(pair) for pair in pairs], predictions), done)
+    resplit = protocol.dataset.resplit
+    frame = _mcnemar_with_kinds(mcnemar_table(done, [tuple(pair) for pair in pairs], predictions, same_seed=resplit),
+                                done)
+    chosen = ("the best pair of cells of one seed by validation score (each seed has its own test set: "
+              "dataset.resplit)" if resplit else "the best single cell of each side by validation score")
     return Section("McNemar and DeLong tests of the best cells", [
-        "For each pair of strategies (or arms, report.mcnemar) and fraction, the best single cell of each side by "
-        "validation score; McNemar's exact test on which test images each got right (matched by image id), and "
+        f"For each pair of strategies (or arms, report.mcnemar) and fraction, {chosen}; McNemar's exact test on "
+        "which test images each got right (matched by image id), and "
         "with two classes DeLong's paired test of the two AUCs on the same images (DeLong et al. 1988, with Sun & "
         "Xu's algorithm); each Holm-adjusted over the fractions of the pair. These compare two single models on "
         "one test set: they count the test set's noise, not the seeds'.",
@@ -502,7 +514,7 @@ def _images(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, predi
         paragraphs.append("No confusion matrix: the stored predictions are missing.")
     items.append(Table("topk", "Top-k accuracy per arm and fraction (top-2 only with 3+ classes)",
                        tables.topk(summary)))
-    paragraphs.append(_tsne(spec, features, items))
+    paragraphs.append(_tsne(protocol, features, items))
     return Section("Images: confusion, top-k, t-SNE", paragraphs, items)
 
 
@@ -518,9 +530,9 @@ def _class_names(features: Path, k: int) -> list[str]:
     return [str(i) for i in range(k)]
 
 
-def _tsne(spec, features: Path, items: list) -> str:
+def _tsne(protocol: Protocol, features: Path, items: list) -> str:
     """Add the t-SNE figure to items when the features exist; the sentence that says what happened."""
-    if not spec.tsne:
+    if not protocol.report.tsne:
         return "No t-SNE map: turned off (report.tsne: false)."
     if not features.is_file():
         return (f"No t-SNE map: the figure is absent because no backbone features are stored at {features} "
@@ -529,8 +541,10 @@ def _tsne(spec, features: Path, items: list) -> str:
         embedding = tsne_map(features)
     except FeaturesError as exc:
         return f"No t-SNE map: {exc}."
-    caption = (f"t-SNE of the frozen backbone's {embedding.n_features}-d pooled features of the training images "
-               f"(PCA to 50 dimensions, perplexity {embedding.perplexity:.3g}, random state 0)")
+    which = (f" of the fixed split of split_seed {protocol.dataset.split_seed} (each seed's cells train on a split of "
+             "their own: dataset.resplit)" if protocol.dataset.resplit else "")
+    caption = (f"t-SNE of the frozen backbone's {embedding.n_features}-d pooled features of the training images"
+               f"{which} (PCA to 50 dimensions, perplexity {embedding.perplexity:.3g}, random state 0)")
     title = f"t-SNE of frozen backbone features ({features.stem}), training images"
     items.append(_figure("tsne", caption, figures.tsne(embedding, title)))
     return f"t-SNE map from {features.name}."

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from study.analysis import arm_order, best_cell, higher_is_better
+from study.analysis import arm_order, best_cell, higher_is_better, validation_score
 from study.delong import delong_test
 from study.resampling import Predictions, matched_predictions, two_level_bootstrap
 from study.stats import (
@@ -137,14 +137,18 @@ def nemenyi_table(tests: pd.DataFrame, ranks: pd.DataFrame) -> pd.DataFrame:
 
 
 def mcnemar_table(
-    cells: pd.DataFrame, pairs: list[tuple[str, str]], predictions: Callable[[str], pd.DataFrame | None]
+    cells: pd.DataFrame, pairs: list[tuple[str, str]], predictions: Callable[[str], pd.DataFrame | None],
+    same_seed: bool = False,
 ) -> pd.DataFrame:
     """For each pair of strategies (or arms) and fraction, McNemar's exact test between the two best cells chosen
     by validation score, on the test images both predicted (matched by image_id), and for two classes DeLong's
-    paired test of their AUCs on the same images; each Holm-adjusted over the fractions of each pair."""
+    paired test of their AUCs on the same images; each Holm-adjusted over the fractions of each pair.
+
+    same_seed (each seed has its own test set): the two cells come from one seed, the best pair of a seed."""
     rows = []
     for name_a, name_b in pairs:
-        family = [_mcnemar_row(cells, name_a, name_b, f, predictions) for f in sorted(cells["fraction"].unique())]
+        family = [_mcnemar_row(cells, name_a, name_b, f, predictions, same_seed)
+                  for f in sorted(cells["fraction"].unique())]
         for test in ("p", "delong_p"):
             for row, adjusted in zip(family, holm([row.get(test, math.nan) for row in family])):
                 row[f"{test}_holm"] = adjusted
@@ -152,15 +156,36 @@ def mcnemar_table(
     return pd.DataFrame(rows, columns=MCNEMAR_COLUMNS)
 
 
-def _mcnemar_row(cells, name_a: str, name_b: str, fraction: float, predictions) -> dict:
+def _best_cells(cells: pd.DataFrame, name_a: str, name_b: str, fraction: float, same_seed: bool) -> dict:
+    """side -> the best cell by validation score (None: no finished cell); with same_seed, the best cell of each
+    side within the seed whose two best cells have the highest mean validation score (ties: the lowest seed)."""
+    def best_of(pool: pd.DataFrame) -> dict:
+        return {side: best_cell(pool, [name], fraction) for side, name in (("a", name_a), ("b", name_b))}
+
+    if not same_seed:
+        return best_of(cells)
+    by_seed = [best_of(cells[cells["seed"] == seed]) for seed in sorted(cells["seed"].unique())]
+    paired = [best for best in by_seed if all(cell is not None for cell in best.values())]
+    if not paired:
+        return {"a": None, "b": None}
+    return max(paired, key=lambda best: sum(_validation(cell) for cell in best.values()))
+
+
+def _validation(cell: pd.Series) -> float:
+    """A cell's validation score, higher is better; -inf where none is stored."""
+    return float(validation_score(cell.to_frame().T).fillna(-math.inf).iloc[0])
+
+
+def _mcnemar_row(cells, name_a: str, name_b: str, fraction: float, predictions, same_seed: bool) -> dict:
     row = {"a": name_a, "b": name_b, "fraction": float(fraction), "p": math.nan, "note": ""}
-    best = {side: best_cell(cells, [name], fraction) for side, name in (("a", name_a), ("b", name_b))}
+    best = _best_cells(cells, name_a, name_b, fraction, same_seed)
     for side, cell in best.items():
         if cell is not None:
             row |= {f"arm_{side}": cell["arm"], f"seed_{side}": int(cell["seed"]),
                     f"degenerate_{side}": bool(cell["degenerate"])}
     if any(cell is None for cell in best.values()):
-        return row | {"note": "no finished cell on one side"}
+        missing = "no seed with a finished cell on both sides" if same_seed else "no finished cell on one side"
+        return row | {"note": missing}
     if best["a"]["run_id"] == best["b"]["run_id"]:
         return row | {"note": "both sides chose the same cell"}
     frames = {side: predictions(cell["run_id"]) for side, cell in best.items()}

@@ -6,8 +6,9 @@ Contract:
 - Writes go to a hidden temporary file in the same folder, are flushed to disk, then renamed: a file is present
   whole or not at all. Readers ignore temporary files and any file that does not parse.
 - Finished rows never change, except that `put` of a failed cell's run id again (a retry) replaces it.
-- The split the cells were trained on is stored once as `split.parquet`, what the dataset load skipped in
-  `dataset.json`. Temporary files a killed run left behind are removed by the next run, under its lock.
+- The split the cells were trained on is stored in `split.parquet`, one block of rows per seed with
+  `dataset.resplit` (the seed column null for the fixed split every seed shares); what the dataset load found and
+  skipped in `dataset.json`. Temporary files a killed run left behind are removed by the next run, under its lock.
 - A run with --until-decided stores its plan of looks, the looks made and why it stopped in `sequential.json`.
 - A tuned protocol's choices are stored once per tuning unit as `tuning/chosen/<unit key>.json` (the values, the
   best validation score, the budget and how it was spent); the engines' own state (Optuna's SQLite file,
@@ -57,17 +58,27 @@ class ResultStore:
         return _write_table(pa.Table.from_pylist([row]), self.cells_dir / f"{run_id}.parquet")
 
     def put_split(self, split: pd.DataFrame) -> None:
-        """Store the train/val/test assignment of every image (once; later calls must agree)."""
+        """Store the train/val/test assignment of every image (columns seed, image_id, label, group, split), one
+        block of rows per seed (seed null: the fixed split every seed shares). A block already stored must agree
+        with this run's; blocks of seeds not stored yet are added. One file."""
         path = self.root / "split.parquet"
-        if path.exists():
-            stored = pd.read_parquet(path)
-            if not stored.reset_index(drop=True).equals(split.reset_index(drop=True)):
-                raise StudyError(
-                    f"{path}: the stored split differs from this run's split (the dataset changed?); "
-                    "use a new protocol name or another --results-dir"
-                )
-            return
+        split, stored = _split_columns(split), _read_split(path)
+        if stored is not None:
+            split = _merged_split(stored, split, path)
+            if split.equals(stored):
+                return
         _write_table(pa.Table.from_pandas(split, preserve_index=False), path)
+
+    def split(self) -> pd.DataFrame | None:
+        """The stored split (every seed's block), or None when none is stored."""
+        return _read_split(self.root / "split.parquet")
+
+    def dataset_info(self) -> dict | None:
+        """What the dataset load found (dataset.json), or None when absent or unreadable."""
+        try:
+            return json.loads((self.root / "dataset.json").read_text())
+        except (OSError, ValueError):
+            return None
 
     # ------------------------------------------------------------------------------------------ reading
     def cells(self) -> pd.DataFrame:
@@ -155,6 +166,42 @@ class ResultStore:
         for run_id in run_ids:
             (self.cells_dir / f"{run_id}.parquet").unlink(missing_ok=True)
             (self.predictions_dir / f"{run_id}.parquet").unlink(missing_ok=True)
+
+
+def _read_split(path: Path) -> pd.DataFrame | None:
+    """A stored split; a file written before the seed and group columns existed reads as the fixed split."""
+    return _split_columns(pd.read_parquet(path)) if path.exists() else None
+
+
+def _split_columns(split: pd.DataFrame) -> pd.DataFrame:
+    """The split with a seed column (null: the fixed split) and a group column (null: no group), where it lacks them."""
+    if "seed" not in split:
+        split = split.assign(seed=pd.array([None] * len(split), dtype="Int64"))
+    if "group" not in split:
+        split = split.assign(group=pd.array([None] * len(split), dtype=object))
+    return split[["seed", "image_id", "label", "group", "split"]]
+
+
+def _merged_split(stored: pd.DataFrame, split: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """This run's blocks and the stored blocks of other seeds, in seed order (null first); a StudyError when a
+    stored block differs from this run's block of the same seed."""
+    kept = []
+    for seed, block in stored.groupby("seed", dropna=False, sort=False):
+        new = split[split["seed"].isna()] if pd.isna(seed) else split[split["seed"] == seed]
+        if new.empty:
+            kept.append(block)
+        elif not _same_block(block, new):
+            which = "the fixed split" if pd.isna(seed) else f"seed {seed}'s split"
+            raise StudyError(f"{path}: the stored split differs from this run's split ({which}; the dataset "
+                             "changed?); use a new protocol name or another --results-dir")
+    merged = pd.concat([split, *kept], ignore_index=True)
+    return merged.sort_values("seed", na_position="first", kind="stable", ignore_index=True)
+
+
+def _same_block(stored: pd.DataFrame, new: pd.DataFrame) -> bool:
+    """Whether two blocks assign the same images, labels and sides (and groups, where the stored block has them)."""
+    columns = ["image_id", "label", "split"] + (["group"] if stored["group"].notna().any() else [])
+    return stored[columns].reset_index(drop=True).equals(new[columns].reset_index(drop=True))
 
 
 def _read(path: Path) -> pd.DataFrame | None:

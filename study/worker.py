@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 import study
 from study.data.dataset import Dataset, split_indices
 from study.data.sources import load_dataset
-from study.data.splits import ensure_split, training_subsets
+from study.data.splits import ensure_split, seed_split, training_subsets
 from study.errors import DataError
 from study.failures import FailureKind, failure_kind
 from study.features import FeatureCache
@@ -81,11 +81,21 @@ def keep_worker_process() -> None:
     process_executor._MAX_MEMORY_LEAK_SIZE = 1 << 62  # read by the worker's task loop after every task
 
 
+def _spec(dataset_json: str):
+    """The dataset section of a context, validated."""
+    return TypeAdapter(DatasetSpec).validate_python(json.loads(dataset_json))
+
+
 @functools.lru_cache(maxsize=2)
 def _dataset(dataset_json: str, data_dir: str | None, cache_dir: str | None) -> Dataset:
-    spec = TypeAdapter(DatasetSpec).validate_python(json.loads(dataset_json))
+    spec = _spec(dataset_json)
     loaded = load_dataset(spec, Path(data_dir) if data_dir else None, Path(cache_dir) if cache_dir else None)
     return ensure_split(loaded, spec)
+
+
+@functools.lru_cache(maxsize=16)
+def _seed_dataset(dataset_json: str, data_dir: str | None, cache_dir: str | None, seed: int | None) -> Dataset:
+    return seed_split(_dataset(dataset_json, data_dir, cache_dir), _spec(dataset_json), seed)
 
 
 @functools.lru_cache(maxsize=2)
@@ -95,9 +105,10 @@ def _preprocessed(dataset_json: str, data_dir: str | None, cache_dir: str | None
     return preprocess(backbone, _dataset(dataset_json, data_dir, cache_dir).images)
 
 
-def load_for(context: WorkerContext) -> Dataset:
-    """The dataset of a context, loaded once per process."""
-    return _dataset(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir)
+def load_for(context: WorkerContext, seed: int | None) -> Dataset:
+    """The dataset of a context, loaded once per process, with the split the cells of seed train on: the same
+    fixed split for every seed (and for seed None) unless dataset.resplit gives each seed its own."""
+    return _seed_dataset(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir, seed)
 
 
 def preprocessed_images(context: WorkerContext, backbone: str) -> np.ndarray:
@@ -223,7 +234,7 @@ def die_if_asked(cell: Cell) -> None:
 def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, pd.DataFrame]:
     configure_tensorflow(context.threads)
     settings = cell.settings
-    dataset = load_for(context)
+    dataset = load_for(context, cell.seed)
     if context.fingerprint is not None and dataset.fingerprint != context.fingerprint:
         raise DataError(f"the dataset this worker ({platform.node()}) reads under {context.data_dir} differs from "
                         "the driver's; give every worker the same data directory (README: Running on a cluster)")
@@ -355,12 +366,14 @@ def cpu_model() -> str:
 
 
 def feature_map(context: WorkerContext, settings: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The pooled output of the whole frozen backbone for every image, with labels, ids and split (the report's map)."""
+    """The pooled output of the whole frozen backbone for every image, with labels, ids and split (the report's map).
+
+    The split is the fixed one of split_seed, also with dataset.resplit (whose cells each train on their own)."""
     from study.features import compute_block_outputs, feature_key
     from study.models.blocks import backbone_info
 
     configure_tensorflow(context.threads)
-    dataset = load_for(context)
+    dataset = load_for(context, None)
     images = preprocessed_images(context, settings["backbone"]["name"])
     last = len(backbone_info(settings["backbone"]["name"]).blocks) - 1
     keys = {last: feature_key(settings, last, dataset.fingerprint, seed=0)}

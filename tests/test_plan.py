@@ -85,3 +85,11 @@ def test_protocols_without_tuning_keep_their_run_ids():
     assert planned[:2] == ["58a93ed3ff1d51872f18", "5e89c836bb567f296aea"]  # the ids of result format 2
     assert hashlib.sha256(",".join(planned).encode()).hexdigest()[:16] == "3898e4eedd5111ac"
     assert all("tuned" not in cell.settings for cell in plan_cells(parse_protocol(BASE), "data"))
+
+
+def test_protocols_without_resplit_keep_their_run_ids():
+    planned = ids(BASE)
+    assert planned[:2] == ["58a93ed3ff1d51872f18", "5e89c836bb567f296aea"]  # the ids before dataset.resplit
+    assert ids(BASE.replace("size: 32}", "size: 32, resplit: false}")) == planned
+    resplit = ids(BASE.replace("size: 32}", "size: 32, resplit: true}"))
+    assert len(resplit) == len(planned) and not set(resplit) & set(planned)

@@ -51,3 +51,29 @@ def test_split_must_not_change(tmp_path):
     store.put_split(split.copy())
     with pytest.raises(StudyError, match="stored split differs"):
         store.put_split(split.assign(split=["test", "train"]))
+
+
+def _seed_block(seed, sides: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"seed": pd.array([seed] * 2, dtype="Int64"), "image_id": ["a", "b"], "label": [0, 1],
+                         "group": ["p1", "p2"], "split": sides})
+
+
+def test_split_keeps_one_block_per_seed_and_adds_new_seeds(tmp_path):
+    store = ResultStore(tmp_path, "demo")
+    store.put_split(pd.concat([_seed_block(0, ["train", "test"]), _seed_block(1, ["test", "train"])]))
+    store.put_split(_seed_block(2, ["train", "test"]))  # a seed added to the protocol
+    stored = store.split()
+    assert stored["seed"].tolist() == [0, 0, 1, 1, 2, 2] and stored["group"].tolist() == ["p1", "p2"] * 3
+    with pytest.raises(StudyError, match=r"stored split differs from this run's split \(seed 1's split"):
+        store.put_split(_seed_block(1, ["train", "test"]))
+    assert len(list(store.root.glob("*.parquet"))) == 1
+
+
+def test_a_split_stored_without_seed_and_group_columns_reads_as_the_fixed_split(tmp_path):
+    store = ResultStore(tmp_path, "demo")
+    store.root.mkdir(parents=True)
+    pd.DataFrame({"image_id": ["a", "b"], "label": [0, 1], "split": ["train", "test"]}).to_parquet(
+        store.root / "split.parquet")
+    store.put_split(_seed_block(None, ["train", "test"]))
+    stored = store.split()
+    assert stored["seed"].isna().all() and stored["group"].tolist() == ["p1", "p2"]

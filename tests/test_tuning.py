@@ -103,8 +103,8 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
     real_load, real_inputs = worker.load_for, worker.model_inputs
     test_rows = []
 
-    def load_for(context):  # test labels raise when read
-        dataset = real_load(context)
+    def load_for(context, seed):  # test labels raise when read
+        dataset = real_load(context, seed)
         test_rows[:] = np.flatnonzero(dataset.split == "test")
         return dataclasses.replace(dataset, labels=guard(dataset.labels, np.array(test_rows)))
 

@@ -69,7 +69,7 @@ synthetic  Generated images (classes, per_class, channels, noise): oriented stri
 Images are decoded once, resized to size x size with the resize filter (default bilinear; non-square images are
 stretched) and cached per source fingerprint, size and filter. A file that cannot be decoded, or a CSV row whose file is missing, stops the run
 naming it; with dataset.on_bad_file: skip it is left out, listed in results/<name>/dataset.json and counted. Sources without a split get a stratified, group-aware one (val_fraction,
-test_fraction, split_seed)."""
+test_fraction, split_seed; with resplit: true, one per seed)."""
 
 
 def _open(spec, data_dir: Path | None):

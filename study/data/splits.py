@@ -18,12 +18,16 @@ log = logging.getLogger(__name__)
 
 _SPLIT_STREAM = 0  # separate random streams, so a split seed and a subset seed of equal value stay unrelated
 _SUBSET_STREAM = 1
+_RESPLIT_STREAM = 2  # a seed's own split (dataset.resplit), unrelated to the fixed split of the same split_seed
 
 
 def make_split(
-    labels: np.ndarray, groups: np.ndarray | None, seed: int, val_fraction: float, test_fraction: float
+    labels: np.ndarray, groups: np.ndarray | None, seed: int | tuple[int, ...], val_fraction: float,
+    test_fraction: float,
 ) -> np.ndarray:
     """A "train"/"val"/"test" array for the rows, with the given shares of every class in val and test.
+
+    seed is a number or a tuple of numbers (all of them seed the draw).
 
     Without groups the per-class counts are exact (a class of 3 or more images gets at least one val and one
     test image); with groups whole groups are assigned greedily and the shares are approximate.
@@ -31,7 +35,7 @@ def make_split(
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
         raise ValueError(f"val and test fractions must be >= 0 and sum below 1, got {val_fraction}, {test_fraction}")
     labels = np.asarray(labels)
-    rng = np.random.default_rng([seed, _SPLIT_STREAM])
+    rng = np.random.default_rng([*(seed if isinstance(seed, tuple) else (seed,)), _SPLIT_STREAM])
     if groups is None:
         split = _split_rows(labels, rng, val_fraction, test_fraction)
     else:
@@ -152,7 +156,10 @@ def ensure_split(dataset: Dataset, spec) -> Dataset:
     """The dataset with split set: the source's own, or one made with spec.split_seed and its fractions.
 
     A source split without val (or test) has it carved out of its train part with the spec's fraction of it.
+    spec.resplit is refused for a source with a split of its own: that split stays fixed.
     """
+    if spec.resplit and dataset.split is not None:
+        raise ValueError("dataset.resplit is only for a source without a train/val/test split of its own")
     if dataset.split is None:
         split = make_split(dataset.labels, dataset.groups, spec.split_seed, spec.val_fraction, spec.test_fraction)
         return replace(dataset, split=split)
@@ -172,6 +179,39 @@ def ensure_split(dataset: Dataset, spec) -> Dataset:
     split = dataset.split.astype("<U5")
     split[train] = carved
     return replace(dataset, split=split)
+
+
+def seed_split(dataset: Dataset, spec, seed: int | None) -> Dataset:
+    """The dataset with the split that the cells of seed train on.
+
+    With spec.resplit, a split of its own: make_split with the spec's shares, seeded by split_seed and the seed
+    (stratified and group-aware like every split). Otherwise, and for seed None, the dataset as ensure_split made it.
+    """
+    if not spec.resplit or seed is None:
+        return dataset
+    split = make_split(dataset.labels, dataset.groups, (spec.split_seed, _RESPLIT_STREAM, seed), spec.val_fraction,
+                       spec.test_fraction)
+    return replace(dataset, split=split)
+
+
+def split_description(spec, official: bool | None = None) -> str:
+    """The split in words; official: whether the source came with a split (None: as far as the spec tells)."""
+    if official is None:
+        official = source_has_split(spec)
+    seeded = f"seeded (split_seed {spec.split_seed}, val {spec.val_fraction:g}, test {spec.test_fraction:g})"
+    if spec.resplit:
+        return (f"a new seeded split per seed (resplit: val {spec.val_fraction:g}, test {spec.test_fraction:g}, "
+                f"seeded by split_seed {spec.split_seed} and the seed)")
+    if official is None:
+        return f"official where the folder has train/val/test folders, else {seeded}"
+    return "official" if official else seeded
+
+
+def source_has_split(spec) -> bool | None:
+    """Whether the spec's source comes with a train/val/test split; None where only its files tell (a folder)."""
+    if spec.source == "folder":
+        return None
+    return spec.source == "medmnist" or (spec.source == "csv" and spec.split_column is not None)
 
 
 def _warn_shared_groups(dataset: Dataset) -> None:

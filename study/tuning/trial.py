@@ -88,7 +88,7 @@ def _evaluate(task: TrialTask, context: WorkerContext, curve: list[float], clock
 
     configure_tensorflow(context.threads)
     cell = task.cell
-    dataset = load_for(context)
+    dataset = load_for(context, cell.seed)
     images = preprocessed_images(context, cell.settings["backbone"]["name"])
     die_if_asked(cell)
     indices = train_val_indices(dataset, cell.fraction, cell.seed)
