@@ -45,9 +45,9 @@ def two_level_bootstrap(pairs: dict[float, dict[int, pd.DataFrame]], metric: str
     drawn = rng.integers(0, k, size=(resamples, k))  # replicate r uses seeds[drawn[r, j]] in its slot j
     per_slot = np.zeros((resamples, k))
     for position, chosen in enumerate(seeds):
-        advantage = np.mean([sign * _resampled_advantage(by_seed[chosen], metric, resamples * k, rng)
-                             for by_seed in pairs.values()], axis=0).reshape(resamples, k)
-        per_slot += np.where(drawn == position, advantage, 0.0)
+        slots = drawn == position  # one fresh test-image draw for every slot that drew this seed
+        per_slot[slots] = np.mean([sign * _resampled_advantage(by_seed[chosen], metric, int(slots.sum()), rng)
+                                   for by_seed in pairs.values()], axis=0)
     means = per_slot.mean(axis=1)
     single = per_slot[:, 0][~np.isnan(per_slot[:, 0])]
     low, high = np.nanpercentile(means, [2.5, 97.5])
@@ -84,7 +84,8 @@ def _metric(merged: pd.DataFrame, side: str, metric: str, counts: np.ndarray) ->
     """One side's metric on every resample; counts[i, r]: how often resample r drew test image i."""
     labels = merged["label"].to_numpy()
     if metric == "auc":
-        classes = sorted(c for c in merged.columns if c.startswith("prob_") and c.endswith(f"_{side}"))
+        classes = sorted((c for c in merged.columns if c.startswith("prob_") and c.endswith(f"_{side}")),
+                         key=lambda column: int(column.split("_")[1]))  # prob_10 after prob_9
         scores = [merged[column].to_numpy() for column in classes]
         if len(scores) == 2:
             return weighted_auc(labels == 1, scores[1], counts)

@@ -122,3 +122,17 @@ def test_pairwise_on_a_lower_is_better_metric_has_no_two_level_columns():
     row = pairwise_table(cells, "log_loss", resamples=199, predictions=predictions).iloc[0]
     assert row["mean_diff"] < 0  # scratch's log loss is the lower: a - b, as in the seed columns
     assert math.isnan(row["ci2_low"]) and math.isnan(row["ci2_high"]) and math.isnan(row["p_a_beats_b"])
+
+
+def test_many_classes_pair_each_probability_column_with_its_class():
+    rng = np.random.default_rng(3)
+    labels = np.arange(220) % 11  # prob_10 must follow prob_9, not prob_1
+    noisy = rng.dirichlet(np.ones(11), 220)
+    columns = {"image_id": range(220), "label": labels, "predicted_a": labels, "predicted_b": noisy.argmax(1)}
+    for c in range(11):
+        columns[f"prob_{c}_a"] = (labels == c).astype(float)  # a ranks every class perfectly
+        columns[f"prob_{c}_b"] = noisy[:, c]
+    frame = pd.DataFrame(columns)
+    expected = 1.0 - roc_auc_score(labels, noisy, multi_class="ovr", average="macro")
+    result = two_level_bootstrap({1.0: {seed: frame for seed in range(3)}}, "auc")
+    assert result.ci_low < expected < result.ci_high and result.ci_low > expected - 0.1
