@@ -94,6 +94,8 @@ def pilot_lines(summary: pd.DataFrame, protocol: Protocol) -> list[str]:
             lines.append(f"claim {row.claim}: {row.verdict} so far ({observed}); no advantage to detect: more "
                          "seeds would not decide it in favour")
         else:
+            more = (f" (`study run --until-decided --max-seeds {needed}` adds them while the error rate stays at "
+                    "alpha)" if needed > row.effect_seeds else "")
             lines.append(f"claim {row.claim}: {row.verdict} so far ({observed}); about {needed} seeds decide it "
-                         f"with {POWER:.0%} power")
+                         f"with {POWER:.0%} power{more}")
     return lines
