@@ -343,6 +343,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _sweep_until_decided(session: Session, args: argparse.Namespace, data: CheckedData, jobs: int, cluster):
     """Sweep the protocol's seeds, test the claims, add seeds look by look until every claim is decided or the
     last planned look is made (study.sequential); each look is recorded in the store as it is made."""
+    from dataclasses import replace
+
     from study.analysis import flagged, newest_per_key
     from study.sequential import EVERY_CLAIM_DECIDED, LAST_LOOK_MADE, SequentialRecord, look_table, undecided, \
         with_seeds
@@ -351,7 +353,7 @@ def _sweep_until_decided(session: Session, args: argparse.Namespace, data: Check
     record = SequentialRecord(_sequential_plan(protocol, args))
     counts = record.plan.counts()
     print(f"until decided: looks planned at {', '.join(map(str, counts))} seeds ({record.plan.method})", flush=True)
-    elapsed = 0.0
+    elapsed, trained, retries = 0.0, 0, 0
     for count in counts:
         record.seeds_run = count
         session.store.put_sequential(record.to_dict())
@@ -359,7 +361,8 @@ def _sweep_until_decided(session: Session, args: argparse.Namespace, data: Check
         if protocol.dataset.resplit:  # the added seeds' own splits, checked and stored like the protocol's
             data = _checked_dataset(session, args.results_dir / ".cache")
         summary, seconds = _sweep(session, args, data, jobs, cluster)
-        elapsed += seconds
+        elapsed, trained, retries = elapsed + seconds, trained + summary.done, retries + summary.retries
+        summary = replace(summary, done=trained, retries=retries, skipped=summary.total - trained - summary.failed)
         if summary.stopped or summary.failed:
             return summary, elapsed
         record.looks.append(count)

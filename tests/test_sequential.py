@@ -105,6 +105,7 @@ def test_a_run_adds_seeds_look_by_look_resumes_and_reports_its_looks(tmp_path):
     assert looks in ([2, 3], [2, 3, 4])  # seeds were added beyond the protocol's two
     assert record["stopped"] == (EVERY_CLAIM_DECIDED if looks == [2, 3] else LAST_LOOK_MADE)
     assert sorted(store.cells()["seed"].unique()) == list(range(looks[-1]))
+    assert f"{2 * looks[-1]} done, 0 failed, 0 skipped" in first.stdout  # every look's cells counted
     stamps = {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()}
 
     again = study_command("run", str(protocol), *dirs, *options)
