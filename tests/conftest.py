@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,13 @@ def imagenet_keras_home(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         point_keras_home(monkeypatch, home)
         yield home
+
+
+def unreachable_url() -> str:
+    """An http address on this machine where nothing listens (a download from it fails at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def write_tiny_protocol(directory: Path, seeds: int = 2, epochs: int = 2) -> Path:

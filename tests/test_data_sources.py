@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +19,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"
 BUSI_FILES = ["benign/benign (1).png", "benign/benign (10).png", "malignant/malignant (1).png",
               "malignant/malignant (2).png", "normal/normal (1).png", "normal/normal (2).png"]
-
-
-@pytest.fixture(autouse=True)
-def no_medmnist_package(monkeypatch):
-    """Hermetic: never import (or download through) a real medmnist package."""
-    monkeypatch.setitem(sys.modules, "medmnist", None)
 
 
 @pytest.fixture(scope="module")
@@ -90,31 +81,6 @@ def test_breastmnist_is_resized_to_the_protocol_size(data_dir):
     dataset = load_dataset(MedmnistSpec(source="medmnist", name="BreastMNIST", size=64), data_dir, None)
     assert dataset.images.shape == (780, 64, 64, 1)
     assert np.bincount(dataset.labels).tolist() == [210, 570]
-
-
-def test_missing_npz_names_the_file_the_folder_and_the_setting(tmp_path):
-    spec = MedmnistSpec(source="medmnist", name="breastmnist")
-    with pytest.raises(DataError, match=r"breastmnist\.npz not found in .*--data-dir.*STUDY_DATA_DIR") as caught:
-        load_dataset(spec, tmp_path, None)
-    assert str(tmp_path) in str(caught.value) and "\n" not in str(caught.value)
-    with pytest.raises(DataError, match=r"no data directory is set.*--data-dir DIR or set STUDY_DATA_DIR"):
-        source_fingerprint(spec, None)
-
-
-def test_medmnist_package_downloads_into_the_data_dir(data_dir, tmp_path, monkeypatch):
-    npz = data_dir / "breastmnist.npz"
-    md5 = hashlib.md5(npz.read_bytes()).hexdigest()
-    info = {"breastmnist": {"url": npz.as_uri(), "MD5": md5, "label": {"0": "bad", "1": "good"}}}
-    monkeypatch.setitem(sys.modules, "medmnist", types.SimpleNamespace(INFO=info))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    dataset = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=28), tmp_path / "data", None)
-    assert (tmp_path / "data" / "breastmnist.npz").read_bytes() == npz.read_bytes()
-    assert dataset.class_names == ["bad", "good"] and len(dataset) == 780
-
-    info["breastmnist"]["MD5"] = "0" * 32
-    with pytest.raises(DataError, match=r"download failed: .*MD5"):
-        load_dataset(MedmnistSpec(source="medmnist", name="breastmnist"), tmp_path / "other", None)
-    assert not list((tmp_path / "other").iterdir())  # no partial file left behind
 
 
 # --------------------------------------------------------------------------------------------------- folder

@@ -38,6 +38,8 @@ class _Record:
 class FileSource:
     """A folder or CSV source: one record per image file."""
 
+    source_file = None  # one file per image
+
     def __init__(self, kind: str, records: list[_Record], origin: Path, on_bad_file: str = "fail",
                  skipped: tuple[str, ...] = ()):
         self.kind = kind
