@@ -43,8 +43,15 @@ def find_medmnist(flag: str, size: int, data_dir: Path | None) -> MedmnistFile:
     if on_disk:
         native = min((native for native in on_disk if native >= size), default=max(on_disk))
         return MedmnistFile(on_disk[native], native)
-    native = size if size in SIZES else 28
-    return MedmnistFile(_download(flag, native, folder, data_dir is None), native)
+    return fetch_medmnist(flag, size if size in SIZES else 28, data_dir)
+
+
+def fetch_medmnist(flag: str, native: int, data_dir: Path | None) -> MedmnistFile:
+    """The file of flag at a native size in the data directory (without one, the user cache), downloaded there when
+    absent."""
+    folder = data_dir if data_dir is not None else user_cache()
+    path = folder / file_name(flag, native)
+    return MedmnistFile(path if path.is_file() else _download(flag, native, folder, data_dir is None), native)
 
 
 def _download(flag: str, native: int, folder: Path, in_cache: bool) -> Path:
@@ -57,7 +64,9 @@ def _download(flag: str, native: int, folder: Path, in_cache: bool) -> Path:
     log.info("downloading %s to %s", url, folder)
     pooch.get_logger().setLevel(logging.WARNING)  # its own line per download would precede an error's one line
     try:
-        return Path(pooch.retrieve(url, known_hash=f"md5:{md5}", fname=name, path=folder))
+        path = Path(pooch.retrieve(url, known_hash=f"md5:{md5}", fname=name, path=folder))
+        path.chmod(0o644)  # pooch's temporary file is private; a data directory is often shared
+        return path
     except ValueError:
         why = f"the downloaded file's MD5 is not {md5}, so it was not kept"
     except (requests.ConnectionError, requests.Timeout) as exc:
