@@ -67,6 +67,16 @@ class CsvSpec(DatasetBase):
     split_column: str | None = None
 
 
+class DicomSpec(DatasetBase):
+    source: Literal["dicom"]
+    path: str = Field(description="folder of class subfolders of DICOM files, or a CSV manifest (a path ending .csv)")
+    path_column: str = Field("path", description="manifest: the column of DICOM paths, relative to the CSV's folder")
+    label_column: str = Field("label", description="manifest: the column of labels")
+    group_by: Literal["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "none"] = Field(
+        "PatientID", description="the header tag whose value groups images: a group never crosses a split"
+    )
+
+
 class SyntheticSpec(DatasetBase):
     source: Literal["synthetic"]
     classes: int = Field(2, ge=2, le=20)
@@ -75,7 +85,8 @@ class SyntheticSpec(DatasetBase):
     noise: float = Field(0.35, ge=0, le=2)
 
 
-DatasetSpec = Annotated[Union[MedmnistSpec, FolderSpec, CsvSpec, SyntheticSpec], Field(discriminator="source")]
+DatasetSpec = Annotated[Union[MedmnistSpec, FolderSpec, CsvSpec, DicomSpec, SyntheticSpec],
+                        Field(discriminator="source")]
 
 
 # ---------------------------------------------------------------------------------------------- backbone

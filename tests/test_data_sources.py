@@ -52,7 +52,7 @@ def test_data_dir_flag_wins_over_environment(monkeypatch, tmp_path):
 
 def test_describe_sources_names_every_source_and_the_setting():
     text = describe_sources()
-    for word in ("medmnist", "folder", "csv", "synthetic", "--data-dir", "STUDY_DATA_DIR", "<name>.npz"):
+    for word in ("medmnist", "folder", "csv", "dicom", "synthetic", "--data-dir", "STUDY_DATA_DIR", "<name>.npz"):
         assert word in text
 
 

@@ -70,6 +70,12 @@ folder     path: a folder with one subfolder of images per class ({suffixes}; se
 csv        path: a CSV manifest; path_column holds image paths relative to the CSV's folder, label_column the
            labels (names or integers, sorted), optional group_column (patient, study) and split_column
            (train/val/test).
+dicom      path: a folder with one subfolder of DICOM files per class (*.dcm, *.dicom, or any file with the
+           DICM marker; searched recursively), or a CSV manifest (path ending .csv) with path_column and
+           label_column like csv. Single-frame images only (a multi-frame file is an error naming it). Pixels:
+           rescale slope and intercept (modality LUT), then the VOI LUT or the first window mapped to 0..255
+           (without either, the image's own range), MONOCHROME1 inverted. group_by (PatientID, StudyInstanceUID,
+           SeriesInstanceUID or none) keeps a patient's images on one side of the split; no split of its own.
 synthetic  Generated images (classes, per_class, channels, noise): oriented stripe patches at random places
            under Gaussian noise, one orientation per class. No files; for tests and quick checks.
 
@@ -90,4 +96,8 @@ def _open(spec, data_dir: Path | None):
         return folder_source(spec.path, data_dir, spec.on_bad_file)
     if spec.source == "csv":
         return csv_source(spec, data_dir)
+    if spec.source == "dicom":
+        from study.data.dicom import dicom_source  # pydicom is imported only for DICOM data
+
+        return dicom_source(spec, data_dir)
     raise ValueError(f"unknown dataset source {spec.source!r}")
