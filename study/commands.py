@@ -295,7 +295,7 @@ def _store_inputs(session: Session, data: CheckedData) -> None:
     dataset = data.dataset
     store.put_split(_split_rows(dataset, data.splits))
     store.put_dataset_info({"fingerprint": dataset.fingerprint, "images": len(dataset),
-                            "official_split": data.official,
+                            "official_split": data.official, "source_file": dataset.source_file,
                             "skipped_files": len(dataset.skipped), "skipped": list(dataset.skipped)})
     store.put_protocol(Path(session.protocol_path).read_text())
     if dataset.skipped:
@@ -435,11 +435,11 @@ def _sweep(session: Session, args: argparse.Namespace, data: CheckedData, jobs: 
         if session.units:
             session.cells = _tune(session, context, jobs, cluster)
             todo = cells_to_run(session.cells, store, args.retry_failed)
+        extra = {"skipped_files": len(data.dataset.skipped), "source_file": data.dataset.source_file}
         started = time.perf_counter()
         with SweepProgress(total=len(session.cells), done=len(session.cells) - len(todo), enabled=not args.no_progress) as progress:
             summary = run_sweep(session.cells, store, context, jobs, args.retry_failed, on_result=progress.update,
-                                policy=session.protocol.run, extra={"skipped_files": len(data.dataset.skipped)},
-                                cluster=cluster)
+                                policy=session.protocol.run, extra=extra, cluster=cluster)
         elapsed = time.perf_counter() - started
         if not summary.stopped:
             _export_features(session, context, jobs, cluster)

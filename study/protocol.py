@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from study.data.medmnist_table import FLAGS as MEDMNIST_FLAGS
 from study.errors import ProtocolError
 from study.protocol_errors import FieldError, did_you_mean, located_error, validation_error
 from study.models.blocks import BLOCK_MAPS
@@ -38,12 +39,18 @@ class DatasetBase(Strict):
 
 class MedmnistSpec(DatasetBase):
     source: Literal["medmnist"]
-    name: str = Field(description="MedMNIST flag, e.g. breastmnist; the file is <data dir>/<name>.npz")
+    name: str = Field(description="MedMNIST flag, e.g. breastmnist; dataset.size picks <name>.npz or <name>_<px>.npz")
 
     @field_validator("name")
     @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
+    def _known(cls, value: str) -> str:
+        key = value.lower()
+        if key not in MEDMNIST_FLAGS:
+            raise ValueError(f"expected one of the 2D MedMNIST datasets {sorted(MEDMNIST_FLAGS)}, got "
+                             f"{value!r}{did_you_mean(key, MEDMNIST_FLAGS)}")
+        if MEDMNIST_FLAGS[key].multi_label:
+            raise ValueError(f"expected a single-label dataset; {key} is multi-label, which study does not handle")
+        return key
 
 
 class FolderSpec(DatasetBase):
@@ -60,6 +67,16 @@ class CsvSpec(DatasetBase):
     split_column: str | None = None
 
 
+class DicomSpec(DatasetBase):
+    source: Literal["dicom"]
+    path: str = Field(description="folder of class subfolders of DICOM files, or a CSV manifest (a path ending .csv)")
+    path_column: str = Field("path", description="manifest: the column of DICOM paths, relative to the CSV's folder")
+    label_column: str = Field("label", description="manifest: the column of labels")
+    group_by: Literal["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "none"] = Field(
+        "PatientID", description="the header tag whose value groups images: a group never crosses a split"
+    )
+
+
 class SyntheticSpec(DatasetBase):
     source: Literal["synthetic"]
     classes: int = Field(2, ge=2, le=20)
@@ -68,7 +85,8 @@ class SyntheticSpec(DatasetBase):
     noise: float = Field(0.35, ge=0, le=2)
 
 
-DatasetSpec = Annotated[Union[MedmnistSpec, FolderSpec, CsvSpec, SyntheticSpec], Field(discriminator="source")]
+DatasetSpec = Annotated[Union[MedmnistSpec, FolderSpec, CsvSpec, DicomSpec, SyntheticSpec],
+                        Field(discriminator="source")]
 
 
 # ---------------------------------------------------------------------------------------------- backbone

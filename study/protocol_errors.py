@@ -92,7 +92,8 @@ def _clean_loc(loc: tuple, data: Any) -> tuple:
 
 def _is_union_branch(part: str) -> bool:
     """Pydantic names union branches by tag or type; such parts are not YAML keys."""
-    return part in {"medmnist", "folder", "csv", "synthetic", "int", "str", "list[...]", "HeadSpec"} or "[" in part
+    branches = {"medmnist", "folder", "csv", "dicom", "synthetic", "int", "str", "list[...]", "HeadSpec"}
+    return part in branches or "[" in part
 
 
 _EXPECTED = {  # pydantic error type -> what the field expects, filled from the error's context

@@ -61,7 +61,7 @@ CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv (columns a ce
     "f1_macro", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op", "operating_rule", "operating_point",
     "majority_rate", "max_predicted_share", "degenerate", "no_ranking", "collapsed", "epochs", "best_epoch", "steps",
     "steps_per_epoch", "precise_bn", "monitor", "monitor_value", "train_seconds", "trace_seconds", "threads",
-    "adopted_from", "error",
+    "source_file", "adopted_from", "error",
 ]
 KINDS = ["no_ranking", "collapsed"]  # the two kinds of degenerate cell (study.analysis.flagged)
 
@@ -197,7 +197,8 @@ def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, repl
     dataset = protocol.dataset
     name = getattr(dataset, "name", None) or getattr(dataset, "path", None) or "built-in images"
     paragraphs = [
-        f"Dataset: {dataset.source} {name} at {dataset.size} px. Backbone: {protocol.backbone.name} "
+        f"Dataset: {dataset.source} {name} at {dataset.size} px{_source_file(dataset, done)}. Backbone: "
+        f"{protocol.backbone.name} "
         f"({protocol.backbone.weights} weights; scratch arms start from random weights)." + _own_backbones(protocol),
         f"Split: {split_description(dataset, official_split)}.",
         _cell_counts(done, failed),
@@ -212,6 +213,14 @@ def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, repl
         paragraphs.append(f"{replaced} stored cell(s) share arm, fraction and seed with a newer cell (results of an "
                           "earlier version of the protocol) and are left out; the newest is used.")
     return Section("Overview", paragraphs)
+
+
+def _source_file(dataset, done: pd.DataFrame) -> str:
+    """For MedMNIST, the file the cells read (a size picks <name>.npz or <name>_<px>.npz), else nothing (also for
+    cells stored before they recorded it)."""
+    if dataset.source != "medmnist" or "source_file" not in done.columns or done["source_file"].isna().all():
+        return ""
+    return f", read from {_stored_values(done, 'source_file')}"
 
 
 def _cell_counts(done: pd.DataFrame, failed: pd.DataFrame) -> str:

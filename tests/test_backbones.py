@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -22,7 +21,6 @@ from study.models.backbones import build_backbone, layer_blocks, preprocess, tru
 from study.models.blocks import BLOCK_MAPS, BackboneInfo, Block, backbone_info
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 MOBILENETV2_NO_TOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 MOBILENETV2_TOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
 

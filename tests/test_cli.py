@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 
-from conftest import PROJECT, study_command, write_tiny_protocol
+from conftest import PROJECT, study_command, unreachable_url, write_tiny_protocol
 from study.store import ResultStore
 
 
@@ -93,9 +93,10 @@ def test_missing_dataset_names_file_and_setting(tmp_path):
     protocol = tmp_path / "mm.yaml"
     protocol.write_text(write_tiny_protocol(tmp_path).read_text().replace(
         "{source: synthetic, classes: 2, per_class: 30, size: 16}", "{source: medmnist, name: pathmnist, size: 28}"))
-    result = study_command("status", str(protocol), *dirs(tmp_path), "--data-dir", str(tmp_path))
+    result = study_command("status", str(protocol), *dirs(tmp_path), "--data-dir", str(tmp_path),
+                           env={"STUDY_MEDMNIST_URL": unreachable_url(), "NO_PROXY": "127.0.0.1"})
     assert result.returncode == 1
-    assert "pathmnist.npz" in result.stderr and "--data-dir" in result.stderr
+    assert "pathmnist.npz" in result.stderr and "--data-dir" in result.stderr and "download http" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -18,27 +15,13 @@ from study.data.splits import ensure_split
 from study.errors import DataError
 from study.protocol import CsvSpec, FolderSpec, MedmnistSpec, SyntheticSpec
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DATA = SHARED / "data"
 BUSI_FILES = ["benign/benign (1).png", "benign/benign (10).png", "malignant/malignant (1).png",
               "malignant/malignant (2).png", "normal/normal (1).png", "normal/normal (2).png"]
 
 
-@pytest.fixture(autouse=True)
-def no_medmnist_package(monkeypatch):
-    """Hermetic: never import (or download through) a real medmnist package."""
-    monkeypatch.setitem(sys.modules, "medmnist", None)
-
-
 @pytest.fixture(scope="module")
-def data_dir() -> Path:
-    assert (DATA / "breastmnist.npz").is_file(), f"shared data not found at {DATA}"
-    return DATA
-
-
-@pytest.fixture(scope="module")
-def busi(data_dir):
-    return load_dataset(FolderSpec(source="folder", path="busi", size=32), data_dir, None)
+def busi(busi_dir):
+    return load_dataset(FolderSpec(source="folder", path="busi", size=32), busi_dir, None)
 
 
 def _png(path: Path, pixels: np.ndarray) -> Path:
@@ -69,14 +52,14 @@ def test_data_dir_flag_wins_over_environment(monkeypatch, tmp_path):
 
 def test_describe_sources_names_every_source_and_the_setting():
     text = describe_sources()
-    for word in ("medmnist", "folder", "csv", "synthetic", "--data-dir", "STUDY_DATA_DIR", "<name>.npz"):
+    for word in ("medmnist", "folder", "csv", "dicom", "synthetic", "--data-dir", "STUDY_DATA_DIR", "<name>.npz"):
         assert word in text
 
 
 # ------------------------------------------------------------------------------------------------- medmnist
-def test_breastmnist_keeps_the_official_split(data_dir):
-    dataset = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=28), data_dir, None)
-    raw = np.load(data_dir / "breastmnist.npz")
+def test_breastmnist_keeps_the_official_split(breastmnist_dir):
+    dataset = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=28), breastmnist_dir, None)
+    raw = np.load(breastmnist_dir / "breastmnist.npz")
     assert {name: len(rows) for name, rows in split_indices(dataset).items()} == {"train": 546, "val": 78, "test": 156}
     assert dataset.class_names == ["malignant", "normal, benign"]
     assert dataset.images.shape == (780, 28, 28, 1) and dataset.images.dtype == np.uint8
@@ -86,35 +69,10 @@ def test_breastmnist_keeps_the_official_split(data_dir):
     assert ensure_split(dataset, MedmnistSpec(source="medmnist", name="breastmnist")) is dataset
 
 
-def test_breastmnist_is_resized_to_the_protocol_size(data_dir):
-    dataset = load_dataset(MedmnistSpec(source="medmnist", name="BreastMNIST", size=64), data_dir, None)
+def test_breastmnist_is_resized_to_the_protocol_size(breastmnist_dir):
+    dataset = load_dataset(MedmnistSpec(source="medmnist", name="BreastMNIST", size=64), breastmnist_dir, None)
     assert dataset.images.shape == (780, 64, 64, 1)
     assert np.bincount(dataset.labels).tolist() == [210, 570]
-
-
-def test_missing_npz_names_the_file_the_folder_and_the_setting(tmp_path):
-    spec = MedmnistSpec(source="medmnist", name="breastmnist")
-    with pytest.raises(DataError, match=r"breastmnist\.npz not found in .*--data-dir.*STUDY_DATA_DIR") as caught:
-        load_dataset(spec, tmp_path, None)
-    assert str(tmp_path) in str(caught.value) and "\n" not in str(caught.value)
-    with pytest.raises(DataError, match=r"no data directory is set.*--data-dir DIR or set STUDY_DATA_DIR"):
-        source_fingerprint(spec, None)
-
-
-def test_medmnist_package_downloads_into_the_data_dir(data_dir, tmp_path, monkeypatch):
-    npz = data_dir / "breastmnist.npz"
-    md5 = hashlib.md5(npz.read_bytes()).hexdigest()
-    info = {"breastmnist": {"url": npz.as_uri(), "MD5": md5, "label": {"0": "bad", "1": "good"}}}
-    monkeypatch.setitem(sys.modules, "medmnist", types.SimpleNamespace(INFO=info))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    dataset = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=28), tmp_path / "data", None)
-    assert (tmp_path / "data" / "breastmnist.npz").read_bytes() == npz.read_bytes()
-    assert dataset.class_names == ["bad", "good"] and len(dataset) == 780
-
-    info["breastmnist"]["MD5"] = "0" * 32
-    with pytest.raises(DataError, match=r"download failed: .*MD5"):
-        load_dataset(MedmnistSpec(source="medmnist", name="breastmnist"), tmp_path / "other", None)
-    assert not list((tmp_path / "other").iterdir())  # no partial file left behind
 
 
 # --------------------------------------------------------------------------------------------------- folder
@@ -264,10 +222,10 @@ def test_missing_folder_says_where_it_looked(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------ csv
-def _manifest(tmp_path: Path, rows: list[str], header: str = "file,diagnosis,patient,fold") -> Path:
+def _manifest(busi_dir: Path, tmp_path: Path, rows: list[str], header: str = "file,diagnosis,patient,fold") -> Path:
     for relative in BUSI_FILES:
         (tmp_path / "images" / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(DATA / "busi" / relative, tmp_path / "images" / relative)
+        shutil.copyfile(busi_dir / "busi" / relative, tmp_path / "images" / relative)
     path = tmp_path / "manifest.csv"
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
@@ -283,8 +241,8 @@ def _csv_spec(**extra) -> CsvSpec:
     return CsvSpec(source="csv", path="manifest.csv", path_column="file", label_column="diagnosis", size=16, **extra)
 
 
-def test_csv_manifest_with_groups_and_split(data_dir, tmp_path):
-    _manifest(tmp_path, _rows())
+def test_csv_manifest_with_groups_and_split(busi_dir, tmp_path):
+    _manifest(busi_dir, tmp_path, _rows())
     dataset = load_dataset(_csv_spec(group_column="patient", split_column="fold"), tmp_path, None)
     assert dataset.class_names == ["benign", "malignant", "normal"]
     assert dataset.labels.tolist() == [0, 0, 1, 1, 2, 2]
@@ -293,39 +251,39 @@ def test_csv_manifest_with_groups_and_split(data_dir, tmp_path):
     assert dataset.ids[0] == "images/benign/benign (1).png"
 
 
-def test_csv_missing_image_names_the_row_and_file(data_dir, tmp_path):
+def test_csv_missing_image_names_the_row_and_file(busi_dir, tmp_path):
     rows = _rows()
     rows[2] = "images/malignant/gone (9).png,malignant,p1,train"
-    _manifest(tmp_path, rows)
+    _manifest(busi_dir, tmp_path, rows)
     with pytest.raises(DataError, match=r"manifest\.csv:4: image file 'images/malignant/gone \(9\)\.png' not found"):
         load_dataset(_csv_spec(), tmp_path, None)
 
 
-def test_csv_missing_image_is_skipped_and_counted_when_asked(data_dir, tmp_path):
+def test_csv_missing_image_is_skipped_and_counted_when_asked(busi_dir, tmp_path):
     rows = _rows()
     rows[2] = "images/malignant/gone (9).png,malignant,p1,train"
-    _manifest(tmp_path, rows)
+    _manifest(busi_dir, tmp_path, rows)
     dataset = load_dataset(_csv_spec(on_bad_file="skip"), tmp_path, None)
     assert len(dataset) == 5 and dataset.skipped[0].startswith(f"{tmp_path / 'manifest.csv'}:4: image file")
 
 
-def test_csv_missing_column_lists_the_columns(data_dir, tmp_path):
-    _manifest(tmp_path, _rows())
+def test_csv_missing_column_lists_the_columns(busi_dir, tmp_path):
+    _manifest(busi_dir, tmp_path, _rows())
     with pytest.raises(DataError, match=r"no column 'subject' .*group_column.*columns found: file, diagnosis"):
         load_dataset(_csv_spec(group_column="subject"), tmp_path, None)
 
 
-def test_csv_unknown_split_value_names_the_row(data_dir, tmp_path):
+def test_csv_unknown_split_value_names_the_row(busi_dir, tmp_path):
     rows = _rows()
     rows[4] = rows[4].replace("TRAIN", "holdout")
-    _manifest(tmp_path, rows)
+    _manifest(busi_dir, tmp_path, rows)
     with pytest.raises(DataError, match=r"manifest\.csv:6: fold is 'holdout'; expected train, val or test"):
         load_dataset(_csv_spec(split_column="fold"), tmp_path, None)
 
 
-def test_csv_integer_labels_sort_as_numbers(data_dir, tmp_path):
+def test_csv_integer_labels_sort_as_numbers(busi_dir, tmp_path):
     rows = [f"images/{relative},{[10, 2][i % 2]},p{i},train" for i, relative in enumerate(BUSI_FILES)]
-    _manifest(tmp_path, rows)
+    _manifest(busi_dir, tmp_path, rows)
     dataset = load_dataset(_csv_spec(), tmp_path, None)
     assert dataset.class_names == ["2", "10"] and dataset.labels.tolist() == [1, 0, 1, 0, 1, 0]
 
@@ -386,7 +344,7 @@ def test_unreadable_cache_is_rebuilt(tmp_path, caplog):
     assert len(load_dataset(spec, None, tmp_path)) == 10
 
 
-def test_resize_filter_is_the_protocols_choice(data_dir):
+def test_resize_filter_is_the_protocols_choice(breastmnist_dir):
     from typing import get_args
 
     from study.data.images import FILTERS
@@ -394,8 +352,9 @@ def test_resize_filter_is_the_protocols_choice(data_dir):
 
     assert set(get_args(DatasetBase.model_fields["resize"].annotation)) == set(FILTERS)
     assert DatasetBase.model_fields["resize"].default == "bilinear"
-    raw = np.load(data_dir / "breastmnist.npz")["train_images"][:4]
-    nearest = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=56, resize="nearest"), data_dir, None)
+    raw = np.load(breastmnist_dir / "breastmnist.npz")["train_images"][:4]
+    nearest = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=56, resize="nearest"),
+                           breastmnist_dir, None)
     np.testing.assert_array_equal(nearest.images[:4, ::2, ::2, 0], raw)  # 28 -> 56 px: each pixel doubled
-    bilinear = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=56), data_dir, None)
+    bilinear = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=56), breastmnist_dir, None)
     assert not np.array_equal(bilinear.images, nearest.images)

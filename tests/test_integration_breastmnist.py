@@ -21,12 +21,12 @@ train: {min_steps: 0, epochs: 12, batch_size: 32, lr: {backbone: 1.0e-4, head: 1
 
 
 @pytest.mark.integration
-def test_transfer_beats_majority_class_on_real_breastmnist(tmp_path, shared_data, imagenet_keras_home):
+def test_transfer_beats_majority_class_on_real_breastmnist(tmp_path, breastmnist_dir, imagenet_keras_home):
     protocol = tmp_path / "breastmnist.yaml"
     protocol.write_text(PROTOCOL)
     result = study_command(
         "run", str(protocol), "--results-dir", str(tmp_path / "results"), "--report-dir", str(tmp_path / "report"),
-        "--data-dir", str(shared_data), "--jobs", "2", env={"KERAS_HOME": str(imagenet_keras_home)},
+        "--data-dir", str(breastmnist_dir), "--jobs", "2", env={"KERAS_HOME": str(imagenet_keras_home)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     cells = ResultStore(tmp_path / "results", "breastmnist-check").cells().set_index("arm")

@@ -55,8 +55,15 @@ def test_good_protocol_parses_and_normalises():
         ("{name: scratch}", "{name: scratch, depth: 2}", r"^demo\.yaml:5: strategies\.0: depth is not for scratch"),
         ("name: cnn", "name: resnet5O", r"^demo\.yaml:3: backbone\.name: expected one of .*did you mean 'resnet50'"),
         ("epochs: 2", "epochs: two", r"^demo\.yaml:11: train\.epochs: .*valid integer.*got 'two'"),
-        ("source: synthetic", "source: dicomm", r"^demo\.yaml:2: dataset\.source: expected one of \['medmnist', 'folder', 'csv', 'synthetic'\], got 'dicomm'"),
+        ("source: synthetic", "source: dicomm",
+         r"^demo\.yaml:2: dataset\.source: expected one of \['medmnist', 'folder', 'csv', 'dicom', 'synthetic'\], got "
+         r"'dicomm' \(did you mean 'dicom'\?\)$"),
         ("strategies:", "strategies: []\nx:", r"^demo\.yaml:4: strategies: .*at least 1 item"),
+        ("source: synthetic, size: 32", "source: medmnist, name: retinammnist, size: 32",
+         r"^demo\.yaml:2: dataset\.name: expected one of the 2D MedMNIST datasets \[.*'retinamnist'.*\], got "
+         r"'retinammnist' \(did you mean 'retinamnist'\?\)$"),
+        ("source: synthetic, size: 32", "source: medmnist, name: chestmnist, size: 32",
+         r"^demo\.yaml:2: dataset\.name: expected a single-label dataset; chestmnist is multi-label"),
     ],
 )
 def test_invalid_protocols_name_file_line_and_field(old, new, expected):

@@ -373,3 +373,15 @@ def test_a_single_arm_protocol_gets_a_report_without_pairs(tmp_path):
     document = report_document(protocol, cells, lambda run_id: None, tmp_path / "none.npz")
     pairwise = next(section for section in document.sections if section.title == "Pairwise comparisons")
     assert pairwise.paragraphs == ["One arm only: there are no pairs of arms to compare."] and not pairwise.items
+
+
+def test_the_overview_names_the_medmnist_file_the_cells_read(tmp_path):
+    protocol = parse_protocol(protocol_text(seeds=3).replace(
+        "{source: synthetic, classes: 2, per_class: 30, size: 16}", "{source: medmnist, name: breastmnist, size: 16}"))
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3)
+    old = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
+    assert old.sections[0].paragraphs[0].startswith("Dataset: medmnist breastmnist at 16 px. Backbone: cnn")
+    rows = [row | {"source_file": "breastmnist.npz (28 px)"} for row in rows]
+    document = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
+    assert document.sections[0].paragraphs[0].startswith(
+        "Dataset: medmnist breastmnist at 16 px, read from breastmnist.npz (28 px). Backbone: cnn")

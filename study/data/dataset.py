@@ -25,6 +25,7 @@ class Dataset:
     split: np.ndarray | None
     fingerprint: str
     skipped: tuple[str, ...] = ()  # files the source listed but could not read, each "path: why" (on_bad_file: skip)
+    source_file: str | None = None  # the one file the images came from, with its native size (MedMNIST)
 
     def __post_init__(self) -> None:
         n = len(self.labels)

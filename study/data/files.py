@@ -1,10 +1,12 @@
-"""Image-file sources: a folder of class subfolders, or a CSV manifest of image paths and labels."""
+"""Image-file sources: a folder of class subfolders, or a CSV manifest of image paths and labels; the records and
+manifest reading the DICOM source shares."""
 
 from __future__ import annotations
 
 import csv
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,7 @@ class _MissingFile(DataError):
 
 
 @dataclass(frozen=True)
-class _Record:
+class Record:
     path: Path
     id: str
     label: str
@@ -38,12 +40,15 @@ class _Record:
 class FileSource:
     """A folder or CSV source: one record per image file."""
 
-    def __init__(self, kind: str, records: list[_Record], origin: Path, on_bad_file: str = "fail",
-                 skipped: tuple[str, ...] = ()):
+    source_file = None  # one file per image
+
+    def __init__(self, kind: str, records: list[Record], origin: Path, on_bad_file: str = "fail",
+                 skipped: tuple[str, ...] = (), decode: Callable[[Path], np.ndarray] | None = None):
         self.kind = kind
         self.records = records
         self.on_bad_file = on_bad_file
-        self.skipped = skipped  # listed files already known to be missing (on_bad_file: skip)
+        self.skipped = skipped  # listed files already known to be missing or unreadable (on_bad_file: skip)
+        self.decode = decode  # one file to uint8 pixels (None: an image file)
         labels = {record.label for record in records}
         self.class_names = sorted(labels, key=int) if all(re.fullmatch(r"-?\d+", x) for x in labels) else sorted(labels)
         if len(self.class_names) < 2:
@@ -66,7 +71,7 @@ class FileSource:
     def load(self, size: int, resize: str, fingerprint: str) -> Dataset:
         index = {name: position for position, name in enumerate(self.class_names)}
         images, bad = read_images([record.path for record in self.records], size, resize,
-                                  self.on_bad_file == "skip")
+                                  self.on_bad_file == "skip", self.decode)
         records = [record for position, record in enumerate(self.records) if position not in bad]
         emptied = sorted(set(self.class_names) - {record.label for record in records})
         if emptied:
@@ -93,13 +98,13 @@ def folder_source(path: str, data_dir: Path | None, on_bad_file: str = "fail") -
     root = resolve_path(path, data_dir)
     if not root.is_dir():
         raise DataError(f"image folder {root} not found{relative_hint(path, data_dir)}")
-    tops = _subfolders(root)
+    tops = subfolders(root)
     names = {folder.name.lower() for folder in tops}
     layout = [(folder, _SPLIT_NAMES[folder.name.lower()]) for folder in tops] \
         if "train" in names and names <= set(_SPLIT_NAMES) else [(root, None)]
     records = []
     for base, split in layout:
-        class_folders = _subfolders(base)
+        class_folders = subfolders(base)
         if not class_folders:
             raise DataError(f"{base} holds no class subfolders; put each class's images in its own subfolder "
                             f"(e.g. {base / 'benign'})")
@@ -108,11 +113,11 @@ def folder_source(path: str, data_dir: Path | None, on_bad_file: str = "fail") -
             if not files:
                 raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                                 "add images or remove the folder")
-            records += [_Record(file, file.relative_to(root).as_posix(), folder.name, None, split) for file in files]
+            records += [Record(file, file.relative_to(root).as_posix(), folder.name, None, split) for file in files]
     return FileSource("folder", records, root, on_bad_file)
 
 
-def _subfolders(folder: Path) -> list[Path]:
+def subfolders(folder: Path) -> list[Path]:
     return sorted(child for child in folder.iterdir() if child.is_dir() and not child.name.startswith("."))
 
 
@@ -134,6 +139,14 @@ def csv_source(spec, data_dir: Path | None) -> FileSource:
         raise DataError(f"CSV manifest {csv_path} not found{relative_hint(spec.path, data_dir)}")
     columns = {"path_column": spec.path_column, "label_column": spec.label_column,
                "group_column": spec.group_column, "split_column": spec.split_column}
+    records, missing = read_manifest(csv_path, columns, spec.on_bad_file)
+    return FileSource("csv", records, csv_path, spec.on_bad_file, tuple(missing))
+
+
+def read_manifest(csv_path: Path, columns: dict[str, str | None], on_bad_file: str) -> tuple[list[Record], list[str]]:
+    """A manifest's rows as records, and "row: why" of each row whose file is missing (left out with on_bad_file:
+    skip, else an error). columns maps path_column, label_column, group_column and split_column to the CSV's column
+    names (None: not read)."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -145,9 +158,9 @@ def csv_source(spec, data_dir: Path | None) -> FileSource:
             records, lines, missing = [], {}, []
             for row in reader:
                 try:
-                    record = _csv_record(csv_path, reader.line_num, row, spec)
+                    record = _csv_record(csv_path, reader.line_num, row, columns)
                 except _MissingFile as exc:
-                    if spec.on_bad_file != "skip":
+                    if on_bad_file != "skip":
                         raise DataError(f"{exc}; fix the row, or set dataset.on_bad_file: skip") from None
                     missing.append(str(exc))
                     continue
@@ -163,10 +176,10 @@ def csv_source(spec, data_dir: Path | None) -> FileSource:
     if missing:
         log.warning("skipped %d manifest rows whose image is missing (dataset.on_bad_file: skip), e.g. %s",
                     len(missing), missing[0])
-    return FileSource("csv", records, csv_path, spec.on_bad_file, tuple(missing))
+    return records, missing
 
 
-def _csv_record(csv_path: Path, line: int, row: dict, spec) -> _Record:
+def _csv_record(csv_path: Path, line: int, row: dict, columns: dict[str, str | None]) -> Record:
     where = f"{csv_path}:{line}"
 
     def cell(column: str) -> str:
@@ -175,16 +188,16 @@ def _csv_record(csv_path: Path, line: int, row: dict, spec) -> _Record:
             raise DataError(f"{where}: empty {column!r}")
         return value
 
-    relative = cell(spec.path_column).replace("\\", "/")
+    relative = cell(columns["path_column"]).replace("\\", "/")
     path = csv_path.parent / relative
     if not path.is_file():
         raise _MissingFile(f"{where}: image file {relative!r} not found (looked for {path}); image paths are "
                           "relative to the CSV's folder")
-    split = None
-    if spec.split_column is not None:
-        value = cell(spec.split_column)
+    split, split_column, group_column = None, columns["split_column"], columns["group_column"]
+    if split_column is not None:
+        value = cell(split_column)
         split = _SPLIT_NAMES.get(value.lower())
         if split is None:
-            raise DataError(f"{where}: {spec.split_column} is {value!r}; expected train, val or test")
-    group = cell(spec.group_column) if spec.group_column is not None else None
-    return _Record(path, relative, cell(spec.label_column), group, split)
+            raise DataError(f"{where}: {split_column} is {value!r}; expected train, val or test")
+    group = cell(group_column) if group_column is not None else None
+    return Record(path, relative, cell(columns["label_column"]), group, split)

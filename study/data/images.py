@@ -23,8 +23,8 @@ FILTERS = {  # dataset.resize: Pillow's resampling filters
 }
 
 
-def read_images(paths: list[Path], size: int, resize: str = "bilinear",
-                skip_bad: bool = False) -> tuple[np.ndarray, dict[int, str]]:
+def read_images(paths: list[Path], size: int, resize: str = "bilinear", skip_bad: bool = False,
+                decode: Callable[[Path], np.ndarray] | None = None) -> tuple[np.ndarray, dict[int, str]]:
     """The readable files as one uint8 N x size x size x C array (C 1 or 3), and {index: "path: why"} of the
     files that could not be read: with skip_bad they are left out, else the first one raises DataError.
 
@@ -34,8 +34,11 @@ def read_images(paths: list[Path], size: int, resize: str = "bilinear",
       0..255 per image; EXIF orientation is applied;
     - every image is resized to size x size with the `resize` filter (a name of FILTERS); a non-square image is
       stretched (no crop, no padding).
+
+    decode reads one file as uint8 H x W x C or raises DataError (default: decode_image, for image files).
     """
-    results = _parallel(lambda path: _try_read_image(path, size, resize), paths)
+    decode = decode or decode_image
+    results = _parallel(lambda path: _try_read(path, size, resize, decode), paths)
     bad = {index: str(result) for index, result in enumerate(results) if isinstance(result, DataError)}
     if bad and not skip_bad:
         raise DataError(f"{next(iter(bad.values()))}; replace or remove the file, or set dataset.on_bad_file: skip")
@@ -65,14 +68,22 @@ def _parallel(function: Callable, items: Iterable) -> list:
         return list(pool.map(function, items))
 
 
-def _try_read_image(path: Path, size: int, resize: str) -> np.ndarray | DataError:
-    """One file as uint8 size x size x C (C 1 or 3), or the DataError that names it."""
+def decode_image(path: Path) -> np.ndarray:
+    """One image file as uint8 H x W x C (C 1 or 3); DataError naming it when it cannot be read."""
     try:
         with Image.open(path) as image:
             image.load()
-            pixels = _to_uint8(ImageOps.exif_transpose(image))
+            return _to_uint8(ImageOps.exif_transpose(image))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return DataError(f"cannot read image {path}: {exc}")
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def _try_read(path: Path, size: int, resize: str, decode: Callable[[Path], np.ndarray]) -> np.ndarray | DataError:
+    """One file decoded and resized to uint8 size x size x C, or the DataError that names it."""
+    try:
+        pixels = decode(path)
+    except DataError as exc:
+        return exc
     return _resize(pixels, size, resize)
 
 

@@ -1,51 +1,27 @@
-"""The MedMNIST source: find (or download) a MedMNIST v2 .npz file and load it with its official split."""
+"""The MedMNIST source: a MedMNIST v2 .npz file with its official split."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import logging
-import os
-import re
-import tempfile
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from study.data.datadir import ENV_VAR
 from study.data.dataset import SPLITS, Dataset
 from study.data.fingerprint import Hasher
 from study.data.images import is_grey, resize_all
+from study.data.medmnist_files import find_medmnist
+from study.data.medmnist_table import FLAGS
 from study.errors import DataError
-
-log = logging.getLogger(__name__)
-
-_LABELS = {  # official names (medmnist INFO), used when the medmnist package is not installed
-    "breastmnist": ["malignant", "normal, benign"],
-    "pneumoniamnist": ["normal", "pneumonia"],
-    "retinamnist": ["0", "1", "2", "3", "4"],
-    "dermamnist": ["actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
-                   "benign keratosis-like lesions", "dermatofibroma", "melanoma", "melanocytic nevi",
-                   "vascular lesions"],
-    "octmnist": ["choroidal neovascularization", "diabetic macular edema", "drusen", "normal"],
-    "pathmnist": ["adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle", "normal colon mucosa",
-                  "cancer-associated stroma", "colorectal adenocarcinoma epithelium"],
-    "bloodmnist": ["basophil", "eosinophil", "erythroblast",
-                   "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)", "lymphocyte", "monocyte",
-                   "neutrophil", "platelet"],
-    **{name: ["bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver", "lung-left",
-              "lung-right", "pancreas", "spleen"] for name in ("organamnist", "organcmnist", "organsmnist")},
-}
 
 
 class Medmnist:
     """One MedMNIST .npz file: 2D grey or RGB images, one label each, and the official train/val/test split."""
 
-    def __init__(self, name: str, path: Path):
+    def __init__(self, name: str, size: int, data_dir: Path | None):
         self.name = name
-        self.path = path
+        self.path = (found := find_medmnist(name, size, data_dir)).path
+        self.source_file = found.describe()
 
     def fingerprint(self) -> str:
         hasher = Hasher("medmnist")
@@ -59,7 +35,7 @@ class Medmnist:
                 parts = {split: (npz[f"{split}_images"], npz[f"{split}_labels"]) for split in SPLITS}
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise DataError(f"{self.path}: not a MedMNIST file ({exc}); it needs train/val/test_images and "
-                            f"train/val/test_labels; get {self.name}.npz again") from None
+                            f"train/val/test_labels; get {self.path.name} again") from None
         images = np.concatenate([part[0] for part in parts.values()])
         labels = np.concatenate([part[1].reshape(len(part[1]), -1) for part in parts.values()])
         if labels.shape[1] != 1:
@@ -79,70 +55,7 @@ class Medmnist:
                        split=split, fingerprint=fingerprint)
 
 
-def find_medmnist(name: str, data_dir: Path | None) -> Path:
-    """<data dir>/<name>.npz, else (with the medmnist package) ~/.medmnist/<name>.npz or a fresh download."""
-    filename = f"{name}.npz"
-    looked = []
-    if data_dir is not None:
-        if (data_dir / filename).is_file():
-            return data_dir / filename
-        looked.append(str(data_dir))
-    info = _medmnist_info()
-    if info is None:
-        why = "or pip install medmnist to have it downloaded"
-    else:
-        home = Path.home() / ".medmnist"
-        if (home / filename).is_file():
-            return home / filename
-        looked.append(str(home))
-        try:
-            return _download(info, name, data_dir or home)
-        except (OSError, KeyError, ValueError) as exc:
-            why = f"download failed: {exc}"
-    if data_dir is None:
-        also = f" and not in {looked[0]}" if looked else ""
-        raise DataError(f"MedMNIST file {filename} not found: no data directory is set{also}; pass --data-dir DIR "
-                        f"or set {ENV_VAR} to the folder that holds {filename} ({why})")
-    raise DataError(f"MedMNIST file {filename} not found in {', '.join(looked)}; put {filename} in {data_dir}, or "
-                    f"pass --data-dir DIR or set {ENV_VAR} to the folder that holds it ({why})")
-
-
-def _medmnist_info() -> dict | None:
-    try:
-        return importlib.import_module("medmnist").INFO
-    except ImportError:
-        return None
-
-
-def _download(info: dict, name: str, folder: Path) -> Path:
-    """Fetch <name>.npz from medmnist's INFO url into folder, checking its MD5; atomic."""
-    if name not in info:
-        raise ValueError(f"medmnist knows no dataset {name!r}")
-    url, expected = info[name]["url"], info[name].get("MD5")
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{name}.npz"
-    log.info("downloading %s to %s", url, target)
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=target.name, suffix=".part")
-    try:
-        digest = hashlib.md5()
-        with os.fdopen(descriptor, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                out.write(chunk)
-                digest.update(chunk)
-        if expected and digest.hexdigest() != expected:
-            raise ValueError(f"{url} has MD5 {digest.hexdigest()}, expected {expected}")
-        os.replace(temporary, target)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    return target
-
-
-def _class_names(name: str, n_classes: int) -> list[str]:
-    base = re.sub(r"_\d+$", "", name)  # breastmnist_224.npz (MedMNIST+) has breastmnist's labels
-    info = _medmnist_info()
-    if info is not None and base in info:
-        labels = info[base]["label"]
-        names = [labels[str(i)] for i in range(len(labels))]
-    else:
-        names = _LABELS.get(base, [])
+def _class_names(flag: str, n_classes: int) -> list[str]:
+    """The official class names, or class_0, class_1, ... for a file with more labels than its dataset has."""
+    names = list(FLAGS[flag].labels)
     return names if len(names) >= n_classes else [f"class_{i}" for i in range(n_classes)]

@@ -12,7 +12,9 @@ from study.data.datadir import ENV_VAR, resolve_data_dir
 from study.data.dataset import Dataset
 from study.data.files import csv_source, folder_source
 from study.data.images import IMAGE_SUFFIXES
-from study.data.medmnist import Medmnist, find_medmnist
+from study.data.medmnist import Medmnist
+from study.data.medmnist_files import user_cache
+from study.data.medmnist_table import URL_VAR
 from study.data.synthetic import Synthetic
 from study.errors import DataError
 
@@ -36,6 +38,7 @@ def load_dataset(spec, data_dir: Path | None, cache_dir: Path | None = None) -> 
         log.info("%s dataset: %d images from cache %s", spec.source, len(cached), cache)
         if cached.skipped and spec.on_bad_file != "skip":
             raise DataError(f"{cached.skipped[0]}; replace or remove the file, or set dataset.on_bad_file: skip")
+        cached.source_file = source.source_file
         return cached
     started = time.perf_counter()
     dataset = source.load(spec.size, spec.resize, fingerprint)
@@ -43,6 +46,7 @@ def load_dataset(spec, data_dir: Path | None, cache_dir: Path | None = None) -> 
              spec.size, spec.resize, dataset.channels, time.perf_counter() - started)
     if cache is not None:
         write_cache(cache, dataset)
+    dataset.source_file = source.source_file
     return dataset
 
 
@@ -53,9 +57,12 @@ def describe_sources() -> str:
     return f"""\
 Data directory: --data-dir DIR, else ${ENV_VAR} (now: {current}); relative dataset paths are read from it.
 
-medmnist   A MedMNIST v2 .npz file (name: breastmnist, pneumoniamnist, ...) with its official train/val/test split.
-           Looks for <data dir>/<name>.npz; if the medmnist package is installed, also ~/.medmnist/<name>.npz,
-           and downloads it from the MedMNIST record into the data directory (else ~/.medmnist).
+medmnist   A 2D MedMNIST v2 dataset (name: breastmnist, pneumoniamnist, ...) with its official train/val/test split.
+           Its files <name>.npz (28 px), <name>_64.npz, <name>_128.npz and <name>_224.npz (MedMNIST+) are
+           looked for in the data directory, else in
+           {user_cache()}. Of those there, the smallest of at least size px is read, else the largest;
+           with none there, the file of that size (the 28 px one for other sizes) is downloaded from the
+           MedMNIST Zenodo record (or ${URL_VAR}) and its MD5 checked.
 folder     path: a folder with one subfolder of images per class ({suffixes}; searched
            recursively; other files ignored). Segmentation masks beside the images (<image>_mask.png,
            <image>_mask_1.png, as in the original BUSI download) are skipped. Optional train/ val/ test/ folders
@@ -63,6 +70,12 @@ folder     path: a folder with one subfolder of images per class ({suffixes}; se
 csv        path: a CSV manifest; path_column holds image paths relative to the CSV's folder, label_column the
            labels (names or integers, sorted), optional group_column (patient, study) and split_column
            (train/val/test).
+dicom      path: a folder with one subfolder of DICOM files per class (*.dcm, *.dicom, or any file with the
+           DICM marker; searched recursively), or a CSV manifest (path ending .csv) with path_column and
+           label_column like csv. Single-frame images only (a multi-frame file is an error naming it). Pixels:
+           rescale slope and intercept (modality LUT), then the VOI LUT or the first window mapped to 0..255
+           (without either, the image's own range), MONOCHROME1 inverted. group_by (PatientID, StudyInstanceUID,
+           SeriesInstanceUID or none) keeps a patient's images on one side of the split; no split of its own.
 synthetic  Generated images (classes, per_class, channels, noise): oriented stripe patches at random places
            under Gaussian noise, one orientation per class. No files; for tests and quick checks.
 
@@ -73,14 +86,18 @@ test_fraction, split_seed; with resplit: true, one per seed)."""
 
 
 def _open(spec, data_dir: Path | None):
-    """The source object (fingerprint() and load(size, resize, fingerprint)) the spec names."""
+    """The source object (fingerprint(), load(size, resize, fingerprint) and source_file) the spec names."""
     data_dir = None if data_dir is None else Path(data_dir).expanduser()
     if spec.source == "synthetic":
         return Synthetic(spec.classes, spec.per_class, spec.channels, spec.noise)
     if spec.source == "medmnist":
-        return Medmnist(spec.name, find_medmnist(spec.name, data_dir))
+        return Medmnist(spec.name, spec.size, data_dir)
     if spec.source == "folder":
         return folder_source(spec.path, data_dir, spec.on_bad_file)
     if spec.source == "csv":
         return csv_source(spec, data_dir)
+    if spec.source == "dicom":
+        from study.data.dicom import dicom_source  # pydicom is imported only for DICOM data
+
+        return dicom_source(spec, data_dir)
     raise ValueError(f"unknown dataset source {spec.source!r}")

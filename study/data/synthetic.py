@@ -15,6 +15,8 @@ class Synthetic:
     """Oriented stripe patches (one orientation per class, jittered) at random places, a weaker patch of
     random orientation as a distractor, and Gaussian noise of std noise x the pattern contrast."""
 
+    source_file = None  # generated, not read
+
     def __init__(self, classes: int, per_class: int, channels: int, noise: float):
         self.classes, self.per_class, self.channels, self.noise = classes, per_class, channels, noise
 
