@@ -49,9 +49,11 @@ def _grid(count: int, width: float, height: float, columns: int = 3) -> tuple[Fi
 
 
 # ------------------------------------------------------------------------------------------ learning curve
-def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, target: float | None) -> Figure:
+def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, target: float | None,
+                    highlight: dict[float, str] | None = None) -> Figure:
     """Metric against training images (log axis): per arm the mean over seeds with its 95% band, and the fitted
-    inverse power law as a dashed line; the target as a dotted line."""
+    inverse power law as a dashed line; the target as a dotted line; a ring on the arm of highlight (fraction ->
+    arm) at each fraction."""
     figure = Figure(figsize=(8, 5), layout="constrained")
     axes = figure.add_subplot()
     mean, low, high = (f"{metric}_{s}" for s in ("mean", "ci_low", "ci_high"))
@@ -71,6 +73,7 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
             grid = np.geomspace(points["n_train"].min(), max(span_high, min(needed, 10 * span_high)), 200)
             axes.plot(grid, inverse_power_law(grid, fit["a"], fit["b"], fit["c"]), linestyle="--", color=palette[arm],
                       linewidth=1)
+    _rings(axes, data, mean, highlight or {})
     if target is not None:
         axes.axhline(target, color="0.3", linestyle=":", linewidth=1, label=f"target {target:g}")
     axes.set_xscale("log")
@@ -83,6 +86,14 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
     axes.set_title(f"{metric} vs training-set size: mean and 95% CI over seeds; dashed: fitted a - b n^-c")
     axes.legend(fontsize="small", loc="best")
     return figure
+
+
+def _rings(axes, data: pd.DataFrame, mean: str, highlight: dict[float, str]) -> None:
+    """A black ring around the mean of each fraction's highlighted arm, with one legend entry."""
+    chosen = data[[highlight.get(f) == arm for f, arm in zip(data["fraction"], data["arm"])]]
+    if len(chosen):
+        axes.scatter(chosen["n_train"], chosen[mean], s=220, facecolors="none", edgecolors="black", linewidths=1.8,
+                     zorder=5, label="recommended (by validation)")
 
 
 # ----------------------------------------------------------------------------------------- training curves

@@ -123,6 +123,10 @@ claims:
 """
 
 
+def _overview(document) -> list[str]:
+    return next(section for section in document.sections if section.title == "Overview").paragraphs
+
+
 def _features(path, n: int = 60, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
@@ -248,7 +252,7 @@ def test_without_stored_histories_the_training_curves_say_so(tmp_path):
     curves = next(section for section in document.sections if section.title == "Training curves")
     assert curves.paragraphs == ["No training curves: no stored cell has its per-epoch history (history_json; cells "
                                  "stored before it was recorded lack it)."] and not curves.items
-    overview = document.sections[0].paragraphs
+    overview = _overview(document)
     assert "Image resize filter (to 16 px): not stored. TensorFlow threads per cell: not stored." in overview
     assert "training_curves" not in {table.name for table in document.tables()}
     assert not any(table.name.endswith("_op") for table in document.tables())
@@ -263,7 +267,7 @@ def test_a_store_partly_with_histories_draws_the_cells_that_have_one(tmp_path):
     assert history.groupby("arm")["fraction"].max().to_dict() == {"frozen": 1.0, "scratch": 0.5}
     assert "training_curves" in {figure.name for figure in document.figures()}
     resize = f"Image resize filter (to 16 px): bilinear ({len(rows) - 3} cells), not stored (3 cells)."
-    assert any(paragraph.startswith(resize) for paragraph in document.sections[0].paragraphs)
+    assert any(paragraph.startswith(resize) for paragraph in _overview(document))
 
 
 def test_a_cell_both_without_ranking_and_collapsed_is_counted_in_each_kind(tmp_path):
@@ -273,7 +277,7 @@ def test_a_cell_both_without_ranking_and_collapsed_is_counted_in_each_kind(tmp_p
     rows[1] |= {"max_predicted_share": 0.97}
     document = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
     counts = "Cells: 24 done, 0 failed, 2 degenerate: 1 with no ranking (†), 2 collapsed at 0.5 (‡), 1 of them both"
-    assert f"{counts}." in document.sections[0].paragraphs
+    assert f"{counts}." in _overview(document)
     listed = next(table.display for table in document.tables() if table.name == "degenerate_cells")
     assert list(listed["kind"]) == ["no ranking †, collapsed at 0.5 ‡", "collapsed at 0.5 ‡"]
 
