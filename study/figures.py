@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from study.analysis import arm_order
+from study.analysis import RANGES, UNBOUNDED, arm_order
 from study.curves import inverse_power_law
 from study.embedding import Embedding
 from study.tables import marks
@@ -76,6 +76,7 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
     _rings(axes, data, mean, highlight or {})
     if target is not None:
         axes.axhline(target, color="0.3", linestyle=":", linewidth=1, label=f"target {target:g}")
+    _clip_axis(axes, metric)
     axes.set_xscale("log")
     ticks = sorted(data["n_train"].unique())
     axes.set_xticks(ticks, [str(int(t)) for t in ticks])
@@ -86,6 +87,13 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
     axes.set_title(f"{metric} vs training-set size: mean and 95% CI over seeds; dashed: fitted a - b n^-c")
     axes.legend(fontsize="small", loc="best")
     return figure
+
+
+def _clip_axis(axes, metric: str) -> None:
+    """Keep the y axis inside the metric's range (an AUC axis never runs past 1)."""
+    low, high = RANGES.get(metric, UNBOUNDED)
+    bottom, top = axes.get_ylim()
+    axes.set_ylim(max(low, bottom), min(high, top))
 
 
 def _rings(axes, data: pd.DataFrame, mean: str, highlight: dict[float, str]) -> None:

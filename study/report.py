@@ -143,7 +143,7 @@ def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curve
                                                  dict(zip(recommended["fraction"], recommended["arm"])))))
     return Section("Answer", [
         f"Which arm to use at each training-set size, how many training images reach the target, and what the "
-        f"claims found, on {spec.metric}. Intervals are 95% t intervals over seeds.",
+        f"claims found, on {spec.metric}. Intervals are 95% t intervals over seeds, clipped to the metric's range.",
     ], items)
 
 
@@ -397,7 +397,8 @@ def _sequential_paragraph(record: SequentialRecord) -> str:
 def _learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, done: pd.DataFrame, spec) -> Section:
     curves = curves.assign(**_kind_counts(done, ["arm"], curves[["arm"]]))
     return Section("Learning curves", [
-        f"Mean {spec.metric} over seeds against training images, with 95% t intervals. Per arm, an inverse power law "
+        f"Mean {spec.metric} over seeds against training images, with 95% t intervals (clipped to the metric's "
+        "range: [0, 1] for AUC, accuracies and F1; the figure's axis too). Per arm, an inverse power law "
         "a - b n^-c fitted by weighted least squares (weights: standard errors over seeds; b >= 0, 0.01 <= c <= 3, "
         "a <= 1, so the curve rises to the asymptote a); n needed solves the fit for the target. "
         "Extrapolations are marked as such. The figure is in the Answer section.",
@@ -646,7 +647,7 @@ def _all_metrics(summary: pd.DataFrame, shown: str) -> Section:
                    + (", at the operating point chosen on validation" if metric.endswith("_op") else ""),
                    tables.metric_wide(summary, metric)) for metric in metrics]
     paragraphs = [f"The other stored test metrics ({shown} is under Learning curves), mean and 95% t interval over "
-                  "seeds."]
+                  "seeds, clipped to the metric's range."]
     if any(metric.endswith("_op") for metric in metrics):
         paragraphs.append(
             "The *_op metrics are measured at an operating point chosen on the validation split alone: with two "

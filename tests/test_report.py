@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 
@@ -377,3 +378,24 @@ def test_a_single_arm_protocol_gets_a_report_without_pairs(tmp_path):
     document = report_document(protocol, cells, lambda run_id: None, tmp_path / "none.npz")
     pairwise = next(section for section in document.sections if section.title == "Pairwise comparisons")
     assert pairwise.paragraphs == ["One arm only: there are no pairs of arms to compare."] and not pairwise.items
+
+
+def test_intervals_of_bounded_metrics_stay_in_their_range(tmp_path):
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=2)
+    for row in rows:  # two seeds far apart: the t interval (t = 12.7 with 1 degree of freedom) spans several units
+        auc = 0.1 if row["seed"] == 0 else 0.99
+        row |= {"auc": auc, "accuracy": auc - 0.05 if auc > 0.5 else 0.05, "monitor_value": auc}
+    protocol = parse_protocol(protocol_text(seeds=2, extra="report: {metric: auc, target: 0.85}\n"))
+    document = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
+    shown = {table.name: table.display for table in document.tables()}
+    intervals = [(float(low), float(high))
+                 for name in ("summary_auc", "summary_accuracy", "topk", "answer")
+                 for text in shown[name].to_numpy().ravel()
+                 for low, high in re.findall(r"\[(-?\d+\.\d+), (-?\d+\.\d+)\]", str(text))]
+    assert len(intervals) >= 3 * 8 and all(0 <= low <= high <= 1 for low, high in intervals)
+    summary = next(table.data for table in document.tables() if table.name == "summary")
+    for metric in ("auc", "accuracy"):
+        assert summary[f"{metric}_ci_low"].min() == 0 and summary[f"{metric}_ci_high"].max() == 1
+    curves = figures.learning_curves(summary.assign(no_ranking=0, collapsed=0), pd.DataFrame(), "auc", 0.85)
+    assert 0 <= curves.axes[0].get_ylim()[0] and curves.axes[0].get_ylim()[1] <= 1
+
