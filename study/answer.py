@@ -16,7 +16,8 @@ from study.tables import estimate, pval, signed
 
 RECOMMENDATION_COLUMNS = ["fraction", "n_train", "arm", "mean", "ci_low", "ci_high", "runner_up", "diff", "p",
                           "verdict"]
-SIZE_COLUMNS = ["arm", "target", "n_needed", "how", "ci_low", "ci_high", "interval_note"]
+SIZE_COLUMNS = ["arm", "target", "n_needed", "how", "ci_low", "ci_high", "interval_note", "n_largest"]
+FAR = 10  # interval bounds beyond this many times the largest measured size are shown as such
 SIZE_REPLICATES = 200  # bootstrap replicates over seeds of a fitted training size
 SIZE_SEED = 0
 MIN_SEEDS = 3  # fewer seeds than this: warned about, and no bootstrap interval of a training size
@@ -96,13 +97,14 @@ def sizes_needed(done: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame
         met = points[(means >= target) if higher else (means <= target)]
         if len(met):
             rows.append({"arm": arm, "target": target, "n_needed": float(met["n_train"].iloc[0]), "how": "measured",
-                         "ci_low": math.nan, "ci_high": math.nan, "interval_note": ""})
+                         "ci_low": math.nan, "ci_high": math.nan, "interval_note": "",
+                         "n_largest": points["n_train"].max()})
             continue
         fit = fits.loc[arm]
         low, high, note = size_interval(done[done["arm"] == arm], metric, target) if not math.isnan(
             fit["n_needed"]) else (math.nan, math.nan, "")
         rows.append({"arm": arm, "target": target, "n_needed": fit["n_needed"], "how": fit["note"],
-                     "ci_low": low, "ci_high": high, "interval_note": note})
+                     "ci_low": low, "ci_high": high, "interval_note": note, "n_largest": points["n_train"].max()})
     return pd.DataFrame(rows, columns=SIZE_COLUMNS)
 
 
@@ -145,15 +147,19 @@ def _size_text(row) -> str:
         return f"reached at n = {int(row.n_needed)} (measured)"
     if math.isnan(row.n_needed):
         return row.how
-    interval = (f" [95% CI {_count(row.ci_low)} to {_count(row.ci_high)}; {row.interval_note}]"
+    interval = (f" [95% CI {_count(row.ci_low, row.n_largest)} to {_count(row.ci_high, row.n_largest)}; "
+                f"{row.interval_note}]"
                 if not math.isnan(row.ci_low) else f" ({row.interval_note})" if row.interval_note else "")
     how = (f"extrapolated from the fitted curve{row.how.removeprefix('extrapolated')}"
            if row.how.startswith("extrapolated") else f"fitted curve, {row.how}")
     return f"about n = {int(row.n_needed)} ({how}){interval}"
 
 
-def _count(value: float) -> str:
-    return "not reached" if math.isinf(value) else str(int(value))
+def _count(value: float, largest: float) -> str:
+    """A bound of the interval: the count, 'beyond FAR x the largest size measured', or 'not reached'."""
+    if math.isinf(value):
+        return "not reached"
+    return f"beyond {FAR} x the largest size measured" if value > FAR * largest else str(int(value))
 
 
 # --------------------------------------------------------------------------------------------------- claims

@@ -117,3 +117,11 @@ def test_group_column_silences_the_patient_warning(tmp_path, groups, warned):
     split = _split(POOL).assign(group=groups)
     texts = _texts(_document(tmp_path, rows, split=split))
     assert any("one patient" in text for text in texts) == warned
+
+
+def test_far_interval_bounds_are_shown_as_such():
+    sizes = pd.DataFrame([{"arm": "scratch", "target": 0.85, "n_needed": 900.0, "how": "extrapolated: 1.6 x ...",
+                           "ci_low": 600.0, "ci_high": 8_000_000.0, "interval_note": "bootstrap", "n_largest": 546}])
+    text = answer.size_display(sizes, "auc").iloc[0, 1]
+    assert text.startswith("about n = 900 (extrapolated from the fitted curve: 1.6 x ...)")
+    assert "[95% CI 600 to beyond 10 x the largest size measured; bootstrap]" in text
