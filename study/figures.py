@@ -36,6 +36,14 @@ def encode(figure: Figure) -> tuple[bytes, bytes]:
     return png.getvalue(), svg.getvalue()
 
 
+def text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of this colour (WCAG relative luminance above or below the
+    level where both contrast ratios are equal)."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "black" if luminance > 0.179 else "white"
+
+
 def _palette(arms: list[str]) -> dict[str, tuple]:
     return dict(zip(arms, sns.color_palette("tab10" if len(arms) <= 10 else "husl", n_colors=len(arms))))
 
@@ -160,8 +168,7 @@ def heatmap(summary: pd.DataFrame, rows: list[tuple[str, str]], metric: str, tit
     image = axes.imshow(values, cmap="viridis", aspect="auto")
     for (i, j), label in np.ndenumerate(text):
         if label:
-            shade = image.cmap(image.norm(values[i, j]))
-            axes.text(j, i, label, ha="center", va="center", color="black" if sum(shade[:3]) > 1.5 else "white")
+            axes.text(j, i, label, ha="center", va="center", color=text_colour(image.cmap(image.norm(values[i, j]))))
     for j in range(len(fractions)):
         if not np.all(np.isnan(values[:, j])):
             i = int(np.nanargmax(values[:, j]))
@@ -195,7 +202,8 @@ def significance_matrices(pairwise: pd.DataFrame, metric: str, alpha: float) -> 
         image = axes.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
         for (i, j), star in np.ndenumerate(stars):
             if not np.isnan(matrix[i, j]):
-                axes.text(j, i, f"{matrix[i, j]:+.3f}\n{star}", ha="center", va="center", fontsize=6.5)
+                axes.text(j, i, f"{matrix[i, j]:+.3f}\n{star}", ha="center", va="center", fontsize=6.5,
+                          color=text_colour(image.cmap(image.norm(matrix[i, j]))))
         axes.set_xticks(range(len(arms)), arms, rotation=60, ha="right", fontsize=7)
         axes.set_yticks(range(len(arms)), arms, fontsize=7)
         axes.set_title(f"fraction {fraction:g}", fontsize=9)
@@ -264,9 +272,10 @@ def confusion_matrices(panels: list[tuple[str, np.ndarray]], class_names: list[s
     figure, axes_list = _grid(len(panels), 3.8, 3.4)
     for axes, (title, counts) in zip(axes_list, panels):
         shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
         for (i, j), count in np.ndenumerate(counts):
-            axes.text(j, i, str(count), ha="center", va="center", color="white" if shares[i, j] > 0.6 else "black")
+            shade = image.cmap(image.norm(shares[i, j]))
+            axes.text(j, i, str(count), ha="center", va="center", color=text_colour(shade))
         ticks = range(len(class_names))
         axes.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=7)
         axes.set_yticks(ticks, class_names, fontsize=7)

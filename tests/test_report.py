@@ -399,3 +399,43 @@ def test_intervals_of_bounded_metrics_stay_in_their_range(tmp_path):
     curves = figures.learning_curves(summary.assign(no_ranking=0, collapsed=0), pd.DataFrame(), "auc", 0.85)
     assert 0 <= curves.axes[0].get_ylim()[0] and curves.axes[0].get_ylim()[1] <= 1
 
+
+def _contrast(rgba_a, rgba_b) -> float:
+    """The WCAG contrast ratio of two colours."""
+    def luminance(rgba):
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    high, low = sorted((luminance(rgba_a), luminance(rgba_b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _annotation_contrasts(figure) -> list[float]:
+    """The contrast of every number written on a heatmap cell against that cell's colour."""
+    from matplotlib.colors import to_rgba
+
+    contrasts = []
+    for axes in figure.axes:
+        for image in axes.images:
+            values = np.ma.getdata(image.get_array())
+            for text in axes.texts:
+                j, i = (int(round(v)) for v in text.get_position())
+                if 0 <= i < values.shape[0] and 0 <= j < values.shape[1] and not np.isnan(values[i, j]):
+                    contrasts.append(_contrast(to_rgba(text.get_color()), image.cmap(image.norm(values[i, j]))))
+    return contrasts
+
+
+def test_numbers_on_heatmap_cells_are_readable():
+    arms = ["scratch", "frozen", "finetune(depth=1)", "finetune(depth=all)"]
+    pairwise = pd.DataFrame([{"fraction": 1.0, "arm_a": a, "arm_b": b, "mean_diff": d, "t_p_holm": 0.01}
+                             for (a, b), d in zip([(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]],
+                                                  [-0.3, -0.28, -0.02, 0.01, 0.25, 0.3])])
+    summary = pd.DataFrame([{"arm": a, "fraction": f, "n_train": int(100 * f), "auc_mean": 0.5 + 0.1 * k + 0.2 * f,
+                             "no_ranking": 0, "collapsed": 0} for k, a in enumerate(arms) for f in (0.1, 0.5, 1.0)])
+    drawn = [figures.significance_matrices(pairwise, "auc", 0.05),
+             figures.heatmap(summary, [(a, a) for a in arms], "auc", "depth"),
+             figures.confusion_matrices([("a", np.array([[50, 0], [3, 47]])), ("b", np.array([[30, 20], [25, 25]]))],
+                                        ["benign", "malignant"])]
+    for figure in drawn:
+        contrasts = _annotation_contrasts(figure)
+        assert contrasts and min(contrasts) >= 4.5, f"unreadable number on a cell: contrast {min(contrasts):.2f}"
+    assert figures.text_colour((0.4, 0.0, 0.1, 1.0)) == "white" and figures.text_colour((0.97, 0.9, 0.85)) == "black"
