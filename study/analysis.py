@@ -13,14 +13,14 @@ import pandas as pd
 from scipy import stats
 
 METRICS = ["accuracy", "auc", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss", "accuracy_op",
-           "balanced_accuracy_op", "f1_macro_op"]
+           "balanced_accuracy_op", "f1_macro_op", "kappa_quadratic", "mae_class"]  # the last two: dataset.ordinal
 # metrics that do not depend on the default argmax rule: a cell collapsed to one class at that rule keeps them
 RULE_FREE_METRICS = {"auc", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op"}
-LOWER_IS_BETTER = {"log_loss", "val_loss"}  # metrics and validation monitors where smaller is better
+LOWER_IS_BETTER = {"log_loss", "mae_class", "val_loss"}  # metrics and validation monitors where smaller is better
 # the range of each bounded metric: intervals are clipped to it wherever they are shown
 RANGES = {metric: (0.0, 1.0) for metric in ["accuracy", "auc", "balanced_accuracy", "f1_macro", "top2_accuracy",
                                             "accuracy_op", "balanced_accuracy_op", "f1_macro_op"]}
-RANGES["log_loss"] = (0.0, math.inf)
+RANGES |= {"log_loss": (0.0, math.inf), "kappa_quadratic": (-1.0, 1.0), "mae_class": (0.0, math.inf)}
 UNBOUNDED = (-math.inf, math.inf)
 STATS = ["mean", "std", "ci_low", "ci_high"]
 KEYS = ["arm", "fraction"]

@@ -58,8 +58,9 @@ STRATEGIES = ["scratch", "frozen", "finetune", "truncate"]
 CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv (columns a cell stored; older cells lack some)
     "run_id", "status", "arm", "strategy", "fraction", "seed", "n_train", "n_val", "n_test", "backbone", "weights",
     "resize", "lr_backbone", "lr_head", "lr_output", "accuracy", "top2_accuracy", "balanced_accuracy", "auc",
-    "f1_macro", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op", "operating_rule", "operating_point",
-    "majority_rate", "max_predicted_share", "degenerate", "no_ranking", "collapsed", "epochs", "best_epoch", "steps",
+    "f1_macro", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op", "kappa_quadratic", "mae_class",
+    "operating_rule", "operating_point", "majority_rate", "max_predicted_share", "degenerate", "no_ranking",
+    "collapsed", "epochs", "best_epoch", "steps",
     "steps_per_epoch", "precise_bn", "monitor", "monitor_value", "train_seconds", "trace_seconds", "threads",
     "adopted_from", "error",
 ]
