@@ -599,7 +599,9 @@ def _tsne(protocol: Protocol, features: Path, items: list) -> str:
         return f"No t-SNE map: {exc}."
     which = (f" of the fixed split of split_seed {protocol.dataset.split_seed} (each seed's cells train on a split of "
              "their own: dataset.resplit)" if protocol.dataset.resplit else "")
-    caption = (f"t-SNE of the frozen backbone's {embedding.n_features}-d pooled features of the training images"
+    mapped = (f"a random {len(embedding.coords)} of the {embedding.n_train} training images"
+              if len(embedding.coords) < embedding.n_train else "the training images")
+    caption = (f"t-SNE of the frozen backbone's {embedding.n_features}-d pooled features of {mapped}"
                f"{which} (PCA to 50 dimensions, perplexity {embedding.perplexity:.3g}, random state 0)")
     title = f"t-SNE of frozen backbone features ({features.stem}), training images"
     items.append(_figure("tsne", caption, figures.tsne(embedding, title)))

@@ -439,3 +439,14 @@ def test_numbers_on_heatmap_cells_are_readable():
         contrasts = _annotation_contrasts(figure)
         assert contrasts and min(contrasts) >= 4.5, f"unreadable number on a cell: contrast {min(contrasts):.2f}"
     assert figures.text_colour((0.4, 0.0, 0.1, 1.0)) == "white" and figures.text_colour((0.97, 0.9, 0.85)) == "black"
+
+
+def test_tsne_maps_at_most_max_images_of_a_large_training_split():
+    from study.embedding import MAX_IMAGES, _sample
+
+    small = np.arange(0, 2 * MAX_IMAGES, 2)
+    assert np.array_equal(_sample(small), small)
+    large = np.arange(3 * MAX_IMAGES) * 3
+    drawn = _sample(large)
+    assert len(drawn) == MAX_IMAGES and len(set(drawn)) == MAX_IMAGES and set(drawn) <= set(large)
+    assert np.array_equal(drawn, np.sort(drawn)) and np.array_equal(drawn, _sample(large))
