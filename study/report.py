@@ -631,9 +631,9 @@ def _cell_lists(done: pd.DataFrame, failed: pd.DataFrame) -> Section:
 
 
 def _published(protocol: Protocol, summary: pd.DataFrame) -> Section | None:
-    frame = references.comparison(protocol, summary)
-    if frame.empty:
+    if not references.references_for(protocol):
         return None
+    frame = references.comparison(protocol, summary)
     note = ("Published numbers for this dataset (official split, whole training split) beside this run's arms at "
             "fraction 1 (mean ± sd over seeds). They come from other models, input sizes and training budgets, so "
             "they are context, not a test; no claim is decided by them. Published accuracies use the default rule "
