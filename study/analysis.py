@@ -13,10 +13,15 @@ import pandas as pd
 from scipy import stats
 
 METRICS = ["accuracy", "auc", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss", "accuracy_op",
-           "balanced_accuracy_op", "f1_macro_op"]
+           "balanced_accuracy_op", "f1_macro_op", "kappa_quadratic", "mae_class"]  # the last two: dataset.ordinal
 # metrics that do not depend on the default argmax rule: a cell collapsed to one class at that rule keeps them
 RULE_FREE_METRICS = {"auc", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op"}
-LOWER_IS_BETTER = {"log_loss", "val_loss"}  # metrics and validation monitors where smaller is better
+LOWER_IS_BETTER = {"log_loss", "mae_class", "val_loss"}  # metrics and validation monitors where smaller is better
+# the range of each bounded metric: intervals are clipped to it wherever they are shown
+RANGES = {metric: (0.0, 1.0) for metric in ["accuracy", "auc", "balanced_accuracy", "f1_macro", "top2_accuracy",
+                                            "accuracy_op", "balanced_accuracy_op", "f1_macro_op"]}
+RANGES |= {"log_loss": (0.0, math.inf), "kappa_quadratic": (-1.0, 1.0), "mae_class": (0.0, math.inf)}
+UNBOUNDED = (-math.inf, math.inf)
 STATS = ["mean", "std", "ci_low", "ci_high"]
 KEYS = ["arm", "fraction"]
 
@@ -105,15 +110,17 @@ def arm_order(arms) -> list[str]:
     return sorted({str(arm) for arm in arms}, key=arm_sort_key)
 
 
-def interval(values: pd.Series) -> tuple[float, float, float, float]:
-    """Mean, std (ddof=1) and the Student-t 95% interval of the mean of the non-missing values."""
+def interval(values: pd.Series, bounds: tuple[float, float] = UNBOUNDED) -> tuple[float, float, float, float]:
+    """Mean, std (ddof=1) and the Student-t 95% interval of the mean of the non-missing values, the interval clipped
+    to the metric's range (bounds): a bounded metric's mean cannot lie outside it."""
     values = pd.to_numeric(values, errors="coerce").dropna()
     n = len(values)
     mean, std = values.mean(), values.std(ddof=1)
     if n < 2:
         return mean, std, math.nan, math.nan
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * std / math.sqrt(n)
-    return mean, std, mean - half, mean + half
+    low, high = bounds
+    return mean, std, max(low, mean - half), min(high, mean + half)
 
 
 def summary_columns(metrics: list[str]) -> list[str]:
@@ -139,7 +146,7 @@ def summarize(cells: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
 def _summarize_group(arm: str, fraction: float, group: pd.DataFrame, metrics: list[str]) -> dict:
     row = {"arm": str(arm), "fraction": float(fraction), "n_train": int(round(group["n_train"].mean())), "n_seeds": len(group)}
     for metric in metrics:
-        row.update(zip((f"{metric}_{s}" for s in STATS), interval(group[metric])))
+        row.update(zip((f"{metric}_{s}" for s in STATS), interval(group[metric], RANGES.get(metric, UNBOUNDED))))
     row["degenerate"] = int(group["degenerate"].sum())
     return row
 

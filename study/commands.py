@@ -191,19 +191,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Print the run's arms at fraction 1 beside the published numbers for its dataset."""
+    """Print the run's arms at fraction 1 (mean ± sd over seeds), beside the published numbers for its dataset where
+    there are some."""
     from study.analysis import flagged, newest_per_key, summarize
-    from study.references import REFERENCES, comparison
+    from study.references import REFERENCES, comparison, references_for
 
     protocol = load_protocol(args.protocol)
     done, _ = newest_per_key(flagged(ResultStore(args.results_dir, protocol.name).cells()))
     frame = comparison(protocol, summarize(done))
-    if frame.empty:
+    ours = bool((frame["kind"] == "this run").any())
+    if not references_for(protocol):
         dataset = getattr(protocol.dataset, "name", None) or protocol.dataset.source
         print(f"no published reference numbers for {dataset}; known datasets: {', '.join(sorted(REFERENCES))}")
-        return 0
-    print(frame.to_string(index=False))
-    if not (frame["kind"] == "this run").any():
+        frame = frame.drop(columns=["kind", "source"])
+    if len(frame):
+        print(frame.to_string(index=False))
+    if not ours:
         print(f"(no finished cells at fraction 1 in {args.results_dir / protocol.name})")
     return 0
 

@@ -2,8 +2,9 @@
 
 The run stores the features (the report cannot compute them: that needs TensorFlow) at
 `results/<protocol>/features/<backbone>-<size>px.npz` with arrays `features` (N x D), `labels` (int), `ids` (str),
-`split` (train/val/test) and `class_names` (str). The map reduces the training images' features to 50 dimensions
-with PCA, then to 2 with t-SNE, both with a fixed random state.
+`split` (train/val/test) and `class_names` (str). The map reduces the training images' features (a random sample
+of MAX_IMAGES of them, fixed seed, for larger splits) to 50 dimensions with PCA, then to 2 with t-SNE, both with a
+fixed random state, on one thread.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ PCA_DIMENSIONS = 50
 PERPLEXITY = 30.0
 RANDOM_STATE = 0
 MIN_IMAGES = 10
+MAX_IMAGES = 600  # larger training splits are mapped through a random sample of this many images (fixed seed)
 KEYS = ("features", "labels", "ids", "split", "class_names")
 
 
@@ -27,13 +29,15 @@ def features_path(store_root: Path, backbone: str, size: int) -> Path:
 
 @dataclass(frozen=True)
 class Embedding:
-    """2-D t-SNE coordinates of the training images, their labels and the class names."""
+    """2-D t-SNE coordinates of the training images mapped, their labels and the class names; n_train: how many
+    training images the file holds (more than were mapped when it exceeds MAX_IMAGES)."""
 
     coords: np.ndarray
     labels: np.ndarray
     class_names: list[str]
     n_features: int
     perplexity: float
+    n_train: int
 
 
 class FeaturesError(Exception):
@@ -44,6 +48,7 @@ def tsne_map(path: Path) -> Embedding:
     """The t-SNE map of the training images in a features file; FeaturesError when the file is unusable."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -53,13 +58,23 @@ def tsne_map(path: Path) -> Embedding:
             arrays = {key: data[key] for key in KEYS}
     except (OSError, ValueError) as exc:
         raise FeaturesError(f"{path}: not a readable npz of string and number arrays ({exc})") from None
-    train = arrays["split"].astype(str) == "train"
-    features = np.asarray(arrays["features"], dtype=np.float64)[train]
-    if len(features) < MIN_IMAGES:
-        raise FeaturesError(f"{path}: {len(features)} training images, the map needs {MIN_IMAGES} or more")
-    reduced = PCA(n_components=min(PCA_DIMENSIONS, *features.shape), random_state=RANDOM_STATE).fit_transform(features)
-    perplexity = min(PERPLEXITY, (len(features) - 1) / 3.0)
-    coords = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                  random_state=RANDOM_STATE).fit_transform(reduced)
-    return Embedding(coords, np.asarray(arrays["labels"])[train].astype(int), [str(c) for c in arrays["class_names"]],
-                     features.shape[1], perplexity)
+    train = np.flatnonzero(arrays["split"].astype(str) == "train")
+    if len(train) < MIN_IMAGES:
+        raise FeaturesError(f"{path}: {len(train)} training images, the map needs {MIN_IMAGES} or more")
+    mapped = _sample(train)
+    features = np.asarray(arrays["features"], dtype=np.float64)[mapped]
+    with threadpool_limits(1):  # one thread: under load, OpenMP threads waiting on each other cost minutes
+        reduced = PCA(n_components=min(PCA_DIMENSIONS, *features.shape),
+                      random_state=RANDOM_STATE).fit_transform(features)
+        perplexity = min(PERPLEXITY, (len(features) - 1) / 3.0)
+        coords = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+                      random_state=RANDOM_STATE).fit_transform(reduced)
+    return Embedding(coords, np.asarray(arrays["labels"])[mapped].astype(int), [str(c) for c in arrays["class_names"]],
+                     features.shape[1], perplexity, len(train))
+
+
+def _sample(indices: np.ndarray) -> np.ndarray:
+    """The indices, or a random MAX_IMAGES of them in their order (fixed seed) when there are more."""
+    if len(indices) <= MAX_IMAGES:
+        return indices
+    return np.sort(np.random.default_rng(RANDOM_STATE).choice(indices, MAX_IMAGES, replace=False))

@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from study.analysis import arm_order
+from study.analysis import RANGES, UNBOUNDED, arm_order
 from study.curves import inverse_power_law
 from study.embedding import Embedding
 from study.tables import marks
@@ -36,6 +36,14 @@ def encode(figure: Figure) -> tuple[bytes, bytes]:
     return png.getvalue(), svg.getvalue()
 
 
+def text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of this colour (WCAG relative luminance above or below the
+    level where both contrast ratios are equal)."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "black" if luminance > 0.179 else "white"
+
+
 def _palette(arms: list[str]) -> dict[str, tuple]:
     return dict(zip(arms, sns.color_palette("tab10" if len(arms) <= 10 else "husl", n_colors=len(arms))))
 
@@ -49,9 +57,11 @@ def _grid(count: int, width: float, height: float, columns: int = 3) -> tuple[Fi
 
 
 # ------------------------------------------------------------------------------------------ learning curve
-def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, target: float | None) -> Figure:
+def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, target: float | None,
+                    highlight: dict[float, str] | None = None) -> Figure:
     """Metric against training images (log axis): per arm the mean over seeds with its 95% band, and the fitted
-    inverse power law as a dashed line; the target as a dotted line."""
+    inverse power law as a dashed line; the target as a dotted line; a ring on the arm of highlight (fraction ->
+    arm) at each fraction."""
     figure = Figure(figsize=(8, 5), layout="constrained")
     axes = figure.add_subplot()
     mean, low, high = (f"{metric}_{s}" for s in ("mean", "ci_low", "ci_high"))
@@ -71,8 +81,10 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
             grid = np.geomspace(points["n_train"].min(), max(span_high, min(needed, 10 * span_high)), 200)
             axes.plot(grid, inverse_power_law(grid, fit["a"], fit["b"], fit["c"]), linestyle="--", color=palette[arm],
                       linewidth=1)
+    _rings(axes, data, mean, highlight or {})
     if target is not None:
         axes.axhline(target, color="0.3", linestyle=":", linewidth=1, label=f"target {target:g}")
+    _clip_axis(axes, metric)
     axes.set_xscale("log")
     ticks = sorted(data["n_train"].unique())
     axes.set_xticks(ticks, [str(int(t)) for t in ticks])
@@ -83,6 +95,21 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
     axes.set_title(f"{metric} vs training-set size: mean and 95% CI over seeds; dashed: fitted a - b n^-c")
     axes.legend(fontsize="small", loc="best")
     return figure
+
+
+def _clip_axis(axes, metric: str) -> None:
+    """Keep the y axis inside the metric's range (an AUC axis never runs past 1)."""
+    low, high = RANGES.get(metric, UNBOUNDED)
+    bottom, top = axes.get_ylim()
+    axes.set_ylim(max(low, bottom), min(high, top))
+
+
+def _rings(axes, data: pd.DataFrame, mean: str, highlight: dict[float, str]) -> None:
+    """A black ring around the mean of each fraction's highlighted arm, with one legend entry."""
+    chosen = data[[highlight.get(f) == arm for f, arm in zip(data["fraction"], data["arm"])]]
+    if len(chosen):
+        axes.scatter(chosen["n_train"], chosen[mean], s=220, facecolors="none", edgecolors="black", linewidths=1.8,
+                     zorder=5, label="recommended (by validation)")
 
 
 # ----------------------------------------------------------------------------------------- training curves
@@ -141,8 +168,7 @@ def heatmap(summary: pd.DataFrame, rows: list[tuple[str, str]], metric: str, tit
     image = axes.imshow(values, cmap="viridis", aspect="auto")
     for (i, j), label in np.ndenumerate(text):
         if label:
-            shade = image.cmap(image.norm(values[i, j]))
-            axes.text(j, i, label, ha="center", va="center", color="black" if sum(shade[:3]) > 1.5 else "white")
+            axes.text(j, i, label, ha="center", va="center", color=text_colour(image.cmap(image.norm(values[i, j]))))
     for j in range(len(fractions)):
         if not np.all(np.isnan(values[:, j])):
             i = int(np.nanargmax(values[:, j]))
@@ -176,7 +202,8 @@ def significance_matrices(pairwise: pd.DataFrame, metric: str, alpha: float) -> 
         image = axes.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
         for (i, j), star in np.ndenumerate(stars):
             if not np.isnan(matrix[i, j]):
-                axes.text(j, i, f"{matrix[i, j]:+.3f}\n{star}", ha="center", va="center", fontsize=6.5)
+                axes.text(j, i, f"{matrix[i, j]:+.3f}\n{star}", ha="center", va="center", fontsize=6.5,
+                          color=text_colour(image.cmap(image.norm(matrix[i, j]))))
         axes.set_xticks(range(len(arms)), arms, rotation=60, ha="right", fontsize=7)
         axes.set_yticks(range(len(arms)), arms, fontsize=7)
         axes.set_title(f"fraction {fraction:g}", fontsize=9)
@@ -245,9 +272,10 @@ def confusion_matrices(panels: list[tuple[str, np.ndarray]], class_names: list[s
     figure, axes_list = _grid(len(panels), 3.8, 3.4)
     for axes, (title, counts) in zip(axes_list, panels):
         shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
         for (i, j), count in np.ndenumerate(counts):
-            axes.text(j, i, str(count), ha="center", va="center", color="white" if shares[i, j] > 0.6 else "black")
+            shade = image.cmap(image.norm(shares[i, j]))
+            axes.text(j, i, str(count), ha="center", va="center", color=text_colour(shade))
         ticks = range(len(class_names))
         axes.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=7)
         axes.set_yticks(ticks, class_names, fontsize=7)

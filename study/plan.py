@@ -99,8 +99,9 @@ def weights_fingerprint(weights: str) -> str:
 def cell_settings(protocol: Protocol, arm: Arm) -> dict[str, Any]:
     """Everything besides fraction and seed that changes a cell's result, as plain data."""
     dataset = protocol.dataset.model_dump(exclude={"path", "on_bad_file"})  # neither changes a stored result
-    if not dataset["resplit"]:
-        del dataset["resplit"]  # so protocols without it keep their run ids
+    for flag in ("resplit", "ordinal"):
+        if not dataset[flag]:
+            del dataset[flag]  # so protocols without it keep their run ids
     backbone = (arm.backbone or protocol.backbone).model_dump()
     if arm.strategy == "scratch":
         backbone["weights"] = "none"

@@ -32,6 +32,10 @@ class DatasetBase(Strict):
     resplit: bool = Field(
         False, description="each seed gets a train/val/test split of its own (only for a source without a split)"
     )
+    ordinal: bool = Field(
+        False, description="the classes are ordered grades: add quadratic-weighted kappa and the mean absolute error "
+        "of the predicted class to every cell"
+    )
     on_bad_file: Literal["fail", "skip"] = Field(
         "fail", description="an unreadable image or a missing listed file fails the run, or is skipped and counted"
     )
@@ -282,7 +286,7 @@ class TuningSpec(Strict):
 CurveMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy", "accuracy_op",
                       "balanced_accuracy_op", "f1_macro_op"]
 ClaimMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss", "accuracy_op",
-                      "balanced_accuracy_op", "f1_macro_op"]
+                      "balanced_accuracy_op", "f1_macro_op", "kappa_quadratic", "mae_class"]
 Side = str | list[str]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 

@@ -55,15 +55,13 @@ def references_for(protocol: Protocol) -> list[Reference]:
 
 
 def comparison(protocol: Protocol, summary: pd.DataFrame) -> pd.DataFrame:
-    """Published rows, then this run's arms on the whole training split (fraction 1), as display strings.
+    """Published rows (none for a dataset without references), then this run's arms on the whole training split
+    (fraction 1), as display strings.
 
-    Empty when the dataset has no references; without fraction 1 the run contributes no rows. Published numbers use
-    the default argmax rule, so their accuracy at a validation-chosen operating point is '-'; this run's is 'not
-    stored' for cells stored before it was recorded.
+    Without fraction 1 the run contributes no rows. Published numbers use the default argmax rule, so their accuracy
+    at a validation-chosen operating point is '-'; this run's is 'not stored' for cells stored before it was recorded.
     """
     references = references_for(protocol)
-    if not references:
-        return pd.DataFrame(columns=COLUMNS)
     rows = [
         {"kind": "published", "source": ref.source, "model": ref.model,
          "input px": "any" if ref.size is None else str(ref.size), "training": ref.training,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-from study import figures, references, tables
+from study import answer, figures, references, tables
 from study.analysis import (
     COLLAPSE_SHARE,
     KEYS,
@@ -34,7 +34,7 @@ from study.claims import RULE as CLAIM_RULE
 from study.claims import evaluate_claims
 from study.plan import expand_arms
 from study.curves import fit_curves
-from study.data.splits import split_description
+from study.data.splits import source_has_split, split_description
 from study.embedding import FeaturesError, features_path, tsne_map
 from study.protocol import Protocol
 from study.render.document import Document, Figure, Section, Table
@@ -58,8 +58,9 @@ STRATEGIES = ["scratch", "frozen", "finetune", "truncate"]
 CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv (columns a cell stored; older cells lack some)
     "run_id", "status", "arm", "strategy", "fraction", "seed", "n_train", "n_val", "n_test", "backbone", "weights",
     "resize", "lr_backbone", "lr_head", "lr_output", "accuracy", "top2_accuracy", "balanced_accuracy", "auc",
-    "f1_macro", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op", "operating_rule", "operating_point",
-    "majority_rate", "max_predicted_share", "degenerate", "no_ranking", "collapsed", "epochs", "best_epoch", "steps",
+    "f1_macro", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op", "kappa_quadratic", "mae_class",
+    "operating_rule", "operating_point", "majority_rate", "max_predicted_share", "degenerate", "no_ranking",
+    "collapsed", "epochs", "best_epoch", "steps",
     "steps_per_epoch", "precise_bn", "monitor", "monitor_value", "train_seconds", "trace_seconds", "threads",
     "source_file", "adopted_from", "error",
 ]
@@ -72,7 +73,8 @@ def build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[
     document = report_document(protocol, store.cells(), functools.lru_cache(maxsize=None)(store.predictions), features,
                                tuning_choices=list(current_choices(store.tuning_records(), protocol).values()),
                                sequential=record_for(protocol, store.sequential()),
-                               official_split=(store.dataset_info() or {}).get("official_split"))
+                               official_split=(store.dataset_info() or {}).get("official_split"),
+                               split=store.split())
     paths = write_document(document, out_dir)
     log.info("report written to %s", out_dir)
     return paths
@@ -80,11 +82,13 @@ def build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[
 
 def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, features: Path,
                     tuning_choices: list[dict] | None = None, official_split: bool | None = None,
-                    sequential: SequentialRecord | None = None) -> Document:
-    """The report as a document: overview, tuning, claims, curves, significance, heatmaps, images, cell lists.
+                    sequential: SequentialRecord | None = None, split: pd.DataFrame | None = None) -> Document:
+    """The report as a document: the answer, overview, tuning, claims, curves, significance, heatmaps, images, cell
+    lists.
 
-    official_split: whether the run found a split in the source (None: as far as the protocol tells). With the record
-    of a run that added seeds until decided (sequential), the claims' verdicts are the sequential ones."""
+    official_split: whether the run found a split in the source (None: as far as the protocol tells); split: the
+    stored split (training split sizes and groups), if any. With the record of a run that added seeds until decided
+    (sequential), the claims' verdicts are the sequential ones."""
     title = f"{protocol.name}: {protocol.description}".rstrip(": ")
     done, replaced = newest_per_key(flagged(cells))
     failed = cells[cells["status"] == "failed"] if "status" in cells.columns else cells.iloc[0:0]
@@ -96,12 +100,15 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
         return Document(title, sections + [_cell_lists(done, failed)])
     spec = protocol.report
     summary = _summary(done)
-    sections += [
-        _claims(protocol, done, predictions, sequential),
-        _learning_curves(summary, done, spec),
+    claims = _claim_results(protocol, done, predictions, sequential)
+    curves = fit_curves(summary, spec.metric, spec.target)
+    pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric, predictions=predictions), done, spec.metric)
+    sections = [_answer(protocol, done, summary, curves, pairwise, claims[0], official_split, split)] + sections + [
+        _claims(protocol, claims, sequential),
+        _learning_curves(summary, curves, done, spec),
         _training_curves(done),
         _published(protocol, summary),
-        _pairwise(done, spec, predictions),
+        _pairwise(pairwise, spec),
         _friedman(done, spec),
         _mcnemar(protocol, done, predictions),
         _heatmaps(summary, spec),
@@ -110,6 +117,48 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
         _all_metrics(summary, spec.metric),
     ]
     return Document(title, [section for section in sections if section is not None])
+
+
+def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame,
+            pairwise: pd.DataFrame, claims: pd.DataFrame, official_split: bool | None,
+            split: pd.DataFrame | None) -> Section:
+    """The answer first: the recommended arm per fraction, the training size for the target, the claims in a
+    sentence each, the warnings, and the learning curves with the recommendations marked."""
+    spec = protocol.report
+    recommended = answer.recommendations(done, summary, pairwise, spec.metric, spec.alpha)
+    sizes = answer.sizes_needed(done, summary, curves, spec.metric, spec.target)
+    items: list = [Table("answer", f"Recommended arm per fraction (best mean validation score over seeds, never a "
+                                   f"test metric), its test {spec.metric}, and the paired t-test (Holm) against the "
+                                   "runner-up by validation", answer.recommendation_display(recommended, spec.metric),
+                         recommended)]
+    if len(sizes):
+        items.append(Table("answer_sizes", f"Training images needed for {spec.metric} {spec.target:g}",
+                           answer.size_display(sizes, spec.metric), sizes))
+    else:
+        items.append("No target is set (report.target), so no training size is estimated.")
+    items += answer.claim_sentences(claims)
+    items += answer.reading_warnings(done, summary, split, _seeded(protocol, official_split), _grouped(protocol, split))
+    items.append(_figure("learning_curve", f"{spec.metric} against training-set size with fitted inverse power laws; "
+                                           "ringed: the recommended arm at each fraction",
+                         figures.learning_curves(summary, curves, spec.metric, spec.target,
+                                                 dict(zip(recommended["fraction"], recommended["arm"])))))
+    return Section("Answer", [
+        f"Which arm to use at each training-set size, how many training images reach the target, and what the "
+        f"claims found, on {spec.metric}. Intervals are 95% t intervals over seeds, clipped to the metric's range.",
+    ], items)
+
+
+def _seeded(protocol: Protocol, official_split: bool | None) -> bool:
+    """Whether the cells trained on a seeded split (a source without a split of its own, or dataset.resplit)."""
+    official = source_has_split(protocol.dataset) if official_split is None else official_split
+    return protocol.dataset.resplit or official is False
+
+
+def _grouped(protocol: Protocol, split: pd.DataFrame | None) -> bool:
+    """Whether the split keeps groups (patients) on one side: a group column in the protocol or the stored split."""
+    if getattr(protocol.dataset, "group_column", None):
+        return True
+    return split is not None and bool(split["group"].notna().any())
 
 
 def tuning_table(choices: list[dict], done: pd.DataFrame) -> pd.DataFrame:
@@ -305,18 +354,28 @@ TWO_LEVEL = (
 )
 
 
-def _claims(protocol: Protocol, done: pd.DataFrame, predictions, sequential: SequentialRecord | None) -> Section:
+def _claim_results(protocol: Protocol, done: pd.DataFrame, predictions, sequential: SequentialRecord | None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """The claims' summary (with the sequential verdicts where a run added seeds until decided), their per-fraction
+    rows, and the table of the sequential looks (None without looks)."""
+    summary, detail = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions,
+                                      predictions=predictions)
+    if sequential is None or not sequential.looks:
+        return summary, detail, None
+    looks = look_table(done, protocol, sequential)
+    outcome = verdicts(looks, sequential)
+    summary = summary.assign(verdict=[outcome[claim][0] for claim in summary["claim"]],
+                             reason=[outcome[claim][1] for claim in summary["claim"]])
+    return summary, detail, looks
+
+
+def _claims(protocol: Protocol, results: tuple, sequential: SequentialRecord | None) -> Section:
     rule = "Rule: " + CLAIM_RULE
     if not protocol.claims:
         return Section("Claims", ["The protocol declares no claims (add a claims: section to test some).", rule])
-    summary, detail = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions,
-                                      predictions=predictions)
+    summary, detail, looks = results
     paragraphs, items = [rule, TWO_LEVEL], []
-    if sequential is not None and sequential.looks:
-        looks = look_table(done, protocol, sequential)
-        outcome = verdicts(looks, sequential)
-        summary = summary.assign(verdict=[outcome[claim][0] for claim in summary["claim"]],
-                                 reason=[outcome[claim][1] for claim in summary["claim"]])
+    if looks is not None:
         paragraphs.append(_sequential_paragraph(sequential))
         items.append(Table("claim_looks", "The looks of the sequential design: each claim's primary test at the "
                                           "look's seeds against its nominal level, until the look that decided it",
@@ -345,21 +404,19 @@ def _sequential_paragraph(record: SequentialRecord) -> str:
             "they lean slightly away from zero.")
 
 
-def _learning_curves(summary: pd.DataFrame, done: pd.DataFrame, spec) -> Section:
-    curves = fit_curves(summary, spec.metric, spec.target)
+def _learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, done: pd.DataFrame, spec) -> Section:
     curves = curves.assign(**_kind_counts(done, ["arm"], curves[["arm"]]))
     return Section("Learning curves", [
-        f"Mean {spec.metric} over seeds against training images, with 95% t intervals. Per arm, an inverse power law "
+        f"Mean {spec.metric} over seeds against training images, with 95% t intervals (clipped to the metric's "
+        "range: [0, 1] for AUC, accuracies and F1; the figure's axis too). Per arm, an inverse power law "
         "a - b n^-c fitted by weighted least squares (weights: standard errors over seeds; b >= 0, 0.01 <= c <= 3, "
         "a <= 1, so the curve rises to the asymptote a); n needed solves the fit for the target. "
-        "Extrapolations are marked as such.",
+        "Extrapolations are marked as such. The figure is in the Answer section.",
     ], [
         Table(f"summary_{spec.metric}",
               f"{spec.metric}: mean [95% CI] over seeds ({tables.DAGGER}k/n: k of n seeds with no ranking; "
               f"{tables.DOUBLE_DAGGER}m: m collapsed at 0.5)",
               tables.metric_wide(summary, spec.metric)),
-        _figure("learning_curve", f"{spec.metric} against training-set size with fitted inverse power laws",
-                figures.learning_curves(summary, curves, spec.metric, spec.target)),
         Table("curve_fits", "Inverse power law fits and the training size needed", tables.curves(curves), curves),
         Table("summary", "All metrics per arm and fraction", None, summary),
     ])
@@ -396,8 +453,7 @@ def _pairwise_with_kinds(pairwise: pd.DataFrame, done: pd.DataFrame, metric: str
     return pairwise.assign(**columns)
 
 
-def _pairwise(done: pd.DataFrame, spec, predictions) -> Section:
-    pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric, predictions=predictions), done, spec.metric)
+def _pairwise(pairwise: pd.DataFrame, spec) -> Section:
     if pairwise.empty:
         return Section("Pairwise comparisons", ["One arm only: there are no pairs of arms to compare."])
     return Section("Pairwise comparisons", [
@@ -552,7 +608,9 @@ def _tsne(protocol: Protocol, features: Path, items: list) -> str:
         return f"No t-SNE map: {exc}."
     which = (f" of the fixed split of split_seed {protocol.dataset.split_seed} (each seed's cells train on a split of "
              "their own: dataset.resplit)" if protocol.dataset.resplit else "")
-    caption = (f"t-SNE of the frozen backbone's {embedding.n_features}-d pooled features of the training images"
+    mapped = (f"a random {len(embedding.coords)} of the {embedding.n_train} training images"
+              if len(embedding.coords) < embedding.n_train else "the training images")
+    caption = (f"t-SNE of the frozen backbone's {embedding.n_features}-d pooled features of {mapped}"
                f"{which} (PCA to 50 dimensions, perplexity {embedding.perplexity:.3g}, random state 0)")
     title = f"t-SNE of frozen backbone features ({features.stem}), training images"
     items.append(_figure("tsne", caption, figures.tsne(embedding, title)))
@@ -582,9 +640,9 @@ def _cell_lists(done: pd.DataFrame, failed: pd.DataFrame) -> Section:
 
 
 def _published(protocol: Protocol, summary: pd.DataFrame) -> Section | None:
-    frame = references.comparison(protocol, summary)
-    if frame.empty:
+    if not references.references_for(protocol):
         return None
+    frame = references.comparison(protocol, summary)
     note = ("Published numbers for this dataset (official split, whole training split) beside this run's arms at "
             "fraction 1 (mean ± sd over seeds). They come from other models, input sizes and training budgets, so "
             "they are context, not a test; no claim is decided by them. Published accuracies use the default rule "
@@ -601,7 +659,7 @@ def _all_metrics(summary: pd.DataFrame, shown: str) -> Section:
                    + (", at the operating point chosen on validation" if metric.endswith("_op") else ""),
                    tables.metric_wide(summary, metric)) for metric in metrics]
     paragraphs = [f"The other stored test metrics ({shown} is under Learning curves), mean and 95% t interval over "
-                  "seeds."]
+                  "seeds, clipped to the metric's range."]
     if any(metric.endswith("_op") for metric in metrics):
         paragraphs.append(
             "The *_op metrics are measured at an operating point chosen on the validation split alone: with two "

@@ -28,7 +28,13 @@ from study.data.splits import ensure_split, seed_split, training_subsets
 from study.errors import DataError
 from study.failures import FailureKind, failure_kind
 from study.features import FeatureCache
-from study.metrics import METRICS, choose_operating_point, classification_metrics, operating_metrics
+from study.metrics import (
+    METRICS,
+    choose_operating_point,
+    classification_metrics,
+    operating_metrics,
+    ordinal_metrics,
+)
 from study.plan import Cell
 from study.protocol import DatasetSpec
 from study.tuning.units import tuning_columns
@@ -281,6 +287,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
         caches=context.caches,
         **{name: scores[name] for name in (*METRICS, "majority_rate", "max_predicted_share")},
         **operating_metrics(labels, probabilities, rule, point, prior),
+        **(ordinal_metrics(labels, probabilities) if settings["dataset"].get("ordinal") else {}),
         operating_rule=rule,
         operating_point=point,
     )

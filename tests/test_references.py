@@ -10,7 +10,7 @@ from study.protocol import parse_protocol
 from study.references import REFERENCES, comparison
 from study.report import report_document
 from conftest import study_command
-from test_report_synthetic import grid_rows, protocol_text, with_history
+from test_report_synthetic import grid_rows, protocol_text, with_history, write_protocol, write_store
 
 
 def as_medmnist(text: str) -> str:
@@ -47,7 +47,7 @@ def test_accuracy_at_the_validation_operating_point_sits_beside_plain_accuracy()
 def test_datasets_without_references_get_no_section(tmp_path):
     synthetic = parse_protocol(protocol_text(seeds=3))
     cells = pd.DataFrame(grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
-    assert comparison(synthetic, summarize(flagged(cells))).empty
+    assert set(comparison(synthetic, summarize(flagged(cells)))["kind"]) == {"this run"}
     titles = [section.title for section in report_document(synthetic, cells, lambda run_id: None, tmp_path / "none.npz").sections]
     assert "Published reference numbers" not in titles
     medmnist = parse_protocol(as_medmnist(protocol_text(seeds=3)))
@@ -62,3 +62,15 @@ def test_compare_command_prints_both_kinds(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "MedMNIST v2" in result.stdout and "no finished cells at fraction 1" in result.stdout
 
+
+
+def test_compare_prints_the_runs_own_table_for_any_dataset(tmp_path):
+    protocol = write_protocol(tmp_path, name="own", seeds=3)
+    write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3), name="own")
+    result = study_command("compare", str(protocol), "--results-dir", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("no published reference numbers for synthetic")
+    assert "model" in lines[1] and "auc" in lines[1] and "accuracy" in lines[1]
+    assert [line.split()[2] for line in lines[2:]] == ["scratch,", "frozen,"]
+    assert all(" ± " in line for line in lines[2:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 
@@ -121,6 +122,10 @@ claims:
   - {id: frozen-beats-scratch, text: by construction, a: frozen, b: scratch}
   - {id: same, a: finetune(depth=1), b: finetune(depth=all)}
 """
+
+
+def _overview(document) -> list[str]:
+    return next(section for section in document.sections if section.title == "Overview").paragraphs
 
 
 def _features(path, n: int = 60, seed: int = 0) -> None:
@@ -248,7 +253,7 @@ def test_without_stored_histories_the_training_curves_say_so(tmp_path):
     curves = next(section for section in document.sections if section.title == "Training curves")
     assert curves.paragraphs == ["No training curves: no stored cell has its per-epoch history (history_json; cells "
                                  "stored before it was recorded lack it)."] and not curves.items
-    overview = document.sections[0].paragraphs
+    overview = _overview(document)
     assert "Image resize filter (to 16 px): not stored. TensorFlow threads per cell: not stored." in overview
     assert "training_curves" not in {table.name for table in document.tables()}
     assert not any(table.name.endswith("_op") for table in document.tables())
@@ -263,7 +268,7 @@ def test_a_store_partly_with_histories_draws_the_cells_that_have_one(tmp_path):
     assert history.groupby("arm")["fraction"].max().to_dict() == {"frozen": 1.0, "scratch": 0.5}
     assert "training_curves" in {figure.name for figure in document.figures()}
     resize = f"Image resize filter (to 16 px): bilinear ({len(rows) - 3} cells), not stored (3 cells)."
-    assert any(paragraph.startswith(resize) for paragraph in document.sections[0].paragraphs)
+    assert any(paragraph.startswith(resize) for paragraph in _overview(document))
 
 
 def test_a_cell_both_without_ranking_and_collapsed_is_counted_in_each_kind(tmp_path):
@@ -273,7 +278,7 @@ def test_a_cell_both_without_ranking_and_collapsed_is_counted_in_each_kind(tmp_p
     rows[1] |= {"max_predicted_share": 0.97}
     document = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
     counts = "Cells: 24 done, 0 failed, 2 degenerate: 1 with no ranking (†), 2 collapsed at 0.5 (‡), 1 of them both"
-    assert f"{counts}." in document.sections[0].paragraphs
+    assert f"{counts}." in _overview(document)
     listed = next(table.display for table in document.tables() if table.name == "degenerate_cells")
     assert list(listed["kind"]) == ["no ranking †, collapsed at 0.5 ‡", "collapsed at 0.5 ‡"]
 
@@ -380,8 +385,84 @@ def test_the_overview_names_the_medmnist_file_the_cells_read(tmp_path):
         "{source: synthetic, classes: 2, per_class: 30, size: 16}", "{source: medmnist, name: breastmnist, size: 16}"))
     rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3)
     old = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
-    assert old.sections[0].paragraphs[0].startswith("Dataset: medmnist breastmnist at 16 px. Backbone: cnn")
+    assert _overview(old).paragraphs[0].startswith("Dataset: medmnist breastmnist at 16 px. Backbone: cnn")
     rows = [row | {"source_file": "breastmnist.npz (28 px)"} for row in rows]
     document = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
-    assert document.sections[0].paragraphs[0].startswith(
+    assert _overview(document).paragraphs[0].startswith(
         "Dataset: medmnist breastmnist at 16 px, read from breastmnist.npz (28 px). Backbone: cnn")
+
+
+def _overview(document):
+    return next(section for section in document.sections if section.title == "Overview")
+
+
+def test_intervals_of_bounded_metrics_stay_in_their_range(tmp_path):
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=2)
+    for row in rows:  # two seeds far apart: the t interval (t = 12.7 with 1 degree of freedom) spans several units
+        auc = 0.1 if row["seed"] == 0 else 0.99
+        row |= {"auc": auc, "accuracy": auc - 0.05 if auc > 0.5 else 0.05, "monitor_value": auc}
+    protocol = parse_protocol(protocol_text(seeds=2, extra="report: {metric: auc, target: 0.85}\n"))
+    document = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
+    shown = {table.name: table.display for table in document.tables()}
+    intervals = [(float(low), float(high))
+                 for name in ("summary_auc", "summary_accuracy", "topk", "answer")
+                 for text in shown[name].to_numpy().ravel()
+                 for low, high in re.findall(r"\[(-?\d+\.\d+), (-?\d+\.\d+)\]", str(text))]
+    assert len(intervals) >= 3 * 8 and all(0 <= low <= high <= 1 for low, high in intervals)
+    summary = next(table.data for table in document.tables() if table.name == "summary")
+    for metric in ("auc", "accuracy"):
+        assert summary[f"{metric}_ci_low"].min() == 0 and summary[f"{metric}_ci_high"].max() == 1
+    curves = figures.learning_curves(summary.assign(no_ranking=0, collapsed=0), pd.DataFrame(), "auc", 0.85)
+    assert 0 <= curves.axes[0].get_ylim()[0] and curves.axes[0].get_ylim()[1] <= 1
+
+
+def _contrast(rgba_a, rgba_b) -> float:
+    """The WCAG contrast ratio of two colours."""
+    def luminance(rgba):
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    high, low = sorted((luminance(rgba_a), luminance(rgba_b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _annotation_contrasts(figure) -> list[float]:
+    """The contrast of every number written on a heatmap cell against that cell's colour."""
+    from matplotlib.colors import to_rgba
+
+    contrasts = []
+    for axes in figure.axes:
+        for image in axes.images:
+            values = np.ma.getdata(image.get_array())
+            for text in axes.texts:
+                j, i = (int(round(v)) for v in text.get_position())
+                if 0 <= i < values.shape[0] and 0 <= j < values.shape[1] and not np.isnan(values[i, j]):
+                    contrasts.append(_contrast(to_rgba(text.get_color()), image.cmap(image.norm(values[i, j]))))
+    return contrasts
+
+
+def test_numbers_on_heatmap_cells_are_readable():
+    arms = ["scratch", "frozen", "finetune(depth=1)", "finetune(depth=all)"]
+    pairwise = pd.DataFrame([{"fraction": 1.0, "arm_a": a, "arm_b": b, "mean_diff": d, "t_p_holm": 0.01}
+                             for (a, b), d in zip([(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]],
+                                                  [-0.3, -0.28, -0.02, 0.01, 0.25, 0.3])])
+    summary = pd.DataFrame([{"arm": a, "fraction": f, "n_train": int(100 * f), "auc_mean": 0.5 + 0.1 * k + 0.2 * f,
+                             "no_ranking": 0, "collapsed": 0} for k, a in enumerate(arms) for f in (0.1, 0.5, 1.0)])
+    drawn = [figures.significance_matrices(pairwise, "auc", 0.05),
+             figures.heatmap(summary, [(a, a) for a in arms], "auc", "depth"),
+             figures.confusion_matrices([("a", np.array([[50, 0], [3, 47]])), ("b", np.array([[30, 20], [25, 25]]))],
+                                        ["benign", "malignant"])]
+    for figure in drawn:
+        contrasts = _annotation_contrasts(figure)
+        assert contrasts and min(contrasts) >= 4.5, f"unreadable number on a cell: contrast {min(contrasts):.2f}"
+    assert figures.text_colour((0.4, 0.0, 0.1, 1.0)) == "white" and figures.text_colour((0.97, 0.9, 0.85)) == "black"
+
+
+def test_tsne_maps_at_most_max_images_of_a_large_training_split():
+    from study.embedding import MAX_IMAGES, _sample
+
+    small = np.arange(0, 2 * MAX_IMAGES, 2)
+    assert np.array_equal(_sample(small), small)
+    large = np.arange(3 * MAX_IMAGES) * 3
+    drawn = _sample(large)
+    assert len(drawn) == MAX_IMAGES and len(set(drawn)) == MAX_IMAGES and set(drawn) <= set(large)
+    assert np.array_equal(drawn, np.sort(drawn)) and np.array_equal(drawn, _sample(large))

@@ -8,12 +8,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from study.protocol import load_protocol
 from study.report import build_report
 from test_report import CLAIMS, _features
-from test_report_synthetic import grid_rows, write_protocol, write_store
+from test_report_synthetic import ARMS, grid_rows, write_protocol, write_store
 
 CHROMIUM = Path("/usr/bin/chromium")
 PROBE = """<script>
@@ -24,6 +26,9 @@ window.addEventListener("load", () => {
   probe.textContent = JSON.stringify({
     tables: Array.from(document.querySelectorAll("table")).map(t => [t.id, t.tBodies[0].rows.length]),
     images: images.map(i => [i.closest("figure").id, i.complete, i.naturalWidth, i.naturalHeight]),
+    sections: Array.from(document.querySelectorAll("section > h2")).map(h => h.textContent),
+    answer: Array.from(document.querySelectorAll("#table-answer tbody tr")).map(
+      r => Array.from(r.cells).map(c => c.textContent)),
   });
   document.body.appendChild(probe);
 });
@@ -31,16 +36,21 @@ window.addEventListener("load", () => {
 """
 
 
-def _dump_dom(page: Path, profile: Path) -> str:
+def _chromium(profile: Path, *arguments: str) -> str:
+    """Run headless Chromium with a fresh profile and no network use; its stdout."""
     assert CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium (as .ci/run does)"
     command = [
         str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", page.as_uri(),
+        f"--user-data-dir={profile}", "--virtual-time-budget=10000", *arguments,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
+
+
+def _dump_dom(page: Path, profile: Path) -> str:
+    return _chromium(profile, "--dump-dom", page.as_uri())
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +94,16 @@ def test_chromium_renders_every_table_and_figure(page, tmp_path):
     for name, (complete, width, height) in images.items():
         assert complete and width > 100 and height > 100, f"{name} did not render ({width} x {height})"
     assert re.search(r"<td>frozen-beats-scratch</td><td>[^<]*</td><td>(SUPPORTED|INCONCLUSIVE|CONTRADICTED)</td>", dom)
+    assert probe["sections"][0] == "Answer" and probe["sections"][1] == "Overview"
+    assert [row[0] for row in probe["answer"]] == ["0.1", "0.25", "0.5", "1"]
+    assert all(row[2] in ARMS for row in probe["answer"]), probe["answer"]
+
+
+def test_chromium_screenshot_shows_the_page(page, tmp_path):
+    """A screenshot of the top of the page (kept beside the report, to look at): the answer is drawn, not blank."""
+    shot = page[1] / "screenshot.png"
+    _chromium(tmp_path / "profile", "--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={shot}",
+              page[0].as_uri())
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (2400, 1280)
+    assert pixels.std() > 20 and (pixels < 100).mean() > 0.01, "the screenshot is (nearly) blank"

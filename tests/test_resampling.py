@@ -136,3 +136,16 @@ def test_many_classes_pair_each_probability_column_with_its_class():
     expected = 1.0 - roc_auc_score(labels, noisy, multi_class="ovr", average="macro")
     result = two_level_bootstrap({1.0: {seed: frame for seed in range(3)}}, "auc")
     assert result.ci_low < expected < result.ci_high and result.ci_low > expected - 0.1
+
+
+def test_side_by_side_equals_the_merge_on_image_id():
+    from study.resampling import side_by_side
+
+    rng = np.random.default_rng(0)
+    ids = [f"img{i}" for i in range(30)]
+    a = pd.DataFrame({"run_id": "a", "image_id": ids, "label": rng.integers(0, 2, 30), "prob_1": rng.uniform(size=30)})
+    b = a.assign(run_id="b", prob_1=rng.uniform(size=30))
+    merged = a.merge(b, on="image_id", suffixes=("_a", "_b"))
+    pd.testing.assert_frame_equal(side_by_side(a, b), merged)
+    shuffled = b.sample(frac=1, random_state=0)
+    pd.testing.assert_frame_equal(side_by_side(a, shuffled), a.merge(shuffled, on="image_id", suffixes=("_a", "_b")))

@@ -125,3 +125,10 @@ def test_swapping_the_sides_mirrors_the_comparison(seed):
     assert forward.t_p == pytest.approx(backward.t_p, nan_ok=True)
     assert forward.w_p == pytest.approx(backward.w_p, nan_ok=True)
     assert forward.ci_low <= forward.mean_diff + 1e-12 and forward.mean_diff <= forward.ci_high + 1e-12
+
+
+def test_holm_equals_statsmodels_on_random_and_tied_pvalues():
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 5, 21, 60):
+        p = np.round(rng.uniform(0, 0.3, m), 2)  # rounding makes ties
+        assert np.array_equal(holm(p), multipletests(p, method="holm")[1])

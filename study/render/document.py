@@ -32,11 +32,12 @@ class Figure:
 
 @dataclass
 class Section:
-    """A titled part of the report: paragraphs of plain text, then tables and figures in order."""
+    """A titled part of the report: paragraphs of plain text, then tables, figures and further paragraphs (str) in
+    order."""
 
     title: str
     paragraphs: list[str] = field(default_factory=list)
-    items: list[Table | Figure] = field(default_factory=list)
+    items: list[Table | Figure | str] = field(default_factory=list)
 
 
 @dataclass

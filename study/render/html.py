@@ -35,7 +35,9 @@ def html_page(document: Document) -> str:
         parts.append(f'<section id="s{index}"><h2>{html.escape(section.title)}</h2>')
         parts += [f"<p>{html.escape(paragraph)}</p>" for paragraph in section.paragraphs]
         for item in section.items:
-            if isinstance(item, Table) and item.display is not None:
+            if isinstance(item, str):
+                parts.append(f"<p>{html.escape(item)}</p>")
+            elif isinstance(item, Table) and item.display is not None:
                 parts.append(_table(item))
             elif isinstance(item, Figure):
                 parts.append(_figure(item))

@@ -15,7 +15,9 @@ def markdown(document: Document) -> str:
         for paragraph in section.paragraphs:
             lines += [paragraph, ""]
         for item in section.items:
-            if isinstance(item, Table) and item.display is not None:
+            if isinstance(item, str):
+                lines += [item, ""]
+            elif isinstance(item, Table) and item.display is not None:
                 lines += [f"**{item.caption}**", "", *pipe_table(item.display), ""]
             elif isinstance(item, Figure):
                 lines += [f"![{item.caption}](figures/{item.name}.png)", "", f"*{item.caption}*", ""]
