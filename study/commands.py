@@ -415,6 +415,9 @@ def _sweep(session: Session, args: argparse.Namespace, data: CheckedData, jobs: 
         f"waiting: another `study run` is writing {store.root} ({holder})", file=sys.stderr, flush=True))
     try:
         store.remove_temporary()
+        rewritten = store.conform_files()
+        if rewritten:
+            print(f"{rewritten} stored files written before the store's schema rewritten in it (values unchanged)")
         _store_inputs(session, data)
         adopted = adopt_finished_cells(session.cells, store)
         if adopted:
