@@ -431,6 +431,7 @@ def _sweep(session: Session, args: argparse.Namespace, data: CheckedData, jobs: 
             threads=session.protocol.train.threads,
             fingerprint=data.dataset.fingerprint,
             cached_blocks=cached_blocks(session.cells),
+            log_dir=str(store.logs_dir.absolute()),
         )
         if session.units:
             session.cells = _tune(session, context, jobs, cluster)

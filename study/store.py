@@ -18,6 +18,7 @@ Contract:
 - A tuned protocol's choices are stored once per tuning unit as `tuning/chosen/<unit key>.json` (the values, the
   best validation score, the budget and how it was spent); the engines' own state (Optuna's SQLite file,
   KerasTuner's project directories) lives beside them in `tuning/`.
+- Local worker processes write their output (TensorFlow's start-up lines, warnings) to `logs/worker-<pid>.log`.
 - A write that fails because the folder is read-only, not permitted or full raises FatalError (one line).
 - Nothing is deleted except by `remove`, which the `prune` command calls.
 """
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 CELLS_DIR = "cells"
 PREDICTIONS_DIR = "predictions"
 CHOSEN_DIR = "tuning/chosen"
+LOGS_DIR = "logs"
 
 
 class ResultStore:
@@ -54,6 +56,7 @@ class ResultStore:
         self.cells_dir = self.root / CELLS_DIR
         self.predictions_dir = self.root / PREDICTIONS_DIR
         self.chosen_dir = self.root / CHOSEN_DIR
+        self.logs_dir = self.root / LOGS_DIR
 
     # ------------------------------------------------------------------------------------------ writing
     def put(self, row: dict, predictions: pd.DataFrame | None) -> Path:

@@ -46,6 +46,18 @@ def test_run_stores_every_cell_then_resume_skips_them(tmp_path):
     assert "total: 8 done, 0 failed, 0 pending" in status.stdout
 
 
+def test_worker_output_goes_to_the_logs_folder_and_the_terminal_shows_only_progress(tmp_path):
+    protocol = write_tiny_protocol(tmp_path, seeds=1, epochs=1)
+    result = study_command("run", str(protocol), *dirs(tmp_path), "--jobs", "2", env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert result.returncode == 0, result.stderr
+    startup = ("absl::InitializeLog", "oneDNN custom operations")
+    assert not any(line in result.stderr or line in result.stdout for line in startup), result.stderr
+    assert [line[:5] for line in result.stderr.splitlines()] == [f"[{n}/4]" for n in range(1, 5)], result.stderr
+    logs = sorted((tmp_path / "results" / "tiny" / "logs").glob("worker-*.log"))
+    assert len(logs) == 2, logs  # one per worker process
+    assert all(line in "".join(log.read_text() for log in logs) for line in startup)
+
+
 def test_the_number_of_jobs_never_changes_a_result(tmp_path):
     """Every cell trains with train.threads threads, so one worker or two give the same numbers under one run id."""
     protocol = write_tiny_protocol(tmp_path, seeds=1, epochs=3)
