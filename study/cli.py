@@ -57,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune = commands.add_parser("prune", help="delete stored results that no longer belong to the protocol")
     _common(prune)
     prune.add_argument("--yes", action="store_true", help="really delete them (without it, only list them)")
-    validate = commands.add_parser("validate", help="check a protocol without running it")
+    validate = commands.add_parser("validate", help="check a protocol (and, with a data directory, its data)")
     validate.add_argument("protocol", type=Path)
+    validate.add_argument("--data-dir", default=None, help="dataset folder (default: $STUDY_DATA_DIR); without "
+                          "one, only the protocol is checked")
     commands.add_parser("datasets", help="the dataset sources and where they look for files")
     return parser
 
