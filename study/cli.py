@@ -47,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds-per-round", type=int, default=None,
                      help="with --until-decided: seeds added per look (default 2)")
 
+    plan = commands.add_parser("plan", help="the cells, what is done, the block map, n_train and estimated time")
+    _common(plan)
+    plan.add_argument("--jobs", type=int, default=None,
+                      help="workers the time estimate is spread over (default: as run, one per core)")
     for name, text in (
-        ("plan", "the cells, what is done, the block map"),
         ("status", "done, failed and pending cells per arm and fraction"),
         ("report", "rebuild the report from the stored results"),
         ("compare", "this run's numbers on the whole training split beside published ones for the dataset"),

@@ -176,7 +176,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from study.models.blocks import backbone_info
 
     session = _open(args)
-    _checked_dataset(session.protocol, session.protocol_path, session.data_dir, args.results_dir / ".cache")
+    data = _checked_dataset(session.protocol, session.protocol_path, session.data_dir, args.results_dir / ".cache")
     protocol = session.protocol
     info = backbone_info(protocol.backbone.name)
     print(f"protocol {protocol.name}: {len(session.cells)} cells = {len(protocol.fractions)} fractions x "
@@ -185,12 +185,37 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for index, block in enumerate(info.blocks):
         print(f"  {index:>2}  {block.name:<12} ends at layer {block.last_layer}")
     _print_tuning(session)
-    table = _state_table(session, session.store.statuses())
+    statuses = session.store.statuses()
+    table = _state_table(session, statuses)
     print(table.to_string(index=False))
     todo = int(table["pending"].sum())
     print(f"to run: {todo} cells, each up to {protocol.train.epochs} epochs (early stopping may end them sooner)")
+    _print_cost(session, data, statuses, args.results_dir, _jobs(args, protocol))
     _print_decidability(session)
     return 0
+
+
+def _jobs(args: argparse.Namespace, protocol: Protocol) -> int:
+    """--jobs, else one worker per train.threads cores."""
+    from study.executors import available_cores
+
+    return args.jobs or max(1, available_cores() // protocol.train.threads)
+
+
+def _print_cost(session: Session, data: CheckedData, statuses: dict[str, str], results_dir: Path, jobs: int) -> None:
+    """n_train per fraction (with a warning for a grouped fraction far off its share) and the estimated time of
+    each arm's cells and of all of them, against jobs workers."""
+    from study import cost
+
+    sizes = cost.subsets(data.dataset, data.splits, session.protocol)
+    pending = {cell.run_id for cell in session.cells if cell.run_id not in statuses}
+    arms = cost.arm_costs(session.cells, sizes, cost.stored_seconds(results_dir), pending)
+    for line in [*cost.subset_lines(sizes, session.protocol.fractions), *cost.share_warnings(sizes),
+                 *cost.cost_lines(arms, jobs)]:
+        print(line)
+    if session.units:
+        print(f"not in this estimate: tuning {len(session.units)} arm(s) first, {session.protocol.tuning.trials} "
+              "trials each, a trial costing about one cell at the fraction tuned at")
 
 
 def _print_decidability(session: Session) -> None:
@@ -335,7 +360,7 @@ def _store_inputs(session: Session, data: CheckedData) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every cell the store lacks, store each result as it finishes, then build the report."""
-    from study.executors import available_cores
+    from study.cost import share_warnings, subsets
     from study.scheduler import cells_to_run
 
     session = _open(args)
@@ -343,8 +368,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise StudyError("--address needs --executor dask or --executor ray")
     if not args.until_decided and (args.max_seeds or args.seeds_per_round):
         raise StudyError("--max-seeds and --seeds-per-round need --until-decided")
-    jobs = args.jobs or max(1, available_cores() // session.protocol.train.threads)
+    jobs = _jobs(args, session.protocol)
     data = _checked_dataset(session.protocol, session.protocol_path, session.data_dir, args.results_dir / ".cache")
+    for line in share_warnings(subsets(data.dataset, data.splits, session.protocol)):
+        print(line, file=sys.stderr)
     todo = cells_to_run(session.cells, session.store, args.retry_failed)
     where = f"with {jobs} worker(s)" if args.executor == "local" else f"on {args.executor}"
     print(f"{session.protocol.name}: {len(session.cells)} cells, {len(session.cells) - len(todo)} stored, "

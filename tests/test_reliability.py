@@ -509,8 +509,9 @@ def test_a_cell_that_kills_its_worker_is_stored_failed_and_the_sweep_goes_on(tmp
     lost = cells.loc[deadly.run_id]
     assert lost["status"] == "failed" and lost["failure"] == "deterministic", lost["error"]
     assert lost["error"].startswith(LOST[executor]), lost["error"]
+    output = f"(its output: {tmp_path / 'results' / 'tiny' / 'logs' / 'worker-'}"
     assert executor != "local" or ("peak resident memory" in lost["error"] and lost["attempts"] == 2
-                                   and f"(its output: {tmp_path / 'results' / 'tiny' / 'logs' / 'worker-'}" in lost["error"])
+                                   and output in lost["error"])
     assert set(cells.drop(deadly.run_id)["status"]) == {"done"} and len(cells) == 4
     assert f"failed: {deadly.arm.label} fraction=0.5 seed=0: WorkerLost: " in result.stderr
 

@@ -42,7 +42,8 @@ def mixed_store(tmp_path_factory) -> object:
     bad.write_text("not an HDF5 file")
     dirs = ["--results-dir", str(root / "results"), "--report-dir", str(root / "report"), "--jobs", "1",
             "--no-progress"]
-    for name, text, code in (("pilot", PILOT, 0), ("untuned", UNTUNED.replace("BAD", str(bad)), 1), ("tuned", TUNED, 0)):
+    runs = (("pilot", PILOT, 0), ("untuned", UNTUNED.replace("BAD", str(bad)), 1), ("tuned", TUNED, 0))
+    for name, text, code in runs:
         protocol = root / f"{name}.yaml"
         protocol.write_text(text)
         assert main(["run", str(protocol), *dirs]) == code, name
