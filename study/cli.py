@@ -47,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds-per-round", type=int, default=None,
                      help="with --until-decided: seeds added per look (default 2)")
 
+    plan = commands.add_parser("plan", help="the cells, what is done, the block map, n_train and estimated time")
+    _common(plan)
+    plan.add_argument("--jobs", type=int, default=None,
+                      help="workers the time estimate is spread over (default: as run, one per core)")
     for name, text in (
-        ("plan", "the cells, what is done, the block map"),
         ("status", "done, failed and pending cells per arm and fraction"),
         ("report", "rebuild the report from the stored results"),
         ("compare", "this run's numbers on the whole training split beside published ones for the dataset"),
@@ -57,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune = commands.add_parser("prune", help="delete stored results that no longer belong to the protocol")
     _common(prune)
     prune.add_argument("--yes", action="store_true", help="really delete them (without it, only list them)")
-    validate = commands.add_parser("validate", help="check a protocol without running it")
+    validate = commands.add_parser("validate", help="check a protocol (and, with a data directory, its data)")
     validate.add_argument("protocol", type=Path)
+    validate.add_argument("--data-dir", default=None, help="dataset folder (default: $STUDY_DATA_DIR); without "
+                          "one, only the protocol is checked")
     commands.add_parser("datasets", help="the dataset sources and where they look for files")
     return parser
 

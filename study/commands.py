@@ -36,17 +36,36 @@ class Session:
     units: list[TuningUnit] = field(default_factory=list)  # the searches of a tuned protocol
 
 
-def _open(args: argparse.Namespace) -> Session:
-    from study.data.sources import resolve_data_dir, source_fingerprint
+def _open(args: argparse.Namespace, stored_fingerprint: bool = False) -> Session:
+    """The session of a command; with stored_fingerprint, a dataset that cannot be read here is identified by the
+    fingerprint the last run stored (dataset.json)."""
+    from study.data.sources import resolve_data_dir
 
     protocol = load_protocol(args.protocol)
     data_dir = resolve_data_dir(args.data_dir)
-    fingerprint = source_fingerprint(protocol.dataset, data_dir)
     store = ResultStore(args.results_dir, protocol.name)
+    fingerprint = _fingerprint(protocol, data_dir, store if stored_fingerprint else None)
     protocol = _with_added_seeds(protocol, store)
     cells = plan_cells(protocol, fingerprint, current_choices(store.tuning_records(), protocol))
     return Session(protocol, args.protocol, data_dir, store, cells, args.report_dir / protocol.name,
                    plan_units(protocol, fingerprint))
+
+
+def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore | None) -> str:
+    """The dataset's fingerprint (what run ids hash), read from the data; when the data cannot be read and a store is
+    given, the one its last run stored, said in one line."""
+    from study.data.sources import source_fingerprint
+    from study.errors import DataError
+
+    try:
+        return source_fingerprint(protocol.dataset, data_dir)
+    except DataError as exc:
+        stored = None if store is None else (store.dataset_info() or {}).get("fingerprint")
+        if stored is None:
+            raise
+        print(f"note: the dataset cannot be read here ({exc}); run ids use the fingerprint the last run stored in "
+              f"{store.root / 'dataset.json'}", file=sys.stderr)
+        return stored
 
 
 def _with_added_seeds(protocol: Protocol, store: ResultStore) -> Protocol:
@@ -77,11 +96,21 @@ def _print_tuning(session: Session) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check a protocol without running it."""
+    """Check a protocol without running it; with a data directory (or a synthetic source), also its data, as plan
+    does."""
+    from study.data.sources import ENV_VAR, resolve_data_dir
     from study.decidability import capacity_lines
 
     protocol = load_protocol(args.protocol)
-    print(f"{args.protocol}: valid protocol {protocol.name!r}")
+    data_dir = resolve_data_dir(args.data_dir)
+    if data_dir is None and protocol.dataset.source != "synthetic":
+        print(f"{args.protocol}: valid protocol {protocol.name!r}; data checks skipped: no data directory "
+              f"(--data-dir DIR or ${ENV_VAR})")
+    else:
+        data = _checked_dataset(protocol, args.protocol, data_dir, cache_dir=None)
+        dataset = data.dataset
+        print(f"{args.protocol}: valid protocol {protocol.name!r}; data checked: {len(dataset)} images, "
+              f"{dataset.n_classes} classes, every fraction draws from every class of every seed's training split")
     for line in capacity_lines(protocol):
         print(line)
     return 0
@@ -119,7 +148,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Done, failed and pending cells per arm and fraction; errors of failed cells."""
     from study.runlock import RunLock
 
-    session = _open(args)
+    session = _open(args, stored_fingerprint=True)
     statuses = session.store.statuses()
     table = _state_table(session, statuses)
     print(f"{session.protocol.name}: {len(session.cells)} cells in {session.store.root}")
@@ -147,7 +176,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from study.models.blocks import backbone_info
 
     session = _open(args)
-    _checked_dataset(session, args.results_dir / ".cache")
+    data = _checked_dataset(session.protocol, session.protocol_path, session.data_dir, args.results_dir / ".cache")
     protocol = session.protocol
     info = backbone_info(protocol.backbone.name)
     print(f"protocol {protocol.name}: {len(session.cells)} cells = {len(protocol.fractions)} fractions x "
@@ -156,12 +185,37 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for index, block in enumerate(info.blocks):
         print(f"  {index:>2}  {block.name:<12} ends at layer {block.last_layer}")
     _print_tuning(session)
-    table = _state_table(session, session.store.statuses())
+    statuses = session.store.statuses()
+    table = _state_table(session, statuses)
     print(table.to_string(index=False))
     todo = int(table["pending"].sum())
     print(f"to run: {todo} cells, each up to {protocol.train.epochs} epochs (early stopping may end them sooner)")
+    _print_cost(session, data, statuses, args.results_dir, _jobs(args, protocol))
     _print_decidability(session)
     return 0
+
+
+def _jobs(args: argparse.Namespace, protocol: Protocol) -> int:
+    """--jobs, else one worker per train.threads cores."""
+    from study.executors import available_cores
+
+    return args.jobs or max(1, available_cores() // protocol.train.threads)
+
+
+def _print_cost(session: Session, data: CheckedData, statuses: dict[str, str], results_dir: Path, jobs: int) -> None:
+    """n_train per fraction (with a warning for a grouped fraction far off its share) and the estimated time of
+    each arm's cells and of all of them, against jobs workers."""
+    from study import cost
+
+    sizes = cost.subsets(data.dataset, data.splits, session.protocol)
+    pending = {cell.run_id for cell in session.cells if cell.run_id not in statuses}
+    arms = cost.arm_costs(session.cells, sizes, cost.stored_seconds(results_dir), pending)
+    for line in [*cost.subset_lines(sizes, session.protocol.fractions), *cost.share_warnings(sizes),
+                 *cost.cost_lines(arms, jobs)]:
+        print(line)
+    if session.units:
+        print(f"not in this estimate: tuning {len(session.units)} arm(s) first, {session.protocol.tuning.trials} "
+              "trials each, a trial costing about one cell at the fraction tuned at")
 
 
 def _print_decidability(session: Session) -> None:
@@ -259,24 +313,25 @@ def _split_seeds(protocol: Protocol) -> list[int | None]:
     return sorted(set(protocol.seed_list()) | set(tuning))
 
 
-def _checked_dataset(session: Session, cache_dir: Path) -> CheckedData:
+def _checked_dataset(protocol: Protocol, protocol_path: Path, data_dir: Path | None,
+                     cache_dir: Path | None) -> CheckedData:
     """The protocol's dataset, split, after checking that every fraction can draw from every class of every
-    seed's training split."""
+    seed's training split (decoded images cached in cache_dir, when given)."""
     from study.data.sources import load_dataset
     from study.data.splits import ensure_split, fraction_shortfall, seed_split
     from study.protocol import field_error, resplit_refusal
 
-    spec = session.protocol.dataset
-    loaded = load_dataset(spec, session.data_dir, cache_dir)
+    spec = protocol.dataset
+    loaded = load_dataset(spec, data_dir, cache_dir)
     if spec.resplit and loaded.split is not None:
-        raise field_error(session.protocol_path, ("dataset", "resplit"), resplit_refusal("train/val/test folders"))
+        raise field_error(protocol_path, ("dataset", "resplit"), resplit_refusal("train/val/test folders"))
     dataset = ensure_split(loaded, spec)
-    splits = {seed: seed_split(dataset, spec, seed).split for seed in _split_seeds(session.protocol)}
+    splits = {seed: seed_split(dataset, spec, seed).split for seed in _split_seeds(protocol)}
     for seed, split in splits.items():
-        problem = fraction_shortfall(dataset.labels[split == "train"], dataset.class_names, session.protocol.fractions)
+        problem = fraction_shortfall(dataset.labels[split == "train"], dataset.class_names, protocol.fractions)
         if problem:
             where = "" if seed is None else f"in seed {seed}'s split (dataset.resplit), "
-            raise field_error(session.protocol_path, ("fractions",), where + problem)
+            raise field_error(protocol_path, ("fractions",), where + problem)
     return CheckedData(dataset, splits, official=loaded.split is not None)
 
 
@@ -308,7 +363,7 @@ def _store_inputs(session: Session, data: CheckedData) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every cell the store lacks, store each result as it finishes, then build the report."""
-    from study.executors import available_cores
+    from study.cost import share_warnings, subsets
     from study.scheduler import cells_to_run
 
     session = _open(args)
@@ -316,8 +371,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise StudyError("--address needs --executor dask or --executor ray")
     if not args.until_decided and (args.max_seeds or args.seeds_per_round):
         raise StudyError("--max-seeds and --seeds-per-round need --until-decided")
-    jobs = args.jobs or max(1, available_cores() // session.protocol.train.threads)
-    data = _checked_dataset(session, args.results_dir / ".cache")
+    jobs = _jobs(args, session.protocol)
+    data = _checked_dataset(session.protocol, session.protocol_path, session.data_dir, args.results_dir / ".cache")
+    for line in share_warnings(subsets(data.dataset, data.splits, session.protocol)):
+        print(line, file=sys.stderr)
     todo = cells_to_run(session.cells, session.store, args.retry_failed)
     where = f"with {jobs} worker(s)" if args.executor == "local" else f"on {args.executor}"
     print(f"{session.protocol.name}: {len(session.cells)} cells, {len(session.cells) - len(todo)} stored, "
@@ -362,7 +419,8 @@ def _sweep_until_decided(session: Session, args: argparse.Namespace, data: Check
         session.store.put_sequential(record.to_dict())
         _replan(session, with_seeds(protocol, record.plan.seeds(count)))
         if protocol.dataset.resplit:  # the added seeds' own splits, checked and stored like the protocol's
-            data = _checked_dataset(session, args.results_dir / ".cache")
+            data = _checked_dataset(session.protocol, session.protocol_path, session.data_dir,
+                                    args.results_dir / ".cache")
         summary, seconds = _sweep(session, args, data, jobs, cluster)
         elapsed, trained, retries = elapsed + seconds, trained + summary.done, retries + summary.retries
         summary = replace(summary, done=trained, retries=retries, skipped=summary.total - trained - summary.failed)
@@ -421,6 +479,9 @@ def _sweep(session: Session, args: argparse.Namespace, data: CheckedData, jobs: 
         f"waiting: another `study run` is writing {store.root} ({holder})", file=sys.stderr, flush=True))
     try:
         store.remove_temporary()
+        rewritten = store.conform_files()
+        if rewritten:
+            print(f"{rewritten} stored files written before the store's schema rewritten in it (values unchanged)")
         _store_inputs(session, data)
         adopted = adopt_finished_cells(session.cells, store)
         if adopted:
@@ -434,6 +495,7 @@ def _sweep(session: Session, args: argparse.Namespace, data: CheckedData, jobs: 
             threads=session.protocol.train.threads,
             fingerprint=data.dataset.fingerprint,
             cached_blocks=cached_blocks(session.cells),
+            log_dir=str(store.logs_dir.absolute()),
         )
         if session.units:
             session.cells = _tune(session, context, jobs, cluster)

@@ -76,7 +76,8 @@ def run_local(cells: list[Cell], context: WorkerContext, jobs: int, retries: int
     from study.pool import run_pooled
 
     # one cell per task: a finished cell comes back at once, so a kill loses only the cells that were running
-    return cell_results(run_pooled(partial(attempt_cell, context=context, retries=retries), cells, jobs))
+    return cell_results(run_pooled(partial(attempt_cell, context=context, retries=retries), cells, jobs,
+                                   context.log_dir))
 
 
 def execute(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0,
@@ -99,4 +100,4 @@ def run_task(function, context: WorkerContext, *args, jobs: int, cluster: Cluste
         return function(context, *args)
     from study.pool import worker_pool
 
-    return worker_pool(jobs).submit(function, context, *args).result()
+    return worker_pool(jobs, context.log_dir).submit(function, context, *args).result()

@@ -3,9 +3,14 @@
 Contract:
 - `results/<protocol>/cells/<run_id>.parquet` holds one row; `predictions/<run_id>.parquet` the per-image test
   probabilities. A cell's predictions are written before its row, so a row on disk always has its predictions.
+- Every file is written in its schema, declared once in `study.schema` (the row's columns and types), so that
+  `cells/` and `predictions/` read as one table in any parquet reader; a row with a column the schema lacks is
+  refused with a StudyError. Files written before the schema are cast to it when read, and `conform_files`
+  (called by `study run` under its lock) rewrites them in it once, values unchanged.
 - Writes go to a hidden temporary file in the same folder, are flushed to disk, then renamed: a file is present
   whole or not at all. Readers ignore temporary files and any file that does not parse.
-- Finished rows never change, except that `put` of a failed cell's run id again (a retry) replaces it.
+- Finished rows never change, except that `put` of a failed cell's run id again (a retry) replaces it (and the
+  one rewrite of a file written before the schema, above).
 - The split the cells were trained on is stored in `split.parquet`, one block of rows per seed with
   `dataset.resplit` (the seed column null for the fixed split every seed shares); what the dataset load found and
   skipped in `dataset.json`. Temporary files a killed run left behind are removed by the next run, under its lock.
@@ -13,6 +18,7 @@ Contract:
 - A tuned protocol's choices are stored once per tuning unit as `tuning/chosen/<unit key>.json` (the values, the
   best validation score, the budget and how it was spent); the engines' own state (Optuna's SQLite file,
   KerasTuner's project directories) lives beside them in `tuning/`.
+- Local worker processes write their output (TensorFlow's start-up lines, warnings) to `logs/worker-<pid>.log`.
 - A write that fails because the folder is read-only, not permitted or full raises FatalError (one line).
 - Nothing is deleted except by `remove`, which the `prune` command calls.
 """
@@ -32,12 +38,14 @@ import pyarrow.parquet as pq
 
 from study.errors import StudyError
 from study.failures import fatal_store_error
+from study.schema import CELLS, SPLIT, conform, conformed_frame, conformed_row, predictions_schema_for, undeclared
 
 log = logging.getLogger(__name__)
 
-CELLS = "cells"
-PREDICTIONS = "predictions"
-CHOSEN = "tuning/chosen"
+CELLS_DIR = "cells"
+PREDICTIONS_DIR = "predictions"
+CHOSEN_DIR = "tuning/chosen"
+LOGS_DIR = "logs"
 
 
 class ResultStore:
@@ -45,17 +53,21 @@ class ResultStore:
 
     def __init__(self, results_dir: Path, protocol: str):
         self.root = Path(results_dir) / protocol
-        self.cells_dir = self.root / CELLS
-        self.predictions_dir = self.root / PREDICTIONS
-        self.chosen_dir = self.root / CHOSEN
+        self.cells_dir = self.root / CELLS_DIR
+        self.predictions_dir = self.root / PREDICTIONS_DIR
+        self.chosen_dir = self.root / CHOSEN_DIR
+        self.logs_dir = self.root / LOGS_DIR
 
     # ------------------------------------------------------------------------------------------ writing
     def put(self, row: dict, predictions: pd.DataFrame | None) -> Path:
         """Store one finished (or failed) cell atomically; its predictions first."""
         run_id = row["run_id"]
+        path = self.cells_dir / f"{run_id}.parquet"
+        table = conformed_row(row, str(path))
         if predictions is not None:
-            _write_table(pa.Table.from_pandas(predictions, preserve_index=False), self.predictions_dir / f"{run_id}.parquet")
-        return _write_table(pa.Table.from_pylist([row]), self.cells_dir / f"{run_id}.parquet")
+            where = self.predictions_dir / f"{run_id}.parquet"
+            _write_table(_predictions_table(predictions, where), where)
+        return _write_table(table, path)
 
     def put_split(self, split: pd.DataFrame) -> None:
         """Store the train/val/test assignment of every image (columns seed, image_id, label, group, split), one
@@ -67,7 +79,7 @@ class ResultStore:
             split = _merged_split(stored, split, path)
             if split.equals(stored):
                 return
-        _write_table(pa.Table.from_pandas(split, preserve_index=False), path)
+        _write_table(conformed_frame(pa.Table.from_pandas(split, preserve_index=False), SPLIT, str(path)), path)
 
     def split(self) -> pd.DataFrame | None:
         """The stored split (every seed's block), or None when none is stored."""
@@ -83,27 +95,21 @@ class ResultStore:
     # ------------------------------------------------------------------------------------------ reading
     def cells(self) -> pd.DataFrame:
         """Every stored cell, one row each, ignoring torn or temporary files."""
-        frames = [_read(path) for path in sorted(self.cells_dir.glob("*.parquet"))]
-        frames = [frame for frame in frames if frame is not None and len(frame)]
-        if not frames:
-            return pd.DataFrame(columns=["run_id", "status"])
-        return pd.concat(frames, ignore_index=True)
+        tables = [_read(path, _cells_schema) for path in sorted(self.cells_dir.glob("*.parquet"))]
+        return pa.concat_tables([CELLS.empty_table(), *filter(None, tables)]).to_pandas()
 
     def predictions(self, run_id: str) -> pd.DataFrame | None:
         """The per-image test predictions of one cell, or None when absent or unreadable."""
-        return _read(self.predictions_dir / f"{run_id}.parquet")
+        table = _read(self.predictions_dir / f"{run_id}.parquet", predictions_schema_for)
+        return None if table is None else table.to_pandas()
 
     def row(self, run_id: str) -> dict | None:
         """The stored row of one cell as plain Python values, or None when absent or unreadable."""
         path = self.cells_dir / f"{run_id}.parquet"
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except FileNotFoundError:
+        if not path.exists():
             return None
-        except (OSError, pa.ArrowInvalid) as exc:
-            log.warning("ignoring unreadable result file %s (%s)", path, exc)
-            return None
-        return rows[0] if rows else None
+        table = _read(path, _cells_schema)
+        return table.to_pylist()[0] if table is not None and table.num_rows else None
 
     def statuses(self) -> dict[str, str]:
         """run_id -> status of every stored cell (two columns read per file, no data frame: status starts fast)."""
@@ -153,6 +159,15 @@ class ResultStore:
         except (OSError, ValueError):
             return None
 
+    def conform_files(self) -> int:
+        """Rewrite in the declared schema, values unchanged, every cell, prediction and split file written before it;
+        call only under the run lock. Returns how many were rewritten. A file with a column the schema lacks, or
+        that does not cast, is left as it is (with a warning)."""
+        files = [(path, _cells_schema) for path in sorted(self.cells_dir.glob("*.parquet"))]
+        files += [(path, predictions_schema_for) for path in sorted(self.predictions_dir.glob("*.parquet"))]
+        files += [(path, _split_schema) for path in [self.root / "split.parquet"] if path.exists()]
+        return sum(_conform_file(path, schema_for) for path, schema_for in files)
+
     def remove_temporary(self) -> int:
         """Delete temporary files a killed run left; call only under the run lock. Returns how many."""
         leftovers = [path for folder in (self.root, self.cells_dir, self.predictions_dir, self.chosen_dir)
@@ -170,7 +185,10 @@ class ResultStore:
 
 def _read_split(path: Path) -> pd.DataFrame | None:
     """A stored split; a file written before the seed and group columns existed reads as the fixed split."""
-    return _split_columns(pd.read_parquet(path)) if path.exists() else None
+    if not path.exists():
+        return None
+    split = conform(pq.read_table(path), SPLIT).to_pandas()
+    return split.assign(seed=split["seed"].astype("Int64"), group=split["group"].astype(object))
 
 
 def _split_columns(split: pd.DataFrame) -> pd.DataFrame:
@@ -204,12 +222,51 @@ def _same_block(stored: pd.DataFrame, new: pd.DataFrame) -> bool:
     return stored[columns].reset_index(drop=True).equals(new[columns].reset_index(drop=True))
 
 
-def _read(path: Path) -> pd.DataFrame | None:
+def _cells_schema(names: list[str]) -> pa.Schema:
+    return CELLS
+
+
+def _split_schema(names: list[str]) -> pa.Schema:
+    return SPLIT
+
+
+def _predictions_table(predictions: pd.DataFrame, path: Path) -> pa.Table:
+    """The predictions as a table in the schema of their class count; a StudyError for other columns."""
+    table = pa.Table.from_pandas(predictions, preserve_index=False)
+    return conformed_frame(table, predictions_schema_for(table.column_names), str(path))
+
+
+def _read(path: Path, schema_for: Callable[[list[str]], pa.Schema]) -> pa.Table | None:
+    """A stored file cast to its declared schema (schema_for(its column names)), or None when it does not parse;
+    columns the schema lacks are left out with a warning."""
     try:
-        return pq.read_table(path).to_pandas()
-    except (OSError, pa.ArrowInvalid) as exc:
+        table = pq.read_table(path)
+        schema = schema_for(table.column_names)
+        extra = undeclared(table.column_names, schema)
+        if extra:
+            log.warning("%s: leaving out columns the store's schema lacks: %s", path, ", ".join(extra))
+        return conform(table, schema)
+    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         log.warning("ignoring unreadable result file %s (%s)", path, exc)
         return None
+
+
+def _conform_file(path: Path, schema_for: Callable[[list[str]], pa.Schema]) -> bool:
+    """Rewrite a file in its declared schema when it is in another one; whether it was rewritten."""
+    try:
+        stored = pq.read_schema(path)
+        schema = schema_for(stored.names)
+        if stored.remove_metadata().equals(schema):
+            return False
+        if undeclared(stored.names, schema):
+            log.warning("%s: not rewritten in the store's schema: it has columns the schema lacks", path)
+            return False
+        table = conform(pq.read_table(path), schema)
+        _write_table(table, path)
+    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        log.warning("%s: not rewritten in the store's schema (%s)", path, exc)
+        return False
+    return True
 
 
 def _write_table(table: pa.Table, path: Path) -> Path:

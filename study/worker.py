@@ -53,6 +53,7 @@ class WorkerContext:
     caches: bool = True  # feature cache and model reuse; off only to measure what they save
     fingerprint: str | None = None  # the driver's dataset fingerprint: a worker that reads other files fails its cells
     cached_blocks: dict[str, list[int]] = field(default_factory=dict)  # features.cached_blocks of the sweep's cells
+    log_dir: str | None = None  # where local worker processes write their output (study.pool); None: the terminal
 
 
 def configure_tensorflow(threads: int) -> None:

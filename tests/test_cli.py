@@ -46,6 +46,18 @@ def test_run_stores_every_cell_then_resume_skips_them(tmp_path):
     assert "total: 8 done, 0 failed, 0 pending" in status.stdout
 
 
+def test_worker_output_goes_to_the_logs_folder_and_the_terminal_shows_only_progress(tmp_path):
+    protocol = write_tiny_protocol(tmp_path, seeds=1, epochs=1)
+    result = study_command("run", str(protocol), *dirs(tmp_path), "--jobs", "2", env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert result.returncode == 0, result.stderr
+    startup = ("absl::InitializeLog", "oneDNN custom operations")
+    assert not any(line in result.stderr or line in result.stdout for line in startup), result.stderr
+    assert [line[:5] for line in result.stderr.splitlines()] == [f"[{n}/4]" for n in range(1, 5)], result.stderr
+    logs = sorted((tmp_path / "results" / "tiny" / "logs").glob("worker-*.log"))
+    assert len(logs) == 2, logs  # one per worker process
+    assert all(line in "".join(log.read_text() for log in logs) for line in startup)
+
+
 def test_the_number_of_jobs_never_changes_a_result(tmp_path):
     """Every cell trains with train.threads threads, so one worker or two give the same numbers under one run id."""
     protocol = write_tiny_protocol(tmp_path, seeds=1, epochs=3)
@@ -190,3 +202,69 @@ def test_a_second_protocol_copies_the_cells_it_shares_instead_of_training_them(t
     assert len(shared) == 8 and set(shared["protocol"]) == {"second"}
     assert shared["auc"].equals(original.loc[shared.index, "auc"])
     assert set(copied.loc[copied["adopted_from"].isna(), "arm"]) == {"finetune(depth=all)"}
+
+
+def breastmnist_protocol(tmp_path):
+    """The tiny protocol on BreastMNIST (a source that needs the data directory)."""
+    protocol = tmp_path / "breast.yaml"
+    protocol.write_text(write_tiny_protocol(tmp_path).read_text().replace(
+        "{source: synthetic, classes: 2, per_class: 30, size: 16}", "{source: medmnist, name: breastmnist, size: 28}"))
+    return protocol
+
+
+def test_validate_runs_the_data_checks_of_plan_with_a_data_dir_and_says_when_it_skips_them(tmp_path, shared_data,
+                                                                                           monkeypatch, capsys):
+    from study.cli import main
+
+    monkeypatch.delenv("STUDY_DATA_DIR", raising=False)
+    protocol = breastmnist_protocol(tmp_path)
+    assert main(["validate", str(protocol)]) == 0
+    assert "valid protocol 'tiny'; data checks skipped: no data directory" in capsys.readouterr().out
+    assert main(["validate", str(protocol), "--data-dir", str(shared_data)]) == 0
+    assert "data checked: 780 images, 2 classes" in capsys.readouterr().out
+    monkeypatch.setenv("STUDY_DATA_DIR", str(shared_data))
+    assert main(["validate", str(protocol)]) == 0 and "data checked" in capsys.readouterr().out
+
+    small = tmp_path / "small.yaml"
+    small.write_text(protocol.read_text().replace("fractions: [0.5, 1.0]", "fractions: [0.001, 1.0]"))
+    csv = tmp_path / "manifest.yaml"
+    (tmp_path / "list.csv").write_text("file,label\na.png,0\n")
+    csv.write_text(protocol.read_text().replace("{source: medmnist, name: breastmnist, size: 28}",
+                                                f"{{source: csv, path: {tmp_path / 'list.csv'}}}"))
+    cases = ((protocol, tmp_path, 1, "MedMNIST file breastmnist.npz not found in"),
+             (small, shared_data, 2, "fractions: fraction 0.001 leaves class"), (csv, shared_data, 1, "no column 'path'"))
+    for bad, data_dir, code, words in cases:
+        assert main(["validate", str(bad), "--data-dir", str(data_dir)]) == code
+        validated = capsys.readouterr().err
+        assert main(["plan", str(bad), "--data-dir", str(data_dir), "--results-dir", str(tmp_path / "results")]) == code
+        assert validated == capsys.readouterr().err and len(validated.strip().splitlines()) == 1, validated
+        assert words in validated, validated
+
+
+def test_status_and_report_work_without_the_data_using_the_stored_fingerprint(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from study.cli import main
+
+    for label in ("a", "b"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(10):
+            noise = np.random.default_rng(i).integers(0, 256, (16, 16), dtype=np.uint8)
+            Image.fromarray(noise).save(tmp_path / "images" / label / f"{i}.png")
+    protocol = tmp_path / "folder.yaml"
+    protocol.write_text(write_tiny_protocol(tmp_path, seeds=1, epochs=1).read_text()
+                        .replace("{source: synthetic, classes: 2, per_class: 30, size: 16}",
+                                 "{source: folder, path: images, size: 16}").replace("[0.5, 1.0]", "[1.0]"))
+    args = [str(protocol), *dirs(tmp_path), "--data-dir", str(tmp_path)]
+    assert main(["run", *args, "--jobs", "1", "--no-progress"]) == 0
+    (tmp_path / "images").rename(tmp_path / "elsewhere")
+    capsys.readouterr()
+
+    assert main(["status", *args]) == 0
+    out, err = capsys.readouterr()
+    assert "total: 2 done, 0 failed, 0 pending" in out
+    assert err.startswith("note: the dataset cannot be read here (image folder") and len(err.splitlines()) == 1
+    assert "run ids use the fingerprint the last run stored in" in err
+    assert main(["report", *args]) == 0 and "report written to" in capsys.readouterr().out
+    assert main(["plan", *args]) == 1 and "image folder" in capsys.readouterr().err  # plan needs the data

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -156,7 +157,7 @@ def test_unwritable_store_stops_the_sweep_with_one_line(tmp_path, monkeypatch):
     cells = tiny_cells(tmp_path)
     monkeypatch.setattr(worker, "_run", fake_run([]))
     store = ResultStore(tmp_path / "results", "tiny")
-    store.put({"run_id": "earlier", "status": "done"}, None)
+    store.put(worker._base_row(cells[0], datetime.now(timezone.utc)) | {"run_id": "earlier", "status": "done"}, None)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -289,8 +290,10 @@ def test_prune_lists_then_deletes_only_stale_results(tmp_path, capsys):
     protocol = write_tiny_protocol(tmp_path)
     args = ["--results-dir", str(tmp_path / "results")]
     store = ResultStore(tmp_path / "results", "tiny")
-    store.put({"run_id": "old-settings", "status": "done", "arm": "scratch", "fraction": 0.5, "seed": 0},
-              pd.DataFrame({"run_id": ["old-settings"], "image_id": ["a"]}))
+    old = worker._base_row(tiny_cells(tmp_path)[0], datetime.now(timezone.utc))
+    store.put(old | {"run_id": "old-settings", "status": "done"},
+              pd.DataFrame({"run_id": ["old-settings"], "image_id": ["a"], "label": [0], "predicted": [0],
+                            "prob_0": [1.0]}))
     assert main(["status", str(protocol), *args]) == 0
     assert "1 stored results belong to an earlier version" in capsys.readouterr().out
 
@@ -506,7 +509,9 @@ def test_a_cell_that_kills_its_worker_is_stored_failed_and_the_sweep_goes_on(tmp
     lost = cells.loc[deadly.run_id]
     assert lost["status"] == "failed" and lost["failure"] == "deterministic", lost["error"]
     assert lost["error"].startswith(LOST[executor]), lost["error"]
-    assert executor != "local" or ("peak resident memory" in lost["error"] and lost["attempts"] == 2)
+    output = f"(its output: {tmp_path / 'results' / 'tiny' / 'logs' / 'worker-'}"
+    assert executor != "local" or ("peak resident memory" in lost["error"] and lost["attempts"] == 2
+                                   and output in lost["error"])
     assert set(cells.drop(deadly.run_id)["status"]) == {"done"} and len(cells) == 4
     assert f"failed: {deadly.arm.label} fraction=0.5 seed=0: WorkerLost: " in result.stderr
 

@@ -53,7 +53,9 @@ def cell_row(arm: str, fraction: float, seed: int, auc: float, **overrides) -> d
         "weights": "none", "size": 16, "accuracy": auc - 0.05, "top2_accuracy": np.nan, "balanced_accuracy": auc - 0.06,
         "auc": auc, "f1_macro": auc - 0.07, "log_loss": 1.2 - auc, "majority_rate": 0.5, "max_predicted_share": 0.6,
         "epochs": 10, "best_epoch": 7, "monitor": "val_auc", "monitor_value": auc, "train_seconds": 1.0,
-        "study_version": "0.1.0", "tensorflow_version": "2.16", "keras_version": "3.3",
+        "lr_backbone": 1e-4, "lr_head": 1e-3, "dataset_source": "synthetic", "settings_json": "{}",
+        "study_version": "0.1.0", "tensorflow_version": "2.16", "keras_version": "3.3", "numpy_version": "1.26",
+        "python_version": "3.11", "hostname": "synthetic", "started_at": "2024-01-01T00:00:00",
         "finished_at": f"2024-01-01T00:00:{seed:02d}",
     }
     return row | overrides

@@ -1,19 +1,39 @@
-"""The parquet store: atomic writes, torn files ignored, retries replace, split stored once."""
+"""The parquet store: atomic writes, torn files ignored, retries replace, split stored once, one schema."""
+
+from dataclasses import replace
+from datetime import datetime, timezone
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from study.errors import StudyError
+from study.plan import plan_cells
+from study.protocol import parse_protocol
+from study.schema import CELLS
 from study.store import ResultStore
+from study.worker import _base_row
+
+CELL = plan_cells(parse_protocol("""\
+name: demo
+dataset: {source: synthetic}
+backbone: {name: cnn, weights: none}
+strategies: [{name: frozen}]
+fractions: [1.0]
+seeds: 1
+"""), "fingerprint")[0]
 
 
 def row(run_id: str, status: str = "done", auc: float = 0.9) -> dict:
-    return {"run_id": run_id, "status": status, "arm": "frozen", "fraction": 1.0, "seed": 0, "auc": auc, "error": None}
+    """A stored row of the worker's base columns with a status and an AUC."""
+    return _base_row(replace(CELL, run_id=run_id), datetime.now(timezone.utc)) | {"status": status, "auc": auc}
 
 
 def test_put_and_read_back(tmp_path):
     store = ResultStore(tmp_path, "demo")
-    predictions = pd.DataFrame({"run_id": "a", "image_id": ["x", "y"], "label": [0, 1], "prob_0": [0.2, 0.7]})
+    predictions = pd.DataFrame({"run_id": "a", "image_id": ["x", "y"], "label": [0, 1], "predicted": [1, 0],
+                                "prob_0": [0.2, 0.7], "prob_1": [0.8, 0.3]})
     store.put(row("a"), predictions)
     store.put(row("b", "failed"), None)
     cells = store.cells()
@@ -77,3 +97,44 @@ def test_a_split_stored_without_seed_and_group_columns_reads_as_the_fixed_split(
     store.put_split(_seed_block(None, ["train", "test"]))
     stored = store.split()
     assert stored["seed"].isna().all() and stored["group"].tolist() == ["p1", "p2"]
+
+
+def test_a_row_with_a_column_the_schema_lacks_is_refused(tmp_path):
+    store = ResultStore(tmp_path, "demo")
+    with pytest.raises(StudyError, match=r"a\.parquet: columns colour are not in the store's schema"):
+        store.put(row("a") | {"colour": "red"}, None)
+    with pytest.raises(StudyError, match=r"a\.parquet: required columns arm are empty"):
+        store.put(row("a") | {"arm": None}, None)
+    with pytest.raises(StudyError, match=r"b\.parquet: columns .* differ from the store's schema"):
+        store.put(row("b"), pd.DataFrame({"run_id": "b", "image_id": ["x"], "label": [0], "prob_0": [1.0]}))
+    assert not list(store.root.rglob("*.parquet"))
+
+
+def write_old_format(store: ResultStore) -> None:
+    """Cells, predictions and split as written before the schema: each file's types inferred from its values."""
+    for run_id, truncate_at in (("a", None), ("b", 3)):
+        old = row(run_id) | {"truncate_at": truncate_at, "failure": None}
+        old.pop("cpu")
+        store.cells_dir.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist([old]), store.cells_dir / f"{run_id}.parquet")
+    store.predictions_dir.mkdir(parents=True)
+    pd.DataFrame({"run_id": "a", "image_id": ["x"], "label": [0], "predicted": [0], "prob_0": [0.9],
+                  "prob_1": [0.1]}).to_parquet(store.predictions_dir / "a.parquet")
+    pd.DataFrame({"image_id": ["x"], "label": [0], "split": ["test"]}).to_parquet(store.root / "split.parquet")
+
+
+def test_files_written_before_the_schema_read_in_it_and_a_run_rewrites_them_once(tmp_path):
+    store = ResultStore(tmp_path, "demo")
+    write_old_format(store)
+    with pytest.raises(pa.ArrowNotImplementedError, match="from int64 to null"):
+        pq.ParquetDataset(store.cells_dir).read()  # null-typed in one file, int64 in the other
+    cells = store.cells()
+    assert list(cells.columns) == CELLS.names and cells["truncate_at"].tolist()[1] == 3
+    assert store.row("a")["cpu"] is None and store.predictions("a")["prob_1"].tolist() == [0.1]
+
+    assert store.conform_files() == 4  # two cells, one prediction file, the split
+    assert pq.ParquetDataset(store.cells_dir).read().schema.equals(CELLS)
+    assert store.cells().equals(cells) and store.split()["seed"].isna().all()
+    stamps = {path: path.stat().st_mtime_ns for path in store.root.rglob("*.parquet")}
+    assert store.conform_files() == 0
+    assert {path: path.stat().st_mtime_ns for path in store.root.rglob("*.parquet")} == stamps

@@ -97,7 +97,7 @@ def dispatch(searches: list[UnitSearch], context: WorkerContext, jobs: int,
     else:
         from study.pool import run_pooled
 
-        finished = run_pooled(partial(evaluate_trial, context), tasks(), jobs)
+        finished = run_pooled(partial(evaluate_trial, context), tasks(), jobs, context.log_dir)
     for task, outcome in finished:
         if isinstance(outcome, WorkerLost):
             outcome = lost_trial(task, outcome)

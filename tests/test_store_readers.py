@@ -1,0 +1,78 @@
+"""A store built by real runs (done, failed, adopted, tuned and untuned cells of every strategy) reads as one table
+in pandas, pyarrow.dataset, polars and DuckDB, and every declared column is one the runs write."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow.dataset as ds
+import pytest
+
+from study.cli import main
+from study.schema import CELLS
+
+DATA = "dataset: {source: synthetic, classes: 2, per_class: 20, size: 16}\n"
+TRAIN = ("backbone: {name: cnn, weights: none, width: 4}\nfractions: [1.0]\nseeds: 1\nrun: {retries: 0}\n"
+         "train: {min_steps: 0, epochs: 1, batch_size: 16, early_stopping: null}\n")
+PILOT = "name: pilot\n" + DATA + TRAIN + "strategies: [{name: scratch}]\n"
+UNTUNED = "name: mixed\n" + DATA + TRAIN + """\
+strategies:
+  - {name: scratch}
+  - {name: frozen}
+  - {name: finetune, depth: [1]}
+  - {name: truncate, at: [2]}
+  - {name: frozen, head: mlp, backbone: {name: cnn, weights: BAD, width: 4}}
+"""
+TUNED = "name: mixed\n" + DATA + TRAIN + """\
+strategies: [{name: frozen, head: mlp}]
+tuning:
+  trials: 1
+  space: {weight_decay: {low: 1.0e-5, high: 1.0e-3}, dropout: {low: 0.1, high: 0.5}, epochs: {low: 1, high: 2}}
+"""
+
+
+@pytest.fixture(scope="module")
+def mixed_store(tmp_path_factory) -> object:
+    """results/mixed/cells of: a cell copied from the pilot's store, three more done untuned cells (frozen,
+    finetune, truncate), a failed one (an unreadable weights file), and a tuned frozen(mlp) cell (the protocol
+    edited to add tuning)."""
+    root = tmp_path_factory.mktemp("mixed")
+    bad = root / "not-weights.h5"
+    bad.write_text("not an HDF5 file")
+    dirs = ["--results-dir", str(root / "results"), "--report-dir", str(root / "report"), "--jobs", "1",
+            "--no-progress"]
+    runs = (("pilot", PILOT, 0), ("untuned", UNTUNED.replace("BAD", str(bad)), 1), ("tuned", TUNED, 0))
+    for name, text, code in runs:
+        protocol = root / f"{name}.yaml"
+        protocol.write_text(text)
+        assert main(["run", str(protocol), *dirs]) == code, name
+    return root / "results" / "mixed" / "cells"
+
+
+def test_the_mixed_store_holds_every_kind_of_cell(mixed_store):
+    table = ds.dataset(mixed_store).to_table().to_pandas()
+    assert sorted(table["status"]) == ["done"] * 5 + ["failed"]
+    assert set(table["strategy"]) == {"scratch", "frozen", "finetune", "truncate"}
+    assert table["adopted_from"].tolist().count("pilot") == 1 and table["tuned_json"].notna().sum() == 1
+
+
+def test_every_reader_reads_the_cells_folder_as_one_table(mixed_store):
+    readers = {
+        "pandas": lambda: pd.read_parquet(mixed_store),
+        "pyarrow.dataset": lambda: ds.dataset(mixed_store).to_table().to_pandas(),
+        "polars": lambda: pl.read_parquet(f"{mixed_store}/*.parquet").to_pandas(),
+        "duckdb": lambda: duckdb.sql(f"select * from read_parquet('{mixed_store}/*.parquet')").df(),
+    }
+    for name, read in readers.items():
+        frame = read()
+        assert len(frame) == 6 and list(frame.columns) == CELLS.names, name
+    predictions = pl.read_parquet(f"{mixed_store.parent / 'predictions'}/*.parquet")
+    assert predictions["run_id"].n_unique() == 5 and predictions.columns[-2:] == ["prob_0", "prob_1"]
+
+
+def test_the_schema_declares_exactly_the_columns_the_runs_write(mixed_store):
+    table = ds.dataset(mixed_store).to_table()
+    written = [name for name in table.column_names if table.column(name).null_count < table.num_rows]
+    assert written == CELLS.names
+    assert all(ds.dataset(path).schema.equals(CELLS) for path in mixed_store.glob("*.parquet"))
