@@ -3,6 +3,7 @@ and a check that they read back as a real run's store does."""
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study.plan import plan_cells
 from study.protocol import parse_protocol
 from study.store import ResultStore
 
@@ -53,12 +55,19 @@ def cell_row(arm: str, fraction: float, seed: int, auc: float, **overrides) -> d
         "weights": "none", "size": 16, "accuracy": auc - 0.05, "top2_accuracy": np.nan, "balanced_accuracy": auc - 0.06,
         "auc": auc, "f1_macro": auc - 0.07, "log_loss": 1.2 - auc, "majority_rate": 0.5, "max_predicted_share": 0.6,
         "epochs": 10, "best_epoch": 7, "monitor": "val_auc", "monitor_value": auc, "train_seconds": 1.0,
-        "lr_backbone": 1e-4, "lr_head": 1e-3, "dataset_source": "synthetic", "settings_json": "{}",
+        "lr_backbone": 1e-4, "lr_head": 1e-3, "dataset_source": "synthetic",
+        "settings_json": json.dumps(arm_settings()[arm], sort_keys=True),
         "study_version": "0.1.0", "tensorflow_version": "2.16", "keras_version": "3.3", "numpy_version": "1.26",
         "python_version": "3.11", "hostname": "synthetic", "started_at": "2024-01-01T00:00:00",
         "finished_at": f"2024-01-01T00:00:{seed:02d}",
     }
     return row | overrides
+
+
+@functools.cache
+def arm_settings() -> dict[str, dict]:
+    """Each arm's cell settings, as the protocol's plan resolves them."""
+    return {cell.arm.label: cell.settings for cell in plan_cells(parse_protocol(protocol_text()), "synthetic")}
 
 
 def with_history(row: dict) -> dict:
