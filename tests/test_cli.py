@@ -212,7 +212,7 @@ def breastmnist_protocol(tmp_path):
     return protocol
 
 
-def test_validate_runs_the_data_checks_of_plan_with_a_data_dir_and_says_when_it_skips_them(tmp_path, shared_data,
+def test_validate_runs_the_data_checks_of_plan_with_a_data_dir_and_says_when_it_skips_them(tmp_path, breastmnist_dir,
                                                                                            monkeypatch, capsys):
     from study.cli import main
 
@@ -220,9 +220,9 @@ def test_validate_runs_the_data_checks_of_plan_with_a_data_dir_and_says_when_it_
     protocol = breastmnist_protocol(tmp_path)
     assert main(["validate", str(protocol)]) == 0
     assert "valid protocol 'tiny'; data checks skipped: no data directory" in capsys.readouterr().out
-    assert main(["validate", str(protocol), "--data-dir", str(shared_data)]) == 0
+    assert main(["validate", str(protocol), "--data-dir", str(breastmnist_dir)]) == 0
     assert "data checked: 780 images, 2 classes" in capsys.readouterr().out
-    monkeypatch.setenv("STUDY_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("STUDY_DATA_DIR", str(breastmnist_dir))
     assert main(["validate", str(protocol)]) == 0 and "data checked" in capsys.readouterr().out
 
     small = tmp_path / "small.yaml"
@@ -231,8 +231,9 @@ def test_validate_runs_the_data_checks_of_plan_with_a_data_dir_and_says_when_it_
     (tmp_path / "list.csv").write_text("file,label\na.png,0\n")
     csv.write_text(protocol.read_text().replace("{source: medmnist, name: breastmnist, size: 28}",
                                                 f"{{source: csv, path: {tmp_path / 'list.csv'}}}"))
-    cases = ((protocol, tmp_path, 1, "MedMNIST file breastmnist.npz not found in"),
-             (small, shared_data, 2, "fractions: fraction 0.001 leaves class"), (csv, shared_data, 1, "no column 'path'"))
+    monkeypatch.setenv("STUDY_MEDMNIST_URL", "http://127.0.0.1:9")  # nothing listens: the download must fail
+    cases = ((protocol, tmp_path, 1, "MedMNIST file breastmnist.npz is not in"),
+             (small, breastmnist_dir, 2, "fractions: fraction 0.001 leaves class"), (csv, breastmnist_dir, 1, "no column 'path'"))
     for bad, data_dir, code, words in cases:
         assert main(["validate", str(bad), "--data-dir", str(data_dir)]) == code
         validated = capsys.readouterr().err

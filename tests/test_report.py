@@ -385,15 +385,11 @@ def test_the_overview_names_the_medmnist_file_the_cells_read(tmp_path):
         "{source: synthetic, classes: 2, per_class: 30, size: 16}", "{source: medmnist, name: breastmnist, size: 16}"))
     rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3)
     old = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
-    assert _overview(old).paragraphs[0].startswith("Dataset: medmnist breastmnist at 16 px. Backbone: cnn")
+    assert _overview(old)[0].startswith("Dataset: medmnist breastmnist at 16 px. Backbone: cnn")
     rows = [row | {"source_file": "breastmnist.npz (28 px)"} for row in rows]
     document = report_document(protocol, pd.DataFrame(rows), lambda run_id: None, tmp_path / "none.npz")
-    assert _overview(document).paragraphs[0].startswith(
+    assert _overview(document)[0].startswith(
         "Dataset: medmnist breastmnist at 16 px, read from breastmnist.npz (28 px). Backbone: cnn")
-
-
-def _overview(document):
-    return next(section for section in document.sections if section.title == "Overview")
 
 
 def test_intervals_of_bounded_metrics_stay_in_their_range(tmp_path):

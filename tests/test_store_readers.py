@@ -74,5 +74,6 @@ def test_every_reader_reads_the_cells_folder_as_one_table(mixed_store):
 def test_the_schema_declares_exactly_the_columns_the_runs_write(mixed_store):
     table = ds.dataset(mixed_store).to_table()
     written = [name for name in table.column_names if table.column(name).null_count < table.num_rows]
-    assert written == CELLS.names
+    only_some_sources = {"source_file", "kappa_quadratic", "mae_class"}  # MedMNIST files; dataset.ordinal
+    assert written == [name for name in CELLS.names if name not in only_some_sources]
     assert all(ds.dataset(path).schema.equals(CELLS) for path in mixed_store.glob("*.parquet"))
