@@ -33,6 +33,7 @@ class Session:
     store: ResultStore
     cells: list[Cell]
     report_dir: Path
+    fingerprint: str  # the dataset's, as run ids hash it
     units: list[TuningUnit] = field(default_factory=list)  # the searches of a tuned protocol
 
 
@@ -47,7 +48,7 @@ def _open(args: argparse.Namespace, stored_fingerprint: bool = False) -> Session
     fingerprint = _fingerprint(protocol, data_dir, store if stored_fingerprint else None)
     protocol = _with_added_seeds(protocol, store)
     cells = plan_cells(protocol, fingerprint, current_choices(store.tuning_records(), protocol))
-    return Session(protocol, args.protocol, data_dir, store, cells, args.report_dir / protocol.name,
+    return Session(protocol, args.protocol, data_dir, store, cells, args.report_dir / protocol.name, fingerprint,
                    plan_units(protocol, fingerprint))
 
 
@@ -78,11 +79,8 @@ def _with_added_seeds(protocol: Protocol, store: ResultStore) -> Protocol:
 
 def _replan(session: Session, protocol: Protocol) -> None:
     """Plan the session's cells again for a protocol with other seeds."""
-    from study.data.sources import source_fingerprint
-
-    fingerprint = source_fingerprint(protocol.dataset, session.data_dir)
     session.protocol = protocol
-    session.cells = plan_cells(protocol, fingerprint, current_choices(session.store.tuning_records(), protocol))
+    session.cells = plan_cells(protocol, session.fingerprint, current_choices(session.store.tuning_records(), protocol))
 
 
 def _print_tuning(session: Session) -> None:
@@ -516,7 +514,6 @@ def _sweep(session: Session, args: argparse.Namespace, data: CheckedData, jobs: 
 def _tune(session: Session, context, jobs: int, cluster=None) -> list[Cell]:
     """Run the tuning phase (validation split only, on the cluster when one is given); the cells planned with the
     chosen values."""
-    from study.data.sources import source_fingerprint
     from study.tuning.phase import run_tuning
 
     def report(unit: TuningUnit, outcome) -> None:
@@ -526,7 +523,7 @@ def _tune(session: Session, context, jobs: int, cluster=None) -> list[Cell]:
 
     choices = run_tuning(session.protocol, session.store, session.units, context, jobs, on_trial=report,
                          cluster=cluster)
-    cells = plan_cells(session.protocol, source_fingerprint(session.protocol.dataset, session.data_dir), choices)
+    cells = plan_cells(session.protocol, session.fingerprint, choices)
     awaiting = [cell.describe() for cell in cells if cell.awaiting_tuning]
     if awaiting:
         raise RuntimeError(f"internal error: cells without tuned values after tuning: {awaiting[:3]}")
