@@ -16,12 +16,17 @@ import time
 import pandas as pd
 
 from study.data.sources import resolve_data_dir, source_fingerprint
-from study.metrics import classification_metrics
-from study.models.strategies import TRAINED_BN_MOMENTUM
-from study.plan import plan_cells
-from study.protocol import load_protocol
-from study.train import class_weights
-from study.worker import WorkerContext, cell_indices, load_for, preprocessed_images
+from study.plan.cells import plan_cells
+from study.protocol.schema import load_protocol
+from study.training.metrics import classification_metrics
+from study.training.models.strategies import TRAINED_BN_MOMENTUM
+from study.training.train import class_weights
+from study.training.worker import (
+    WorkerContext,
+    cell_indices,
+    load_for,
+    preprocessed_images,
+)
 
 
 def plain_model(cell, n_classes: int):
@@ -31,8 +36,8 @@ def plain_model(cell, n_classes: int):
     settings = cell.settings
     size = settings["dataset"]["size"]
     backbone, arm = settings["backbone"], settings["arm"]
-    from study.models.backbones import build_backbone, layer_blocks, truncate
-    from study.models.blocks import backbone_info
+    from study.protocol.blocks import backbone_info
+    from study.training.models.backbones import build_backbone, layer_blocks, truncate
 
     info = backbone_info(backbone["name"])
     base = build_backbone(backbone["name"], backbone["weights"], size, backbone.get("width"))

@@ -8,7 +8,7 @@ in a fresh process; its done cells are read from the store. Run ids leave the pr
 temporary folder, so the current harness trains every cell).
 
 Reference side, on the same images, split and preprocessing (from the harness's data layer only), written from the
-Keras and scikit-learn docs, never from study.models, study.train or study.features:
+Keras and scikit-learn docs, never from study.models, study.training.train or study.training.features:
 - `frozen` with a linear head: the linear probe. keras.applications backbone (include_top=False, pooling="avg")
   in inference mode gives features; a StandardScaler and sklearn LogisticRegression (class_weight "balanced"
   when train.class_weight is) fit the training features, with C chosen from 1e-4..1e2 (7 values, log grid) by
@@ -53,12 +53,18 @@ import pandas as pd
 import yaml
 
 from study.data.sources import resolve_data_dir, source_fingerprint
-from study.metrics import classification_metrics
-from study.models.blocks import BackboneInfo, backbone_info
-from study.plan import Cell, expand_arms, plan_cells
-from study.protocol import Protocol, load_protocol
-from study.store import ResultStore
-from study.worker import WorkerContext, cell_indices, load_for, preprocessed_images
+from study.plan.cells import Cell, plan_cells
+from study.protocol.arms import expand_arms
+from study.protocol.blocks import BackboneInfo, backbone_info
+from study.protocol.schema import Protocol, load_protocol
+from study.store.results import ResultStore
+from study.training.metrics import classification_metrics
+from study.training.worker import (
+    WorkerContext,
+    cell_indices,
+    load_for,
+    preprocessed_images,
+)
 
 C_GRID = np.logspace(-4, 2, 7)
 MONITORED = {"val_auc": "auc", "val_loss": "log_loss", "val_accuracy": "accuracy",

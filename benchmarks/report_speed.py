@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from study.embedding import features_path
-from study.protocol import load_protocol
-from study.report import build_report
-from study.store import ResultStore
+from study.analysis.embedding import features_path
+from study.protocol.schema import load_protocol
+from study.report.build import build_report
+from study.store.results import ResultStore
 
 ARMS = ["scratch", "frozen", "finetune(depth=1)", "finetune(depth=2)", "finetune(depth=all)", "truncate(at=3)",
         "truncate(at=5)"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from study.claims import CONTRADICTED, SUPPORTED
-from study.sequential import SequentialPlan, operating_characteristics
+from study.analysis.claims import CONTRADICTED, SUPPORTED
+from study.analysis.sequential import SequentialPlan, operating_characteristics
 
 DESIGNS = {
     "fixed, 3 seeds": SequentialPlan(list(range(3)), max_seeds=3),

@@ -35,8 +35,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("STUDY_DATA_DIR"))
     parser.add_argument("--jobs", type=int, default=None, help="harness workers (default: its own default)")
     args = parser.parse_args()
-    from study.protocol import load_protocol
-    from study.store import ResultStore
+    from study.protocol.schema import load_protocol
+    from study.store.results import ResultStore
 
     protocol = load_protocol(args.protocol)
     work = Path(tempfile.mkdtemp(prefix="sweep-speed-"))

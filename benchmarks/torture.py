@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 
-from study.lifeline import still_running
+from study.execution.lifeline import still_running
 
 ORPHAN_SECONDS = 10  # how long the processes of a run whose driver was killed alone may outlive it
 
@@ -57,8 +57,8 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def planned_run_ids(protocol: Path) -> set[str]:
     from study.data.sources import source_fingerprint
-    from study.plan import plan_cells
-    from study.protocol import load_protocol
+    from study.plan.cells import plan_cells
+    from study.protocol.schema import load_protocol
 
     loaded = load_protocol(protocol)
     return {cell.run_id for cell in plan_cells(loaded, source_fingerprint(loaded.dataset, None))}

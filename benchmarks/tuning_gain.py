@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from study.protocol import load_protocol
-from study.store import ResultStore
+from study.protocol.schema import load_protocol
+from study.store.results import ResultStore
 
 
 def run(protocol: Path, args: argparse.Namespace) -> float:

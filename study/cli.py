@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from study.errors import ProtocolError, StudyError
+from study.core.errors import ProtocolError, StudyError
 
 log = logging.getLogger("study")
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from study.errors import StudyError
-from study.plan import Cell, plan_cells, plan_units
-from study.protocol import Protocol, load_protocol
-from study.store import ResultStore
-from study.tuning.units import TuningUnit, current_choices
+from study.core.errors import StudyError
+from study.plan.cells import Cell, plan_cells, plan_units
+from study.plan.tuning import TuningUnit, current_choices
+from study.protocol.schema import Protocol, load_protocol
+from study.store.results import ResultStore
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,8 +55,8 @@ def _open(args: argparse.Namespace, stored_fingerprint: bool = False) -> Session
 def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore | None) -> str:
     """The dataset's fingerprint (what run ids hash), read from the data; when the data cannot be read and a store is
     given, the one its last run stored, said in one line."""
+    from study.core.errors import DataError
     from study.data.sources import source_fingerprint
-    from study.errors import DataError
 
     try:
         return source_fingerprint(protocol.dataset, data_dir)
@@ -71,7 +71,7 @@ def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore |
 
 def _with_added_seeds(protocol: Protocol, store: ResultStore) -> Protocol:
     """The protocol with the seeds a run with --until-decided has added to its store (as it is without one)."""
-    from study.sequential import record_for, with_seeds
+    from study.analysis.sequential import record_for, with_seeds
 
     record = record_for(protocol, store.sequential())
     return with_seeds(protocol, record.plan.seeds(record.seeds_run)) if record and record.seeds_run else protocol
@@ -96,8 +96,8 @@ def _print_tuning(session: Session) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a protocol without running it; with a data directory (or a synthetic source), also its data, as plan
     does."""
+    from study.analysis.decidability import capacity_lines
     from study.data.sources import ENV_VAR, resolve_data_dir
-    from study.decidability import capacity_lines
 
     protocol = load_protocol(args.protocol)
     data_dir = resolve_data_dir(args.data_dir)
@@ -144,7 +144,7 @@ def _state_table(session: Session, statuses: dict[str, str]) -> pd.DataFrame:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Done, failed and pending cells per arm and fraction; errors of failed cells."""
-    from study.runlock import RunLock
+    from study.run.lock import RunLock
 
     session = _open(args, stored_fingerprint=True)
     statuses = session.store.statuses()
@@ -171,7 +171,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """The cells, what is done, and the backbone's block map."""
-    from study.models.blocks import backbone_info
+    from study.protocol.blocks import backbone_info
 
     session = _open(args)
     data = _checked_dataset(session.protocol, session.protocol_path, session.data_dir, args.results_dir / ".cache")
@@ -195,7 +195,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _jobs(args: argparse.Namespace, protocol: Protocol) -> int:
     """--jobs, else one worker per train.threads cores."""
-    from study.executors import available_cores
+    from study.execution.local import available_cores
 
     return args.jobs or max(1, available_cores() // protocol.train.threads)
 
@@ -203,7 +203,7 @@ def _jobs(args: argparse.Namespace, protocol: Protocol) -> int:
 def _print_cost(session: Session, data: CheckedData, statuses: dict[str, str], results_dir: Path, jobs: int) -> None:
     """n_train per fraction (with a warning for a grouped fraction far off its share) and the estimated time of
     each arm's cells and of all of them, against jobs workers."""
-    from study import cost
+    from study.run import cost
 
     sizes = cost.subsets(data.dataset, data.splits, session.protocol)
     pending = {cell.run_id for cell in session.cells if cell.run_id not in statuses}
@@ -218,9 +218,9 @@ def _print_cost(session: Session, data: CheckedData, statuses: dict[str, str], r
 
 def _print_decidability(session: Session) -> None:
     """Per claim: whether the seeds can decide it, and with a stored pilot, the seeds it needs."""
-    from study.analysis import flagged, newest_per_key
-    from study.claims import evaluate_claims
-    from study.decidability import capacity_lines, pilot_lines
+    from study.analysis.claims import evaluate_claims
+    from study.analysis.decidability import capacity_lines, pilot_lines
+    from study.analysis.summaries import flagged, newest_per_key
 
     protocol = session.protocol
     for line in capacity_lines(protocol):
@@ -245,8 +245,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the run's arms at fraction 1 (mean ± sd over seeds), beside the published numbers for its dataset where
     there are some."""
-    from study.analysis import flagged, newest_per_key, summarize
-    from study.references import REFERENCES, comparison, references_for
+    from study.analysis.summaries import flagged, newest_per_key, summarize
+    from study.report.references import REFERENCES, comparison, references_for
 
     protocol = load_protocol(args.protocol)
     done, _ = newest_per_key(flagged(ResultStore(args.results_dir, protocol.name).cells()))
@@ -264,8 +264,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[Path]:
-    """The report's files, index.html first (study.report never imports TensorFlow)."""
-    from study.report import build_report
+    """The report's files, index.html first (study.report.build never imports TensorFlow)."""
+    from study.report.build import build_report
 
     return build_report(protocol, store, out_dir)
 
@@ -279,8 +279,8 @@ def _export_features(session: Session, context, jobs: int, cluster=None) -> None
     """Store the pretrained backbone's features once per protocol (no pretrained weights, no map).
 
     A worker computes them; this process writes them, as it writes every result."""
-    from study.executors import run_task
-    from study.worker import feature_map, write_feature_map
+    from study.execution.local import run_task
+    from study.training.worker import feature_map, write_feature_map
 
     protocol = session.protocol
     path = features_path(session.store, protocol)
@@ -317,7 +317,7 @@ def _checked_dataset(protocol: Protocol, protocol_path: Path, data_dir: Path | N
     seed's training split (decoded images cached in cache_dir, when given)."""
     from study.data.sources import load_dataset
     from study.data.splits import ensure_split, fraction_shortfall, seed_split
-    from study.protocol import field_error, resplit_refusal
+    from study.protocol.schema import field_error, resplit_refusal
 
     spec = protocol.dataset
     loaded = load_dataset(spec, data_dir, cache_dir)
@@ -361,8 +361,8 @@ def _store_inputs(session: Session, data: CheckedData) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every cell the store lacks, store each result as it finishes, then build the report."""
-    from study.cost import share_warnings, subsets
-    from study.scheduler import cells_to_run
+    from study.execution.scheduler import cells_to_run
+    from study.run.cost import share_warnings, subsets
 
     session = _open(args)
     if args.address is not None and args.executor == "local":
@@ -400,12 +400,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _sweep_until_decided(session: Session, args: argparse.Namespace, data: CheckedData, jobs: int, cluster):
     """Sweep the protocol's seeds, test the claims, add seeds look by look until every claim is decided or the
-    last planned look is made (study.sequential); each look is recorded in the store as it is made."""
+    last planned look is made (study.analysis.sequential); each look is recorded in the store as it is made."""
     from dataclasses import replace
 
-    from study.analysis import flagged, newest_per_key
-    from study.sequential import EVERY_CLAIM_DECIDED, LAST_LOOK_MADE, SequentialRecord, look_table, undecided, \
-        with_seeds
+    from study.analysis.sequential import (
+        EVERY_CLAIM_DECIDED,
+        LAST_LOOK_MADE,
+        SequentialRecord,
+        look_table,
+        undecided,
+        with_seeds,
+    )
+    from study.analysis.summaries import flagged, newest_per_key
 
     protocol = load_protocol(args.protocol)
     record = SequentialRecord(_sequential_plan(protocol, args))
@@ -440,7 +446,7 @@ def _sweep_until_decided(session: Session, args: argparse.Namespace, data: Check
 
 def _sequential_plan(protocol: Protocol, args: argparse.Namespace):
     """The looks of --until-decided, checked against the protocol."""
-    from study.sequential import SequentialPlan
+    from study.analysis.sequential import SequentialPlan
 
     if not protocol.claims:
         raise StudyError(f"{args.protocol}: --until-decided needs claims to decide, and the protocol has none")
@@ -457,19 +463,19 @@ def _cluster(args: argparse.Namespace, cells: int, threads: int):
 
     if args.executor == "local":
         return nullcontext(None)
-    from study.cluster import open_cluster
+    from study.execution.connect import open_cluster
 
     return open_cluster(args.executor, args.address, args.jobs, cells, threads)
 
 
 def _sweep(session: Session, args: argparse.Namespace, data: CheckedData, jobs: int, cluster):
     """Under the run lock: store the inputs, run the sweep, export the feature map; the summary and seconds."""
-    from study.features import cached_blocks
-    from study.progress import SweepProgress
-    from study.reuse import adopt_finished_cells
-    from study.runlock import RunLock
-    from study.scheduler import cells_to_run, run_sweep
-    from study.worker import WorkerContext
+    from study.execution.scheduler import cells_to_run, run_sweep
+    from study.run.lock import RunLock
+    from study.run.progress import SweepProgress
+    from study.run.reuse import adopt_finished_cells
+    from study.training.features import cached_blocks
+    from study.training.worker import WorkerContext
 
     store = session.store
     lock = RunLock(store.root)
@@ -550,7 +556,7 @@ def _finish(session: Session, summary, elapsed: float) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Delete stored results that no longer belong to the protocol; lists them unless --yes is given."""
-    from study.runlock import RunLock
+    from study.run.lock import RunLock
 
     session = _open(args)
     planned = {cell.run_id for cell in session.cells}

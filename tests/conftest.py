@@ -49,8 +49,8 @@ def breastmnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory holding breastmnist.npz alone (every size then resizes its 28 px images): the file in
     $STUDY_DATA_DIR, else in ../shared/data, else the harness's own download (into the data directory, or without
     one into its user cache)."""
+    from study.core.errors import DataError
     from study.data.medmnist_files import fetch_medmnist
-    from study.errors import DataError
 
     try:
         found = fetch_medmnist("breastmnist", 28, _offline("STUDY_DATA_DIR", SHARED / "data"))

@@ -13,12 +13,17 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from conftest import point_keras_home
 from keras.applications import imagenet_utils
 
-from conftest import point_keras_home
-from study.errors import StudyError
-from study.models.backbones import build_backbone, layer_blocks, preprocess, truncate
-from study.models.blocks import BLOCK_MAPS, BackboneInfo, Block, backbone_info
+from study.core.errors import StudyError
+from study.protocol.blocks import BLOCK_MAPS, BackboneInfo, Block, backbone_info
+from study.training.models.backbones import (
+    build_backbone,
+    layer_blocks,
+    preprocess,
+    truncate,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MOBILENETV2_NO_TOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
@@ -207,7 +212,7 @@ def test_user_errors(args, message):
 
 
 def test_import_does_not_load_tensorflow():
-    code = "import sys, study.models.backbones; assert not {'tensorflow', 'keras'} & set(sys.modules)"
+    code = "import sys, study.training.models.backbones; assert not {'tensorflow', 'keras'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 

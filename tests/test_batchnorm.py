@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from study.plan import plan_cells
-from study.protocol import parse_protocol
+from study.plan.cells import plan_cells
+from study.protocol.schema import parse_protocol
 
 PROTOCOL = """\
 name: bn
@@ -45,10 +45,10 @@ def train_a_few_steps(cell, start_after_frozen: bool):
     """Build the arm, train it 2 epochs on random images; its batch-norm state before and after, and the model."""
     import keras
 
-    from study.features import compute_block_outputs
-    from study.models.backbones import preprocess
-    from study.models.strategies import build_arm_model
-    from study.train import Trainer
+    from study.training.features import compute_block_outputs
+    from study.training.models.backbones import preprocess
+    from study.training.models.strategies import build_arm_model
+    from study.training.train import Trainer
 
     keras.utils.set_random_seed(0)
     arm = build_arm_model(cell.settings, 2, start_after_frozen)
@@ -89,7 +89,7 @@ def test_trained_batchnorm_moves_in_the_trained_blocks_only(imagenet_keras_home)
 def test_precise_batchnorm_sets_the_average_batch_statistics():
     import keras
 
-    from study.train import recompute_batchnorm_statistics
+    from study.training.train import recompute_batchnorm_statistics
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4,))

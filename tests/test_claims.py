@@ -11,13 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from study.analysis import flagged, representative_arm
-from study.claims import CONTRADICTED, INCONCLUSIVE, RULE, SUPPORTED, evaluate_claim, pooled_decision
-from study.errors import ProtocolError
-from study.plan import plan_cells
-from study.protocol import ClaimSpec, ReportSpec, parse_protocol
 from test_report_synthetic import cell_row, grid_rows, protocol_text
+
+from study.analysis.claims import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    RULE,
+    SUPPORTED,
+    evaluate_claim,
+    pooled_decision,
+)
+from study.analysis.summaries import flagged, representative_arm
+from study.core.errors import ProtocolError
+from study.plan.cells import plan_cells
+from study.protocol.schema import ClaimSpec, ReportSpec, parse_protocol
 
 FRACTIONS = [0.1, 0.25, 0.5, 1.0]
 REPORT = ReportSpec()

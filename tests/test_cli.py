@@ -9,9 +9,9 @@ import sys
 import time
 
 import pandas as pd
-
 from conftest import PROJECT, study_command, unreachable_url, write_tiny_protocol
-from study.store import ResultStore
+
+from study.store.results import ResultStore
 
 
 def dirs(tmp_path):

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import PROJECT, study_command, write_tiny_protocol
-from study.cluster_worker import writable_cache_dir
-from study.store import ResultStore
+
+from study.execution.remote import writable_cache_dir
+from study.store.results import ResultStore
 
 SMOKE = PROJECT / "protocols" / "smoke.yaml"
 COMPARED = ["run_id", "status", "n_train", "epochs", "best_epoch", "monitor_value", "accuracy", "balanced_accuracy",
@@ -163,10 +163,10 @@ def test_a_killed_driver_leaves_the_cluster_it_was_given_running(tmp_path, dask_
 
 
 def test_feature_map_comes_back_from_a_dask_worker_as_computed_here(tmp_path, dask_cluster):
-    from study.dask_cluster import DaskCluster
-    from study.executors import run_task
-    from study.protocol import load_protocol
-    from study.worker import WorkerContext, feature_map
+    from study.execution.dask import DaskCluster
+    from study.execution.local import run_task
+    from study.protocol.schema import load_protocol
+    from study.training.worker import WorkerContext, feature_map
 
     protocol = load_protocol(write_tiny_protocol(tmp_path))
     context = WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=None, cache_dir=str(tmp_path / "cache"),
@@ -233,9 +233,9 @@ def test_a_worker_that_cannot_write_the_cache_folder_uses_its_own(tmp_path):
 
 
 def test_a_worker_reading_other_data_than_the_driver_fails_its_cells(tmp_path):
-    from study.plan import plan_cells
-    from study.protocol import load_protocol
-    from study.worker import WorkerContext, run_cell
+    from study.plan.cells import plan_cells
+    from study.protocol.schema import load_protocol
+    from study.training.worker import WorkerContext, run_cell
 
     protocol = load_protocol(write_tiny_protocol(tmp_path))
     cell = plan_cells(protocol, "fingerprint")[0]
@@ -264,10 +264,10 @@ tuning: {{trials: 4, space: {{lr_head: {{low: 1.0e-4, high: 1.0e-1}}}}}}
 def tune_on(cluster, tmp_path: Path) -> set[int]:
     """Tune a protocol's one arm through the cluster, within its budget; the pids of the processes that ran trials."""
     from study.data.sources import source_fingerprint
-    from study.protocol import parse_protocol
+    from study.plan.cells import plan_units
+    from study.protocol.schema import parse_protocol
+    from study.training.worker import WorkerContext
     from study.tuning.phase import run_tuning
-    from study.plan import plan_units
-    from study.worker import WorkerContext
 
     protocol = parse_protocol(TUNED.format(name=cluster.kind))
     units = plan_units(protocol, source_fingerprint(protocol.dataset, None))
@@ -284,7 +284,7 @@ def tune_on(cluster, tmp_path: Path) -> set[int]:
 
 
 def test_tuning_trials_run_on_the_dask_workers(tmp_path, dask_cluster):
-    from study.dask_cluster import DaskCluster
+    from study.execution.dask import DaskCluster
 
     _, client = dask_cluster
     ran = tune_on(DaskCluster(client, None, jobs=2), tmp_path)
@@ -292,9 +292,9 @@ def test_tuning_trials_run_on_the_dask_workers(tmp_path, dask_cluster):
 
 
 def test_tuning_trials_run_on_the_ray_workers(tmp_path, ray_address):
-    from study.ray_cluster import RayCluster
-
     import psutil
+
+    from study.execution.ray import RayCluster
 
     ran = tune_on(RayCluster(ray_address, jobs=2, threads=1), tmp_path)
     titles = [" ".join(psutil.Process(pid).cmdline()) for pid in ran]  # Ray keeps its idle workers

@@ -7,15 +7,15 @@ import re
 
 import numpy as np
 import pytest
+from conftest import write_tiny_protocol
 from PIL import Image
 
-from conftest import write_tiny_protocol
-from study import cost
 from study.cli import main
 from study.data.sources import source_fingerprint
-from study.plan import plan_cells
-from study.protocol import load_protocol
-from study.store import ResultStore
+from study.plan.cells import plan_cells
+from study.protocol.schema import load_protocol
+from study.run import cost
+from study.store.results import ResultStore
 
 
 def plan_output(protocol, results, capsys, *extra: str) -> str:

@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from study.core.errors import DataError
 from study.data.dataset import split_indices
-from study.data.sources import describe_sources, load_dataset, resolve_data_dir, source_fingerprint
+from study.data.sources import (
+    describe_sources,
+    load_dataset,
+    resolve_data_dir,
+    source_fingerprint,
+)
 from study.data.splits import ensure_split
-from study.errors import DataError
-from study.protocol import CsvSpec, FolderSpec, MedmnistSpec, SyntheticSpec
+from study.protocol.schema import CsvSpec, FolderSpec, MedmnistSpec, SyntheticSpec
 
 BUSI_FILES = ["benign/benign (1).png", "benign/benign (10).png", "malignant/malignant (1).png",
               "malignant/malignant (2).png", "normal/normal (1).png", "normal/normal (2).png"]
@@ -348,7 +353,7 @@ def test_resize_filter_is_the_protocols_choice(breastmnist_dir):
     from typing import get_args
 
     from study.data.images import FILTERS
-    from study.protocol import DatasetBase
+    from study.protocol.schema import DatasetBase
 
     assert set(get_args(DatasetBase.model_fields["resize"].annotation)) == set(FILTERS)
     assert DatasetBase.model_fields["resize"].default == "bilinear"

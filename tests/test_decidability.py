@@ -3,10 +3,11 @@ says how many seeds each claim needs at 80% power."""
 
 from __future__ import annotations
 
-from study.cli import main
-from study.decidability import capacity, seeds_needed
-from study.protocol import parse_protocol
 from test_report_synthetic import grid_rows, protocol_text, write_protocol, write_store
+
+from study.analysis.decidability import capacity, seeds_needed
+from study.cli import main
+from study.protocol.schema import parse_protocol
 
 CLAIMS = """\
 claims:

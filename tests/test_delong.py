@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from study.delong import delong_auc_variance, delong_test
+from study.analysis.delong import delong_auc_variance, delong_test
 
 # pROC's aSAH data (Turck et al. 2010, Intensive Care Med 36:107): 113 patients in the package's row order, as
 # outcome (G = Good, P = Poor), wfns, s100b, ndka. Transcribed as in erenozen/opendose,
@@ -173,9 +173,10 @@ def test_variance_rejects_mismatched_lengths():
 
 
 def test_the_best_cells_get_delong_beside_mcnemar(tmp_path):
-    from study.analysis import flagged
-    from study.significance import mcnemar_table
     from test_report_synthetic import grid_rows, write_store
+
+    from study.analysis.significance import mcnemar_table
+    from study.analysis.summaries import flagged
 
     store = write_store(tmp_path, grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
     cells = flagged(store.cells())

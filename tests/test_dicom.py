@@ -8,18 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_PROTOCOL, study_command
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
-from conftest import TINY_PROTOCOL, study_command
+from study.core.errors import DataError
 from study.data.dataset import SPLITS
 from study.data.dicom_pixels import dicom_pixels
 from study.data.sources import load_dataset, source_fingerprint
 from study.data.splits import ensure_split, seed_split
-from study.errors import DataError
-from study.protocol import DicomSpec, parse_protocol
-from study.store import ResultStore
+from study.protocol.schema import DicomSpec, parse_protocol
+from study.store.results import ResultStore
 
 
 def write_dicom(path: Path, pixels: np.ndarray, patient: str = "p0", photometric: str = "MONOCHROME2",

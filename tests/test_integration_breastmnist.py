@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import study_command
-from study.store import ResultStore
+
+from study.store.results import ResultStore
 
 PROTOCOL = """\
 name: breastmnist-check

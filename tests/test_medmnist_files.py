@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_PROTOCOL, study_command, unreachable_url
+
+from study.core.errors import DataError
 from study.data.medmnist_files import find_medmnist, user_cache
 from study.data.medmnist_table import FLAGS, SIZES, URL_VAR, Flag, file_name, file_url
 from study.data.sources import load_dataset, source_fingerprint
-from study.errors import DataError
-from study.protocol import MedmnistSpec
-from study.store import ResultStore
+from study.protocol.schema import MedmnistSpec
+from study.store.results import ResultStore
 
 FLAG_NAMES = ["pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist", "breastmnist",
               "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist"]

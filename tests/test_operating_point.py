@@ -6,8 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from study.analysis import excluded_for, flagged
-from study.metrics import apply_operating_point, choose_operating_point, operating_metrics
+from study.analysis.summaries import excluded_for, flagged
+from study.training.metrics import (
+    apply_operating_point,
+    choose_operating_point,
+    operating_metrics,
+)
 
 
 def youden(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:

@@ -7,16 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics as sk
-
-from study.analysis import higher_is_better
-from study.data.sources import source_fingerprint
-from study.metrics import ordinal_metrics
-from study.plan import plan_cells
-from study.protocol import parse_protocol
-from study.report import report_document
-from study.worker import WorkerContext, run_cell
 from test_plan import BASE, ids
 from test_report_synthetic import grid_rows, protocol_text
+
+from study.analysis.summaries import higher_is_better
+from study.data.sources import source_fingerprint
+from study.plan.cells import plan_cells
+from study.protocol.schema import parse_protocol
+from study.report.build import report_document
+from study.training.metrics import ordinal_metrics
+from study.training.worker import WorkerContext, run_cell
 
 GRADES = """\
 name: grades

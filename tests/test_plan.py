@@ -1,7 +1,7 @@
 """Grid expansion and run ids."""
 
-from study.plan import plan_cells
-from study.protocol import parse_protocol
+from study.plan.cells import plan_cells
+from study.protocol.schema import parse_protocol
 
 BASE = """\
 name: demo

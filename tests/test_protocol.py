@@ -2,8 +2,8 @@
 
 import pytest
 
-from study.errors import ProtocolError
-from study.protocol import load_protocol, parse_protocol
+from study.core.errors import ProtocolError
+from study.protocol.schema import load_protocol, parse_protocol
 
 GOOD = """\
 name: demo

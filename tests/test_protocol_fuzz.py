@@ -15,16 +15,16 @@ from contextlib import redirect_stderr
 from pathlib import Path
 
 import annotated_types as at
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-import pytest
 from study.cli import main
-from study.errors import ProtocolError
-from study.models.blocks import BLOCK_MAPS
-from study.protocol import Protocol, parse_protocol
+from study.core.errors import ProtocolError
+from study.protocol.blocks import BLOCK_MAPS
+from study.protocol.schema import Protocol, parse_protocol
 
 VALID = {
     "name": "fuzz",

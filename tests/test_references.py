@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from study.analysis import flagged, summarize
-from study.protocol import parse_protocol
-from study.references import REFERENCES, comparison
-from study.report import report_document
 from conftest import study_command
-from test_report_synthetic import grid_rows, protocol_text, with_history, write_protocol, write_store
+from test_report_synthetic import (
+    grid_rows,
+    protocol_text,
+    with_history,
+    write_protocol,
+    write_store,
+)
+
+from study.analysis.summaries import flagged, summarize
+from study.protocol.schema import parse_protocol
+from study.report.build import report_document
+from study.report.references import REFERENCES, comparison
 
 
 def as_medmnist(text: str) -> str:

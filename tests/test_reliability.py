@@ -16,19 +16,19 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import PROJECT, study_command, write_tiny_protocol
-from study import worker
+
 from study.cli import main
-from study.errors import StudyError
-from study.failures import FailureKind, failure_kind
-from study.lifeline import still_running
-from study.plan import plan_cells
-from study.protocol import RunSpec, load_protocol
-from study.runlock import RunLock
-from study.scheduler import dispatch_order, run_sweep
-from study.store import ResultStore
-from study.train import TrainingFailed
+from study.core.errors import StudyError
+from study.core.failures import FailureKind, failure_kind
+from study.execution.lifeline import still_running
+from study.execution.scheduler import dispatch_order, run_sweep
+from study.plan.cells import plan_cells
+from study.protocol.schema import RunSpec, load_protocol
+from study.run.lock import RunLock
+from study.store.results import ResultStore
+from study.training import worker
+from study.training.train import TrainingFailed
 
 
 def tiny_cells(tmp_path: Path):
@@ -137,7 +137,7 @@ def test_disk_full_in_a_cell_stops_the_sweep(tmp_path, monkeypatch):
 
 
 def test_a_dying_executor_stops_the_sweep_keeping_what_finished(tmp_path, monkeypatch):
-    from study import scheduler
+    from study.execution import scheduler
 
     cells = tiny_cells(tmp_path)
 
@@ -207,7 +207,7 @@ def test_run_options_do_not_change_run_ids(tmp_path):
 HOLDER = textwrap.dedent("""\
     import sys, time
     from pathlib import Path
-    from study.runlock import RunLock
+    from study.run.lock import RunLock
     lock = RunLock(Path(sys.argv[1]))
     lock.acquire()
     print("held", flush=True)
@@ -458,8 +458,8 @@ def _die_when_told(item: str) -> tuple[str, int]:
 
 
 def test_a_task_that_kills_its_worker_is_given_up_alone_and_the_others_finish():
-    from study.failures import WorkerLost
-    from study.pool import run_pooled
+    from study.core.failures import WorkerLost
+    from study.execution.pool import run_pooled
 
     outcomes = dict(run_pooled(_die_when_told, ["a", "deadly", "b", "c", "d"], jobs=2))
     lost = outcomes.pop("deadly")
@@ -473,7 +473,7 @@ def test_a_task_that_kills_its_worker_is_given_up_alone_and_the_others_finish():
 @pytest.mark.parametrize("exit_code, words", [(-9, "killed by SIGKILL, likely out of memory"),
                                               (-11, "killed by SIGSEGV (signal 11)"), (3, "exited with code 3")])
 def test_a_dead_process_is_described_by_signal_or_exit_code_and_peak_memory(exit_code, words):
-    from study.pool import ProcessDeath
+    from study.execution.pool import ProcessDeath
 
     described = ProcessDeath(exit_code, 300 * 2**20).describe()
     assert described.startswith(words) and described.endswith("; peak resident memory 300 MiB")
@@ -519,9 +519,9 @@ def test_a_cell_that_kills_its_worker_is_stored_failed_and_the_sweep_goes_on(tmp
 @pytest.mark.integration
 def test_a_trial_that_kills_its_worker_counts_as_failed_and_tuning_goes_on(tmp_path, monkeypatch):
     from study.data.sources import source_fingerprint
-    from study.plan import plan_units
-    from study.pool import worker_pool
-    from study.protocol import parse_protocol
+    from study.execution.pool import worker_pool
+    from study.plan.cells import plan_units
+    from study.protocol.schema import parse_protocol
     from study.tuning.phase import run_tuning
 
     protocol = parse_protocol(TUNED)

@@ -12,11 +12,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 from scipy import stats
-
-from study import figures, tables
-from study.analysis import METRICS, arm_order, flagged, is_degenerate, newest_per_key, summarize
-from study.protocol import load_protocol, parse_protocol
-from study.report import build_report, report_document
 from test_report_synthetic import (
     N_TEST,
     cell_row,
@@ -26,6 +21,18 @@ from test_report_synthetic import (
     write_protocol,
     write_store,
 )
+
+from study.analysis.summaries import (
+    METRICS,
+    arm_order,
+    flagged,
+    is_degenerate,
+    newest_per_key,
+    summarize,
+)
+from study.protocol.schema import load_protocol, parse_protocol
+from study.report import figures, tables
+from study.report.build import build_report, report_document
 
 ARMS = {
     "truncate(at=3)": ("truncate", None, 3.0),
@@ -454,7 +461,7 @@ def test_numbers_on_heatmap_cells_are_readable():
 
 
 def test_tsne_maps_at_most_max_images_of_a_large_training_split():
-    from study.embedding import MAX_IMAGES, _sample
+    from study.analysis.embedding import MAX_IMAGES, _sample
 
     small = np.arange(0, 2 * MAX_IMAGES, 2)
     assert np.array_equal(_sample(small), small)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from study import answer
-from study.protocol import parse_protocol
-from study.report import report_document
 from test_report_synthetic import POOL, cell_row, grid_rows, protocol_text, write_store
+
+from study.protocol.schema import parse_protocol
+from study.report import answer
+from study.report.build import report_document
 
 CLAIMS = """\
 report: {metric: auc, target: 0.85}

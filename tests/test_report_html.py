@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from study.protocol import load_protocol
-from study.report import build_report
 from test_report import CLAIMS, _features
 from test_report_synthetic import ARMS, grid_rows, write_protocol, write_store
+
+from study.protocol.schema import load_protocol
+from study.report.build import build_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 PROBE = """<script>

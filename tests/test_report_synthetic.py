@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from study.plan import plan_cells
-from study.protocol import parse_protocol
-from study.store import ResultStore
+from study.plan.cells import plan_cells
+from study.protocol.schema import parse_protocol
+from study.store.results import ResultStore
 
 ARMS = {  # label: strategy, depth, truncate_at
     "scratch": ("scratch", "all", None),

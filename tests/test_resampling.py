@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-
-from study.analysis import flagged
-from study.claims import evaluate_claim
-from study.protocol import ClaimSpec, ReportSpec
-from study.resampling import two_level_bootstrap, weighted_auc
-from study.significance import pairwise_table
 from test_report_synthetic import grid_rows, write_store
+
+from study.analysis.claims import evaluate_claim
+from study.analysis.resampling import two_level_bootstrap, weighted_auc
+from study.analysis.significance import pairwise_table
+from study.analysis.summaries import flagged
+from study.protocol.schema import ClaimSpec, ReportSpec
 
 
 def merged(labels, prob_a, prob_b) -> pd.DataFrame:
@@ -139,7 +139,7 @@ def test_many_classes_pair_each_probability_column_with_its_class():
 
 
 def test_side_by_side_equals_the_merge_on_image_id():
-    from study.resampling import side_by_side
+    from study.analysis.resampling import side_by_side
 
     rng = np.random.default_rng(0)
     ids = [f"img{i}" for i in range(30)]

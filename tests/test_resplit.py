@@ -7,18 +7,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
 from conftest import study_command, write_tiny_protocol
-from study.analysis import flagged
+from PIL import Image
+from test_report_synthetic import cell_row, predictions_for
+
+from study.analysis.significance import mcnemar_table
+from study.analysis.summaries import flagged
+from study.core.errors import ProtocolError
 from study.data.sources import load_dataset
 from study.data.splits import ensure_split, seed_split
-from study.errors import ProtocolError
-from study.protocol import CsvSpec, parse_protocol
-from study.significance import mcnemar_table
-from study.store import ResultStore
-from study.worker import WorkerContext, load_for
-from test_report_synthetic import cell_row, predictions_for
+from study.protocol.schema import CsvSpec, parse_protocol
+from study.store.results import ResultStore
+from study.training.worker import WorkerContext, load_for
 
 PATIENTS = 12  # per class, two images each; one more patient has an image of each class
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import study_command
-from study.claims import CONTRADICTED, SUPPORTED
-from study.cli import main
-from study.sequential import (
-    EVERY_CLAIM_DECIDED, LAST_LOOK_MADE, SequentialPlan, boundaries, nominal_levels, operating_characteristics,
+
+from study.analysis.claims import CONTRADICTED, SUPPORTED
+from study.analysis.sequential import (
+    EVERY_CLAIM_DECIDED,
+    LAST_LOOK_MADE,
+    SequentialPlan,
+    boundaries,
+    nominal_levels,
+    operating_characteristics,
 )
-from study.store import ResultStore
+from study.cli import main
+from study.store.results import ResultStore
 
 
 @pytest.mark.parametrize("information, published", [

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from study import worker
 from study.data.sources import source_fingerprint
-from study.plan import plan_cells
-from study.protocol import parse_protocol
-from study.worker import WorkerContext, run_cell
+from study.plan.cells import plan_cells
+from study.protocol.schema import parse_protocol
+from study.training import worker
+from study.training.worker import WorkerContext, run_cell
 
 PROTOCOL = """\
 name: shortcuts
@@ -68,7 +68,7 @@ def test_cached_features_match_the_full_model(protocol, cells, tmp_path):
 
 
 def test_feature_cache_is_read_back_not_recomputed(tmp_path):
-    from study.features import FeatureCache
+    from study.training.features import FeatureCache
 
     calls = []
 
@@ -87,8 +87,8 @@ def test_feature_cache_is_read_back_not_recomputed(tmp_path):
 
 
 def test_block_outputs_from_one_pass_equal_those_of_separate_passes(protocol, cells, tmp_path):
-    from study.features import compute_block_outputs
-    from study.worker import preprocessed_images
+    from study.training.features import compute_block_outputs
+    from study.training.worker import preprocessed_images
 
     settings, seed = cells[0].settings, cells[0].seed
     images = preprocessed_images(context(protocol, tmp_path), settings["backbone"]["name"])[:40]
@@ -134,7 +134,7 @@ def test_pretrained_cells_built_head_only_equal_a_full_build(tmp_path):
 
 
 def test_dispatch_puts_long_cells_first_and_keeps_arms_together():
-    from study.scheduler import dispatch_order
+    from study.execution.scheduler import dispatch_order
 
     protocol = parse_protocol(PROTOCOL.replace("  - {name: frozen}", "  - {name: frozen}\n  - {name: scratch}"))
     order = dispatch_order(plan_cells(protocol, source_fingerprint(protocol.dataset, None)))
@@ -178,7 +178,7 @@ def test_a_worker_that_grows_its_caches_is_kept(keep):
 def test_the_first_cached_cell_stores_every_block_the_sweep_needs(protocol, cells, tmp_path):
     from dataclasses import replace
 
-    from study.features import cached_blocks
+    from study.training.features import cached_blocks
 
     needed = cached_blocks(cells)
     assert list(needed.values()) == [[2, 4]], "finetune(depth=2) starts after block 2, frozen after block 4 of 5"
@@ -188,7 +188,7 @@ def test_the_first_cached_cell_stores_every_block_the_sweep_needs(protocol, cell
 
 
 def test_cached_block_outputs_are_keyed_by_the_resize_filter(cells):
-    from study.features import feature_key
+    from study.training.features import feature_key
 
     settings = cells[0].settings
     lanczos = {**settings, "dataset": {**settings["dataset"], "resize": "lanczos"}}

@@ -7,7 +7,7 @@ import pytest
 
 from study.data.dataset import Dataset, split_indices
 from study.data.splits import ensure_split, make_split, training_subsets
-from study.protocol import SyntheticSpec
+from study.protocol.schema import SyntheticSpec
 
 FRACTIONS = [0.05, 0.1, 0.25, 0.5, 1.0]
 BUSI_LABELS = np.repeat([0, 1, 2], [437, 210, 133])  # the real BUSI class sizes

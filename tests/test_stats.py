@@ -10,7 +10,7 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from study.stats import (
+from study.analysis.stats import (
     average_ranks,
     bootstrap_mean_ci,
     friedman,

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.curves import Fit, fit_curve, fit_curves, inverse_power_law, size_needed
+from study.analysis.curves import (
+    Fit,
+    fit_curve,
+    fit_curves,
+    inverse_power_law,
+    size_needed,
+)
 
 SIZES = np.array([20, 50, 100, 200, 500, 1000])
 

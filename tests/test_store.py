@@ -8,12 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from study.errors import StudyError
-from study.plan import plan_cells
-from study.protocol import parse_protocol
-from study.schema import CELLS
-from study.store import ResultStore
-from study.worker import _base_row
+from study.core.errors import StudyError
+from study.plan.cells import plan_cells
+from study.protocol.schema import parse_protocol
+from study.store.results import ResultStore
+from study.store.schema import CELLS
+from study.training.worker import _base_row
 
 CELL = plan_cells(parse_protocol("""\
 name: demo

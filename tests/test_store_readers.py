@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from study.cli import main
-from study.schema import CELLS
+from study.store.schema import CELLS
 
 DATA = "dataset: {source: synthetic, classes: 2, per_class: 20, size: 16}\n"
 TRAIN = ("backbone: {name: cnn, weights: none, width: 4}\nfractions: [1.0]\nseeds: 1\nrun: {retries: 0}\n"

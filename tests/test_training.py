@@ -8,10 +8,10 @@ from sklearn import metrics as sk
 
 from study.data.sources import load_dataset, source_fingerprint
 from study.data.splits import ensure_split
-from study.metrics import classification_metrics
-from study.plan import plan_cells
-from study.protocol import parse_protocol
-from study.worker import WorkerContext, run_cell
+from study.plan.cells import plan_cells
+from study.protocol.schema import parse_protocol
+from study.training.metrics import classification_metrics
+from study.training.worker import WorkerContext, run_cell
 
 PROTOCOL = """\
 name: arms
@@ -37,7 +37,7 @@ def cells():
 def build(cell, start_after_frozen: bool = False):
     import keras
 
-    from study.models.strategies import build_arm_model
+    from study.training.models.strategies import build_arm_model
 
     keras.utils.set_random_seed(0)
     return build_arm_model(cell.settings, 3, start_after_frozen)
@@ -86,7 +86,7 @@ def test_frozen_batch_norm_statistics_do_not_move(cells):
 
 def largest_changes(cell, groups, **rates) -> list[float]:
     """Train the cell's fresh model 2 epochs at the given rates; the largest change of each variable group."""
-    from study.train import Trainer
+    from study.training.train import Trainer
 
     arm = build(cell)
     rng = np.random.default_rng(1)
@@ -119,7 +119,7 @@ def test_the_output_layer_learns_at_its_own_rate(cells):
 
 
 def test_early_stopping_keeps_the_best_validation_epoch(cells):
-    from study.train import Trainer
+    from study.training.train import Trainer
 
     cell = cells["frozen(mlp)"]
     arm = build(cell)
@@ -159,7 +159,7 @@ def test_same_cell_twice_gives_identical_results(cells):
 
 
 def test_training_never_sees_validation_or_test_images(cells):
-    from study.worker import cell_indices
+    from study.training.worker import cell_indices
 
     protocol = parse_protocol(PROTOCOL)
     dataset = ensure_split(load_dataset(protocol.dataset, None), protocol.dataset)

@@ -12,17 +12,17 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import PROJECT, study_command
-from study import worker
+
+from study.core.errors import StudyError
 from study.data.sources import source_fingerprint
-from study.plan import plan_cells, plan_units
-from study.errors import StudyError
-from study.protocol import load_protocol, parse_protocol
-from study.store import ResultStore
+from study.plan.cells import plan_cells, plan_units
+from study.protocol.schema import load_protocol, parse_protocol
+from study.store.results import ResultStore
+from study.training import worker
+from study.training.trial import TrialTask, evaluate_trial
+from study.training.worker import WorkerContext
 from study.tuning.phase import open_search, run_tuning
-from study.tuning.trial import TrialTask, evaluate_trial
-from study.worker import WorkerContext
 
 BAD_DEFAULT = """\
 name: {name}

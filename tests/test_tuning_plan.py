@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from study.plan import plan_cells, plan_units
-from study.protocol import parse_protocol
-from study.tuning.units import space_for
+from study.plan.cells import plan_cells, plan_units
+from study.plan.tuning import space_for
+from study.protocol.schema import parse_protocol
 
 TUNED = """\
 name: tuned
@@ -67,7 +67,7 @@ def test_cells_await_tuning_then_train_with_the_chosen_values():
 
 
 def test_a_changed_budget_continues_tuning():
-    from study.tuning.units import current_choices
+    from study.plan.tuning import current_choices
 
     protocol = parse_protocol(TUNED)
     unit = plan_units(protocol, "data")[0]
@@ -96,7 +96,7 @@ def test_a_changed_budget_continues_tuning():
     ],
 )
 def test_bad_tuning_options_give_one_line(tuning, expected):
-    from study.errors import ProtocolError
+    from study.core.errors import ProtocolError
 
     text = TUNED.replace("tuning: {trials: 3, space: {dropout: {low: 0.1, high: 0.5}}}", f"tuning: {tuning}")
     with pytest.raises(ProtocolError, match=expected) as caught:

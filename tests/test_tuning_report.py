@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from study.protocol import load_protocol
-from study.report import build_report
 from test_report_synthetic import grid_rows, write_protocol, write_store
+
+from study.protocol.schema import load_protocol
+from study.report.build import build_report
 
 TUNING = "tuning: {trials: 6}\n"
 

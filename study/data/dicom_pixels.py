@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.errors import DataError
+from study.core.errors import DataError
 
 
 def dicom_pixels(path: Path) -> np.ndarray:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from study.core.errors import DataError
 from study.data.datadir import relative_hint, resolve_path
 from study.data.dataset import Dataset
 from study.data.fingerprint import Hasher
 from study.data.images import IMAGE_SUFFIXES, read_images
-from study.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from study.errors import DataError
+from study.core.errors import DataError
 
 _LOADER_VERSION = "study-data-1"  # part of every fingerprint: bump it when the rules of study.data.images change
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from study.errors import DataError
+from study.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from study.core.errors import DataError
 from study.data.dataset import SPLITS, Dataset
 from study.data.fingerprint import Hasher
 from study.data.images import is_grey, resize_all
 from study.data.medmnist_files import find_medmnist
 from study.data.medmnist_table import FLAGS
-from study.errors import DataError
 
 
 class Medmnist:

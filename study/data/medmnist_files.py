@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from study.core.errors import DataError
 from study.data.datadir import ENV_VAR
 from study.data.medmnist_table import FLAGS, SIZES, file_name, file_url
-from study.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from study.core.errors import DataError
 from study.data.cache import cache_file, read_cache, write_cache
 from study.data.datadir import ENV_VAR, resolve_data_dir
 from study.data.dataset import Dataset
@@ -16,7 +17,6 @@ from study.data.medmnist import Medmnist
 from study.data.medmnist_files import user_cache
 from study.data.medmnist_table import URL_VAR
 from study.data.synthetic import Synthetic
-from study.errors import DataError
 
 __all__ = ["ENV_VAR", "IMAGE_SUFFIXES", "describe_sources", "load_dataset", "resolve_data_dir", "source_fingerprint"]
 
@@ -97,7 +97,9 @@ def _open(spec, data_dir: Path | None):
     if spec.source == "csv":
         return csv_source(spec, data_dir)
     if spec.source == "dicom":
-        from study.data.dicom import dicom_source  # pydicom is imported only for DICOM data
+        from study.data.dicom import (
+            dicom_source,  # pydicom is imported only for DICOM data
+        )
 
         return dicom_source(spec, data_dir)
     raise ValueError(f"unknown dataset source {spec.source!r}")

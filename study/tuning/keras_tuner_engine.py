@@ -12,10 +12,10 @@ import itertools
 import json
 from pathlib import Path
 
-from study.protocol import Protocol
+from study.plan.tuning import TuningUnit, direction
+from study.protocol.schema import Protocol
+from study.training.trial import TrialOutcome
 from study.tuning.search import UnitSearch
-from study.tuning.trial import TrialOutcome
-from study.tuning.units import TuningUnit, direction
 
 ENDED = {"COMPLETED": "complete", "FAILED": "failed"}
 

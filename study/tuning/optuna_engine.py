@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.protocol import Protocol
+from study.plan.tuning import TuningUnit, direction
+from study.protocol.schema import Protocol
+from study.training.trial import TrialOutcome
 from study.tuning.search import UnitSearch
-from study.tuning.trial import TrialOutcome
-from study.tuning.units import TuningUnit, direction
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The tuning phase of `study run`: every unit's trials through the worker pool, then each unit's choice stored.
 
-Trials of all units share one pool of fresh worker processes (`study.pool`, as the sweep's cells) with
+Trials of all units share one pool of fresh worker processes (`study.execution.pool`, as the sweep's cells) with
 the sweep's WorkerContext, so their traced models and cached features carry over to the sweep. The driver asks
 the engine for a trial when a worker is free and tells it the outcome; units are dispatched one after another
 so that a worker keeps reusing one traced model. A unit whose budget is spent is stored as a choice
@@ -15,17 +15,17 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from study.errors import StudyError
-from study.failures import WorkerLost
-from study.protocol import Protocol
-from study.store import ResultStore
+from study.core.errors import StudyError
+from study.core.failures import WorkerLost
+from study.plan.tuning import TuningUnit, current_choices
+from study.protocol.schema import Protocol
+from study.store.results import ResultStore
+from study.training.trial import TrialOutcome, TrialTask, evaluate_trial
 from study.tuning.search import UnitSearch
-from study.tuning.trial import TrialOutcome, TrialTask, evaluate_trial
-from study.tuning.units import TuningUnit, current_choices
 
 if TYPE_CHECKING:  # the worker module imports scikit-learn; status and plan read this module
-    from study.cluster import Cluster
-    from study.worker import WorkerContext
+    from study.execution.cluster import Cluster
+    from study.training.worker import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def dispatch(searches: list[UnitSearch], context: WorkerContext, jobs: int,
     elif jobs <= 1:
         finished = ((task, evaluate_trial(context, task)) for task in tasks())
     else:
-        from study.pool import run_pooled
+        from study.execution.pool import run_pooled
 
         finished = run_pooled(partial(evaluate_trial, context), tasks(), jobs, context.log_dir)
     for task, outcome in finished:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from study.plan import Arm, Cell
-from study.protocol import HeadSpec, Protocol
-from study.tuning.trial import EpochReporter, TrialOutcome, TrialTask
-from study.tuning.units import TuningUnit, apply_values, complete_values, space_for
+from study.plan.cells import Cell
+from study.plan.tuning import TuningUnit, apply_values, complete_values, space_for
+from study.protocol.arms import Arm
+from study.protocol.schema import HeadSpec, Protocol
+from study.training.trial import EpochReporter, TrialOutcome, TrialTask
 
 
 class UnitSearch:

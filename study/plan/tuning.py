@@ -1,0 +1,143 @@
+"""What tuning tunes: one unit per arm (scope once) or per arm and fraction, and how its values enter cells.
+
+A cell of a tuned protocol carries `settings["tuned"]`: the values it trained with and where they came from
+(engine, scope, budget, the fraction tuned at, the metric). The values also replace the arm's learning rates and
+the training settings they name, so the run id changes with them; a protocol without `tuning:` has no such key
+and keeps its run ids. Until its unit is tuned a cell has `settings["tuned"] = None` (awaiting tuning).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from study.protocol.schema import HeadSpec, Protocol
+
+LOWER_IS_BETTER = {"val_loss"}
+
+
+@dataclass(frozen=True)
+class TuningUnit:
+    """One search: an arm at one fraction, with the settings every trial starts from."""
+
+    key: str  # stable id: a hash of everything that changes the trials' results
+    label: str  # arm label, e.g. finetune(depth=2)
+    fraction: float
+    base: dict[str, Any]  # the arm's cell settings with the protocol's values, before tuning
+
+    @property
+    def name(self) -> str:
+        """A readable, file-safe name of the unit: label, fraction and key."""
+        return f"{re.sub(r'[^A-Za-z0-9.=_-]+', '_', self.label).strip('_')}-f{self.fraction:g}-{self.key[:10]}"
+
+
+def tuned_fraction(protocol: Protocol, fraction: float) -> float:
+    """The fraction whose tuning a cell at `fraction` uses."""
+    tuning = protocol.tuning
+    if tuning.scope == "per_fraction":
+        return fraction
+    return tuning.fraction if tuning.fraction is not None else max(protocol.fractions)
+
+
+def make_unit(protocol: Protocol, label: str, base: dict[str, Any], fraction: float,
+              dataset_fingerprint: str) -> TuningUnit:
+    """The unit that tunes an arm (given by its untuned cell settings) for cells at `fraction`."""
+    tuning = protocol.tuning
+    at = tuned_fraction(protocol, fraction)
+    payload = {
+        "settings": base, "fraction": at, "dataset": dataset_fingerprint, "engine": tuning.engine,
+        "metric": protocol.tuning_metric(), "seed": tuning.seed, "space": sorted(space_for(base, protocol)),
+        "ranges": tuning.space.model_dump(), "pruner": tuning.pruner.model_dump(),
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return TuningUnit(hashlib.sha256(canonical.encode()).hexdigest()[:20], label, at, base)
+
+
+def space_for(settings: dict[str, Any], protocol: Protocol) -> dict[str, dict[str, Any]]:
+    """The parameters this arm searches, each {kind: log|linear|int, low, high}.
+
+    scratch trains every layer at the head rate and frozen has no trainable backbone, so neither searches
+    lr_backbone; with space.backbone_ratio the backbone rate follows the head rate instead of being searched;
+    dropout is searched only for mlp heads.
+    """
+    space = protocol.tuning.space
+    arm = settings["arm"]
+    searched = {"lr_head": {"kind": "log", **space.lr_head.model_dump()}}
+    uses_backbone = arm["strategy"] in {"finetune", "truncate"}
+    if uses_backbone and space.backbone_ratio is None:
+        searched["lr_backbone"] = {"kind": "log", **space.lr_backbone.model_dump()}
+    if space.weight_decay is not None:
+        searched["weight_decay"] = {"kind": "log", **space.weight_decay.model_dump()}
+    if space.dropout is not None and arm["head"]["kind"] == "mlp":
+        searched["dropout"] = {"kind": "linear", **space.dropout.model_dump()}
+    if space.epochs is not None:
+        searched["epochs"] = {"kind": "int", **space.epochs.model_dump()}
+    return searched
+
+
+def complete_values(values: dict[str, Any], settings: dict[str, Any], protocol: Protocol) -> dict[str, Any]:
+    """Searched values plus the learning rates they imply (scratch: backbone = head; ratio: head x ratio)."""
+    values = dict(values)
+    arm = settings["arm"]
+    if arm["strategy"] == "scratch":
+        values["lr_backbone"] = values["lr_head"]
+    elif "lr_backbone" not in values:
+        ratio = protocol.tuning.space.backbone_ratio
+        values["lr_backbone"] = values["lr_head"] * ratio if ratio is not None else arm["lr_backbone"]
+    return values
+
+
+def apply_values(settings: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of cell settings with tuned values in place of the protocol's (arm rates, head, training)."""
+    out = copy.deepcopy(settings)
+    out["arm"]["lr_head"] = float(values["lr_head"])
+    out["arm"]["lr_backbone"] = float(values["lr_backbone"])
+    if "dropout" in values:
+        out["arm"]["head"]["dropout"] = float(values["dropout"])
+    if "weight_decay" in values:
+        out["train"]["weight_decay"] = float(values["weight_decay"])
+    if "epochs" in values:
+        out["train"]["epochs"] = int(values["epochs"])
+    return out
+
+
+def tuned_settings(settings: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
+    """Cell settings with a unit's chosen values and their source, or marked as awaiting tuning (record None)."""
+    if record is None:
+        return {**settings, "tuned": None}
+    out = apply_values(settings, record["values"])
+    out["tuned"] = {key: record[key] for key in ("engine", "scope", "trials", "fraction", "metric", "values")}
+    return out
+
+
+def tuned_arm(arm, settings: dict[str, Any]):
+    """The Arm with the learning rates and head of (tuned) settings."""
+    values = settings["arm"]
+    return replace(arm, lr_backbone=values["lr_backbone"], lr_head=values["lr_head"], head=HeadSpec(**values["head"]))
+
+
+def tuning_columns(settings: dict[str, Any]) -> dict[str, Any]:
+    """The store columns of a tuned cell: source of its values and each chosen value (none for untuned protocols)."""
+    tuned = settings.get("tuned")
+    if not tuned:
+        return {}
+    columns = {f"tuning_{key}": tuned[key] for key in ("engine", "scope", "trials", "fraction", "metric")}
+    columns.update({f"tuned_{name}": value for name, value in sorted(tuned["values"].items())})
+    columns["tuned_json"] = json.dumps(tuned["values"], sort_keys=True)
+    return columns
+
+
+def current_choices(records: dict[str, dict], protocol: Protocol) -> dict[str, dict]:
+    """The stored choices made with the protocol's present budget (a changed budget means tuning goes on)."""
+    if protocol.tuning is None:
+        return {}
+    return {key: record for key, record in records.items() if record.get("trials") == protocol.tuning.trials}
+
+
+def direction(metric: str) -> str:
+    """minimize for losses, maximize otherwise."""
+    return "minimize" if metric in LOWER_IS_BETTER else "maximize"

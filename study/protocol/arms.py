@@ -1,0 +1,79 @@
+"""The arms a protocol's strategies stand for: one per depth or cut point listed, each with its label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from study.core.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from study.protocol.schema import BackboneSpec, HeadSpec, Protocol, StrategySpec
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One strategy variant: a column of the comparison (e.g. finetune with depth 2)."""
+
+    strategy: str
+    depth: str  # number of top blocks that train, or "all"
+    truncate_at: int | None
+    head: HeadSpec
+    lr_backbone: float
+    lr_head: float
+    lr_output: float | None = None  # the head's output layer; None: lr_head
+    backbone: BackboneSpec | None = None  # the strategy's own network; None: the protocol's
+
+    @property
+    def label(self) -> str:
+        return self._variant() + (f"[{backbone_tag(self.backbone)}]" if self.backbone else "")
+
+    def _variant(self) -> str:
+        if self.strategy == "finetune":
+            return f"finetune(depth={self.depth})"
+        if self.strategy == "truncate":
+            suffix = "" if self.depth == "all" else f",depth={self.depth}"
+            return f"truncate(at={self.truncate_at}{suffix})"
+        if self.strategy == "frozen" and self.head.kind != "linear":
+            return f"frozen({self.head.kind})"
+        return self.strategy
+
+
+def backbone_tag(backbone: BackboneSpec) -> str:
+    """A short name of a network in arm labels: the architecture, and its width when set."""
+    return backbone.name if backbone.width is None else f"{backbone.name}-{backbone.width}"
+
+
+def expand_arms(strategy: StrategySpec, protocol: Protocol) -> list[Arm]:
+    """The arms a strategy entry stands for (one per depth or cut point listed)."""
+    lr = strategy.lr or protocol.train.lr
+    own = {"head": strategy.head_spec(), "lr_head": lr.head, "lr_output": lr.output, "backbone": strategy.backbone}
+    if strategy.name == "scratch":
+        return [Arm("scratch", "all", None, lr_backbone=lr.head, **own)]
+    if strategy.name == "frozen":
+        return [Arm("frozen", "0", None, lr_backbone=lr.backbone, **own)]
+    if strategy.name == "finetune":
+        return [Arm("finetune", str(depth), None, lr_backbone=lr.backbone, **own) for depth in as_list(strategy.depth)]
+    depths = as_list(strategy.depth) or ["all"]
+    return [
+        Arm("truncate", str(depth), at, lr_backbone=lr.backbone, **own)
+        for at in as_list(strategy.at)
+        for depth in depths
+    ]
+
+
+def protocol_arms(protocol: Protocol) -> list[Arm]:
+    """Every arm of the protocol, in protocol order; an arm listed twice is an error."""
+    arms = [arm for strategy in protocol.strategies for arm in expand_arms(strategy, protocol)]
+    labels = [arm.label for arm in arms]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ProtocolError(f"strategies: the same arm is listed twice: {', '.join(duplicates)}")
+    return arms
+
+
+def as_list(value: Any) -> list:
+    """None as [], a list as itself, anything else as a one-item list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]

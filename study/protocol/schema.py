@@ -1,0 +1,510 @@
+"""Protocol files: parse YAML, validate with pydantic, report errors by file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from study.core.errors import ProtocolError
+from study.data.medmnist_table import FLAGS as MEDMNIST_FLAGS
+from study.protocol.arms import as_list, expand_arms
+from study.protocol.blocks import BLOCK_MAPS
+from study.protocol.errors import (
+    FieldError,
+    did_you_mean,
+    located_error,
+    validation_error,
+)
+
+
+class Strict(BaseModel):
+    """Base for every protocol section: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------------------------- dataset
+class DatasetBase(Strict):
+    size: int = Field(64, ge=16, le=1024, description="images are resized to size x size pixels")
+    resize: Literal["bilinear", "bicubic", "lanczos", "nearest", "box", "hamming"] = Field(
+        "bilinear", description="the resampling filter that brings every image to size x size (Pillow's)"
+    )
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="validation share when the source has no split")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="test share when the source has no split")
+    split_seed: int = Field(0, ge=0, description="seed of the train/val/test split when the source has none")
+    resplit: bool = Field(
+        False, description="each seed gets a train/val/test split of its own (only for a source without a split)"
+    )
+    ordinal: bool = Field(
+        False, description="the classes are ordered grades: add quadratic-weighted kappa and the mean absolute error "
+        "of the predicted class to every cell"
+    )
+    on_bad_file: Literal["fail", "skip"] = Field(
+        "fail", description="an unreadable image or a missing listed file fails the run, or is skipped and counted"
+    )
+
+
+class MedmnistSpec(DatasetBase):
+    source: Literal["medmnist"]
+    name: str = Field(description="MedMNIST flag, e.g. breastmnist; dataset.size picks <name>.npz or <name>_<px>.npz")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        key = value.lower()
+        if key not in MEDMNIST_FLAGS:
+            raise ValueError(f"expected one of the 2D MedMNIST datasets {sorted(MEDMNIST_FLAGS)}, got "
+                             f"{value!r}{did_you_mean(key, MEDMNIST_FLAGS)}")
+        if MEDMNIST_FLAGS[key].multi_label:
+            raise ValueError(f"expected a single-label dataset; {key} is multi-label, which study does not handle")
+        return key
+
+
+class FolderSpec(DatasetBase):
+    source: Literal["folder"]
+    path: str = Field(description="folder of class subfolders (optionally under train/val/test folders)")
+
+
+class CsvSpec(DatasetBase):
+    source: Literal["csv"]
+    path: str = Field(description="CSV manifest; image paths are relative to the CSV's folder")
+    path_column: str = "path"
+    label_column: str = "label"
+    group_column: str | None = None
+    split_column: str | None = None
+
+
+class DicomSpec(DatasetBase):
+    source: Literal["dicom"]
+    path: str = Field(description="folder of class subfolders of DICOM files, or a CSV manifest (a path ending .csv)")
+    path_column: str = Field("path", description="manifest: the column of DICOM paths, relative to the CSV's folder")
+    label_column: str = Field("label", description="manifest: the column of labels")
+    group_by: Literal["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "none"] = Field(
+        "PatientID", description="the header tag whose value groups images: a group never crosses a split"
+    )
+
+
+class SyntheticSpec(DatasetBase):
+    source: Literal["synthetic"]
+    classes: int = Field(2, ge=2, le=20)
+    per_class: int = Field(60, ge=4, le=5000)
+    channels: Literal[1, 3] = 1
+    noise: float = Field(0.35, ge=0, le=2)
+
+
+DatasetSpec = Annotated[Union[MedmnistSpec, FolderSpec, CsvSpec, DicomSpec, SyntheticSpec],
+                        Field(discriminator="source")]
+
+
+# ---------------------------------------------------------------------------------------------- backbone
+class BackboneSpec(Strict):
+    name: str = Field(description="architecture from the block maps (study plan prints them)")
+    weights: str = Field("imagenet", description="imagenet, none, or a path to a Keras weights file")
+    width: int | None = Field(None, ge=4, le=256, description="base channel count of the cnn backbone")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        key = value.lower()
+        if key not in BLOCK_MAPS:
+            raise ValueError(f"expected one of {sorted(BLOCK_MAPS)}, got {value!r}{did_you_mean(key, BLOCK_MAPS)}")
+        return key
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        if value.lower() in {"imagenet", "none"}:
+            return value.lower()
+        if not Path(value).expanduser().is_file():
+            raise ValueError(f"expected imagenet, none, or the path of a weights file; no file at {value!r}")
+        return value
+
+
+# -------------------------------------------------------------------------------------------- strategies
+Depth = int | Literal["all"]
+
+
+class HeadSpec(Strict):
+    kind: Literal["linear", "mlp"] = "linear"
+    units: tuple[int, ...] = Field((256,), description="hidden layer widths of an mlp head")
+    dropout: float = Field(0.5, ge=0, lt=1)
+
+
+class StrategySpec(Strict):
+    name: Literal["scratch", "frozen", "finetune", "truncate"]
+    depth: Depth | list[Depth] | None = Field(None, description="top blocks that train (finetune, truncate)")
+    at: int | list[int] | None = Field(None, description="block after which the backbone is cut (truncate)")
+    head: Literal["linear", "mlp"] | HeadSpec = "linear"
+    lr: LearningRates | None = None
+    backbone: BackboneSpec | None = Field(None, description="this strategy's own network (default: the protocol's)")
+
+    @model_validator(mode="after")
+    def _fields_fit_strategy(self) -> StrategySpec:
+        if self.name == "finetune" and self.depth is None:
+            raise ValueError("finetune needs depth: a number of top blocks, a list of them, or all")
+        if self.name == "truncate" and self.at is None:
+            raise ValueError("truncate needs at: the block after which the backbone is cut")
+        if self.name != "truncate" and self.at is not None:
+            raise ValueError(f"at is only for truncate, not {self.name}")
+        if self.name in {"scratch", "frozen"} and self.depth is not None:
+            raise ValueError(f"depth is not for {self.name} ({self.name} fixes what trains)")
+        for value in as_list(self.depth):
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"depth must be 0 or more, got {value}")
+        for value in as_list(self.at):
+            if value < 0:
+                raise ValueError(f"at must be 0 or more, got {value}")
+        return self
+
+    def backbone_spec(self, default: BackboneSpec) -> BackboneSpec:
+        return self.backbone or default
+
+    def head_spec(self) -> HeadSpec:
+        return HeadSpec(kind=self.head) if isinstance(self.head, str) else self.head
+
+
+# -------------------------------------------------------------------------------------------- training
+class LearningRates(Strict):
+    backbone: float = Field(1e-4, gt=0, le=1)
+    head: float = Field(1e-3, gt=0, le=1)
+    output: float | None = Field(None, gt=0, le=1, description="the head's output layer (default: head)")
+
+
+StrategySpec.model_rebuild()
+
+
+class EarlyStopping(Strict):
+    monitor: Literal["val_auc", "val_loss", "val_accuracy", "val_balanced_accuracy"] = "val_auc"
+    patience: int = Field(5, ge=1)
+
+
+class TrainSpec(Strict):
+    epochs: int = Field(30, ge=1, le=10000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    lr: LearningRates = LearningRates()
+    optimizer: Literal["adam", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    class_weight: Literal["balanced", "none"] = "balanced"
+    batchnorm: Literal["frozen", "train"] = Field(
+        "frozen", description="pretrained batch norm: frozen keeps inference mode even in blocks that train"
+    )
+    augment: bool = Field(False, description="random horizontal flips and small shifts of training images")
+    early_stopping: EarlyStopping | None = EarlyStopping()
+    min_steps: int = Field(
+        500, ge=0, le=1_000_000,
+        description="optimisation steps every cell gets at least: small subsets take several passes per epoch",
+    )
+    threads: int = Field(
+        1, ge=1, le=256, description="TensorFlow threads of each cell (results depend on it, so run ids do too)"
+    )
+
+
+class RunSpec(Strict):
+    """How a sweep treats failing cells; like the report options, never part of a run id."""
+
+    retries: int = Field(1, ge=0, le=10, description="extra attempts of a cell that fails with an ordinary error")
+    max_consecutive_failures: int | None = Field(
+        5, ge=1, description="stop the sweep after this many failed cells in a row (null: never stop)"
+    )
+
+
+# -------------------------------------------------------------------------------------------- tuning
+class OrderedRange(Strict):
+    """Base of the search ranges: low must lie below high."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OrderedRange:
+        if self.low >= self.high:
+            raise ValueError(f"low must be below high, got low {self.low:g} and high {self.high:g}")
+        return self
+
+
+class LogRange(OrderedRange):
+    """A log-uniform search range."""
+
+    low: float = Field(gt=0, description="smallest value tried")
+    high: float = Field(gt=0, le=10, description="largest value tried")
+
+
+class DropoutRange(OrderedRange):
+    """A uniform range of the mlp head's dropout."""
+
+    low: float = Field(ge=0, lt=1)
+    high: float = Field(ge=0, lt=1)
+
+
+class EpochRange(OrderedRange):
+    """A range of whole epoch counts (uniform)."""
+
+    low: int = Field(ge=1, le=10000)
+    high: int = Field(ge=1, le=10000)
+
+
+class SearchSpace(Strict):
+    """What tuning searches; a strategy searches only the values it uses (no backbone rate for scratch or frozen)."""
+
+    lr_head: LogRange = Field(LogRange(low=1e-4, high=3e-2), description="head learning rate (log-uniform)")
+    lr_backbone: LogRange = Field(LogRange(low=1e-6, high=1e-3), description="backbone learning rate (log-uniform)")
+    backbone_ratio: float | None = Field(
+        None, gt=0, le=1, description="tie the backbone rate to head rate x ratio (TTL: 0.1) instead of searching it"
+    )
+    weight_decay: LogRange | None = Field(None, description="weight decay (log-uniform); default: not tuned")
+    dropout: DropoutRange | None = Field(None, description="dropout of mlp heads; default: not tuned")
+    epochs: EpochRange | None = Field(None, description="maximum epochs; default: not tuned")
+
+
+class PrunerSpec(Strict):
+    """Optuna's median pruner: stop a trial whose validation value falls below the median of earlier trials."""
+
+    kind: Literal["median", "none"] = "median"
+    startup_trials: int = Field(3, ge=0, description="finished trials before any trial is pruned")
+    warmup_epochs: int = Field(1, ge=0, description="epochs every trial runs before it may be pruned")
+
+
+TuningMetric = Literal["val_auc", "val_loss", "val_accuracy", "val_balanced_accuracy"]
+
+
+class TuningSpec(Strict):
+    """Per-strategy hyperparameter search on the validation split; the chosen values replace the protocol's."""
+
+    engine: Literal["optuna", "keras_tuner"] = "optuna"
+    trials: int = Field(8, ge=1, le=1000, description="trials per tuned arm (the same budget for every arm)")
+    metric: TuningMetric | None = Field(None, description="validation metric; default train.early_stopping.monitor")
+    scope: Literal["once", "per_fraction"] = Field(
+        "once", description="once: tune each arm at `fraction` and reuse; per_fraction: tune each arm x fraction"
+    )
+    fraction: float | None = Field(None, gt=0, le=1, description="scope once: the fraction tuned at (default largest)")
+    seed: int = Field(0, ge=0, description="seed of the tuning subset, initialisation and sampler")
+    space: SearchSpace = SearchSpace()
+    pruner: PrunerSpec = PrunerSpec()
+
+    @model_validator(mode="after")
+    def _fraction_fits_scope(self) -> TuningSpec:
+        if self.scope == "per_fraction" and self.fraction is not None:
+            raise ValueError("fraction is only for scope: once (per_fraction tunes at every fraction)")
+        return self
+
+
+# ------------------------------------------------------------------------------------- report and claims
+CurveMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy", "accuracy_op",
+                      "balanced_accuracy_op", "f1_macro_op"]
+ClaimMetric = Literal["auc", "accuracy", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss", "accuracy_op",
+                      "balanced_accuracy_op", "f1_macro_op", "kappa_quadratic", "mae_class"]
+Side = str | list[str]
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ReportSpec(Strict):
+    """Options of the report; they never change run ids."""
+
+    metric: CurveMetric = Field("auc", description="metric of the learning curves, tests, rankings and heatmaps")
+    target: float | None = Field(None, gt=0, le=1, description="metric value whose training size the curves estimate")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of tests and claims")
+    exclude_degenerate: bool = Field(True, description="leave degenerate cells out of claims")
+    mcnemar: list[tuple[str, str]] | None = Field(
+        None, description="pairs of strategies or arms whose best cells McNemar compares; default every pair"
+    )
+    confusion_fraction: float | None = Field(None, description="fraction of the confusion matrices (default largest)")
+    tsne: bool = Field(True, description="draw the t-SNE map of the stored backbone features")
+
+
+class ClaimSpec(Strict):
+    """One claim: side a is better than side b (or not worse within a margin) on a metric at some fractions; or, for
+    kind trend, the arm of the ordered list a that validation picks moves along the list as the fraction grows."""
+
+    id: str = Field(pattern=_NAME, description="short name of the claim")
+    text: str = Field("", description="the claim in words, with its source")
+    a: Side = Field(description="an arm label, a strategy name, or a list of them; trend: arm labels in order")
+    b: Side | None = Field(None, description="an arm label, a strategy name, or a list of them (not for trend)")
+    kind: Literal["better", "not_worse", "trend"] = "better"
+    margin: float = Field(0.0, ge=0, lt=1, description="not_worse: how much worse a may be")
+    metric: ClaimMetric | None = Field(None, description="default report.metric")
+    fractions: Literal["all"] | list[float] = "all"
+    alpha: float | None = Field(None, gt=0, lt=0.5, description="default report.alpha")
+    exclude_degenerate: bool | None = Field(None, description="default report.exclude_degenerate")
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> ClaimSpec:
+        if self.kind != "not_worse" and self.margin:
+            raise ValueError("margin is only for kind: not_worse")
+        if self.kind == "not_worse" and not self.margin:
+            raise ValueError("not_worse needs a margin > 0 (with margin 0 it is the better claim)")
+        if self.kind == "trend":
+            if self.b is not None:
+                raise ValueError("a trend claim has no b: a lists the arms in order (e.g. shallow to deep)")
+            if len(self.side("a")) < 2:
+                raise ValueError("a trend claim needs a list of at least 2 arms in a")
+        elif self.b is None:
+            raise ValueError(f"a {self.kind} claim needs b: an arm label, a strategy name, or a list of them")
+        return self
+
+    def side(self, which: str) -> list[str]:
+        value = getattr(self, which)
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else list(value)
+
+
+# -------------------------------------------------------------------------------------------- protocol
+class Protocol(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="results go to <results dir>/<name>/")
+    description: str = ""
+    dataset: DatasetSpec
+    backbone: BackboneSpec
+    strategies: list[StrategySpec] = Field(min_length=1)
+    fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(min_length=1, description="shares of the training split")
+    seeds: int | list[int] = Field(3, description="a count (seeds 0..n-1) or an explicit list")
+    train: TrainSpec = TrainSpec()
+    run: RunSpec = RunSpec()
+    tuning: TuningSpec | None = Field(None, description="tune learning rates (and more) per arm on validation")
+    report: ReportSpec = ReportSpec()
+    claims: list[ClaimSpec] = Field(default_factory=list, description="claims the report tests")
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        if len(set(values)) != len(values):
+            raise ValueError("fractions must not repeat")
+        return sorted(values)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: int | list[int]) -> int | list[int]:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"seeds must be at least 1, got {value}")
+        if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
+            raise ValueError("a seed list must be non-empty, without repeats, and of non-negative numbers")
+        return value
+
+    @model_validator(mode="after")
+    def _cut_points_exist(self) -> Protocol:
+        for index, strategy in enumerate(self.strategies):
+            name = strategy.backbone_spec(self.backbone).name
+            blocks = BLOCK_MAPS[name].blocks
+            last = len(blocks) - 1
+            for at in as_list(strategy.at):
+                if at > last:
+                    raise FieldError(
+                        ("strategies", index, "at"),
+                        f"{name} has blocks 0..{last} ({', '.join(b.name for b in blocks)}), got {at}",
+                    )
+            for depth in as_list(strategy.depth):
+                if isinstance(depth, int) and depth > len(blocks):
+                    raise FieldError(
+                        ("strategies", index, "depth"),
+                        f"{name} has {len(blocks)} blocks, got depth {depth}; use all for every block",
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _report_names_exist(self) -> Protocol:
+        labels = [arm.label for strategy in self.strategies for arm in expand_arms(strategy, self)]
+        names = list(dict.fromkeys([strategy.name for strategy in self.strategies] + labels))
+        fractions = set(self.fractions)
+        ids = [claim.id for claim in self.claims]
+        for index, claim in enumerate(self.claims):
+            if claim.id in ids[:index]:
+                raise FieldError(("claims", index, "id"), f"claim ids must be unique, {claim.id!r} repeats")
+            for which in ("a",) if claim.kind == "trend" else ("a", "b"):
+                if not claim.side(which):
+                    raise FieldError(("claims", index, which),
+                                      "expected an arm, a strategy, or a non-empty list of them")
+                for name in claim.side(which):
+                    if name not in names:
+                        raise FieldError(("claims", index, which), _unknown_name(name, names))
+                    if claim.kind == "trend" and name not in labels:
+                        raise FieldError(("claims", index, which),
+                                          f"a trend claim lists arms, not strategies; expected one of {labels}, got {name!r}")
+            if set(claim.side("a")) & set(claim.side("b")):
+                raise FieldError(("claims", index, "b"), "a and b must not share an arm or strategy")
+            for fraction in [] if claim.fractions == "all" else claim.fractions:
+                if fraction not in fractions:
+                    raise FieldError(("claims", index, "fractions"),
+                                      f"expected fractions of {self.fractions}, got {fraction}")
+        for index, pair in enumerate(self.report.mcnemar or []):
+            for name in pair:
+                if name not in names:
+                    raise FieldError(("report", "mcnemar", index), _unknown_name(name, names))
+        if self.report.confusion_fraction is not None and self.report.confusion_fraction not in fractions:
+            raise FieldError(("report", "confusion_fraction"),
+                              f"expected one of the fractions {self.fractions}, got {self.report.confusion_fraction}")
+        return self
+
+    @model_validator(mode="after")
+    def _resplit_needs_no_source_split(self) -> Protocol:
+        dataset = self.dataset
+        if dataset.resplit and dataset.source == "medmnist":
+            raise FieldError(("dataset", "resplit"), resplit_refusal("medmnist's official split"))
+        if dataset.resplit and dataset.source == "csv" and dataset.split_column is not None:
+            raise FieldError(("dataset", "resplit"), resplit_refusal(f"the CSV's {dataset.split_column!r} column"))
+        return self
+
+    @model_validator(mode="after")
+    def _tuning_fraction_exists(self) -> Protocol:
+        tuning = self.tuning
+        if tuning is not None and tuning.fraction is not None and tuning.fraction not in self.fractions:
+            raise FieldError(("tuning", "fraction"), f"expected one of the fractions {self.fractions}, got {tuning.fraction}")
+        return self
+
+    def tuning_metric(self) -> str:
+        """The validation metric tuning optimises (the early-stopping monitor unless tuning names one)."""
+        if self.tuning is not None and self.tuning.metric is not None:
+            return self.tuning.metric
+        return self.train.early_stopping.monitor if self.train.early_stopping else "val_loss"
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+# ------------------------------------------------------------------------------------------- loading
+def resplit_refusal(own_split: str) -> str:
+    """The error of dataset.resplit on a source that has its own split (named by own_split)."""
+    return f"expected false: the source has its own train/val/test split ({own_split}), which stays fixed; got true"
+
+
+def _unknown_name(name: str, names: list[str]) -> str:
+    return f"expected a strategy or arm of this protocol, one of {names}, got {name!r}{did_you_mean(name, names)}"
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate a protocol file; raise ProtocolError naming file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read protocol ({exc.strerror})") from None
+    return parse_protocol(text, str(path))
+
+
+def parse_protocol(text: str, filename: str = "<protocol>") -> Protocol:
+    """Validate protocol text; filename only appears in error messages."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise ProtocolError(f"{filename}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{filename}:1: a protocol is a mapping of fields (name, dataset, ...), got {type(data).__name__}")
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, data, node, filename, Protocol) from None
+
+
+def field_error(path: str | Path, loc: tuple, message: str) -> ProtocolError:
+    """A ProtocolError in the FILE:LINE: field: message template, for checks that need more than the file."""
+    return located_error(str(path), yaml.compose(Path(path).read_text(), Loader=yaml.SafeLoader), loc, message)
+
+

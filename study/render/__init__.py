@@ -1,1 +1,0 @@
-"""Rendering the report document: Markdown, self-contained HTML, LaTeX tables, and the files on disk."""

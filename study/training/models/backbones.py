@@ -1,0 +1,250 @@
+"""Backbones: build a headless network by block map, preprocess its input, and cut it by block.
+
+TensorFlow and Keras are imported inside the functions that need them, so importing this module
+stays cheap for `plan`, `validate` and the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from bisect import bisect_left
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from study.core.errors import StudyError
+from study.protocol.blocks import CNN_BLOCKS, BackboneInfo, backbone_info
+
+if TYPE_CHECKING:
+    import keras
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CNN_WIDTH = 32
+_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+_TORCH_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_TORCH_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_URL = re.compile(r"https?://\S+")
+
+
+# ------------------------------------------------------------------------------------------------ build
+def build_backbone(name: str, weights: str, size: int, width: int | None = None) -> keras.Model:
+    """A headless backbone on (size, size, 3) input whose output is its last block's last layer.
+
+    `weights` is "imagenet" (Keras' own cache and download), "none" (random init) or a weights file.
+    `width` is the base channel count of the built-in cnn and is refused for the other backbones.
+    """
+    info = backbone_info(name)
+    _check_size(info, size)
+    logger.info("building %s at %d px, weights %s", info.name, size, weights)
+    if info.keras_class is None:
+        return _build_cnn(weights, size, width)
+    if width is not None:
+        raise StudyError(f"width applies only to the cnn backbone, not to {info.name} (got width {width})")
+    if weights == "imagenet":
+        return _build_imagenet(info, size)
+    model = _keras_application(info, None, size)
+    if weights != "none":
+        _load_weights_file(model, Path(weights))
+    return model
+
+
+def _check_size(info: BackboneInfo, size: int) -> None:
+    if size < info.min_size:
+        raise StudyError(f"{info.name} needs inputs of at least {info.min_size} px, got size {size}")
+
+
+def _keras_application(info: BackboneInfo, weights: str | None, size: int) -> keras.Model:
+    import keras
+
+    constructor = getattr(keras.applications, info.keras_class)
+    return constructor(include_top=False, weights=weights, input_shape=(size, size, 3))
+
+
+def _build_imagenet(info: BackboneInfo, size: int) -> keras.Model:
+    try:
+        return _keras_application(info, "imagenet", size)
+    except Exception as error:  # Keras' download fails as Exception, URLError, OSError or ValueError
+        raise StudyError(_missing_weights_message(info, size, error)) from error
+
+
+def _missing_weights_message(info: BackboneInfo, size: int, error: Exception) -> str:
+    """One line: the architecture and size, the file Keras wanted, why it failed and where to put it."""
+    wanted = _wanted_file(error)
+    what = f"the file {wanted}" if wanted else "its weights file"
+    reason = _one_line(str(error).rsplit(" -- ", 1)[-1])
+    return (
+        f"ImageNet weights for {info.keras_class} at {size} px are not available: Keras wanted {what} "
+        f"and could not get it ({reason}); put it in {_keras_models_dir()} or give weights as a file path"
+    )
+
+
+def _wanted_file(error: BaseException | None) -> str | None:
+    """The weights file name in the URL of Keras' download error (or of its causes), if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        match = _URL.search(str(error))
+        if match:
+            return match.group().rstrip(":").rsplit("/", 1)[-1]
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _keras_models_dir() -> str:
+    """Where Keras looks for application weights: $KERAS_HOME/models, or ~/.keras/models."""
+    home = os.environ.get("KERAS_HOME") or os.path.expanduser(os.path.join("~", ".keras"))
+    return os.path.join(home, "models") + os.sep
+
+
+# ------------------------------------------------------------------------------------------- weights file
+def _load_weights_file(model: keras.Model, path: Path) -> None:
+    """Load a weights file by topology, or by layer name for a legacy .h5 whose topology differs."""
+    if not path.is_file():
+        raise StudyError(f"weights file {path} not found (weights is 'imagenet', 'none' or a file path)")
+    try:
+        model.load_weights(path)
+    except Exception as error:  # Keras raises ValueError, KeyError or OSError for files that do not fit
+        if not _is_legacy_h5(path):
+            raise StudyError(f"weights file {path} does not fit {model.name}: {_one_line(error)}") from error
+        logger.info("%s: topology differs from %s, loading by layer name", path, model.name)
+        _load_by_name(model, path)
+
+
+def _is_legacy_h5(path: Path) -> bool:
+    return path.suffix in {".h5", ".hdf5"} and not path.name.endswith(".weights.h5")
+
+
+def _load_by_name(model: keras.Model, path: Path) -> None:
+    in_file = _h5_layers(path)
+    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in in_file]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise StudyError(f"weights file {path} lacks {len(missing)} layers of {model.name} ({shown})")
+    try:
+        model.load_weights(path, by_name=True)
+    except Exception as error:  # shape mismatches surface as ValueError
+        raise StudyError(f"weights file {path} does not fit {model.name}: {_one_line(error)}") from error
+
+
+def _h5_layers(path: Path) -> set[str]:
+    """Names of the layers that hold weights in a legacy Keras .h5 weights or model file."""
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise StudyError(f"weights file {path} is not an HDF5 file")
+    with h5py.File(path, "r") as file:
+        group = file["model_weights"] if "layer_names" not in file.attrs and "model_weights" in file else file
+        names = [_text(name) for name in group.attrs.get("layer_names", [])]
+        return {name for name in names if len(group[name].attrs.get("weight_names", [])) > 0}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _one_line(error: Exception | str, limit: int = 300) -> str:
+    """The error's message on one line, cut short: Keras' mismatch errors print whole tensors."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------- the cnn
+def _build_cnn(weights: str, size: int, width: int | None) -> keras.Model:
+    """The built-in scratch cnn: a stem and CNN_BLOCKS conv-bn-relu-maxpool stages doubling channels."""
+    import keras
+
+    if weights != "none":
+        raise StudyError(f"the cnn backbone trains from scratch: weights must be none, got {weights!r}")
+    width = DEFAULT_CNN_WIDTH if width is None else width
+    inputs = keras.Input((size, size, 3), name="image")
+    x = _conv_bn_relu(inputs, width, "stem")
+    for i in range(1, CNN_BLOCKS + 1):
+        x = _conv_bn_relu(x, width * 2 ** (i - 1), f"block{i}")
+        x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    return keras.Model(inputs, x, name=f"cnn_w{width}")
+
+
+def _conv_bn_relu(x, filters: int, prefix: str):
+    import keras
+
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
+    return keras.layers.ReLU(name=f"{prefix}_relu")(x)
+
+
+# ------------------------------------------------------------------------------------------- preprocess
+def preprocess(name: str, images: np.ndarray) -> np.ndarray:
+    """uint8 N x H x W (x 1 or 3) images as float32 N x H x W x 3, scaled the way the backbone expects.
+
+    "tf", "caffe" and "torch" equal keras.applications.imagenet_utils.preprocess_input without
+    importing TensorFlow; "none" keeps 0..255; "unit" divides by 255.
+    """
+    x = _rgb_float(images)
+    mode = backbone_info(name).preprocessing
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "caffe":
+        return x[..., ::-1] - _CAFFE_MEAN_BGR
+    if mode == "torch":
+        return (x / 255.0 - _TORCH_MEAN) / _TORCH_STD
+    if mode == "unit":
+        return x / 255.0
+    return x
+
+
+def _rgb_float(images: np.ndarray) -> np.ndarray:
+    """uint8 images as float32 with 3 channels, grey repeated."""
+    if images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images, got {images.dtype}")
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"expected N x H x W x C images with C 1 or 3, got shape {images.shape}")
+    x = images.astype(np.float32)
+    return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+
+
+# ----------------------------------------------------------------------------------------------- blocks
+def layer_blocks(model: keras.Model, info: BackboneInfo) -> list[int]:
+    """The block index of each layer of `model.layers` in order; -1 for the input layer."""
+    import keras
+
+    ends = _block_ends(model, info)
+    blocks = []
+    for position, layer in enumerate(model.layers):
+        if isinstance(layer, keras.layers.InputLayer):
+            blocks.append(-1)
+            continue
+        block = bisect_left(ends, position)
+        if block == len(ends):
+            message = f"layer {layer.name} of {model.name} is after the last block"
+            raise RuntimeError(f"block map of {info.name}: {message}")
+        blocks.append(block)
+    return blocks
+
+
+def _block_ends(model: keras.Model, info: BackboneInfo) -> list[int]:
+    """Positions in model.layers of each block's last layer; a bug in the block map if absent or unordered."""
+    position = {layer.name: index for index, layer in enumerate(model.layers)}
+    missing = [block.last_layer for block in info.blocks if block.last_layer not in position]
+    if missing:
+        raise RuntimeError(f"block map of {info.name}: model {model.name} has no layer {', '.join(missing)}")
+    ends = [position[block.last_layer] for block in info.blocks]
+    if any(later <= earlier for earlier, later in zip(ends, ends[1:])):
+        raise RuntimeError(f"block map of {info.name}: last layers are not in model order in {model.name}")
+    return ends
+
+
+def truncate(model: keras.Model, info: BackboneInfo, at: int) -> keras.Model:
+    """The backbone cut after block `at` (blocks 0..at kept), sharing the layers of `model`."""
+    import keras
+
+    last = len(info.blocks) - 1
+    if not 0 <= at <= last:
+        raise StudyError(f"{info.name} has blocks 0..{last} ({', '.join(info.block_names())}), got at {at}")
+    output = model.get_layer(info.blocks[at].last_layer).output
+    return keras.Model(model.input, output, name=f"{model.name}_to_{info.blocks[at].name}")
