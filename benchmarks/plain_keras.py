@@ -18,15 +18,12 @@ import pandas as pd
 from study.data.sources import resolve_data_dir, source_fingerprint
 from study.plan.cells import plan_cells
 from study.protocol.schema import load_protocol
+from study.training.caches import load_for, preprocessed_images
+from study.training.context import WorkerContext
 from study.training.metrics import classification_metrics
 from study.training.models.strategies import TRAINED_BN_MOMENTUM
+from study.training.subsets import cell_indices
 from study.training.train import class_weights
-from study.training.worker import (
-    WorkerContext,
-    cell_indices,
-    load_for,
-    preprocessed_images,
-)
 
 
 def plain_model(cell, n_classes: int):

@@ -58,13 +58,10 @@ from study.protocol.arms import expand_arms
 from study.protocol.blocks import BackboneInfo, backbone_info
 from study.protocol.schema import Protocol, load_protocol
 from study.store.results import ResultStore
+from study.training.caches import load_for, preprocessed_images
+from study.training.context import WorkerContext
 from study.training.metrics import classification_metrics
-from study.training.worker import (
-    WorkerContext,
-    cell_indices,
-    load_for,
-    preprocessed_images,
-)
+from study.training.subsets import cell_indices
 
 C_GRID = np.logspace(-4, 2, 7)
 MONITORED = {"val_auc": "auc", "val_loss": "log_loss", "val_accuracy": "accuracy",

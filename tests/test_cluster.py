@@ -166,7 +166,8 @@ def test_feature_map_comes_back_from_a_dask_worker_as_computed_here(tmp_path, da
     from study.execution.dask import DaskCluster
     from study.execution.local import run_task
     from study.protocol.schema import load_protocol
-    from study.training.worker import WorkerContext, feature_map
+    from study.training.context import WorkerContext
+    from study.training.feature_map import feature_map
 
     protocol = load_protocol(write_tiny_protocol(tmp_path))
     context = WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=None, cache_dir=str(tmp_path / "cache"),
@@ -235,7 +236,8 @@ def test_a_worker_that_cannot_write_the_cache_folder_uses_its_own(tmp_path):
 def test_a_worker_reading_other_data_than_the_driver_fails_its_cells(tmp_path):
     from study.plan.cells import plan_cells
     from study.protocol.schema import load_protocol
-    from study.training.worker import WorkerContext, run_cell
+    from study.training.context import WorkerContext
+    from study.training.worker import run_cell
 
     protocol = load_protocol(write_tiny_protocol(tmp_path))
     cell = plan_cells(protocol, "fingerprint")[0]
@@ -266,7 +268,7 @@ def tune_on(cluster, tmp_path: Path) -> set[int]:
     from study.data.sources import source_fingerprint
     from study.plan.cells import plan_units
     from study.protocol.schema import parse_protocol
-    from study.training.worker import WorkerContext
+    from study.training.context import WorkerContext
     from study.tuning.phase import run_tuning
 
     protocol = parse_protocol(TUNED.format(name=cluster.kind))

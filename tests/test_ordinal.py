@@ -15,8 +15,9 @@ from study.data.sources import source_fingerprint
 from study.plan.cells import plan_cells
 from study.protocol.schema import parse_protocol
 from study.report.build import report_document
+from study.training.context import WorkerContext
 from study.training.metrics import ordinal_metrics
-from study.training.worker import WorkerContext, run_cell
+from study.training.worker import run_cell
 
 GRADES = """\
 name: grades

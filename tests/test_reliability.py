@@ -28,6 +28,9 @@ from study.protocol.schema import RunSpec, load_protocol
 from study.run.lock import RunLock
 from study.store.results import ResultStore
 from study.training import worker
+from study.training.context import WorkerContext
+from study.training.process import KILL_HOOK
+from study.training.rows import cell_row
 from study.training.train import TrainingFailed
 
 
@@ -35,8 +38,8 @@ def tiny_cells(tmp_path: Path):
     return plan_cells(load_protocol(write_tiny_protocol(tmp_path)), "fingerprint")
 
 
-def context() -> worker.WorkerContext:
-    return worker.WorkerContext(dataset={}, data_dir=None, cache_dir=None, threads=1)
+def context() -> WorkerContext:
+    return WorkerContext(dataset={}, data_dir=None, cache_dir=None, threads=1)
 
 
 def fake_run(outcomes: list):
@@ -48,7 +51,7 @@ def fake_run(outcomes: list):
         outcome = outcomes.pop(0) if outcomes else None
         if isinstance(outcome, BaseException):
             raise outcome
-        row = worker._base_row(cell, started)
+        row = cell_row(cell, started)
         row.update(status="done", auc=0.9)
         return row, None
 
@@ -142,7 +145,7 @@ def test_a_dying_executor_stops_the_sweep_keeping_what_finished(tmp_path, monkey
     cells = tiny_cells(tmp_path)
 
     def dying(todo, context, jobs, retries, cluster=None):
-        row = worker._base_row(todo[0], worker.datetime.now())
+        row = cell_row(todo[0], datetime.now())
         yield {**row, "status": "done"}, None
         raise RuntimeError("A worker process managed by the executor was unexpectedly terminated.\nSIGKILL(-9)")
 
@@ -157,7 +160,7 @@ def test_unwritable_store_stops_the_sweep_with_one_line(tmp_path, monkeypatch):
     cells = tiny_cells(tmp_path)
     monkeypatch.setattr(worker, "_run", fake_run([]))
     store = ResultStore(tmp_path / "results", "tiny")
-    store.put(worker._base_row(cells[0], datetime.now(timezone.utc)) | {"run_id": "earlier", "status": "done"}, None)
+    store.put(cell_row(cells[0], datetime.now(timezone.utc)) | {"run_id": "earlier", "status": "done"}, None)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -290,7 +293,7 @@ def test_prune_lists_then_deletes_only_stale_results(tmp_path, capsys):
     protocol = write_tiny_protocol(tmp_path)
     args = ["--results-dir", str(tmp_path / "results")]
     store = ResultStore(tmp_path / "results", "tiny")
-    old = worker._base_row(tiny_cells(tmp_path)[0], datetime.now(timezone.utc))
+    old = cell_row(tiny_cells(tmp_path)[0], datetime.now(timezone.utc))
     store.put(old | {"run_id": "old-settings", "status": "done"},
               pd.DataFrame({"run_id": ["old-settings"], "image_id": ["a"], "label": [0], "predicted": [0],
                             "prob_0": [1.0]}))
@@ -502,7 +505,7 @@ def test_a_cell_that_kills_its_worker_is_stored_failed_and_the_sweep_goes_on(tmp
     deadly = victim(protocol)
     result = study_command("run", str(protocol), "--results-dir", str(tmp_path / "results"), "--report-dir",
                            str(tmp_path / "report"), "--jobs", "2", "--no-progress", "--executor", executor,
-                           env={worker.KILL_HOOK: deadly.run_id, **LOOPBACK_RAY}, timeout=600)
+                           env={KILL_HOOK: deadly.run_id, **LOOPBACK_RAY}, timeout=600)
     assert result.returncode == 1, result.stderr
     assert "3 done, 1 failed, 0 skipped" in result.stdout and "the sweep stopped" not in result.stderr
     cells = ResultStore(tmp_path / "results", "tiny").cells().set_index("run_id")
@@ -526,10 +529,10 @@ def test_a_trial_that_kills_its_worker_counts_as_failed_and_tuning_goes_on(tmp_p
 
     protocol = parse_protocol(TUNED)
     unit = plan_units(protocol, source_fingerprint(protocol.dataset, None))[0]
-    monkeypatch.setenv(worker.KILL_HOOK, f"{unit.name}-trial1")
+    monkeypatch.setenv(KILL_HOOK, f"{unit.name}-trial1")
     worker_pool(2).shutdown(wait=True)  # workers started by an earlier test would not see the hook
     store = ResultStore(tmp_path / "results", protocol.name)
-    context = worker.WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=None,
+    context = WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=None,
                                    cache_dir=str(tmp_path / "cache"), threads=1)
     outcomes = []
     choices = run_tuning(protocol, store, [unit], context, jobs=2, on_trial=lambda unit, outcome: outcomes.append(outcome))

@@ -18,7 +18,8 @@ from study.data.sources import load_dataset
 from study.data.splits import ensure_split, seed_split
 from study.protocol.schema import CsvSpec, parse_protocol
 from study.store.results import ResultStore
-from study.training.worker import WorkerContext, load_for
+from study.training.caches import load_for
+from study.training.context import WorkerContext
 
 PATIENTS = 12  # per class, two images each; one more patient has an image of each class
 

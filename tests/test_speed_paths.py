@@ -8,8 +8,10 @@ import pytest
 from study.data.sources import source_fingerprint
 from study.plan.cells import plan_cells
 from study.protocol.schema import parse_protocol
-from study.training import worker
-from study.training.worker import WorkerContext, run_cell
+from study.training import caches
+from study.training.context import WorkerContext
+from study.training.process import keep_worker_process
+from study.training.worker import run_cell
 
 PROTOCOL = """\
 name: shortcuts
@@ -43,12 +45,12 @@ def test_reused_model_gives_the_fresh_build_result(protocol, cells, tmp_path):
     finetune = [cell for cell in cells if cell.arm.strategy == "finetune"]
     first, second = finetune[0], finetune[-1]
     assert (first.seed, first.fraction) != (second.seed, second.fraction)
-    worker._TRAINERS.clear()
+    caches._TRAINERS.clear()
     run_cell(first, context(protocol, tmp_path))
-    assert len(worker._TRAINERS) == 1
+    assert len(caches._TRAINERS) == 1
     reused_row, reused = run_cell(second, context(protocol, tmp_path))
-    assert len(worker._TRAINERS) == 1, "the second cell should reuse the first cell's traced model"
-    worker._TRAINERS.clear()
+    assert len(caches._TRAINERS) == 1, "the second cell should reuse the first cell's traced model"
+    caches._TRAINERS.clear()
     fresh_row, fresh = run_cell(second, context(protocol, tmp_path))
     assert reused_row["status"] == fresh_row["status"] == "done", reused_row["error"]
     np.testing.assert_array_equal(reused.filter(like="prob_").to_numpy(), fresh.filter(like="prob_").to_numpy())
@@ -87,8 +89,8 @@ def test_feature_cache_is_read_back_not_recomputed(tmp_path):
 
 
 def test_block_outputs_from_one_pass_equal_those_of_separate_passes(protocol, cells, tmp_path):
+    from study.training.caches import preprocessed_images
     from study.training.features import compute_block_outputs
-    from study.training.worker import preprocessed_images
 
     settings, seed = cells[0].settings, cells[0].seed
     images = preprocessed_images(context(protocol, tmp_path), settings["backbone"]["name"])[:40]
@@ -121,12 +123,12 @@ def test_pretrained_cells_built_head_only_equal_a_full_build(tmp_path):
     cells = plan_cells(protocol, source_fingerprint(protocol.dataset, None))
     for label in ("frozen(mlp)", "finetune(depth=1)", "truncate(at=3,depth=1)"):
         first, second = [cell for cell in cells if cell.arm.label == label]
-        worker._TRAINERS.clear()
+        caches._TRAINERS.clear()
         run_cell(first, context(protocol, tmp_path))
-        (_, start), = worker._TRAINERS.values()
+        (_, start), = caches._TRAINERS.values()
         assert start is not None and start.draws > 0, "the backbone's seed draws should be counted"
         reused_row, reused = run_cell(second, context(protocol, tmp_path))
-        worker._TRAINERS.clear()
+        caches._TRAINERS.clear()
         fresh_row, fresh = run_cell(second, context(protocol, tmp_path))
         assert reused_row["status"] == fresh_row["status"] == "done", reused_row["error"]
         np.testing.assert_array_equal(reused.filter(like="prob_").to_numpy(), fresh.filter(like="prob_").to_numpy())
@@ -154,7 +156,7 @@ def _hold_memory_and_report(megabytes: int, keep: bool) -> int:
     import time
 
     if keep:
-        worker.keep_worker_process()
+        keep_worker_process()
     else:  # loky's own threshold, whatever an earlier task in this reused worker set
         from joblib.externals.loky import process_executor
 

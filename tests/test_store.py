@@ -13,7 +13,7 @@ from study.plan.cells import plan_cells
 from study.protocol.schema import parse_protocol
 from study.store.results import ResultStore
 from study.store.schema import CELLS
-from study.training.worker import _base_row
+from study.training.rows import cell_row
 
 CELL = plan_cells(parse_protocol("""\
 name: demo
@@ -27,7 +27,7 @@ seeds: 1
 
 def row(run_id: str, status: str = "done", auc: float = 0.9) -> dict:
     """A stored row of the worker's base columns with a status and an AUC."""
-    return _base_row(replace(CELL, run_id=run_id), datetime.now(timezone.utc)) | {"status": status, "auc": auc}
+    return cell_row(replace(CELL, run_id=run_id), datetime.now(timezone.utc)) | {"status": status, "auc": auc}
 
 
 def test_put_and_read_back(tmp_path):

@@ -10,8 +10,9 @@ from study.data.sources import load_dataset, source_fingerprint
 from study.data.splits import ensure_split
 from study.plan.cells import plan_cells
 from study.protocol.schema import parse_protocol
+from study.training.context import WorkerContext
 from study.training.metrics import classification_metrics
-from study.training.worker import WorkerContext, run_cell
+from study.training.worker import run_cell
 
 PROTOCOL = """\
 name: arms
@@ -159,7 +160,7 @@ def test_same_cell_twice_gives_identical_results(cells):
 
 
 def test_training_never_sees_validation_or_test_images(cells):
-    from study.training.worker import cell_indices
+    from study.training.subsets import cell_indices
 
     protocol = parse_protocol(PROTOCOL)
     dataset = ensure_split(load_dataset(protocol.dataset, None), protocol.dataset)

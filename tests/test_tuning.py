@@ -19,9 +19,9 @@ from study.data.sources import source_fingerprint
 from study.plan.cells import plan_cells, plan_units
 from study.protocol.schema import load_protocol, parse_protocol
 from study.store.results import ResultStore
-from study.training import worker
+from study.training import caches, worker
+from study.training.context import WorkerContext
 from study.training.trial import TrialTask, evaluate_trial
-from study.training.worker import WorkerContext
 from study.tuning.phase import open_search, run_tuning
 
 BAD_DEFAULT = """\
@@ -100,7 +100,7 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
         "  - {name: scratch}", "  - {name: scratch}\n  - {name: finetune, depth: [1]}")
     protocol = parse_protocol(text)
     fingerprint = source_fingerprint(protocol.dataset, None)
-    real_load, real_inputs = worker.load_for, worker.model_inputs
+    real_load, real_inputs = caches.load_for, caches.model_inputs
     test_rows = []
 
     def load_for(context, seed):  # test labels raise when read
@@ -111,8 +111,8 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
     def model_inputs(cell, context, dataset, images):  # so do the test images the model would see
         return guard(real_inputs(cell, context, dataset, images), np.array(test_rows))
 
-    monkeypatch.setattr(worker, "load_for", load_for)
-    monkeypatch.setattr(worker, "model_inputs", model_inputs)
+    monkeypatch.setattr(caches, "load_for", load_for)
+    monkeypatch.setattr(caches, "model_inputs", model_inputs)
     store = ResultStore(tmp_path / "results", protocol.name)
     context = context_for(protocol, tmp_path)
     outcomes = []

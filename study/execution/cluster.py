@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from study.core.failures import WorkerLost
 from study.execution.local import Result, cell_results
 from study.plan.cells import Cell
-from study.training.worker import WorkerContext
+from study.training.context import WorkerContext
 
 CONNECT_SECONDS = 10
 

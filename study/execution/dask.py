@@ -19,7 +19,7 @@ from study.execution.cluster import CONNECT_SECONDS, Cluster
 from study.execution.local import Result, available_cores
 from study.execution.remote import run_cell_on_worker, run_task_on_worker
 from study.plan.cells import Cell
-from study.training.worker import WorkerContext
+from study.training.context import WorkerContext
 
 
 def _own_sizeof_sampling() -> None:

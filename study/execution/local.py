@@ -19,7 +19,9 @@ import pandas as pd
 
 from study.core.failures import FailureKind, WorkerLost
 from study.plan.cells import Cell
-from study.training.worker import WorkerContext, failed_row, run_cell
+from study.training.context import WorkerContext
+from study.training.rows import failed_row
+from study.training.worker import run_cell
 
 if TYPE_CHECKING:
     from study.execution.cluster import Cluster

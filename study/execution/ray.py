@@ -16,7 +16,7 @@ from study.execution.lifeline import reap_when_gone
 from study.execution.local import available_cores
 from study.execution.remote import run_cell_on_worker, run_task_on_worker
 from study.plan.cells import Cell
-from study.training.worker import WorkerContext
+from study.training.context import WorkerContext
 
 MAX_RETRIES = 3
 

@@ -1,7 +1,7 @@
 """What a cluster worker does with a cell: one cell at a time per process, with a cache folder it can write.
 
 These functions run inside Dask and Ray worker processes. TensorFlow is imported there, by the cell itself
-(`worker.configure_tensorflow`, which also turns oneDNN on), never by the driver that submits them.
+(`study.training.process.configure_tensorflow`, which also turns oneDNN on), never by the driver that submits them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from study.execution.local import Result, attempt_cell
 from study.plan.cells import Cell
-from study.training.worker import WorkerContext
+from study.training.context import WorkerContext
 
 # Keras' random seed and the worker's model and feature caches belong to the process: a worker with several
 # threads still trains one cell at a time, with the protocol's thread count (train.threads: results depend on it).

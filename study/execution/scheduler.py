@@ -13,7 +13,7 @@ from study.execution.local import execute
 from study.plan.cells import Cell
 from study.protocol.schema import RunSpec
 from study.store.results import ResultStore
-from study.training.worker import WorkerContext
+from study.training.context import WorkerContext
 
 if TYPE_CHECKING:
     from study.execution.cluster import Cluster

@@ -29,7 +29,7 @@ def _fields(*columns: tuple[str, pa.DataType, bool]) -> list[pa.Field]:
 REQUIRED, OPTIONAL = False, True
 
 CELLS = pa.schema(_fields(
-    # what the cell is (study.training.worker._base_row)
+    # what the cell is (study.training.rows.cell_row)
     ("run_id", _TEXT, REQUIRED),
     ("protocol", _TEXT, REQUIRED),
     ("status", _TEXT, REQUIRED),  # done or failed

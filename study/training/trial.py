@@ -14,13 +14,11 @@ import platform
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from typing import Protocol as Interface
 
 from study.plan.cells import Cell
-
-if TYPE_CHECKING:  # the worker module imports scikit-learn; status and plan read this module
-    from study.training.worker import WorkerContext
+from study.training.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -83,26 +81,20 @@ def _this_worker() -> str:
 
 
 def _evaluate(task: TrialTask, context: WorkerContext, curve: list[float], clock: float) -> TrialOutcome:
+    from study.training import caches
+    from study.training.process import configure_tensorflow, die_if_asked
+    from study.training.subsets import train_val_indices
     from study.training.train import monitored_value
-    from study.training.worker import (
-        configure_tensorflow,
-        die_if_asked,
-        load_for,
-        model_inputs,
-        preprocessed_images,
-        train_val_indices,
-        trainer_for,
-    )
 
     configure_tensorflow(context.threads)
     cell = task.cell
-    dataset = load_for(context, cell.seed)
-    images = preprocessed_images(context, cell.settings["backbone"]["name"])
+    dataset = caches.load_for(context, cell.seed)
+    images = caches.preprocessed_images(context, cell.settings["backbone"]["name"])
     die_if_asked(cell)
     indices = train_val_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)
-    inputs = model_inputs(cell, context, dataset, images)
-    trainer = trainer_for(cell, n_classes, context.caches)
+    inputs = caches.model_inputs(cell, context, dataset, images)
+    trainer = caches.trainer_for(cell, n_classes, context.caches)
     data = {part: (inputs[index], dataset.labels[index]) for part, index in indices.items()}
     y_val = data["val"][1]
 

@@ -25,7 +25,7 @@ from study.tuning.search import UnitSearch
 
 if TYPE_CHECKING:  # the worker module imports scikit-learn; status and plan read this module
     from study.execution.cluster import Cluster
-    from study.training.worker import WorkerContext
+    from study.training.context import WorkerContext
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,93 @@
+"""`study run` as a use case: what the run will do (checked before anything runs), and the run itself: on a
+cluster or here, one sweep or look by look until the claims are decided, then the report."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from study.core.errors import StudyError
+from study.plan.cells import Cell
+from study.run.events import RunEvents
+from study.run.inputs import CheckedData, PlannedStudy, study_data
+from study.run.options import RunOptions, worker_jobs
+
+if TYPE_CHECKING:
+    from study.analysis.sequential import SequentialPlan
+    from study.execution.scheduler import SweepSummary
+
+
+@dataclass
+class RunStart:
+    """What a run will work on: the checked data, its workers, the cells the store lacks, and warnings about
+    grouped fractions whose share of the training split is far off."""
+
+    data: CheckedData
+    jobs: int
+    todo: list[Cell]
+    share_warnings: list[str]
+
+
+def check_options(options: RunOptions) -> None:
+    """Refuse flags that need another flag."""
+    if options.address is not None and options.executor == "local":
+        raise StudyError("--address needs --executor dask or --executor ray")
+    if not options.until_decided and (options.max_seeds or options.seeds_per_round):
+        raise StudyError("--max-seeds and --seeds-per-round need --until-decided")
+
+
+def prepare_run(study: PlannedStudy, options: RunOptions) -> RunStart:
+    """Check the options and the data; what the run will work on."""
+    from study.execution.scheduler import cells_to_run
+    from study.run.cost import share_warnings, subsets
+
+    check_options(options)
+    jobs = worker_jobs(options.jobs, study.protocol)
+    data = study_data(study)
+    warnings = share_warnings(subsets(data.dataset, data.splits, study.protocol))
+    return RunStart(data, jobs, cells_to_run(study.cells, study.store, options.retry_failed), warnings)
+
+
+def looks(study: PlannedStudy, options: RunOptions) -> SequentialPlan | None:
+    """The looks a run with --until-decided plans (None without it)."""
+    from study.run.until_decided import sequential_plan
+
+    return sequential_plan(study.declared, study.protocol_path, options) if options.until_decided else None
+
+
+@dataclass
+class RunOutcome:
+    """What a run did: its sweep's summary and seconds, and the report's first file (None when the sweep stopped)."""
+
+    summary: SweepSummary
+    seconds: float
+    report: Path | None
+
+
+def run_study(study: PlannedStudy, options: RunOptions, start: RunStart, events: RunEvents) -> RunOutcome:
+    """Run every cell the store lacks (tuning first, when the protocol tunes), on the cluster the options name or
+    here, then build the report unless the sweep stopped."""
+    from study.report.build import build_report
+    from study.run.sweep import sweep
+    from study.run.until_decided import sweep_until_decided
+
+    with _cluster(options, len(start.todo), study.protocol.train.threads) as cluster:
+        if cluster is not None:
+            events.connected(cluster.describe())
+        run = sweep_until_decided if options.until_decided else sweep
+        outcome = run(study, options, start.data, start.jobs, cluster, events)
+    report = None
+    if not outcome.summary.stopped:
+        report = build_report(study.protocol, study.store, study.report_dir)[0]
+    return RunOutcome(outcome.summary, outcome.seconds, report)
+
+
+def _cluster(options: RunOptions, cells: int, threads: int):
+    """The Dask or Ray cluster the run uses (connected before the results are touched), or None for local."""
+    if options.executor == "local":
+        return nullcontext(None)
+    from study.execution.connect import open_cluster
+
+    return open_cluster(options.executor, options.address, options.jobs, cells, threads)

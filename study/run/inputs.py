@@ -1,0 +1,178 @@
+"""What a command needs loaded: the protocol, its store and planned cells, and the dataset checked against it.
+
+The dataset is checked before anything runs: every fraction must draw from every class of every seed's training
+split. A run stores what it ran on beside its cells: the split of each seed, the dataset's description and the
+protocol file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from study.plan.cells import Cell, plan_cells, plan_units
+from study.plan.tuning import TuningUnit, current_choices
+from study.protocol.schema import Protocol, load_protocol
+from study.store.results import ResultStore
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from study.data.dataset import Dataset
+    from study.run.events import RunEvents
+
+
+@dataclass
+class PlannedStudy:
+    """A loaded protocol with its data location, store and planned cells."""
+
+    protocol: Protocol  # with the seeds a run with --until-decided added
+    declared: Protocol  # as its file declares it
+    protocol_path: Path
+    data_dir: Path | None
+    results_dir: Path
+    store: ResultStore
+    cells: list[Cell]
+    report_dir: Path
+    fingerprint: str  # the dataset's, as run ids hash it
+    units: list[TuningUnit] = field(default_factory=list)  # the searches of a tuned protocol
+
+
+def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_dir: str | None,
+               events: RunEvents | None = None, stored_fingerprint: bool = False) -> PlannedStudy:
+    """The protocol at protocol_path, planned against its store in results_dir; with stored_fingerprint, a dataset
+    that cannot be read here is identified by the fingerprint the last run stored (dataset.json), told to events."""
+    from study.data.sources import resolve_data_dir
+
+    declared = load_protocol(protocol_path)
+    data = resolve_data_dir(data_dir)
+    store = ResultStore(results_dir, declared.name)
+    fingerprint = _fingerprint(declared, data, store if stored_fingerprint else None, events)
+    protocol = with_added_seeds(declared, store)
+    cells = plan_cells(protocol, fingerprint, current_choices(store.tuning_records(), protocol))
+    return PlannedStudy(protocol, declared, protocol_path, data, results_dir, store, cells,
+                        report_dir / protocol.name, fingerprint, plan_units(protocol, fingerprint))
+
+
+def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore | None,
+                 events: RunEvents | None) -> str:
+    """The dataset's fingerprint (what run ids hash), read from the data; when the data cannot be read and a store is
+    given, the one its last run stored."""
+    from study.core.errors import DataError
+    from study.data.sources import source_fingerprint
+
+    try:
+        return source_fingerprint(protocol.dataset, data_dir)
+    except DataError as exc:
+        stored = None if store is None else (store.dataset_info() or {}).get("fingerprint")
+        if stored is None:
+            raise
+        if events is not None:
+            events.stored_fingerprint(exc, store.root / "dataset.json")
+        return stored
+
+
+def with_added_seeds(protocol: Protocol, store: ResultStore) -> Protocol:
+    """The protocol with the seeds a run with --until-decided has added to its store (as it is without one)."""
+    from study.analysis.sequential import record_for, with_seeds
+
+    record = record_for(protocol, store.sequential())
+    return with_seeds(protocol, record.plan.seeds(record.seeds_run)) if record and record.seeds_run else protocol
+
+
+def replan(study: PlannedStudy, protocol: Protocol) -> None:
+    """Plan the study's cells again for a protocol with other seeds."""
+    study.protocol = protocol
+    study.cells = plan_cells(protocol, study.fingerprint, current_choices(study.store.tuning_records(), protocol))
+
+
+@dataclass
+class CheckedData:
+    """The protocol's dataset with its fixed split, the split of each seed that trains, and whether the source came
+    with a split of its own."""
+
+    dataset: Dataset
+    splits: dict[int | None, np.ndarray]  # seed -> split; the one key None for the fixed split
+    official: bool
+
+
+def split_seeds(protocol: Protocol) -> list[int | None]:
+    """The seeds whose splits cells (and tuning trials) train on: every seed with dataset.resplit, else None alone."""
+    if not protocol.dataset.resplit:
+        return [None]
+    tuning = [protocol.tuning.seed] if protocol.tuning is not None else []
+    return sorted(set(protocol.seed_list()) | set(tuning))
+
+
+def checked_dataset(protocol: Protocol, protocol_path: Path, data_dir: Path | None,
+                    cache_dir: Path | None) -> CheckedData:
+    """The protocol's dataset, split, after checking that every fraction can draw from every class of every
+    seed's training split (decoded images cached in cache_dir, when given)."""
+    from study.data.sources import load_dataset
+    from study.data.splits import ensure_split, fraction_shortfall, seed_split
+    from study.protocol.schema import field_error, resplit_refusal
+
+    spec = protocol.dataset
+    loaded = load_dataset(spec, data_dir, cache_dir)
+    if spec.resplit and loaded.split is not None:
+        raise field_error(protocol_path, ("dataset", "resplit"), resplit_refusal("train/val/test folders"))
+    dataset = ensure_split(loaded, spec)
+    splits = {seed: seed_split(dataset, spec, seed).split for seed in split_seeds(protocol)}
+    for seed, split in splits.items():
+        problem = fraction_shortfall(dataset.labels[split == "train"], dataset.class_names, protocol.fractions)
+        if problem:
+            where = "" if seed is None else f"in seed {seed}'s split (dataset.resplit), "
+            raise field_error(protocol_path, ("fractions",), where + problem)
+    return CheckedData(dataset, splits, official=loaded.split is not None)
+
+
+def study_data(study: PlannedStudy) -> CheckedData:
+    """The study's dataset, checked, its decoded images cached in the results directory."""
+    return checked_dataset(study.protocol, study.protocol_path, study.data_dir, study.results_dir / ".cache")
+
+
+def _split_rows(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> pd.DataFrame:
+    """split.parquet's rows: one block per seed (seed null for the fixed split), each image with its group."""
+    groups = [None] * len(dataset) if dataset.groups is None else dataset.groups.astype(str)
+    return pd.concat([pd.DataFrame({
+        "seed": pd.array([seed] * len(dataset), dtype="Int64"),
+        "image_id": dataset.ids.astype(str),
+        "label": dataset.labels,
+        "group": pd.array(groups, dtype=object),
+        "split": split.astype(str),
+    }) for seed, split in splits.items()], ignore_index=True)
+
+
+def store_inputs(study: PlannedStudy, data: CheckedData, events: RunEvents) -> None:
+    """The split of each seed, the dataset's skipped files and the protocol, stored beside the cells."""
+    store = study.store
+    dataset = data.dataset
+    store.put_split(_split_rows(dataset, data.splits))
+    store.put_dataset_info({"fingerprint": dataset.fingerprint, "images": len(dataset),
+                            "official_split": data.official, "source_file": dataset.source_file,
+                            "skipped_files": len(dataset.skipped), "skipped": list(dataset.skipped)})
+    store.put_protocol(Path(study.protocol_path).read_text())
+    if dataset.skipped:
+        events.skipped_files(len(dataset.skipped), store.root / "dataset.json")
+
+
+@dataclass
+class Validation:
+    """A protocol that loaded, and its dataset when it was checked too (None: no data directory to check)."""
+
+    protocol: Protocol
+    dataset: Dataset | None
+
+
+def validate(protocol_path: Path, data_dir: str | None) -> Validation:
+    """Check a protocol; with a data directory (or a synthetic source), also its data, as plan does."""
+    from study.data.sources import resolve_data_dir
+
+    protocol = load_protocol(protocol_path)
+    data = resolve_data_dir(data_dir)
+    if data is None and protocol.dataset.source != "synthetic":
+        return Validation(protocol, None)
+    return Validation(protocol, checked_dataset(protocol, protocol_path, data, cache_dir=None).dataset)

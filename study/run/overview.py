@@ -1,0 +1,134 @@
+"""What `study status` and `study plan` show: the state of every planned cell, failures, tuning progress, and
+before a run, its block map, cost and whether its seeds can decide its claims."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from study.run.inputs import CheckedData, PlannedStudy, study_data
+from study.run.options import worker_jobs
+
+if TYPE_CHECKING:
+    from study.protocol.blocks import BackboneInfo
+
+
+def state_table(study: PlannedStudy, statuses: dict[str, str]) -> pd.DataFrame:
+    """Done, failed and pending cells per arm (in the protocol's order) and fraction."""
+    rows = [
+        {
+            "arm": cell.arm.label,
+            "fraction": cell.fraction,
+            "state": statuses.get(cell.run_id, "pending"),
+        }
+        for cell in study.cells
+    ]
+    table = pd.crosstab([pd.Series([r["arm"] for r in rows], name="arm"), pd.Series([r["fraction"] for r in rows], name="fraction")],
+                        pd.Series([r["state"] for r in rows], name="state"))
+    for state in ("done", "failed", "pending"):
+        if state not in table:
+            table[state] = 0
+    order = list(dict.fromkeys(cell.arm.label for cell in study.cells))
+    table = table[["done", "failed", "pending"]].reset_index()
+    table["arm"] = pd.Categorical(table["arm"], categories=order, ordered=True)
+    return table.sort_values(["arm", "fraction"]).reset_index(drop=True)
+
+
+def tuning_lines(study: PlannedStudy) -> list[str]:
+    """Tuning progress of a tuned protocol (nothing without tuning:)."""
+    if study.protocol.tuning is None:
+        return []
+    from study.tuning.phase import tuning_lines as unit_lines
+
+    return unit_lines(study.protocol, study.store, study.units)
+
+
+@dataclass
+class StudyStatus:
+    """The state of a study's cells in its store."""
+
+    holder: str | None  # the run writing the results now, if any
+    tuning: list[str]
+    table: pd.DataFrame  # state_table
+    stale: int  # stored results of an earlier version of the protocol
+    failed: list[dict]  # the stored rows of failed planned cells, in plan order
+
+
+def study_status(study: PlannedStudy) -> StudyStatus:
+    """Done, failed and pending cells per arm and fraction; the rows of failed cells."""
+    from study.run.lock import RunLock
+
+    statuses = study.store.statuses()
+    table = state_table(study, statuses)
+    holder = RunLock(study.store.root).held_elsewhere()
+    tuning = tuning_lines(study)
+    planned = [cell.run_id for cell in study.cells]
+    stale = len(set(statuses) - set(planned))
+    failed = [study.store.row(run_id) if statuses.get(run_id) == "failed" else None for run_id in planned]
+    return StudyStatus(holder, tuning, table, stale, [row for row in failed if row is not None])
+
+
+@dataclass
+class StudyPlan:
+    """What a study will run and what that costs."""
+
+    block_map: BackboneInfo
+    tuning: list[str]
+    table: pd.DataFrame  # state_table
+    cost: list[str]  # n_train per fraction, share warnings, estimated time per arm and in all
+    # per claim, whether the seeds can decide it (and with a pilot, the seeds it needs); computed as it is read, so
+    # that what the pilot's power analysis warns comes after the lines before it
+    decidability: Iterator[str]
+
+    @property
+    def to_run(self) -> int:
+        return int(self.table["pending"].sum())
+
+
+def study_plan(study: PlannedStudy, jobs: int | None) -> StudyPlan:
+    """The study's cells against its store, with the cost of the pending ones spread over jobs workers (None: as
+    run would)."""
+    from study.protocol.blocks import backbone_info
+
+    data = study_data(study)
+    info = backbone_info(study.protocol.backbone.name)
+    tuning = tuning_lines(study)
+    statuses = study.store.statuses()
+    table = state_table(study, statuses)
+    return StudyPlan(info, tuning, table, cost_lines(study, data, statuses, worker_jobs(jobs, study.protocol)),
+                     decidability_lines(study))
+
+
+def cost_lines(study: PlannedStudy, data: CheckedData, statuses: dict[str, str], jobs: int) -> list[str]:
+    """n_train per fraction (with a warning for a grouped fraction far off its share) and the estimated time of
+    each arm's cells and of all of them, against jobs workers."""
+    from study.run import cost
+
+    sizes = cost.subsets(data.dataset, data.splits, study.protocol)
+    pending = {cell.run_id for cell in study.cells if cell.run_id not in statuses}
+    arms = cost.arm_costs(study.cells, sizes, cost.stored_seconds(study.results_dir), pending)
+    lines = [*cost.subset_lines(sizes, study.protocol.fractions), *cost.share_warnings(sizes),
+             *cost.cost_lines(arms, jobs)]
+    if study.units:
+        lines.append(f"not in this estimate: tuning {len(study.units)} arm(s) first, {study.protocol.tuning.trials} "
+                     "trials each, a trial costing about one cell at the fraction tuned at")
+    return lines
+
+
+def decidability_lines(study: PlannedStudy) -> Iterator[str]:
+    """Per claim: whether the seeds can decide it, and with a stored pilot, the seeds it needs."""
+    from study.analysis.claims import evaluate_claims
+    from study.analysis.decidability import capacity_lines, pilot_lines
+    from study.analysis.summaries import flagged, newest_per_key
+
+    protocol = study.protocol
+    yield from capacity_lines(protocol)
+    done, _ = newest_per_key(flagged(study.store.cells()))
+    if protocol.claims and not done.empty:
+        summary, _ = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions)
+        yield f"from the {len(done)} stored cells (a pilot):"
+        for line in pilot_lines(summary, protocol):
+            yield f"  {line}"

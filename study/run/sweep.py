@@ -1,0 +1,116 @@
+"""One sweep of a study, under its run lock: store the inputs, adopt cells other protocols finished, tune, run
+every cell the store lacks through the scheduler, and export the report's feature map."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from study.plan.cells import Cell, plan_cells
+from study.run.events import RunEvents
+from study.run.inputs import CheckedData, PlannedStudy, store_inputs
+from study.run.options import RunOptions
+
+if TYPE_CHECKING:
+    from study.execution.cluster import Cluster
+    from study.execution.scheduler import SweepSummary
+    from study.training.context import WorkerContext
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did, and how long it took."""
+
+    summary: SweepSummary
+    seconds: float
+
+
+def worker_context(study: PlannedStudy, data: CheckedData) -> WorkerContext:
+    """What every worker of the study's sweep needs; absolute paths: cluster workers need not share this process's
+    directory."""
+    from study.training.context import WorkerContext
+    from study.training.features import cached_blocks
+
+    return WorkerContext(
+        dataset=study.protocol.dataset.model_dump(),
+        data_dir=str(study.data_dir.absolute()) if study.data_dir else None,
+        cache_dir=str((study.results_dir / ".cache").absolute()),
+        threads=study.protocol.train.threads,
+        fingerprint=data.dataset.fingerprint,
+        cached_blocks=cached_blocks(study.cells),
+        log_dir=str(study.store.logs_dir.absolute()),
+    )
+
+
+def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int, cluster: Cluster | None,
+          events: RunEvents) -> SweepOutcome:
+    """Under the run lock: store the inputs, run the sweep, export the feature map."""
+    from study.execution.scheduler import cells_to_run, run_sweep
+    from study.run.lock import RunLock
+    from study.run.reuse import adopt_finished_cells
+
+    store = study.store
+    lock = RunLock(store.root)
+    lock.acquire(wait=options.wait, on_wait=lambda holder: events.waiting(store.root, holder))
+    try:
+        store.remove_temporary()
+        rewritten = store.conform_files()
+        if rewritten:
+            events.conformed(rewritten)
+        store_inputs(study, data, events)
+        adopted = adopt_finished_cells(study.cells, store)
+        if adopted:
+            events.adopted(adopted, study.results_dir)
+        todo = cells_to_run(study.cells, store, options.retry_failed)  # a run we waited for may have stored some
+        context = worker_context(study, data)
+        if study.units:
+            study.cells = tune(study, context, jobs, cluster, events)
+            todo = cells_to_run(study.cells, store, options.retry_failed)
+        extra = {"skipped_files": len(data.dataset.skipped), "source_file": data.dataset.source_file}
+        started = time.perf_counter()
+        with events.progress(len(study.cells), len(study.cells) - len(todo)) as progress:
+            summary = run_sweep(study.cells, store, context, jobs, options.retry_failed, on_result=progress.update,
+                                policy=study.protocol.run, extra=extra, cluster=cluster)
+        elapsed = time.perf_counter() - started
+        if not summary.stopped:
+            export_features(study, context, jobs, cluster, events)
+    finally:
+        lock.release()
+    return SweepOutcome(summary, elapsed)
+
+
+def tune(study: PlannedStudy, context: WorkerContext, jobs: int, cluster: Cluster | None,
+         events: RunEvents) -> list[Cell]:
+    """Run the tuning phase (validation split only, on the cluster when one is given); the cells planned with the
+    chosen values."""
+    from study.tuning.phase import run_tuning
+
+    metric = study.protocol.tuning_metric()
+    choices = run_tuning(study.protocol, study.store, study.units, context, jobs,
+                         on_trial=lambda unit, outcome: events.trial(unit, outcome, metric), cluster=cluster)
+    cells = plan_cells(study.protocol, study.fingerprint, choices)
+    awaiting = [cell.describe() for cell in cells if cell.awaiting_tuning]
+    if awaiting:
+        raise RuntimeError(f"internal error: cells without tuned values after tuning: {awaiting[:3]}")
+    return cells
+
+
+def export_features(study: PlannedStudy, context: WorkerContext, jobs: int, cluster: Cluster | None,
+                    events: RunEvents) -> None:
+    """Store the pretrained backbone's features once per protocol (no pretrained weights, no map).
+
+    A worker computes them; this process writes them, as it writes every result."""
+    from study.analysis.embedding import features_path
+    from study.execution.local import run_task
+    from study.training.feature_map import feature_map, write_feature_map
+
+    protocol = study.protocol
+    path = features_path(study.store.root, protocol.backbone.name, protocol.dataset.size)
+    if protocol.backbone.weights == "none" or path.exists():
+        return
+    settings = {"dataset": protocol.dataset.model_dump(exclude={"path"}), "backbone": protocol.backbone.model_dump()}
+    try:
+        write_feature_map(path, run_task(feature_map, context, settings, jobs=jobs, cluster=cluster))
+    except Exception as exc:  # the map is an extra: the sweep's results stand without it
+        events.no_feature_map(exc)

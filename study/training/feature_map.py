@@ -1,0 +1,48 @@
+"""The report's map of the data: the pooled output of the whole frozen backbone for every image, computed in a
+worker and stored by the driver as one .npz."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from study.training import caches
+from study.training.context import WorkerContext
+from study.training.process import configure_tensorflow
+
+
+def feature_map(context: WorkerContext, settings: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The pooled output of the whole frozen backbone for every image, with labels, ids and split (the report's map).
+
+    The split is the fixed one of split_seed, also with dataset.resplit (whose cells each train on their own)."""
+    from study.protocol.blocks import backbone_info
+    from study.training.features import compute_block_outputs, feature_key
+
+    configure_tensorflow(context.threads)
+    dataset = caches.load_for(context, None)
+    images = caches.preprocessed_images(context, settings["backbone"]["name"])
+    last = len(backbone_info(settings["backbone"]["name"]).blocks) - 1
+    keys = {last: feature_key(settings, last, dataset.fingerprint, seed=0)}
+    maps = caches.feature_cache(context).get_or_compute(
+        feature_key(settings, None, dataset.fingerprint, seed=0), keys, last,
+        lambda missing: compute_block_outputs(settings, missing, images, seed=0),
+    )
+    return {
+        "features": maps.mean(axis=(1, 2)).astype("float32"),
+        "labels": dataset.labels,
+        "ids": dataset.ids.astype(str),
+        "split": dataset.split.astype(str),
+        "class_names": np.array(dataset.class_names, dtype=str),
+    }
+
+
+def write_feature_map(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Store a feature map as one .npz, written to a temporary file and renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as stream:
+        np.savez(stream, **arrays)
+    os.replace(temporary, path)

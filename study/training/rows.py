@@ -1,0 +1,74 @@
+"""The stored row of a cell: what identifies it (settings, versions, host, timestamps), and the row of a failure.
+
+Its columns are the store's contract, declared in `study.store.schema.CELLS`; the store refuses a row with a
+column that schema lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+
+import numpy as np
+
+import study
+from study.core.failures import FailureKind
+from study.plan.cells import Cell
+from study.plan.tuning import tuning_columns
+from study.training.process import cpu_model
+
+
+def cell_row(cell: Cell, started: datetime) -> dict:
+    """The identifying part of a stored row: settings, versions, timestamps."""
+    import importlib.metadata as metadata
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    arm = cell.arm
+    backbone = cell.settings["backbone"]
+    return {
+        "run_id": cell.run_id,
+        "protocol": cell.protocol,
+        "status": "failed",
+        "error": None,
+        "traceback": None,
+        "arm": arm.label,
+        "strategy": arm.strategy,
+        "depth": arm.depth,
+        "truncate_at": arm.truncate_at,
+        "head": arm.head.kind,
+        "lr_backbone": arm.lr_backbone,
+        "lr_head": arm.lr_head,
+        "lr_output": arm.lr_output if arm.lr_output is not None else arm.lr_head,
+        "fraction": cell.fraction,
+        "seed": cell.seed,
+        "backbone": backbone["name"],
+        "weights": backbone["weights"],
+        "size": cell.settings["dataset"]["size"],
+        "resize": cell.settings["dataset"].get("resize"),
+        "threads": cell.settings["train"].get("threads"),
+        "dataset_source": cell.settings["dataset"]["source"],
+        "settings_json": json.dumps(cell.settings, sort_keys=True, default=str),
+        **tuning_columns(cell.settings),
+        "study_version": study.__version__,
+        "tensorflow_version": version("tensorflow-cpu") or version("tensorflow"),
+        "keras_version": version("keras"),
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "hostname": platform.node(),
+        "cpu": cpu_model(),
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def failed_row(cell: Cell, started: datetime, error: str, kind: FailureKind) -> dict:
+    """The stored row of a cell that failed with error, of the given failure kind."""
+    row = cell_row(cell, started)
+    row.update(status="failed", error=error, failure=kind.value)
+    return row
