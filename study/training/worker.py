@@ -24,6 +24,7 @@ from pydantic import TypeAdapter
 import study
 from study.core.errors import DataError
 from study.core.failures import FailureKind, failure_kind
+from study.core.vocabulary import CLASSIFICATION_METRICS
 from study.data.dataset import Dataset, split_indices
 from study.data.sources import load_dataset
 from study.data.splits import ensure_split, seed_split, training_subsets
@@ -32,7 +33,6 @@ from study.plan.tuning import tuning_columns
 from study.protocol.schema import DatasetSpec
 from study.training.features import FeatureCache
 from study.training.metrics import (
-    METRICS,
     choose_operating_point,
     classification_metrics,
     operating_metrics,
@@ -290,7 +290,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
         blocks_trained=arm_model.blocks_trained,
         cached_input_block=arm_model.input_block,
         caches=context.caches,
-        **{name: scores[name] for name in (*METRICS, "majority_rate", "max_predicted_share")},
+        **{name: scores[name] for name in (*CLASSIFICATION_METRICS, "majority_rate", "max_predicted_share")},
         **operating_metrics(labels, probabilities, rule, point, prior),
         **(ordinal_metrics(labels, probabilities) if settings["dataset"].get("ordinal") else {}),
         operating_rule=rule,
