@@ -162,8 +162,8 @@ def _grouped(protocol: Protocol, split: pd.DataFrame | None) -> bool:
 
 
 def tuning_table(choices: list[dict], done: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
-    """One row per stored tuning choice, in arm order (of the arms of the protocol and of the cells), then choices of
-    other arms: values, best validation score, trials spent, cells using it."""
+    """One row per stored tuning choice, in arm order (of the protocol's arms and the cells'), choices of other arms
+    last: values, best validation score, trials spent, cells using it."""
     columns = ["arm", "fraction", "engine", "trials", "complete", "pruned", "failed", "metric", "best_value",
                "trial_seconds", "values", "cells"]
     if not choices:
@@ -174,7 +174,7 @@ def tuning_table(choices: list[dict], done: pd.DataFrame, protocol: Protocol) ->
         used = (done["arm"] == record["arm"]) & (done["tuned_json"] == values) if "tuned_json" in done else []
         rows.append({**{key: record[key] for key in columns[:-2]}, "values": values, "cells": int(sum(used))})
     frame = pd.DataFrame(rows, columns=columns)
-    known = pd.concat([done[ARM_COLUMNS], _arm_columns(protocol)], ignore_index=True)
+    known = pd.concat([_arm_columns(protocol), *([done[ARM_COLUMNS]] if len(done) else [])], ignore_index=True)
     rank = {arm: i for i, arm in enumerate(arm_order(known))}
     ranked = frame.assign(_rank=frame["arm"].map(rank).fillna(len(rank)))
     order = ranked.sort_values(["_rank", "fraction"], kind="mergesort").index
@@ -548,7 +548,7 @@ def _heatmaps(summary: pd.DataFrame, done: pd.DataFrame, spec) -> Section:
     arms = list(summary["arm"].unique())
     depth = [(a, a) for a in arms if family[a] is Family.DEPTH]
     cuts = [(a, a) for a in arms if family[a] is Family.CUT]
-    full = _full_finetune(done)
+    full = STRATEGIES["finetune"].label("all", None, "linear")  # full fine-tuning of the protocol's backbone
     if full in arms and cuts:
         cuts.append((f"full: {full}", full))
     for name, rows, title in (
@@ -561,12 +561,6 @@ def _heatmaps(summary: pd.DataFrame, done: pd.DataFrame, spec) -> Section:
         else:
             paragraphs.append(f"No {name.split('_')[1]} heatmap: the protocol has fewer than two such arms.")
     return Section("Depth and truncation heatmaps", paragraphs, items) if items or paragraphs else None
-
-
-def _full_finetune(done: pd.DataFrame) -> str | None:
-    """The label of the protocol backbone's full fine-tuning arm (finetune, depth all) among the cells, if any."""
-    label = STRATEGIES["finetune"].label("all", None, "linear")
-    return label if label in set(done["arm"]) else None
 
 
 def _images(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, predictions, features: Path) -> Section:
