@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from study.analysis.claims import CONTRADICTED, SUPPORTED
 from study.analysis.sequential import SequentialPlan, operating_characteristics
+from study.core.vocabulary import Verdict
 
 DESIGNS = {
     "fixed, 3 seeds": SequentialPlan(list(range(3)), max_seeds=3),
@@ -29,8 +29,8 @@ def main() -> None:
     print("|---" * (len(EFFECTS) + 3) + "|")
     for name, plan in DESIGNS.items():
         rates = [operating_characteristics(plan, effect, claims=args.claims) for effect in EFFECTS]
-        power = " | ".join(f"{r[SUPPORTED]:.2f} ({r['seeds']:.1f})" for r in rates[1:])
-        print(f"| {name} | {rates[0][SUPPORTED]:.3f} | {rates[0][CONTRADICTED]:.3f} | {power} | "
+        power = " | ".join(f"{r[Verdict.SUPPORTED]:.2f} ({r['seeds']:.1f})" for r in rates[1:])
+        print(f"| {name} | {rates[0][Verdict.SUPPORTED]:.3f} | {rates[0][Verdict.CONTRADICTED]:.3f} | {power} | "
               f"{rates[0]['seeds']:.1f} |", flush=True)
 
 

@@ -13,16 +13,10 @@ import pandas as pd
 import pytest
 from test_report_synthetic import cell_row, grid_rows, protocol_text
 
-from study.analysis.claims import (
-    CONTRADICTED,
-    INCONCLUSIVE,
-    RULE,
-    SUPPORTED,
-    evaluate_claim,
-    pooled_decision,
-)
+from study.analysis.claims import RULE, evaluate_claim, pooled_decision
 from study.analysis.summaries import flagged, representative_arm
 from study.core.errors import ProtocolError
+from study.core.vocabulary import Verdict
 from study.plan.cells import plan_cells
 from study.protocol.schema import ClaimSpec, ReportSpec, parse_protocol
 
@@ -38,16 +32,16 @@ def verdict(rows: list[dict], fractions=FRACTIONS, report: ReportSpec = REPORT, 
 
 def test_better_by_construction_is_supported():
     summary, detail = verdict(grid_rows({"scratch": 0.0, "frozen": 0.05}, noise=0.005))
-    assert summary["verdict"] == SUPPORTED, summary["reason"]
+    assert summary["verdict"] == Verdict.SUPPORTED, summary["reason"]
     assert summary["effect"] == pytest.approx(0.05, abs=0.005)
     assert summary["ci_low"] > 0 and summary["p"] < 0.05 and summary["effect_seeds"] == 5
-    assert (detail["verdict"] == SUPPORTED).all() and (detail["t_p_holm"] >= detail["t_p"]).all()
+    assert (detail["verdict"] == Verdict.SUPPORTED).all() and (detail["t_p_holm"] >= detail["t_p"]).all()
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_no_difference_is_inconclusive(seed):
     summary, _ = verdict(grid_rows({"scratch": 0.0, "frozen": 0.0}, noise=0.02, seed=seed))
-    assert summary["verdict"] == INCONCLUSIVE
+    assert summary["verdict"] == Verdict.INCONCLUSIVE
     assert summary["n_supported"] < len(FRACTIONS)
 
 
@@ -55,32 +49,32 @@ def test_identical_arms_are_inconclusive_not_supported():
     rows = grid_rows({"scratch": 0.0}, noise=0.0)
     rows += [row | {"arm": "frozen", "strategy": "frozen", "run_id": row["run_id"] + "-frozen"} for row in rows]
     summary, detail = verdict(rows)
-    assert summary["verdict"] == INCONCLUSIVE
+    assert summary["verdict"] == Verdict.INCONCLUSIVE
     assert (detail["t_p"] == 1.0).all() and summary["effect"] == 0
 
 
 def test_worse_by_construction_is_contradicted():
     summary, _ = verdict(grid_rows({"scratch": 0.0, "frozen": -0.05}, noise=0.005))
-    assert summary["verdict"] == CONTRADICTED and "b better" in summary["reason"]
+    assert summary["verdict"] == Verdict.CONTRADICTED and "b better" in summary["reason"]
 
 
 def test_not_worse_within_a_margin():
     rows = grid_rows({"scratch": 0.0, "frozen": -0.005}, noise=0.002)
     summary, _ = verdict(rows, kind="not_worse", margin=0.03)
-    assert summary["verdict"] == SUPPORTED, summary["reason"]
+    assert summary["verdict"] == Verdict.SUPPORTED, summary["reason"]
     assert summary["effect"] == pytest.approx(-0.005, abs=0.003)  # the effect is reported without the margin
     far, _ = verdict(grid_rows({"scratch": 0.0, "frozen": -0.1}, noise=0.002), kind="not_worse", margin=0.03)
-    assert far["verdict"] == CONTRADICTED and "worse by more than 0.03" in far["reason"]
+    assert far["verdict"] == Verdict.CONTRADICTED and "worse by more than 0.03" in far["reason"]
 
 
 def test_three_seeds_support_only_through_the_t_test_and_wilcoxon_cannot_decide():
     rows = grid_rows({"scratch": 0.0, "frozen": 0.08}, fractions=[0.5], seeds=3, noise=0.002)
     summary, detail = verdict(rows, fractions=[0.5])
-    assert summary["verdict"] == SUPPORTED, summary["reason"]
+    assert summary["verdict"] == Verdict.SUPPORTED, summary["reason"]
     assert detail["w_p"].iloc[0] == 0.25 and not detail["wilcoxon_decides"].iloc[0]
     noisy_rows = grid_rows({"scratch": 0.0, "frozen": 0.03}, fractions=[0.5], seeds=3, noise=0.03)
     noisy, _ = verdict(noisy_rows, fractions=[0.5])
-    assert noisy["verdict"] == INCONCLUSIVE
+    assert noisy["verdict"] == Verdict.INCONCLUSIVE
 
 
 def test_wilcoxon_must_confirm_once_it_can():
@@ -92,7 +86,7 @@ def test_wilcoxon_must_confirm_once_it_can():
 
 def test_two_seeds_are_never_enough():
     summary, detail = verdict(grid_rows({"scratch": 0.0, "frozen": 0.2}, seeds=2, noise=0.0001))
-    assert summary["verdict"] == INCONCLUSIVE
+    assert summary["verdict"] == Verdict.INCONCLUSIVE
     assert detail["reason"].iloc[0] == "2 seed pairs; a verdict needs 3 or more"
 
 
@@ -113,7 +107,7 @@ def test_degenerate_cells_are_dropped_unless_kept():
         if row["arm"] == "scratch" and row["seed"] < 2:
             row["auc"] = 0.5  # ranks nothing
     summary, detail = verdict(rows)
-    assert summary["verdict"] == INCONCLUSIVE
+    assert summary["verdict"] == Verdict.INCONCLUSIVE
     assert detail["dropped_degenerate"].tolist() == [2] * 4 and detail["n_pairs"].tolist() == [2] * 4
     _, detail = verdict(rows, exclude_degenerate=False)
     assert detail["n_pairs"].tolist() == [4] * 4 and detail["dropped_degenerate"].tolist() == [0] * 4
@@ -134,9 +128,9 @@ def test_strategy_is_represented_by_its_best_arm_on_validation_not_test():
 def test_a_list_side_and_a_lower_is_better_metric():
     rows = grid_rows({"scratch": 0.0, "frozen": 0.0, "truncate(at=2)": 0.05}, noise=0.005)
     summary, detail = verdict(rows, a=["frozen", "truncate"])
-    assert set(detail["arm_a"]) == {"truncate(at=2)"} and summary["verdict"] == SUPPORTED
+    assert set(detail["arm_a"]) == {"truncate(at=2)"} and summary["verdict"] == Verdict.SUPPORTED
     loss, _ = verdict(rows, a="truncate", metric="log_loss")  # log_loss = 1.2 - auc: lower for truncate
-    assert loss["verdict"] == SUPPORTED and loss["effect"] > 0
+    assert loss["verdict"] == Verdict.SUPPORTED and loss["effect"] > 0
 
 
 def test_a_strategy_against_one_of_its_own_arms():
@@ -220,21 +214,21 @@ def trend_rows(deep_wins_from: float) -> list[dict]:
 
 
 @pytest.mark.parametrize("deep_wins_from, expected", [
-    (0.5, SUPPORTED),  # shallow with little data, deep with more: the depth grows with data
-    (2.0, INCONCLUSIVE),  # shallow everywhere: no trend
+    (0.5, Verdict.SUPPORTED),  # shallow with little data, deep with more: the depth grows with data
+    (2.0, Verdict.INCONCLUSIVE),  # shallow everywhere: no trend
 ])
 def test_trend_claim_follows_the_arm_validation_picks(deep_wins_from, expected):
     summary, detail = verdict(trend_rows(deep_wins_from), kind="trend", a=DEPTHS, b=None)
     assert summary["verdict"] == expected
     assert summary["metric"] == "kendall_tau" and len(detail) == len(FRACTIONS)
-    if expected == SUPPORTED:
+    if expected == Verdict.SUPPORTED:
         assert summary["effect"] > 0.5 and summary["ci_low"] > 0
         assert list(detail["arm_a"]) == [DEPTHS[0], DEPTHS[0], DEPTHS[1], DEPTHS[1]]
 
 
 def test_reversed_trend_is_contradicted():
     summary, _ = verdict(trend_rows(0.5), kind="trend", a=list(reversed(DEPTHS)), b=None)
-    assert summary["verdict"] == CONTRADICTED and summary["effect"] < 0
+    assert summary["verdict"] == Verdict.CONTRADICTED and summary["effect"] < 0
 
 
 @pytest.mark.parametrize("claim, expected", [
@@ -254,20 +248,20 @@ def simulated_rates(delta: float, seeds: int, claims: int = 2000, margin: float 
     rng = np.random.default_rng(seeds)
     verdicts = [pooled_decision(rng.normal(delta, 0.02, seeds), margin, 0.05, resamples=99)[0]
                 for _ in range(claims)]
-    return {verdict: verdicts.count(verdict) / claims for verdict in (SUPPORTED, CONTRADICTED)}
+    return {verdict: verdicts.count(verdict) / claims for verdict in (Verdict.SUPPORTED, Verdict.CONTRADICTED)}
 
 
 @pytest.mark.parametrize("seeds", [3, 5, 10])
 def test_the_primary_test_keeps_false_support_at_alpha(seeds):
     null = simulated_rates(0.0, seeds)
     bound = 0.05 + 3 * math.sqrt(0.05 * 0.95 / 2000)
-    assert null[SUPPORTED] <= bound and null[SUPPORTED] + null[CONTRADICTED] <= bound
+    assert null[Verdict.SUPPORTED] <= bound and null[Verdict.SUPPORTED] + null[Verdict.CONTRADICTED] <= bound
     at_margin = simulated_rates(-0.01, seeds, margin=0.01)  # not worse claim when a is worse by exactly the margin
-    assert at_margin[SUPPORTED] <= bound
+    assert at_margin[Verdict.SUPPORTED] <= bound
 
 
 def test_the_primary_test_gains_power_with_seeds():
-    power = [simulated_rates(0.02, seeds)[SUPPORTED] for seeds in (3, 5, 10)]  # true advantage of one seed sd
+    power = [simulated_rates(0.02, seeds)[Verdict.SUPPORTED] for seeds in (3, 5, 10)]  # true advantage of one seed sd
     assert power[0] < power[1] < power[2] and power[2] > 0.75
 
 
@@ -275,9 +269,9 @@ def test_a_claim_over_fractions_is_decided_by_all_of_its_data():
     """Every fraction leans the same way, none is significant after Holm on its own: the pooled test decides."""
     rows = grid_rows({"scratch": 0.0, "frozen": 0.03}, seeds=5, noise=0.02, seed=4)
     summary, detail = verdict(rows)
-    assert summary["verdict"] == SUPPORTED, summary["reason"]
+    assert summary["verdict"] == Verdict.SUPPORTED, summary["reason"]
     assert summary["p"] < 0.05 and summary["ci_low"] > 0
-    assert (detail["verdict"] != SUPPORTED).any() and "fraction by fraction (Holm)" in summary["reason"]
+    assert (detail["verdict"] != Verdict.SUPPORTED).any() and "fraction by fraction (Holm)" in summary["reason"]
 
 
 def test_readme_states_the_rule_the_code_applies():

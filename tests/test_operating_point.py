@@ -69,7 +69,9 @@ def test_multiclass_prior_correction_is_chosen_on_validation():
 
 def test_no_ranking_and_collapsed_cells_are_told_apart():
     cells = pd.DataFrame({
-        "status": "done", "arm": ["a", "b", "c"], "strategy": "x", "fraction": 1.0, "seed": [0, 1, 2],
+        "status": "done", "arm": ["scratch", "frozen", "finetune(depth=2)"],
+        "strategy": ["scratch", "frozen", "finetune"], "depth": ["all", "0", "2"], "truncate_at": None,
+        "fraction": 1.0, "seed": [0, 1, 2],
         "run_id": ["r0", "r1", "r2"], "auc": [0.51, 0.90, 0.85], "max_predicted_share": [0.6, 0.99, 0.7],
     })
     marked = flagged(cells).set_index("arm")

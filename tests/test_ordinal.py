@@ -10,7 +10,7 @@ from sklearn import metrics as sk
 from test_plan import BASE, ids
 from test_report_synthetic import grid_rows, protocol_text
 
-from study.analysis.summaries import higher_is_better
+from study.core.vocabulary import higher_is_better
 from study.data.sources import source_fingerprint
 from study.plan.cells import plan_cells
 from study.protocol.schema import parse_protocol

@@ -23,13 +23,14 @@ from test_report_synthetic import (
 )
 
 from study.analysis.summaries import (
-    METRICS,
     arm_order,
+    arms_in_rows,
     flagged,
     is_degenerate,
     newest_per_key,
     summarize,
 )
+from study.core.vocabulary import METRICS
 from study.protocol.schema import load_protocol, parse_protocol
 from study.report import figures, tables
 from study.report.build import build_report, report_document
@@ -100,7 +101,7 @@ def test_degenerate_flags_single_class_and_chance_auc():
 def test_rows_follow_arm_order_then_fraction():
     summary = summarize(_cells())
     expected = ["scratch", "frozen", "finetune(depth=2)", "finetune(depth=10)", "finetune(depth=all)", "truncate(at=3)"]
-    assert arm_order(summary["arm"]) == expected
+    assert arm_order(_cells()) == arms_in_rows(summary) == expected
     assert list(summary[["arm", "fraction"]].itertuples(index=False, name=None)) == [
         (arm, f) for arm in expected for f in sorted(FRACTIONS)
     ]

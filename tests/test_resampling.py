@@ -78,7 +78,8 @@ def stored(probs: dict[tuple[str, int], np.ndarray]):
     cells, frames = [], {}
     for (arm, seed), prob in probs.items():
         run_id = f"{arm}-{seed}"
-        cells.append({"run_id": run_id, "arm": arm, "fraction": 0.5, "seed": seed, "degenerate": False,
+        cells.append({"run_id": run_id, "arm": arm, "strategy": arm, "depth": "all" if arm == "scratch" else "0",
+                      "truncate_at": None, "fraction": 0.5, "seed": seed, "degenerate": False,
                       "auc": roc_auc_score(LABELS, prob), "accuracy": np.mean((prob >= 0.5) == LABELS),
                       "balanced_accuracy": balanced_accuracy_score(LABELS, prob >= 0.5),
                       "log_loss": float(np.mean(-np.log(np.where(LABELS == 1, prob, 1 - prob))))})

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from conftest import study_command
 
-from study.analysis.claims import CONTRADICTED, SUPPORTED
 from study.analysis.sequential import (
     EVERY_CLAIM_DECIDED,
     LAST_LOOK_MADE,
@@ -19,6 +18,7 @@ from study.analysis.sequential import (
     operating_characteristics,
 )
 from study.cli import main
+from study.core.vocabulary import Verdict
 from study.store.results import ResultStore
 
 
@@ -59,13 +59,13 @@ def null_claims() -> dict:
 
 
 def test_the_sequential_procedure_keeps_false_support_at_alpha(null_claims):
-    assert null_claims[SUPPORTED] <= 0.05 / 2 + 0.01 and null_claims[CONTRADICTED] <= 0.05 / 2 + 0.01
-    assert null_claims[SUPPORTED] + null_claims[CONTRADICTED] <= 0.05 + 0.01
+    assert null_claims[Verdict.SUPPORTED] <= 0.05 / 2 + 0.01 and null_claims[Verdict.CONTRADICTED] <= 0.05 / 2 + 0.01
+    assert null_claims[Verdict.SUPPORTED] + null_claims[Verdict.CONTRADICTED] <= 0.05 + 0.01
 
 
 def test_the_sequential_procedure_stops_early_when_the_effect_is_large(null_claims):
     strong = operating_characteristics(LOOKS, 2.0, claims=500)  # a true advantage of two seed spreads
-    assert strong[SUPPORTED] > 0.95
+    assert strong[Verdict.SUPPORTED] > 0.95
     assert strong["seeds"] < 8  # most claims are decided before the last look
     assert null_claims["seeds"] > 9.5  # with no effect nearly every claim runs to the last look
 

@@ -67,7 +67,7 @@ def test_cells_await_tuning_then_train_with_the_chosen_values():
 
 
 def test_a_changed_budget_continues_tuning():
-    from study.plan.tuning import current_choices
+    from study.store.tuning import current_choices
 
     protocol = parse_protocol(TUNED)
     unit = plan_units(protocol, "data")[0]

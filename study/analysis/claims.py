@@ -24,11 +24,11 @@ from study.analysis.stats import (
     paired_comparison,
     wilcoxon_smallest_p,
 )
-from study.analysis.summaries import excluded_for, higher_is_better, representative_arm
+from study.analysis.summaries import excluded_for, representative_arm
 from study.analysis.trend import chosen_positions, picks_per_fraction, trend_verdict
+from study.core.vocabulary import Verdict, higher_is_better
 from study.protocol.schema import ClaimSpec, ReportSpec
 
-SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 MIN_PAIRS = 3  # fewer seed pairs than this never decide a claim
 
 CLAIM_COLUMNS = [
@@ -111,8 +111,8 @@ def evaluate_claim(
         "ci_high": primary.ci_high, "effect_seeds": primary.n,
         "effect_sd": float(per_seed.std(ddof=1)) if primary.n > 1 else math.nan, "p": primary.t_p, "alpha": alpha,
         "ci2_low": both.ci_low, "ci2_high": both.ci_high, "p_a_beats_b": both.p_a_beats_b,
-        "n_fractions": len(rows), "n_supported": sum(r["verdict"] == SUPPORTED for r in rows),
-        "n_contradicted": sum(r["verdict"] == CONTRADICTED for r in rows),
+        "n_fractions": len(rows), "n_supported": sum(r["verdict"] == Verdict.SUPPORTED for r in rows),
+        "n_contradicted": sum(r["verdict"] == Verdict.CONTRADICTED for r in rows),
     }
     return summary, rows
 
@@ -168,10 +168,10 @@ def _fraction_row(cells, pool, claim: ClaimSpec, metric: str, sign: float, fract
 def _fraction_verdict(row: dict, margin: float, alpha: float) -> tuple[str, str]:
     note = row.pop("note")
     if note:
-        return INCONCLUSIVE, note
+        return Verdict.INCONCLUSIVE, note
     if row["n_pairs"] < MIN_PAIRS:
         dropped = f" ({row['dropped_degenerate']} dropped as degenerate)" if row["dropped_degenerate"] else ""
-        return INCONCLUSIVE, f"{row['n_pairs']} seed pairs{dropped}; a verdict needs {MIN_PAIRS} or more"
+        return Verdict.INCONCLUSIVE, f"{row['n_pairs']} seed pairs{dropped}; a verdict needs {MIN_PAIRS} or more"
     return decide(row["t_p_holm"], row["ci_low"], row["ci_high"], row["w_p_holm"], row["wilcoxon_decides"], margin,
                   alpha, "p_holm")
 
@@ -181,19 +181,19 @@ def decide(t_p: float, ci_low: float, ci_high: float, w_p: float, wilcoxon_decid
     """Supported: the t-test is significant, the interval lies above -margin and the Wilcoxon test agrees where it
     can reach alpha; contradicted: the mirror case; else inconclusive. The verdict and its reason."""
     if math.isnan(t_p):
-        return INCONCLUSIVE, "the paired differences have no variance; no t-test possible"
+        return Verdict.INCONCLUSIVE, "the paired differences have no variance; no t-test possible"
     wilcoxon_agrees = not wilcoxon_decides or w_p < alpha
     bound = f"{-margin:g}" if margin else "0"
     significant = t_p < alpha
     if significant and ci_low > -margin and wilcoxon_agrees:
-        return SUPPORTED, f"t-test {p_name} = {t_p:.3g}, interval above {bound}"
+        return Verdict.SUPPORTED, f"t-test {p_name} = {t_p:.3g}, interval above {bound}"
     if significant and ci_high < -margin and wilcoxon_agrees:
-        return CONTRADICTED, f"t-test {p_name} = {t_p:.3g}, interval below {bound}"
+        return Verdict.CONTRADICTED, f"t-test {p_name} = {t_p:.3g}, interval below {bound}"
     if not significant:
-        return INCONCLUSIVE, f"no significant difference (t-test {p_name} = {t_p:.3g})"
+        return Verdict.INCONCLUSIVE, f"no significant difference (t-test {p_name} = {t_p:.3g})"
     if not wilcoxon_agrees:
-        return INCONCLUSIVE, f"the Wilcoxon test does not confirm ({p_name} = {w_p:.3g})"
-    return INCONCLUSIVE, f"t-test significant but the bootstrap interval includes {bound}"
+        return Verdict.INCONCLUSIVE, f"the Wilcoxon test does not confirm ({p_name} = {w_p:.3g})"
+    return Verdict.INCONCLUSIVE, f"t-test significant but the bootstrap interval includes {bound}"
 
 
 def _paired_predictions(pool: pd.DataFrame, rows: list[dict], seeds: list, predictions: Predictions
@@ -223,11 +223,11 @@ def pooled_decision(per_seed: np.ndarray, margin: float, alpha: float,
     mean advantage beside it, and the Wilcoxon test where it can reach alpha (6+ seeds at 0.05)."""
     primary = paired_comparison(per_seed, np.zeros(len(per_seed)), shift=margin, resamples=resamples)
     if primary.n < MIN_PAIRS:
-        return INCONCLUSIVE, (f"{primary.n} seeds have pairs at every fraction of the claim; a verdict needs "
+        return Verdict.INCONCLUSIVE, (f"{primary.n} seeds have pairs at every fraction of the claim; a verdict needs "
                               f"{MIN_PAIRS} or more"), primary
     reachable = wilcoxon_smallest_p(primary.n) <= alpha
     verdict, reason = decide(primary.t_p, primary.ci_low, primary.ci_high, primary.w_p, reachable, margin, alpha)
-    if verdict == CONTRADICTED:
+    if verdict == Verdict.CONTRADICTED:
         reason = ("b better" if not margin else f"a worse by more than {margin:g}") + ": " + reason
     return verdict, reason, primary
 
@@ -237,8 +237,8 @@ def _where_it_holds(rows: list[dict]) -> str:
     tested = [row for row in rows if row["n_pairs"] >= MIN_PAIRS]
     if len(rows) < 2 or not tested:
         return ""
-    held = [f"{row['fraction']:g}" for row in rows if row["verdict"] == SUPPORTED]
-    against = [f"{row['fraction']:g}" for row in rows if row["verdict"] == CONTRADICTED]
+    held = [f"{row['fraction']:g}" for row in rows if row["verdict"] == Verdict.SUPPORTED]
+    against = [f"{row['fraction']:g}" for row in rows if row["verdict"] == Verdict.CONTRADICTED]
     where = f"; fraction by fraction (Holm): holds at {len(held)} of {len(rows)} fractions"
     where += f" ({', '.join(held)})" if held else ""
     return where + (f", reversed at {', '.join(against)}" if against else "")

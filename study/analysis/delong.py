@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-CONFIDENCE = 0.95
+from study.analysis.stats import CONFIDENCE
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,8 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from study.analysis.claims import (
-    CONTRADICTED,
-    INCONCLUSIVE,
-    SUPPORTED,
-    evaluate_claim,
-    pooled_decision,
-)
+from study.analysis.claims import evaluate_claim, pooled_decision
+from study.core.vocabulary import Verdict
 from study.protocol.schema import ClaimSpec, Protocol
 
 METHOD = "group-sequential, Lan-DeMets O'Brien-Fleming-type alpha spending (two-sided, alpha/2 per side)"
@@ -191,7 +186,7 @@ def first_decision(test_at: Callable[[int, float], tuple[str, float, float]], lo
     rows = []
     for look, count in enumerate(looks, start=1):
         verdict, p, effect = test_at(count, levels[count])
-        decided = verdict != INCONCLUSIVE
+        decided = verdict != Verdict.INCONCLUSIVE
         rows.append({"look": look, "seeds": count, "nominal_level": levels[count], "p": p, "effect": effect,
                      "verdict": verdict, "decided_here": decided})
         if decided:
@@ -210,7 +205,7 @@ def verdicts(looks: pd.DataFrame, record: SequentialRecord) -> dict[str, tuple[s
                                                f"{last['nominal_level']:.3g}, that look's nominal level")
         else:
             ended = "" if record.stopped else " so far"
-            outcome[claim] = (INCONCLUSIVE, f"not decided at any of {len(rows)} look(s){ended} (last: "
+            outcome[claim] = (Verdict.INCONCLUSIVE, f"not decided at any of {len(rows)} look(s){ended} (last: "
                                             f"{last['seeds']} seeds, p = {last['p']:.3g}, nominal level "
                                             f"{last['nominal_level']:.3g})")
     return outcome
@@ -238,5 +233,5 @@ def operating_characteristics(plan: SequentialPlan, delta: float, alpha: float =
         last = first_decision(test_at, plan.counts(), plan, alpha)[-1]
         outcomes.append(last["verdict"])
         used.append(last["seeds"])
-    shares = {verdict: outcomes.count(verdict) / claims for verdict in (SUPPORTED, CONTRADICTED, INCONCLUSIVE)}
+    shares = {verdict: outcomes.count(verdict) / claims for verdict in Verdict}
     return shares | {"seeds": float(np.mean(used))}

@@ -29,12 +29,8 @@ from study.analysis.stats import (
     nemenyi_cd,
     paired_comparison,
 )
-from study.analysis.summaries import (
-    arm_order,
-    best_cell,
-    higher_is_better,
-    validation_score,
-)
+from study.analysis.summaries import arm_order, best_cell, validation_score
+from study.core.vocabulary import higher_is_better
 
 PAIRWISE_COLUMNS = [
     "fraction", "arm_a", "arm_b", "n_pairs", "mean_diff", "ci_low", "ci_high", "t_stat", "t_p", "t_p_holm",
@@ -70,7 +66,7 @@ def pairwise_table(cells: pd.DataFrame, metric: str, resamples: int = BOOTSTRAP_
     stored predictions, the two-level interval of a - b and P(A > B) too (NaN without)."""
     rows = []
     for fraction in sorted(cells["fraction"].unique()):
-        arms = arm_order(cells.loc[cells["fraction"] == fraction, "arm"])
+        arms = arm_order(cells[cells["fraction"] == fraction])
         family = []
         for arm_a, arm_b in itertools.combinations(arms, 2):
             pairs = paired_values(cells, metric, arm_a, arm_b, fraction)
@@ -104,7 +100,7 @@ def friedman_tables(cells: pd.DataFrame, metric: str, alpha: float) -> tuple[pd.
     tests, ranks = [], []
     for fraction in sorted(cells["fraction"].unique()):
         at = cells[cells["fraction"] == fraction]
-        arms = arm_order(at["arm"])
+        arms = arm_order(at)
         table = at.pivot_table(index="seed", columns="arm", values=metric, aggfunc="first").reindex(columns=arms)
         complete = table.dropna()
         k, n = len(arms), len(complete)

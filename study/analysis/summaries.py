@@ -7,16 +7,16 @@ Pure pandas/scipy: everything is rebuilt from the results store alone, without T
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
 from scipy import stats
 
-METRICS = ["accuracy", "auc", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss", "accuracy_op",
-           "balanced_accuracy_op", "f1_macro_op", "kappa_quadratic", "mae_class"]  # the last two: dataset.ordinal
+from study.analysis.stats import CONFIDENCE
+from study.core.vocabulary import LOWER_IS_BETTER, METRICS, CellStatus
+from study.protocol.strategies import arm_sort_key
+
 # metrics that do not depend on the default argmax rule: a cell collapsed to one class at that rule keeps them
 RULE_FREE_METRICS = {"auc", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op"}
-LOWER_IS_BETTER = {"log_loss", "mae_class", "val_loss"}  # metrics and validation monitors where smaller is better
 # the range of each bounded metric: intervals are clipped to it wherever they are shown
 RANGES = {metric: (0.0, 1.0) for metric in ["accuracy", "auc", "balanced_accuracy", "f1_macro", "top2_accuracy",
                                             "accuracy_op", "balanced_accuracy_op", "f1_macro_op"]}
@@ -24,21 +24,17 @@ RANGES |= {"log_loss": (0.0, math.inf), "kappa_quadratic": (-1.0, 1.0), "mae_cla
 UNBOUNDED = (-math.inf, math.inf)
 STATS = ["mean", "std", "ci_low", "ci_high"]
 KEYS = ["arm", "fraction"]
+ARM_COLUMNS = ["arm", "strategy", "depth", "truncate_at"]  # a stored cell's columns that say which arm it is
 
-CONFIDENCE = 0.95
 NO_RANKING_AUC_MARGIN = 0.02  # a cell whose AUC is closer than this to chance (0.5) ranks nothing: no ranking
 COLLAPSE_SHARE = 0.95  # a cell predicting this share of test images as one class at argmax: collapsed at 0.5
 
-_STRATEGY_RANK = {"scratch": 0, "frozen": 1, "finetune": 2, "truncate": 3}
-_STRATEGY = re.compile(r"\s*([A-Za-z_]+)")
-_PARAMETER = re.compile(r"(?:depth|at)\s*=\s*([^,)\s]+)")
-
 
 def done_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """The cells whose status is "done" (none when the frame has no status column)."""
+    """The cells whose status is done (none when the frame has no status column)."""
     if "status" not in cells.columns:
         return cells.iloc[0:0]
-    return cells[cells["status"] == "done"]
+    return cells[cells["status"] == CellStatus.DONE]
 
 
 def flagged(cells: pd.DataFrame) -> pd.DataFrame:
@@ -47,7 +43,7 @@ def flagged(cells: pd.DataFrame) -> pd.DataFrame:
     done = done_cells(cells)
     if done.empty:
         return done.assign(**{flag: pd.Series(dtype=bool) for flag in ("no_ranking", "collapsed", "degenerate")})
-    rank = {arm: i for i, arm in enumerate(arm_order(done["arm"]))}
+    rank = {arm: i for i, arm in enumerate(arm_order(done))}
     done = done.assign(no_ranking=no_ranking(done), collapsed=collapsed(done), degenerate=is_degenerate(done),
                        _rank=done["arm"].map(rank))
     done = done.sort_values(["_rank", "fraction", "seed", "run_id"], kind="mergesort")
@@ -88,26 +84,20 @@ def excluded_for(metric: str, cells: pd.DataFrame) -> pd.Series:
     return no_ranking(cells) if metric in RULE_FREE_METRICS else is_degenerate(cells)
 
 
-def arm_sort_key(arm: str) -> tuple:
-    """Sort key: scratch, frozen, finetune by depth (numeric, then "all"), truncate by cut, then others."""
-    match = _STRATEGY.match(arm)
-    strategy = match.group(1) if match else arm
-    parameter = _PARAMETER.search(arm)
-    return (_STRATEGY_RANK.get(strategy, len(_STRATEGY_RANK)), strategy, _parameter_rank(parameter), arm)
+def arm_order(cells: pd.DataFrame) -> list[str]:
+    """The distinct arms of cells (frames with the stored ARM_COLUMNS) in the stable report order: scratch, frozen,
+    finetune by depth (numbers, then all), truncate by cut (study.protocol.strategies.arm_sort_key)."""
+    arms = cells[ARM_COLUMNS].drop_duplicates("arm")
+    keys = [arm_sort_key(strategy, str(depth), None if pd.isna(at) else int(at), str(arm))
+            for arm, strategy, depth, at in arms.itertuples(index=False)]
+    return [key[-1] for key in sorted(keys)]
 
 
-def _parameter_rank(match: re.Match | None) -> float:
-    if match is None:
-        return -math.inf
-    try:
-        return float(match.group(1))
-    except ValueError:  # "all" and other words come after every number
-        return math.inf
-
-
-def arm_order(arms) -> list[str]:
-    """The distinct arms in the stable report order."""
-    return sorted({str(arm) for arm in arms}, key=arm_sort_key)
+def arms_in_rows(frame: pd.DataFrame, *columns: str) -> list[str]:
+    """The distinct arms of an analysis table's arm columns (default: arm), in its row order: the analysis puts
+    its rows in arm order."""
+    values = pd.concat([frame[column] for column in columns or ("arm",)], ignore_index=True)
+    return [str(arm) for arm in dict.fromkeys(values)]
 
 
 def interval(values: pd.Series, bounds: tuple[float, float] = UNBOUNDED) -> tuple[float, float, float, float]:
@@ -138,7 +128,7 @@ def summarize(cells: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
     done = done.assign(degenerate=is_degenerate(done)).sort_values([*KEYS, "seed"], kind="mergesort")
     rows = [_summarize_group(arm, fraction, group, metrics) for (arm, fraction), group in done.groupby(KEYS, sort=False)]
     frame = pd.DataFrame(rows, columns=summary_columns(metrics))
-    rank = {arm: i for i, arm in enumerate(arm_order(frame["arm"]))}
+    rank = {arm: i for i, arm in enumerate(arm_order(done))}
     order = frame.assign(_rank=frame["arm"].map(rank)).sort_values(["_rank", "fraction"], kind="mergesort").index
     return frame.loc[order].reset_index(drop=True)
 
@@ -152,11 +142,6 @@ def _summarize_group(arm: str, fraction: float, group: pd.DataFrame, metrics: li
 
 
 # ------------------------------------------------------------------------------------------- selection
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of this metric (or validation monitor) is better."""
-    return metric not in LOWER_IS_BETTER
-
-
 def of_names(cells: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """The cells of the named arms and strategies; a name that is an arm's label means that arm alone.
 
@@ -186,7 +171,7 @@ def representative_arm(cells: pd.DataFrame, names: list[str], fraction: float) -
     if pool.empty:
         return None
     means = validation_score(pool).groupby(pool["arm"]).mean()
-    arms = arm_order(pool["arm"])
+    arms = arm_order(pool)
     return max(arms, key=lambda arm: (_finite(means.get(arm)), -arms.index(arm)))
 
 
@@ -196,7 +181,7 @@ def best_cell(cells: pd.DataFrame, names: list[str], fraction: float) -> pd.Seri
     pool = pool[pool["fraction"] == fraction]
     if pool.empty:
         return None
-    rank = {arm: i for i, arm in enumerate(arm_order(pool["arm"]))}
+    rank = {arm: i for i, arm in enumerate(arm_order(pool))}
     keyed = pool.assign(_score=validation_score(pool).fillna(-math.inf), _rank=pool["arm"].map(rank))
     ordered = keyed.sort_values(["_score", "_rank", "seed", "run_id"], ascending=[False, True, True, True],
                                 kind="mergesort")

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from study.analysis.summaries import validation_score
+from study.core.vocabulary import Verdict
 from study.protocol.schema import ClaimSpec
 
 MIN_FRACTIONS = 3  # fewer fractions than this cannot show a trend
@@ -64,19 +65,23 @@ def trend_verdict(claim: ClaimSpec, chosen: pd.DataFrame, alpha: float) -> dict:
     result = {"effect": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan,
               "seeds": int(chosen["seed"].nunique())}
     if fractions < MIN_FRACTIONS or len(chosen) < MIN_POINTS:
-        return result | {"verdict": "inconclusive", "reason": f"{len(chosen)} choices at {fractions} fraction(s); "
+        return result | {"verdict": Verdict.INCONCLUSIVE,
+                         "reason": f"{len(chosen)} choices at {fractions} fraction(s); "
                          f"a trend needs {MIN_FRACTIONS}+ fractions and {MIN_POINTS}+ choices"}
     tau, p = kendall(chosen)
     if math.isnan(tau):
-        return result | {"verdict": "inconclusive", "reason": "validation picks the same arm everywhere: no trend"}
+        return result | {"verdict": Verdict.INCONCLUSIVE,
+                         "reason": "validation picks the same arm everywhere: no trend"}
     low, high = seed_bootstrap(chosen)
     result |= {"effect": tau, "ci_low": low, "ci_high": high, "p": p}
     if p < alpha and tau > 0 and low > 0:
-        return result | {"verdict": "supported", "reason": f"Kendall tau = {tau:.2f}, p = {p:.3g}, interval above 0"}
+        return result | {"verdict": Verdict.SUPPORTED,
+                         "reason": f"Kendall tau = {tau:.2f}, p = {p:.3g}, interval above 0"}
     if p < alpha and tau < 0 and high < 0:
-        return result | {"verdict": "contradicted", "reason": f"Kendall tau = {tau:.2f}, p = {p:.3g}, interval below 0"}
+        return result | {"verdict": Verdict.CONTRADICTED,
+                         "reason": f"Kendall tau = {tau:.2f}, p = {p:.3g}, interval below 0"}
     why = f"p = {p:.3g}" if p >= alpha else "the seed bootstrap interval includes 0"
-    return result | {"verdict": "inconclusive", "reason": f"Kendall tau = {tau:.2f}; {why}"}
+    return result | {"verdict": Verdict.INCONCLUSIVE, "reason": f"Kendall tau = {tau:.2f}; {why}"}
 
 
 def picks_per_fraction(chosen: pd.DataFrame, fraction: float) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from study.core.errors import StudyError
 
 
-class FailureKind(str, enum.Enum):
+class FailureKind(enum.StrEnum):
     RETRYABLE = "retryable"  # an ordinary error (a flaky read, a lost resource): tried again up to run.retries
     DETERMINISTIC = "deterministic"  # the settings fail the same way every time (shape, value, NaN loss): no retry
     FATAL = "fatal"  # the results cannot be written (read-only, no permission, disk full): the sweep stops

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from study.core.failures import FailureKind, FatalError
+from study.core.vocabulary import CellStatus
 from study.execution.local import execute
 from study.plan.cells import Cell
 from study.protocol.schema import RunSpec
@@ -19,13 +19,6 @@ if TYPE_CHECKING:
     from study.execution.cluster import Cluster
 
 log = logging.getLogger(__name__)
-
-
-class CellState(enum.Enum):
-    PENDING = "pending"  # not in the store; will run
-    RUNNING = "running"  # dispatched in this sweep; a crash leaves it absent from the store, so it runs again
-    DONE = "done"  # stored with metrics; never runs again
-    FAILED = "failed"  # stored with its error; runs again only with --retry-failed
 
 
 @dataclass
@@ -45,15 +38,16 @@ class SweepSummary:
         return f"{self.done} done, {self.failed} failed, {self.skipped} skipped{retried} in {seconds:.0f} s"
 
 
-def cell_states(cells: list[Cell], store: ResultStore) -> dict[str, CellState]:
+def cell_states(cells: list[Cell], store: ResultStore) -> dict[str, CellStatus]:
     """The state of every planned cell according to the store."""
     stored = store.statuses()
-    return {cell.run_id: CellState(stored[cell.run_id]) if cell.run_id in stored else CellState.PENDING for cell in cells}
+    return {cell.run_id: CellStatus(stored[cell.run_id]) if cell.run_id in stored else CellStatus.PENDING
+            for cell in cells}
 
 
 def cells_to_run(cells: list[Cell], store: ResultStore, retry_failed: bool) -> list[Cell]:
     """Pending cells, plus failed ones when retrying."""
-    wanted = {CellState.PENDING, CellState.FAILED} if retry_failed else {CellState.PENDING}
+    wanted = {CellStatus.PENDING, CellStatus.FAILED} if retry_failed else {CellStatus.PENDING}
     states = cell_states(cells, store)
     return [cell for cell in cells if states[cell.run_id] in wanted]
 
@@ -131,7 +125,7 @@ def _until_broken(results: Iterator, summary: SweepSummary) -> Iterator:
 
 def _count(row: dict, summary: SweepSummary) -> None:
     summary.retries += int(row.get("attempts") or 1) - 1
-    if row["status"] == CellState.DONE.value:
+    if row["status"] == CellStatus.DONE:
         summary.done += 1
         summary.consecutive_failures = 0
         return
@@ -144,7 +138,7 @@ def _stop_reason(row: dict, summary: SweepSummary, policy: RunSpec) -> str | Non
     if row.get("failure") == FailureKind.FATAL.value:
         return f"{row['arm']} fraction={row['fraction']:g} seed={row['seed']} failed fatally: {_one_line(row['error'])}"
     limit = policy.max_consecutive_failures
-    if limit is not None and row["status"] != CellState.DONE.value and summary.consecutive_failures >= limit:
+    if limit is not None and row["status"] != CellStatus.DONE and summary.consecutive_failures >= limit:
         return (f"{limit} cells failed in a row (run.max_consecutive_failures: {limit}); fix the cause in the errors "
                 "below, then run again with --retry-failed")
     return None

@@ -11,6 +11,7 @@ from typing import Any
 from study.plan.tuning import TuningUnit, make_unit, tuned_arm, tuned_settings
 from study.protocol.arms import Arm, protocol_arms
 from study.protocol.schema import Protocol
+from study.protocol.strategies import STRATEGIES
 
 RESULT_FORMAT = 2  # bump when the meaning of stored results changes; it changes every run id
 
@@ -52,7 +53,7 @@ def cell_settings(protocol: Protocol, arm: Arm) -> dict[str, Any]:
         if not dataset[flag]:
             del dataset[flag]  # so protocols without it keep their run ids
     backbone = (arm.backbone or protocol.backbone).model_dump()
-    if arm.strategy == "scratch":
+    if not STRATEGIES[arm.strategy].pretrained:
         backbone["weights"] = "none"
     described = {**asdict(arm), "head": arm.head.model_dump()}
     del described["backbone"]  # it is settings["backbone"]

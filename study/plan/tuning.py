@@ -16,8 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from study.protocol.schema import HeadSpec, Protocol
-
-LOWER_IS_BETTER = {"val_loss"}
+from study.protocol.strategies import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -60,15 +59,14 @@ def make_unit(protocol: Protocol, label: str, base: dict[str, Any], fraction: fl
 def space_for(settings: dict[str, Any], protocol: Protocol) -> dict[str, dict[str, Any]]:
     """The parameters this arm searches, each {kind: log|linear|int, low, high}.
 
-    scratch trains every layer at the head rate and frozen has no trainable backbone, so neither searches
-    lr_backbone; with space.backbone_ratio the backbone rate follows the head rate instead of being searched;
-    dropout is searched only for mlp heads.
+    The learning rates are those the strategy offers (study.protocol.strategies: scratch trains every layer at the
+    head rate and frozen has no trainable backbone, so neither searches lr_backbone); with space.backbone_ratio the
+    backbone rate follows the head rate instead of being searched; dropout is searched only for mlp heads.
     """
     space = protocol.tuning.space
     arm = settings["arm"]
     searched = {"lr_head": {"kind": "log", **space.lr_head.model_dump()}}
-    uses_backbone = arm["strategy"] in {"finetune", "truncate"}
-    if uses_backbone and space.backbone_ratio is None:
+    if "lr_backbone" in STRATEGIES[arm["strategy"]].searched_rates and space.backbone_ratio is None:
         searched["lr_backbone"] = {"kind": "log", **space.lr_backbone.model_dump()}
     if space.weight_decay is not None:
         searched["weight_decay"] = {"kind": "log", **space.weight_decay.model_dump()}
@@ -83,7 +81,7 @@ def complete_values(values: dict[str, Any], settings: dict[str, Any], protocol: 
     """Searched values plus the learning rates they imply (scratch: backbone = head; ratio: head x ratio)."""
     values = dict(values)
     arm = settings["arm"]
-    if arm["strategy"] == "scratch":
+    if STRATEGIES[arm["strategy"]].backbone_at_head_rate:
         values["lr_backbone"] = values["lr_head"]
     elif "lr_backbone" not in values:
         ratio = protocol.tuning.space.backbone_ratio
@@ -130,14 +128,3 @@ def tuning_columns(settings: dict[str, Any]) -> dict[str, Any]:
     columns["tuned_json"] = json.dumps(tuned["values"], sort_keys=True)
     return columns
 
-
-def current_choices(records: dict[str, dict], protocol: Protocol) -> dict[str, dict]:
-    """The stored choices made with the protocol's present budget (a changed budget means tuning goes on)."""
-    if protocol.tuning is None:
-        return {}
-    return {key: record for key, record in records.items() if record.get("trials") == protocol.tuning.trials}
-
-
-def direction(metric: str) -> str:
-    """minimize for losses, maximize otherwise."""
-    return "minimize" if metric in LOWER_IS_BETTER else "maximize"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from study.core.errors import ProtocolError
+from study.protocol.strategies import STRATEGIES
 
 if TYPE_CHECKING:
     from study.protocol.schema import BackboneSpec, HeadSpec, Protocol, StrategySpec
@@ -26,17 +27,8 @@ class Arm:
 
     @property
     def label(self) -> str:
-        return self._variant() + (f"[{backbone_tag(self.backbone)}]" if self.backbone else "")
-
-    def _variant(self) -> str:
-        if self.strategy == "finetune":
-            return f"finetune(depth={self.depth})"
-        if self.strategy == "truncate":
-            suffix = "" if self.depth == "all" else f",depth={self.depth}"
-            return f"truncate(at={self.truncate_at}{suffix})"
-        if self.strategy == "frozen" and self.head.kind != "linear":
-            return f"frozen({self.head.kind})"
-        return self.strategy
+        variant = STRATEGIES[self.strategy].label(self.depth, self.truncate_at, self.head.kind)
+        return variant + (f"[{backbone_tag(self.backbone)}]" if self.backbone else "")
 
 
 def backbone_tag(backbone: BackboneSpec) -> str:
@@ -46,20 +38,13 @@ def backbone_tag(backbone: BackboneSpec) -> str:
 
 def expand_arms(strategy: StrategySpec, protocol: Protocol) -> list[Arm]:
     """The arms a strategy entry stands for (one per depth or cut point listed)."""
+    entry = STRATEGIES[strategy.name]
     lr = strategy.lr or protocol.train.lr
-    own = {"head": strategy.head_spec(), "lr_head": lr.head, "lr_output": lr.output, "backbone": strategy.backbone}
-    if strategy.name == "scratch":
-        return [Arm("scratch", "all", None, lr_backbone=lr.head, **own)]
-    if strategy.name == "frozen":
-        return [Arm("frozen", "0", None, lr_backbone=lr.backbone, **own)]
-    if strategy.name == "finetune":
-        return [Arm("finetune", str(depth), None, lr_backbone=lr.backbone, **own) for depth in as_list(strategy.depth)]
-    depths = as_list(strategy.depth) or ["all"]
-    return [
-        Arm("truncate", str(depth), at, lr_backbone=lr.backbone, **own)
-        for at in as_list(strategy.at)
-        for depth in depths
-    ]
+    own = {"head": strategy.head_spec(), "lr_head": lr.head, "lr_output": lr.output, "backbone": strategy.backbone,
+           "lr_backbone": lr.head if entry.backbone_at_head_rate else lr.backbone}
+    depths = [entry.depth] if entry.depth is not None else as_list(strategy.depth) or ["all"]
+    cuts = as_list(strategy.at) if "at" in entry.takes else [None]
+    return [Arm(strategy.name, str(depth), at, **own) for at in cuts for depth in depths]
 
 
 def protocol_arms(protocol: Protocol) -> list[Arm]:

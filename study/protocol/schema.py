@@ -25,6 +25,7 @@ from study.protocol.errors import (
     located_error,
     validation_error,
 )
+from study.protocol.strategies import FIELDS, STRATEGIES, STRATEGY_NAMES
 
 
 class Strict(BaseModel):
@@ -141,7 +142,7 @@ class HeadSpec(Strict):
 
 
 class StrategySpec(Strict):
-    name: Literal["scratch", "frozen", "finetune", "truncate"]
+    name: Literal[STRATEGY_NAMES]
     depth: Depth | list[Depth] | None = Field(None, description="top blocks that train (finetune, truncate)")
     at: int | list[int] | None = Field(None, description="block after which the backbone is cut (truncate)")
     head: Literal["linear", "mlp"] | HeadSpec = "linear"
@@ -150,14 +151,14 @@ class StrategySpec(Strict):
 
     @model_validator(mode="after")
     def _fields_fit_strategy(self) -> StrategySpec:
-        if self.name == "finetune" and self.depth is None:
-            raise ValueError("finetune needs depth: a number of top blocks, a list of them, or all")
-        if self.name == "truncate" and self.at is None:
-            raise ValueError("truncate needs at: the block after which the backbone is cut")
-        if self.name != "truncate" and self.at is not None:
-            raise ValueError(f"at is only for truncate, not {self.name}")
-        if self.name in {"scratch", "frozen"} and self.depth is not None:
-            raise ValueError(f"depth is not for {self.name} ({self.name} fixes what trains)")
+        entry = STRATEGIES[self.name]
+        for field, meaning in entry.needs.items():
+            if getattr(self, field) is None:
+                raise ValueError(f"{self.name} needs {field}: {meaning}")
+        for field in FIELDS:
+            refusal = entry.refusal(field)
+            if refusal and getattr(self, field) is not None:
+                raise ValueError(refusal)
         for value in as_list(self.depth):
             if isinstance(value, int) and value < 0:
                 raise ValueError(f"depth must be 0 or more, got {value}")

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from study.analysis.curves import fit_curve, size_needed
-from study.analysis.summaries import arm_order, higher_is_better, representative_arm
+from study.analysis.summaries import arm_order, representative_arm
+from study.core.vocabulary import higher_is_better
 from study.report.tables import estimate, pval, signed
 
 RECOMMENDATION_COLUMNS = ["fraction", "n_train", "arm", "mean", "ci_low", "ci_high", "runner_up", "diff", "p",
@@ -30,7 +31,7 @@ def recommendations(done: pd.DataFrame, summary: pd.DataFrame, pairwise: pd.Data
     """Per fraction: the arm with the best mean validation score over all arms, its test metric with its interval,
     and the paired test (Holm-adjusted t-test of the pairwise table) against the next arm by validation."""
     rows = []
-    arms = arm_order(done["arm"])
+    arms = arm_order(done)
     for fraction in sorted(done["fraction"].unique()):
         best = representative_arm(done, arms, fraction)
         runner = representative_arm(done, [arm for arm in arms if arm != best], fraction)
@@ -91,7 +92,7 @@ def sizes_needed(done: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame
     higher = higher_is_better(metric)
     fits = curves.set_index("arm")
     rows = []
-    for arm in arm_order(summary["arm"]):
+    for arm in arm_order(done):
         points = summary[summary["arm"] == arm].sort_values("n_train")
         means = points[f"{metric}_mean"]
         met = points[(means >= target) if higher else (means <= target)]

@@ -31,9 +31,9 @@ from study.analysis.significance import (
     pairwise_table,
 )
 from study.analysis.summaries import (
+    ARM_COLUMNS,
     COLLAPSE_SHARE,
     KEYS,
-    METRICS,
     NO_RANKING_AUC_MARGIN,
     RULE_FREE_METRICS,
     arm_order,
@@ -42,19 +42,19 @@ from study.analysis.summaries import (
     newest_per_key,
     summarize,
 )
+from study.core.vocabulary import METRICS, CellStatus, Direction, direction
 from study.data.splits import source_has_split, split_description
-from study.plan.tuning import current_choices
-from study.plan.tuning import direction as tuning_direction
-from study.protocol.arms import expand_arms
+from study.protocol.arms import expand_arms, protocol_arms
 from study.protocol.schema import Protocol
+from study.protocol.strategies import STRATEGIES, STRATEGY_NAMES, Family
 from study.report import answer, figures, references, tables
 from study.report.render.document import Document, Figure, Section, Table
 from study.report.render.files import write_document
 from study.store.results import ResultStore
+from study.store.tuning import current_choices
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ["scratch", "frozen", "finetune", "truncate"]
 CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv (columns a cell stored; older cells lack some)
     "run_id", "status", "arm", "strategy", "fraction", "seed", "n_train", "n_val", "n_test", "backbone", "weights",
     "resize", "lr_backbone", "lr_head", "lr_output", "accuracy", "top2_accuracy", "balanced_accuracy", "auc",
@@ -91,7 +91,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     (sequential), the claims' verdicts are the sequential ones."""
     title = f"{protocol.name}: {protocol.description}".rstrip(": ")
     done, replaced = newest_per_key(flagged(cells))
-    failed = cells[cells["status"] == "failed"] if "status" in cells.columns else cells.iloc[0:0]
+    failed = cells[cells["status"] == CellStatus.FAILED] if "status" in cells.columns else cells.iloc[0:0]
     sections = [_overview(protocol, done, failed, replaced, official_split),
                 _tuning(protocol, done, tuning_choices or [])]
     sections = [section for section in sections if section is not None]
@@ -111,7 +111,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
         _pairwise(pairwise, spec),
         _friedman(done, spec),
         _mcnemar(protocol, done, predictions),
-        _heatmaps(summary, spec),
+        _heatmaps(summary, done, spec),
         _images(protocol, done, summary, predictions, features),
         _cell_lists(done, failed),
         _all_metrics(summary, spec.metric),
@@ -161,8 +161,9 @@ def _grouped(protocol: Protocol, split: pd.DataFrame | None) -> bool:
     return split is not None and bool(split["group"].notna().any())
 
 
-def tuning_table(choices: list[dict], done: pd.DataFrame) -> pd.DataFrame:
-    """One row per stored tuning choice, in arm order: values, best validation score, trials spent, cells using it."""
+def tuning_table(choices: list[dict], done: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
+    """One row per stored tuning choice, in arm order (of the protocol's arms and the cells'), choices of other arms
+    last: values, best validation score, trials spent, cells using it."""
     columns = ["arm", "fraction", "engine", "trials", "complete", "pruned", "failed", "metric", "best_value",
                "trial_seconds", "values", "cells"]
     if not choices:
@@ -173,9 +174,17 @@ def tuning_table(choices: list[dict], done: pd.DataFrame) -> pd.DataFrame:
         used = (done["arm"] == record["arm"]) & (done["tuned_json"] == values) if "tuned_json" in done else []
         rows.append({**{key: record[key] for key in columns[:-2]}, "values": values, "cells": int(sum(used))})
     frame = pd.DataFrame(rows, columns=columns)
-    rank = {arm: i for i, arm in enumerate(arm_order(frame["arm"]))}
-    order = frame.assign(_rank=frame["arm"].map(rank)).sort_values(["_rank", "fraction"], kind="mergesort").index
+    known = pd.concat([_arm_columns(protocol), *([done[ARM_COLUMNS]] if len(done) else [])], ignore_index=True)
+    rank = {arm: i for i, arm in enumerate(arm_order(known))}
+    ranked = frame.assign(_rank=frame["arm"].map(rank).fillna(len(rank)))
+    order = ranked.sort_values(["_rank", "fraction"], kind="mergesort").index
     return frame.loc[order].reset_index(drop=True)
+
+
+def _arm_columns(protocol: Protocol) -> pd.DataFrame:
+    """The stored arm columns (ARM_COLUMNS) of the protocol's arms."""
+    return pd.DataFrame([(arm.label, arm.strategy, arm.depth, arm.truncate_at) for arm in protocol_arms(protocol)],
+                        columns=ARM_COLUMNS)
 
 
 def training_history(done: pd.DataFrame) -> pd.DataFrame:
@@ -235,7 +244,7 @@ def _kind_counts(done: pd.DataFrame, keys: list[str], rows: pd.DataFrame) -> dic
 def _own_backbones(protocol: Protocol) -> str:
     """A sentence naming the arms that use a network of their own, or nothing."""
     own = [f"{arm.label} uses {arm.backbone.name}" + (f" of width {arm.backbone.width}" if arm.backbone.width else "")
-           + f" ({'none' if arm.strategy == 'scratch' else arm.backbone.weights} weights)"
+           + f" ({arm.backbone.weights if STRATEGIES[arm.strategy].pretrained else 'none'} weights)"
            for strategy in protocol.strategies for arm in expand_arms(strategy, protocol) if arm.backbone]
     return f" Networks of their own: {'; '.join(own)}." if own else ""
 
@@ -322,12 +331,12 @@ def _tuning(protocol: Protocol, done: pd.DataFrame, choices: list[dict]) -> Sect
     tuning = protocol.tuning
     if tuning is None:
         return None
-    frame = tuning_table(choices, done)
+    frame = tuning_table(choices, done, protocol)
     if frame.empty:
         return Section("Tuning", ["The protocol asks for tuning, but no arm has finished its tuning yet."])
     fair = f"every arm got the same budget of {tuning.trials} trials"
     where = "at each fraction" if tuning.scope == "per_fraction" else "once, at the fraction shown, for all fractions"
-    goal = "maximising" if tuning_direction(protocol.tuning_metric()) == "maximize" else "minimising"
+    goal = "maximising" if direction(protocol.tuning_metric()) is Direction.MAXIMIZE else "minimising"
     return Section("Tuning", [
         f"Each arm's hyperparameters were tuned with {tuning.engine} on the validation split only (the test split "
         f"is never used while tuning), {where}, {goal} {protocol.tuning_metric()} after training on seed "
@@ -492,8 +501,8 @@ def _friedman(done: pd.DataFrame, spec) -> Section:
     if len(ranks):
         nemenyi = nemenyi_table(tests, ranks)
         items += [
-            Table("ranks", "Mean rank per arm (1 = best) over the seeds every arm finished", tables.ranks_wide(ranks),
-                  ranks),
+            Table("ranks", "Mean rank per arm (1 = best) over the seeds every arm finished",
+                  tables.ranks_wide(ranks, arm_order(done)), ranks),
             Table("nemenyi", "Nemenyi pairs (CSV only)", None, nemenyi),
             _figure("critical_difference", "Critical-difference diagrams (Nemenyi)",
                     figures.critical_difference(tests, ranks)),
@@ -516,7 +525,7 @@ def _mcnemar_with_kinds(frame: pd.DataFrame, done: pd.DataFrame) -> pd.DataFrame
 
 
 def _mcnemar(protocol: Protocol, done: pd.DataFrame, predictions) -> Section:
-    present = [s for s in STRATEGIES if s in set(done["strategy"])]
+    present = [s for s in STRATEGY_NAMES if s in set(done["strategy"])]
     pairs = protocol.report.mcnemar or [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
     resplit = protocol.dataset.resplit
     frame = _mcnemar_with_kinds(mcnemar_table(done, [tuple(pair) for pair in pairs], predictions, same_seed=resplit),
@@ -533,13 +542,15 @@ def _mcnemar(protocol: Protocol, done: pd.DataFrame, predictions) -> Section:
               frame)])
 
 
-def _heatmaps(summary: pd.DataFrame, spec) -> Section:
+def _heatmaps(summary: pd.DataFrame, done: pd.DataFrame, spec) -> Section:
     items, paragraphs = [], []
-    arms = summary.drop_duplicates("arm")
-    depth = [(a, a) for a in arms.loc[arms["arm"].str.startswith(("frozen", "finetune")), "arm"]]
-    cuts = [(a, a) for a in arms.loc[arms["arm"].str.startswith("truncate"), "arm"]]
-    if "finetune(depth=all)" in set(arms["arm"]) and cuts:
-        cuts.append(("full: finetune(depth=all)", "finetune(depth=all)"))
+    family = {arm: STRATEGIES[strategy].family for arm, strategy in zip(done["arm"], done["strategy"])}
+    arms = list(summary["arm"].unique())
+    depth = [(a, a) for a in arms if family[a] is Family.DEPTH]
+    cuts = [(a, a) for a in arms if family[a] is Family.CUT]
+    full = STRATEGIES["finetune"].label("all", None, "linear")  # full fine-tuning of the protocol's backbone
+    if full in arms and cuts:
+        cuts.append((f"full: {full}", full))
     for name, rows, title in (
         ("heatmap_depth", depth, f"fine-tuning depth x fraction: mean {spec.metric} (Tajbakhsh et al.)"),
         ("heatmap_cut", cuts, f"truncation point x fraction: mean {spec.metric} (TTL)"),
@@ -556,7 +567,7 @@ def _images(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, predi
     spec = protocol.report
     fraction = spec.confusion_fraction or float(done["fraction"].max())
     panels, rows = [], []
-    for strategy in [s for s in STRATEGIES if s in set(done["strategy"])]:
+    for strategy in [s for s in STRATEGY_NAMES if s in set(done["strategy"])]:
         cell = best_cell(done, [strategy], fraction)
         frame = None if cell is None else predictions(cell["run_id"])
         if frame is None:

@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 
 from study.analysis.curves import inverse_power_law
 from study.analysis.embedding import Embedding
-from study.analysis.summaries import RANGES, UNBOUNDED, arm_order
+from study.analysis.summaries import RANGES, UNBOUNDED, arms_in_rows
 from study.report.tables import marks
 
 DPI = 110
@@ -66,7 +66,7 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
     axes = figure.add_subplot()
     mean, low, high = (f"{metric}_{s}" for s in ("mean", "ci_low", "ci_high"))
     data = summary.dropna(subset=[mean])
-    arms = arm_order(data["arm"])
+    arms = arms_in_rows(data)
     palette = _palette(arms)
     fits = curves.set_index("arm") if len(curves) else pd.DataFrame()
     span_high = data["n_train"].max()
@@ -116,7 +116,7 @@ def _rings(axes, data: pd.DataFrame, mean: str, highlight: dict[float, str]) -> 
 def training_curves(history: pd.DataFrame, metric: str) -> Figure:
     """One panel per arm, one line per seed: the mean training loss per epoch above, the validation metric below,
     and a dot on both at the epoch whose weights were kept (rows with `kept` true)."""
-    arms = arm_order(history["arm"])
+    arms = arms_in_rows(history)
     columns = min(4, len(arms))
     rows = math.ceil(len(arms) / columns)
     figure = Figure(figsize=(3.4 * columns, 3.9 * rows + 0.5), layout="constrained")
@@ -191,7 +191,7 @@ def significance_matrices(pairwise: pd.DataFrame, metric: str, alpha: float) -> 
     limit = np.nanmax(np.abs(pairwise["mean_diff"])) if pairwise["mean_diff"].notna().any() else 1.0
     for axes, fraction in zip(axes_list, fractions):
         at = pairwise[pairwise["fraction"] == fraction]
-        arms = arm_order(pd.concat([at["arm_a"], at["arm_b"]]))
+        arms = arms_in_rows(at, "arm_a", "arm_b")
         index = {arm: i for i, arm in enumerate(arms)}
         matrix = np.full((len(arms), len(arms)), np.nan)
         stars = np.full(matrix.shape, "", dtype=object)

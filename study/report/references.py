@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from study.protocol.arms import backbone_tag, protocol_arms
 from study.protocol.schema import Protocol
 from study.report.tables import num
 
@@ -69,19 +70,15 @@ def comparison(protocol: Protocol, summary: pd.DataFrame) -> pd.DataFrame:
         for ref in references
     ]
     full = summary[summary["fraction"] == 1.0]
+    networks = {arm.label: backbone_tag(arm.backbone) for arm in protocol_arms(protocol) if arm.backbone}
     for _, arm in full.iterrows():
         rows.append({
-            "kind": "this run", "source": protocol.name, "model": _network(protocol, arm["arm"]),
+            "kind": "this run", "source": protocol.name, "model": networks.get(arm["arm"], protocol.backbone.name),
             "input px": str(protocol.dataset.size), "training": f"{arm['arm']}, {arm['n_seeds']} seed(s)",
             "accuracy": _mean_sd(arm, "accuracy"), OPERATING_ACCURACY: _mean_sd(arm, "accuracy_op"),
             "auc": _mean_sd(arm, "auc"),
         })
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def _network(protocol: Protocol, label: str) -> str:
-    bracket = label.find("[")
-    return label[bracket + 1:-1] if bracket >= 0 else protocol.backbone.name
 
 
 def _mean_sd(arm: pd.Series, metric: str) -> str:

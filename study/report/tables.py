@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from study.analysis.summaries import arm_order
+from study.analysis.summaries import arms_in_rows
 
 DAGGER = "†"  # a cell with no ranking: AUC near chance
 DOUBLE_DAGGER = "‡"  # a cell collapsed at 0.5: one class for (almost) every test image at the argmax rule
@@ -89,11 +89,12 @@ def fraction_label(summary: pd.DataFrame, fraction: float) -> str:
 
 
 def metric_wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Arms as rows, fractions as columns: 'mean [ci_low, ci_high] †k/n ‡m' per cell."""
+    """Arms as rows (in the summary's arm order), fractions as columns: 'mean [ci_low, ci_high] †k/n ‡m' per
+    cell."""
     fractions = sorted(summary["fraction"].unique())
     by_key = {(row.arm, row.fraction): row for row in summary.itertuples(index=False)}
     rows = []
-    for arm in arm_order(summary["arm"]):
+    for arm in arms_in_rows(summary):
         row = {"arm": arm}
         for fraction in fractions:
             cell = by_key.get((arm, fraction))
@@ -124,10 +125,11 @@ def friedman(tests: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def ranks_wide(ranks: pd.DataFrame) -> pd.DataFrame:
-    """Arms as rows, fractions as columns: mean rank (1 = best) with degenerate marks."""
+def ranks_wide(ranks: pd.DataFrame, arms: list[str]) -> pd.DataFrame:
+    """Arms as rows (those of arms that have ranks, in that order), fractions as columns: mean rank (1 = best) with
+    degenerate marks."""
     rows = []
-    for arm in arm_order(ranks["arm"]):
+    for arm in [arm for arm in arms if arm in set(ranks["arm"])]:
         row = {"arm": arm}
         for item in ranks[ranks["arm"] == arm].itertuples(index=False):
             row[f"{item.fraction:g}"] = num(item.mean_rank, 2) + flag(item.no_ranking, collapsed=item.collapsed)

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from study.core.vocabulary import CellStatus
 from study.data.splits import training_subsets
 from study.protocol.blocks import backbone_info
+from study.protocol.strategies import blocks_kept, blocks_trained
 from study.training.train import steps_per_epoch
 
 if TYPE_CHECKING:
@@ -130,7 +132,8 @@ def stored_seconds(results_dir: Path) -> dict[str, list[float]]:
     folders = sorted(path for path in Path(results_dir).glob("*/cells") if not path.parent.name.startswith("."))
     for folder in folders:
         cells = ResultStore(results_dir, folder.parent.name).cells()
-        done = cells[(cells["status"] == "done") & (cells["caches"] != False)]  # noqa: E712 (null: before the column)
+        finished = cells["status"] == CellStatus.DONE
+        done = cells[finished & (cells["caches"] != False)]  # noqa: E712 (null: before the column)
         for settings, label, n_train, seconds in zip(done["settings_json"], done["arm"], done["n_train"],
                                                      done["train_seconds"]):
             found.setdefault(cost_key(json.loads(settings), label, n_train), []).append(float(seconds))
@@ -149,8 +152,8 @@ def _ms_per_image(settings: dict[str, Any]) -> float:
     """Milliseconds per training image of MobileNetV2 at 64 px for the arm's share of trained blocks."""
     arm, train = settings["arm"], settings["train"]
     blocks = len(backbone_info(settings["backbone"]["name"]).blocks)
-    kept = blocks if arm["truncate_at"] is None else arm["truncate_at"] + 1
-    trained = kept if arm["depth"] == "all" else min(int(arm["depth"]), kept)
+    kept = blocks_kept(arm["truncate_at"], blocks)
+    trained = blocks_trained(arm["depth"], kept)
     batch_norm = TRAINED_BATCH_NORM if settings["backbone"]["weights"] == "none" or train["batchnorm"] == "train" else 1
     return max(HEAD_MS, WHOLE_NETWORK_MS * batch_norm * trained / blocks)
 

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from study.plan.cells import Cell, plan_cells, plan_units
-from study.plan.tuning import TuningUnit, current_choices
+from study.plan.tuning import TuningUnit
 from study.protocol.schema import Protocol, load_protocol
 from study.store.results import ResultStore
+from study.store.tuning import current_choices
 
 if TYPE_CHECKING:
     import numpy as np

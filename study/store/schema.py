@@ -32,11 +32,11 @@ CELLS = pa.schema(_fields(
     # what the cell is (study.training.rows.cell_row)
     ("run_id", _TEXT, REQUIRED),
     ("protocol", _TEXT, REQUIRED),
-    ("status", _TEXT, REQUIRED),  # done or failed
+    ("status", _TEXT, REQUIRED),  # done or failed (study.core.vocabulary.CellStatus)
     ("error", _TEXT, OPTIONAL),
     ("traceback", _TEXT, OPTIONAL),
     ("arm", _TEXT, REQUIRED),
-    ("strategy", _TEXT, REQUIRED),
+    ("strategy", _TEXT, REQUIRED),  # a name of study.protocol.strategies
     ("depth", _TEXT, REQUIRED),  # a number of top blocks, or "all"
     ("truncate_at", _INT, OPTIONAL),
     ("head", _TEXT, REQUIRED),
@@ -113,7 +113,7 @@ CELLS = pa.schema(_fields(
     ("kappa_quadratic", _FLOAT, OPTIONAL),  # with dataset.ordinal only
     ("mae_class", _FLOAT, OPTIONAL),
     # the sweep's own columns (study.execution.local, study.execution.scheduler, study.run.reuse)
-    ("failure", _TEXT, OPTIONAL),  # retryable, deterministic or fatal
+    ("failure", _TEXT, OPTIONAL),  # retryable, deterministic or fatal (study.core.failures.FailureKind)
     ("attempts", _INT, OPTIONAL),
     ("skipped_files", _INT, OPTIONAL),
     ("adopted_from", _TEXT, OPTIONAL),

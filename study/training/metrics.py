@@ -7,8 +7,6 @@ import warnings
 import numpy as np
 from sklearn import metrics as sk
 
-METRICS = ("accuracy", "top2_accuracy", "balanced_accuracy", "auc", "f1_macro", "log_loss")
-
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """Accuracy, top-2 accuracy (3+ classes, else NaN), balanced accuracy, macro one-vs-rest AUC, macro F1,
@@ -49,9 +47,6 @@ def _log_loss(labels: np.ndarray, probabilities: np.ndarray, classes: np.ndarray
         return float(sk.log_loss(labels, np.clip(probabilities, 1e-7, 1.0), labels=classes))
 
 
-ORDINAL_METRICS = ("kappa_quadratic", "mae_class")
-
-
 def ordinal_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """For ordered classes (grades): Cohen's kappa with quadratic weights and the mean absolute error of the
     predicted class (the most probable one), in classes; kappa is NaN where it is undefined (one class only)."""
@@ -62,7 +57,6 @@ def ordinal_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, 
     return {"kappa_quadratic": float(kappa), "mae_class": float(sk.mean_absolute_error(labels, predicted))}
 
 
-OPERATING_METRICS = ("accuracy_op", "balanced_accuracy_op", "f1_macro_op")
 PRIOR_EXPONENTS = np.round(np.linspace(-1.0, 1.0, 21), 2)  # multi-class: candidate t of p_c * prior_c^t
 
 

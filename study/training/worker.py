@@ -14,11 +14,11 @@ import pandas as pd
 
 from study.core.errors import DataError
 from study.core.failures import failure_kind
+from study.core.vocabulary import CLASSIFICATION_METRICS
 from study.plan.cells import Cell
 from study.training import caches
 from study.training.context import WorkerContext
 from study.training.metrics import (
-    METRICS,
     choose_operating_point,
     classification_metrics,
     operating_metrics,
@@ -91,7 +91,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
         blocks_trained=arm_model.blocks_trained,
         cached_input_block=arm_model.input_block,
         caches=context.caches,
-        **{name: scores[name] for name in (*METRICS, "majority_rate", "max_predicted_share")},
+        **{name: scores[name] for name in (*CLASSIFICATION_METRICS, "majority_rate", "max_predicted_share")},
         **operating_metrics(labels, probabilities, rule, point, prior),
         **(ordinal_metrics(labels, probabilities) if settings["dataset"].get("ordinal") else {}),
         operating_rule=rule,

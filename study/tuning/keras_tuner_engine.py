@@ -12,7 +12,8 @@ import itertools
 import json
 from pathlib import Path
 
-from study.plan.tuning import TuningUnit, direction
+from study.core.vocabulary import direction
+from study.plan.tuning import TuningUnit
 from study.protocol.schema import Protocol
 from study.training.trial import TrialOutcome
 from study.tuning.search import UnitSearch

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.plan.tuning import TuningUnit, direction
+from study.core.vocabulary import direction
+from study.plan.tuning import TuningUnit
 from study.protocol.schema import Protocol
 from study.training.trial import TrialOutcome
 from study.tuning.search import UnitSearch

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from study.protocol.blocks import backbone_info
+from study.protocol.strategies import blocks_kept, blocks_trained
 from study.training.models.backbones import build_backbone, layer_blocks, truncate
 
 TRAINED_BN_MOMENTUM = 0.9  # Keras' 0.99-0.999 leaves moving statistics near their start after a small-data run
@@ -42,8 +43,8 @@ def frozen_boundary(settings: dict[str, Any]) -> int | None:
     """The last block that stays frozen when the model can start after it, else None."""
     info = backbone_info(settings["backbone"]["name"])
     arm = settings["arm"]
-    kept = len(info.blocks) if arm["truncate_at"] is None else arm["truncate_at"] + 1
-    trained = kept if arm["depth"] == "all" else min(int(arm["depth"]), kept)
+    kept = blocks_kept(arm["truncate_at"], len(info.blocks))
+    trained = blocks_trained(arm["depth"], kept)
     if trained == kept or settings["train"]["augment"]:
         return None
     return kept - trained - 1
@@ -58,11 +59,10 @@ def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen
     info = backbone_info(backbone["name"])
     base = build_backbone(backbone["name"], backbone["weights"], size, backbone.get("width"))
     block_of = dict(zip((layer.name for layer in base.layers), layer_blocks(base, info)))
-    kept = len(info.blocks)
     if arm["truncate_at"] is not None:
         base = truncate(base, info, arm["truncate_at"])
-        kept = arm["truncate_at"] + 1
-    trained = kept if arm["depth"] == "all" else min(int(arm["depth"]), kept)
+    kept = blocks_kept(arm["truncate_at"], len(info.blocks))
+    trained = blocks_trained(arm["depth"], kept)
     first_trained = kept - trained
     for layer in base.layers:  # the input layer maps to block -1 and holds no weights
         layer.trainable = block_of.get(layer.name, -1) >= first_trained
