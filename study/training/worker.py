@@ -403,9 +403,7 @@ def feature_map(context: WorkerContext, settings: dict[str, Any]) -> dict[str, n
 
 
 def write_feature_map(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Store a feature map as one .npz, written to a temporary file and renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as stream:
-        np.savez(stream, **arrays)
-    os.replace(temporary, path)
+    """Store a feature map as one .npz, written atomically (study.core.files)."""
+    from study.core.files import write_atomic
+
+    write_atomic(path, lambda stream: np.savez(stream, **arrays))
