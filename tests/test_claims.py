@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 from test_report_synthetic import cell_row, grid_rows, protocol_text
 
-from study.analysis.claims import RULE, evaluate_claim, pooled_decision
+from study.analysis.claims import (
+    ALPHA,
+    MIN_PAIRS,
+    RULE,
+    evaluate_claim,
+    pooled_decision,
+)
+from study.analysis.stats import CONFIDENCE, wilcoxon_seeds, wilcoxon_smallest_p
 from study.analysis.summaries import flagged, representative_arm
 from study.core.errors import ProtocolError
 from study.core.vocabulary import Verdict
@@ -274,6 +281,21 @@ def test_a_claim_over_fractions_is_decided_by_all_of_its_data():
     assert (detail["verdict"] != Verdict.SUPPORTED).any() and "fraction by fraction (Holm)" in summary["reason"]
 
 
+def readme_section(title: str) -> str:
+    """The text of the README section under `### title`, up to the next heading."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    return re.split(r"^#+ ", readme.split(f"\n### {title}\n", 1)[1], flags=re.MULTILINE)[0]
+
+
 def test_readme_states_the_rule_the_code_applies():
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
-    assert " ".join(RULE.split()) in readme
+    first_paragraph = readme_section("How a claim gets its verdict").split("\n\n")[0]
+    assert " ".join(first_paragraph.split()) == " ".join(RULE.split())
+
+
+def test_the_rule_states_the_numbers_the_verdicts_use():
+    assert f"including fewer than {MIN_PAIRS} seeds" in RULE
+    assert f"the {CONFIDENCE:.0%} percentile bootstrap interval" in RULE
+    seeds = wilcoxon_seeds(ALPHA)
+    assert wilcoxon_smallest_p(seeds) <= ALPHA < wilcoxon_smallest_p(seeds - 1)
+    assert f"so it decides from {seeds} seeds at alpha {ALPHA:g})" in RULE
+    assert ALPHA == ReportSpec().alpha

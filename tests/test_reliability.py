@@ -473,6 +473,23 @@ def test_a_task_that_kills_its_worker_is_given_up_alone_and_the_others_finish():
     assert {item: returned for item, (returned, _) in outcomes.items()} == {"a": "a", "b": "b", "c": "c", "d": "d"}
 
 
+def _die_with(context, item):
+    return _die_when_told(item)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_map_unordered_gives_each_item_its_outcome_here_and_in_worker_processes(jobs):
+    from study.core.failures import WorkerLost
+    from study.execution.local import map_unordered
+
+    outcomes = dict(map_unordered(_die_with, ["a", "b", "c"] + (["deadly"] if jobs > 1 else []), context(), jobs))
+    if jobs > 1:
+        lost = outcomes.pop("deadly")
+        assert isinstance(lost, WorkerLost) and lost.attempts == 2 and "killed by SIGKILL" in lost.reason
+    assert {item: returned for item, (returned, _) in outcomes.items()} == {"a": "a", "b": "b", "c": "c"}
+    assert {pid == os.getpid() for _, pid in outcomes.values()} == {jobs == 1}  # jobs 1: in this process
+
+
 @pytest.mark.parametrize("exit_code, words", [(-9, "killed by SIGKILL, likely out of memory"),
                                               (-11, "killed by SIGSEGV (signal 11)"), (3, "exited with code 3")])
 def test_a_dead_process_is_described_by_signal_or_exit_code_and_peak_memory(exit_code, words):

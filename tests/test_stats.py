@@ -11,6 +11,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from study.analysis.stats import (
+    add_holm,
     average_ranks,
     bootstrap_mean_ci,
     friedman,
@@ -21,6 +22,7 @@ from study.analysis.stats import (
     paired_comparison,
     paired_t,
     wilcoxon,
+    wilcoxon_seeds,
     wilcoxon_smallest_p,
 )
 
@@ -79,6 +81,20 @@ def test_holm_matches_statsmodels_and_keeps_nan():
     assert adjusted[[0, 1, 3, 4]] == pytest.approx(expected)
     assert adjusted[[0, 1, 3]] == pytest.approx([0.04, 0.09, 0.09])
     assert holm([]).shape == (0,)
+
+
+def test_add_holm_adjusts_each_column_over_the_family_and_counts_a_missing_p_as_nan():
+    family = [{"t_p": 0.01, "w_p": 0.2}, {"t_p": 0.04}, {"t_p": 0.03, "w_p": 0.05}]
+    add_holm(family, ("t_p", "w_p"))
+    assert [row["t_p_holm"] for row in family] == pytest.approx(multipletests([0.01, 0.04, 0.03], method="holm")[1])
+    assert family[0]["w_p_holm"] == pytest.approx(0.2) and family[2]["w_p_holm"] == pytest.approx(0.1)
+    assert math.isnan(family[1]["w_p_holm"]) and "w_p" not in family[1]
+
+
+@pytest.mark.parametrize("alpha, seeds", [(0.05, 6), (0.01, 8), (0.5, 2), (1.0, 1)])
+def test_wilcoxon_seeds_is_the_fewest_that_can_reach_alpha(alpha, seeds):
+    assert wilcoxon_seeds(alpha) == seeds
+    assert wilcoxon_smallest_p(seeds) <= alpha and (seeds == 1 or wilcoxon_smallest_p(seeds - 1) > alpha)
 
 
 def test_friedman_and_ranks_match_scipy():

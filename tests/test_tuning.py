@@ -74,6 +74,19 @@ def test_tuning_beats_a_bad_default_learning_rate(engine, tmp_path):
     assert cells[0].arm.lr_head == record["values"]["lr_head"] == cells[0].settings["tuned"]["values"]["lr_head"]
 
 
+def test_a_trial_trains_the_arm_with_its_own_network_and_output_layer_rate(tmp_path):
+    """A strategy's own backbone and lr.output reach its trials as they reach its cells."""
+    protocol = parse_protocol(BAD_DEFAULT.format(name="own", engine="optuna", trials=2).replace(
+        "  - {name: scratch}",
+        "  - {name: scratch, backbone: {name: cnn, weights: none, width: 4}, lr: {head: 1.0e-3, output: 0.02}}"))
+    unit, = plan_units(protocol, source_fingerprint(protocol.dataset, None))
+    task = open_search(unit, protocol, tmp_path).ask()
+    arm = task.cell.arm
+    assert arm.label == "scratch[cnn-4]" == unit.label and arm.backbone.width == 4 and arm.lr_output == 0.02
+    assert arm.lr_head == task.cell.settings["arm"]["lr_head"] != 1.0e-3  # the trial's own value
+    assert task.cell.settings["backbone"]["width"] == 4
+
+
 class Guarded(np.ndarray):
     """An array whose forbidden rows raise when anything reads them."""
 

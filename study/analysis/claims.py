@@ -1,6 +1,7 @@
 """The protocol's claims tested on flagged done cells (see analysis.flagged): a verdict per claim and per fraction.
 
-RULE (below) is the rule in words; the report prints it and the README quotes it (a test checks they agree).
+RULE (below) is the rule in words, its numbers taken from the code; the report prints it and the README quotes it
+(a test checks they agree).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from study.analysis.resampling import (
 from study.analysis.significance import paired_values
 from study.analysis.stats import (
     BOOTSTRAP_RESAMPLES,
+    CONFIDENCE,
     Paired,
-    holm,
+    add_holm,
     paired_comparison,
+    wilcoxon_seeds,
     wilcoxon_smallest_p,
 )
 from study.analysis.summaries import excluded_for, representative_arm
@@ -37,6 +40,7 @@ CLAIM_COLUMNS = [
     "n_fractions", "n_supported", "n_contradicted",
 ]
 
+ALPHA = ReportSpec.model_fields["alpha"].default  # the report's default level, the one RULE's example is at
 RULE = (
     "Each side of a claim is an arm, or a strategy or list of arms represented at each fraction by its arm with the "
     "best mean validation score over seeds (the stored monitor value, never a test metric). At each fraction the two "
@@ -45,15 +49,15 @@ RULE = (
     "a - b (b - a where lower is better). The verdict comes from one test on all of the claim's data: per seed, the "
     "advantage averaged over the claim's fractions (seeds paired at every fraction), and the paired t-test of that "
     "average plus the margin (0 for better) at alpha, with no correction because it is one test. Supported: the "
-    "t-test is significant, the 95% percentile bootstrap interval of the mean advantage lies above -margin, and the "
-    "Wilcoxon signed-rank test agrees wherever it can reach alpha (its smallest two-sided p with n seeds is "
-    "2 / 2^n, so it decides from 6 seeds at alpha 0.05). Contradicted: the mirror case (significant, interval below "
-    "-margin). Otherwise inconclusive, including fewer than 3 seeds. Fraction by fraction, the same test with Holm's "
-    "correction over the claim's fractions says where the claim holds on its own; those rows never change the "
-    "verdict. A claim about scarce data names its own fractions. A trend claim is tested on its own: for each seed "
-    "and fraction validation picks one arm of the ordered list a; the effect is Kendall's tau between fraction and "
-    "the picked arm's position, decided by its two-sided p and a 95% bootstrap interval over seeds (supported: tau > 0, "
-    "p < alpha, interval above 0)."
+    f"t-test is significant, the {CONFIDENCE:.0%} percentile bootstrap interval of the mean advantage lies above "
+    "-margin, and the Wilcoxon signed-rank test agrees wherever it can reach alpha (its smallest two-sided p with n "
+    f"seeds is 2 / 2^n, so it decides from {wilcoxon_seeds(ALPHA)} seeds at alpha {ALPHA:g}). Contradicted: the "
+    "mirror case (significant, interval below -margin). Otherwise inconclusive, including fewer than "
+    f"{MIN_PAIRS} seeds. Fraction by fraction, the same test with Holm's correction over the claim's fractions says "
+    "where the claim holds on its own; those rows never change the verdict. A claim about scarce data names its own "
+    "fractions. A trend claim is tested on its own: for each seed and fraction validation picks one arm of the "
+    "ordered list a; the effect is Kendall's tau between fraction and the picked arm's position, decided by its "
+    "two-sided p and a 95% bootstrap interval over seeds (supported: tau > 0, p < alpha, interval above 0)."
 )
 DETAIL_COLUMNS = [
     "claim", "fraction", "arm_a", "arm_b", "n_pairs", "dropped_degenerate", "effect", "ci_low", "ci_high", "t_p",
@@ -94,9 +98,7 @@ def evaluate_claim(
         rows.append(row)
         advantages.append(advantage)
     tested = [row for row in rows if row["n_pairs"] >= MIN_PAIRS]
-    for test in ("t", "w"):
-        for row, adjusted in zip(tested, holm([row[f"{test}_p"] for row in tested])):
-            row[f"{test}_p_holm"] = adjusted
+    add_holm(tested, ("t_p", "w_p"))
     for row in rows:
         reachable = len(tested) * wilcoxon_smallest_p(row["n_pairs"]) <= alpha
         row["wilcoxon_decides"] = bool(row["n_pairs"] >= MIN_PAIRS and reachable)
@@ -220,7 +222,7 @@ def pooled_decision(per_seed: np.ndarray, margin: float, alpha: float,
                     resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[str, str, Paired]:
     """The claim's primary test, on all of its data at once: the per-seed advantages averaged over its fractions,
     one paired t-test of advantage + margin at alpha (no correction: it is one test), the bootstrap interval of the
-    mean advantage beside it, and the Wilcoxon test where it can reach alpha (6+ seeds at 0.05)."""
+    mean advantage beside it, and the Wilcoxon test where it can reach alpha (RULE)."""
     primary = paired_comparison(per_seed, np.zeros(len(per_seed)), shift=margin, resamples=resamples)
     if primary.n < MIN_PAIRS:
         return Verdict.INCONCLUSIVE, (f"{primary.n} seeds have pairs at every fraction of the claim; a verdict needs "

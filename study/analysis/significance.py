@@ -22,9 +22,9 @@ from study.analysis.resampling import (
 )
 from study.analysis.stats import (
     BOOTSTRAP_RESAMPLES,
+    add_holm,
     average_ranks,
     friedman,
-    holm,
     mcnemar_exact,
     nemenyi_cd,
     paired_comparison,
@@ -77,9 +77,7 @@ def pairwise_table(cells: pd.DataFrame, metric: str, resamples: int = BOOTSTRAP_
                 "t_stat": result.t_stat, "t_p": result.t_p, "w_stat": result.w_stat, "w_p": result.w_p,
                 "degenerate_a": int(pairs["degenerate_a"].sum()), "degenerate_b": int(pairs["degenerate_b"].sum()),
             } | _two_level(cells, metric, arm_a, arm_b, fraction, pairs["seed"], predictions))
-        for test in ("t", "w"):
-            for row, adjusted in zip(family, holm([row[f"{test}_p"] for row in family])):
-                row[f"{test}_p_holm"] = adjusted
+        add_holm(family, ("t_p", "w_p"))
         rows += family
     return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)
 
@@ -154,9 +152,7 @@ def mcnemar_table(
     for name_a, name_b in pairs:
         family = [_mcnemar_row(cells, name_a, name_b, f, predictions, same_seed)
                   for f in sorted(cells["fraction"].unique())]
-        for test in ("p", "delong_p"):
-            for row, adjusted in zip(family, holm([row.get(test, math.nan) for row in family])):
-                row[f"{test}_holm"] = adjusted
+        add_holm(family, ("p", "delong_p"))
         rows += family
     return pd.DataFrame(rows, columns=MCNEMAR_COLUMNS)
 

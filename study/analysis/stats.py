@@ -108,6 +108,14 @@ def wilcoxon_smallest_p(n: int) -> float:
     return 2.0 / 2.0**n if n > 0 else 1.0
 
 
+def wilcoxon_seeds(alpha: float) -> int:
+    """The fewest non-zero differences with which a two-sided Wilcoxon test can reach alpha (2 / 2**n <= alpha)."""
+    n = 1
+    while wilcoxon_smallest_p(n) > alpha:
+        n += 1
+    return n
+
+
 def holm(pvalues) -> np.ndarray:
     """Holm-adjusted p-values: the k-th smallest of m p-values times m - k + 1, made non-decreasing and capped at 1
     (the numbers of statsmodels' multipletests(method="holm"), without its gc.collect() on every call, which costs
@@ -120,6 +128,14 @@ def holm(pvalues) -> np.ndarray:
         raw = pvalues[order] * np.arange(len(order), 0, -1)
         adjusted[order] = np.minimum(np.maximum.accumulate(raw), 1.0)
     return adjusted
+
+
+def add_holm(family: list[dict], columns) -> None:
+    """Holm over one family of rows: each row gets `<column>_holm`, the column's p-value adjusted over the family
+    (a row without the column counts as NaN), for each of columns."""
+    for column in columns:
+        for row, adjusted in zip(family, holm([row.get(column, math.nan) for row in family])):
+            row[f"{column}_holm"] = adjusted
 
 
 def average_ranks(matrix, higher_is_better: bool = True) -> np.ndarray:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from study.core.files import write_atomic
 from study.data.dataset import Dataset
 
 log = logging.getLogger(__name__)
@@ -36,21 +35,13 @@ def read_cache(path: Path, fingerprint: str) -> Dataset | None:
 
 
 def write_cache(path: Path, dataset: Dataset) -> None:
-    """Write the arrays to a temporary file beside path, then rename it; a failure only costs the cache."""
+    """Write the arrays onto path atomically (study.core.files); a failure only costs the cache."""
     arrays = {"images": dataset.images, "labels": dataset.labels, "ids": dataset.ids,
               "class_names": np.array(dataset.class_names, dtype=str)}
     optional = {"groups": dataset.groups, "split": dataset.split,
                 "skipped": np.array(dataset.skipped, dtype=str) if dataset.skipped else None}
     arrays.update({key: value for key, value in optional.items() if value is not None})
-    temporary = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(descriptor, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(temporary, path)
+        write_atomic(path, lambda stream: np.savez(stream, **arrays))
     except OSError as exc:
         log.warning("could not write image cache %s (%s); the next load decodes again", path, exc)
-    finally:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)

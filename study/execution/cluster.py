@@ -1,6 +1,6 @@
 """Cells on a Dask or Ray cluster: the driver submits them, the cluster runs them, results come back here.
 
-The driver keeps at most `jobs` cells in flight, in dispatch order, and yields each (row, predictions) as it
+The driver keeps at most `jobs` cells or tasks in flight, in dispatch order, and yields each outcome as it
 finishes; it alone writes the store. Each cell is submitted once and its result arrives once: when a worker
 is lost mid-cell, the cluster itself runs that cell again on another worker (Dask reschedules tasks of a dead
 worker up to its `allowed-failures`; Ray retries tasks up to `max_retries`), so it is still stored once. A cell
@@ -10,11 +10,9 @@ the cluster gives up on because its workers kept dying is stored failed (`Worker
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from study.core.failures import WorkerLost
-from study.execution.local import Result, cell_results
-from study.plan.cells import Cell
 from study.training.context import WorkerContext
 
 CONNECT_SECONDS = 10
@@ -28,20 +26,17 @@ class Cluster(ABC):
     jobs: int  # cells in flight at once
 
     @abstractmethod
-    def submit_cell(self, cell: Cell, context: WorkerContext, retries: int):
-        """Start one cell on the cluster; a handle for wait_any and result."""
+    def submit(self, function, context: WorkerContext, item):
+        """Start function(context, item) on one worker, alone in its process (one cell or task at a time); a handle
+        for wait_any and result."""
 
     @abstractmethod
     def wait_any(self, handles: list) -> list:
         """Block until at least one handle has finished; the finished ones."""
 
     @abstractmethod
-    def submit_task(self, function, context: WorkerContext, *args):
-        """Start function(context, *args) on one worker, alone in its process like a cell; a handle."""
-
-    @abstractmethod
     def result(self, handle):
-        """What a finished cell or task returned; raises when the cluster gave up on it."""
+        """What a finished task returned; raises when the cluster gave up on it."""
 
     @abstractmethod
     def worker_death(self, exc: Exception) -> str | None:
@@ -60,29 +55,17 @@ class Cluster(ABC):
         """The cluster in words, for the line `run` prints before the sweep."""
         return f"the {self.kind} cluster at {self.address} ({self.jobs} cell(s) at a time)"
 
-    def run_task(self, function, context: WorkerContext, *args):
-        """function(context, *args) on one worker; its return value."""
-        return self.result(self.submit_task(function, context, *args))
+    def map_unordered(self, function, items: Iterable, context: WorkerContext) -> Iterator[tuple]:
+        """(item, function(context, item), or WorkerLost) for each item, at most `jobs` in flight, as each finishes
+        (`study.execution.local.map_unordered` on this cluster).
 
-    def execute(self, cells: list[Cell], context: WorkerContext, retries: int = 0) -> Iterator[Result]:
-        """Run cells on the cluster, at most `jobs` at a time in the given order; yield each result as it comes."""
-        return cell_results(self.stream(lambda cell: self.submit_cell(cell, context, retries), iter(cells)))
-
-    def map_tasks(self, function, context: WorkerContext, arguments: Iterator) -> Iterator[tuple]:
-        """(argument, function(context, argument) or WorkerLost) for each argument, at most `jobs` at a time, as each
-        comes.
-
-        The next argument is taken only when a worker is free, so a generator may depend on results already
-        yielded (a tuning engine asks for its next trial after it was told the last one)."""
-        return self.stream(lambda argument: self.submit_task(function, context, argument), arguments)
-
-    def stream(self, submit, items: Iterator) -> Iterator[tuple]:
-        """submit(item) for each item, at most `jobs` in flight; (item, result or WorkerLost) as each finishes,
-        unfinished ones cancelled when the consumer stops."""
+        The next item is taken only when a worker is free, so a generator may depend on results already yielded (a
+        tuning engine asks for its next trial after it was told the last one); unfinished items are cancelled when
+        the consumer stops."""
         running: dict = {}  # handle -> item
         try:
             for item in items:
-                running[submit(item)] = item
+                running[self.submit(function, context, item)] = item
                 while len(running) >= self.jobs:
                     yield from self._finished(running)
             while running:

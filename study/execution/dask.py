@@ -16,9 +16,8 @@ from distributed import Client, KilledWorker, LocalCluster, wait
 
 from study.core.errors import StudyError
 from study.execution.cluster import CONNECT_SECONDS, Cluster
-from study.execution.local import Result, available_cores
-from study.execution.remote import run_cell_on_worker, run_task_on_worker
-from study.plan.cells import Cell
+from study.execution.local import available_cores
+from study.execution.remote import run_on_worker
 from study.training.context import WorkerContext
 
 
@@ -33,16 +32,10 @@ def _own_sizeof_sampling() -> None:
         dask.sizeof.random = random.Random()
 
 
-def dask_cell(cell: Cell, context: WorkerContext, retries: int) -> Result:
-    """One cell on this Dask worker."""
+def dask_task(function, context: WorkerContext, item):
+    """function(context, item) on this Dask worker."""
     _own_sizeof_sampling()
-    return run_cell_on_worker(cell, context, retries)
-
-
-def dask_task(function, context: WorkerContext, *args):
-    """function(context, *args) on this Dask worker."""
-    _own_sizeof_sampling()
-    return run_task_on_worker(function, context, *args)
+    return run_on_worker(function, context, item)
 
 
 class DaskCluster(Cluster):
@@ -78,14 +71,11 @@ class DaskCluster(Cluster):
                              f"`dask worker {address}`")
         return cls(client, None, jobs or workers)
 
-    def submit_cell(self, cell: Cell, context: WorkerContext, retries: int):
-        return self.client.submit(dask_cell, cell, context, retries, pure=False)
-
     def wait_any(self, handles: list) -> list:
         return list(wait(handles, return_when="FIRST_COMPLETED").done)
 
-    def submit_task(self, function, context: WorkerContext, *args):
-        return self.client.submit(dask_task, function, context, *args, pure=False)
+    def submit(self, function, context: WorkerContext, item):
+        return self.client.submit(dask_task, function, context, item, pure=False)
 
     def result(self, handle):
         return handle.result()

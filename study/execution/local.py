@@ -1,22 +1,25 @@
-"""How cells run: in this process, in fresh local worker processes (joblib's loky backend), or on a cluster.
+"""How work runs: in this process, in fresh local worker processes (joblib's loky backend), or on a cluster.
 
-An executor maps `attempt_cell` over cells and yields each (row, predictions) as soon as it finishes, in any
-order; a cell given up because its worker process died comes back as a failed row (`lost_cell`). Executors never
-write the store; the driver does. The local pool lives in `study.execution.pool`, Dask and Ray clusters in `study.execution.cluster`.
+`map_unordered` is the one route from the driver to workers: the sweep's cells (`execute`), the tuning trials
+(`study.tuning.phase`) and single tasks (`run_task`) all go through it. It yields each (item, outcome) as soon as
+it finishes, in any order; an item given up because its worker process died comes back as `WorkerLost`, and a cell
+as a failed row (`lost_cell`). Workers never write the store; the driver does. The local pool lives in
+`study.execution.pool`, Dask and Ray clusters in `study.execution.cluster`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from datetime import datetime, timezone
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from study.core.errors import StudyError
 from study.core.failures import FailureKind, WorkerLost
 from study.plan.cells import Cell
 from study.training.context import WorkerContext
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 Result = tuple[dict, pd.DataFrame | None]
 
 
-def attempt_cell(cell: Cell, context: WorkerContext, retries: int = 0) -> Result:
+def attempt_cell(context: WorkerContext, cell: Cell, retries: int = 0) -> Result:
     """run_cell, tried again up to `retries` times while it fails with a retryable error; the row counts attempts."""
     for attempt in range(1, retries + 2):
         row, predictions = run_cell(cell, context)
@@ -65,41 +68,43 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_serial(cells: list[Cell], context: WorkerContext, retries: int = 0) -> Iterator[Result]:
-    """Run cells one after another in this process."""
-    for cell in cells:
-        yield attempt_cell(cell, context, retries)
+def map_unordered(function: Callable[[WorkerContext, Any], Any], items: Iterable, context: WorkerContext, jobs: int,
+                  cluster: Cluster | None = None) -> Iterator[tuple[Any, Any]]:
+    """(item, function(context, item)) for each item, as each finishes: on the cluster when one is given, else in
+    this process when jobs is 1, else in the pool of `jobs` fresh local worker processes (loky starts them clean,
+    never forking TensorFlow) that end with this one and are shared by every call (with their caches).
 
-
-def run_local(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0) -> Iterator[Result]:
-    """Run cells in the pool of `jobs` fresh worker processes (loky starts them clean, never forks TensorFlow) that
-    end with this one; a cell whose worker process dies runs again alone, and is stored failed when that process
-    dies too. The tuning trials before and the feature map after reuse the same pool, with its caches."""
+    At most `jobs` items (the cluster's own `jobs`) run at once, and the next item is taken only when a worker is
+    free, so items may be a generator that depends on outcomes already yielded. An item whose worker process died
+    comes back with WorkerLost in place of what it returned: locally after it ran again alone in a fresh process
+    and died there too; on a cluster after the cluster's own retries. An exception the function raised is raised
+    here. Closing the iterator stops the workers and the tasks they run."""
+    if cluster is not None:
+        return cluster.map_unordered(function, items, context)
+    if jobs <= 1:
+        return ((item, function(context, item)) for item in items)
     from study.execution.pool import run_pooled
 
-    # one cell per task: a finished cell comes back at once, so a kill loses only the cells that were running
-    return cell_results(run_pooled(partial(attempt_cell, context=context, retries=retries), cells, jobs,
-                                   context.log_dir))
+    return run_pooled(partial(function, context), items, jobs, context.log_dir)
 
 
 def execute(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0,
             cluster: Cluster | None = None) -> Iterator[Result]:
-    """Run cells on the cluster, with one worker in this process (jobs 1), or in worker processes; retryable
-    failures retried."""
-    if cluster is not None:
-        return cluster.execute(cells, context, retries)
-    if jobs <= 1 or not cells:
-        return run_serial(cells, context, retries)
-    return run_local(cells, context, jobs, retries)  # `jobs` workers even for fewer cells: one pool for the whole run
+    """Run cells through map_unordered (`jobs` local workers even for fewer cells: one pool for the whole run), each
+    tried again while it fails with a retryable error; yield each (row, predictions) as it finishes. A cell whose
+    worker process died each time it ran comes back as a failed row."""
+    # one cell per task: a finished cell comes back at once, so a kill loses only the cells that were running
+    return cell_results(map_unordered(partial(attempt_cell, retries=retries), cells, context, jobs, cluster))
 
 
 def run_task(function, context: WorkerContext, *args, jobs: int, cluster: Cluster | None = None):
-    """function(context, *args) on a cluster worker, in a worker process (reusing the sweep's pool), or here when
-    jobs is 1."""
-    if cluster is not None:
-        return cluster.run_task(function, context, *args)
-    if jobs <= 1:
-        return function(context, *args)
-    from study.execution.pool import worker_pool
+    """function(context, *args) through map_unordered: on a cluster worker, in a local worker process (the sweep's
+    pool, with its caches), or here when jobs is 1; raises StudyError when its worker process died each time."""
+    [(_, outcome)] = map_unordered(partial(_called_with, function), [args], context, jobs, cluster)
+    if isinstance(outcome, WorkerLost):
+        raise StudyError(f"its worker process died: {outcome.reason}")
+    return outcome
 
-    return worker_pool(jobs, context.log_dir).submit(function, context, *args).result()
+
+def _called_with(function, context: WorkerContext, args: tuple):
+    return function(context, *args)

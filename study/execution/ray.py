@@ -14,15 +14,14 @@ from study.core.errors import StudyError
 from study.execution.cluster import Cluster
 from study.execution.lifeline import reap_when_gone
 from study.execution.local import available_cores
-from study.execution.remote import run_cell_on_worker, run_task_on_worker
-from study.plan.cells import Cell
+from study.execution.remote import run_on_worker
 from study.training.context import WorkerContext
 
 MAX_RETRIES = 3
 
 
 class RayCluster(Cluster):
-    """A Ray connection, with remote versions of the cell and task functions sized to the cluster."""
+    """A Ray connection, with a remote version of the task function sized to the cluster."""
 
     kind = "ray"
 
@@ -33,8 +32,7 @@ class RayCluster(Cluster):
         self.address = address
         self.jobs = jobs
         self.threads = threads
-        self.cell = ray.remote(num_cpus=threads, max_retries=MAX_RETRIES)(run_cell_on_worker)
-        self.task = ray.remote(num_cpus=threads, max_retries=MAX_RETRIES)(run_task_on_worker)
+        self.task = ray.remote(num_cpus=threads, max_retries=MAX_RETRIES)(run_on_worker)
 
     @classmethod
     def connect(cls, address: str | None, jobs: int | None, cells: int, threads: int) -> RayCluster:
@@ -67,15 +65,12 @@ class RayCluster(Cluster):
             jobs = max(1, min(jobs, cells))
         return cls(context.address_info["gcs_address"], jobs, threads)
 
-    def submit_cell(self, cell: Cell, context: WorkerContext, retries: int):
-        return self.cell.remote(cell, context, retries)
-
     def wait_any(self, handles: list) -> list:
         ready, _ = self.ray.wait(handles, num_returns=1)
         return ready
 
-    def submit_task(self, function, context: WorkerContext, *args):
-        return self.task.remote(function, context, *args)
+    def submit(self, function, context: WorkerContext, item):
+        return self.task.remote(function, context, item)
 
     def result(self, handle):
         return self.ray.get(handle)

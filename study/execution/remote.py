@@ -1,7 +1,7 @@
 """What a cluster worker does with a cell: one cell at a time per process, with a cache folder it can write.
 
 These functions run inside Dask and Ray worker processes. TensorFlow is imported there, by the cell itself
-(`study.training.process.configure_tensorflow`, which also turns oneDNN on), never by the driver that submits them.
+(`worker.configure_tensorflow`, which also turns oneDNN on), never by the driver that submits them.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from study.execution.local import Result, attempt_cell
-from study.plan.cells import Cell
 from study.training.context import WorkerContext
 
 # Keras' random seed and the worker's model and feature caches belong to the process: a worker with several
@@ -39,13 +37,8 @@ def on_worker(context: WorkerContext) -> WorkerContext:
     return replace(context, cache_dir=writable_cache_dir(context.cache_dir))
 
 
-def run_cell_on_worker(cell: Cell, context: WorkerContext, retries: int) -> Result:
-    """attempt_cell with the protocol's TensorFlow threads, after any other cell of this process has finished."""
+def run_on_worker(function, context: WorkerContext, item):
+    """function(context, item) on this worker, like every cell: alone in its process, with the protocol's threads
+    and a cache folder it can write."""
     with _ONE_CELL_AT_A_TIME:
-        return attempt_cell(cell, on_worker(context), retries)
-
-
-def run_task_on_worker(function, context: WorkerContext, *args):
-    """function(context, *args) on this worker, like a cell: alone in its process, with its threads and cache."""
-    with _ONE_CELL_AT_A_TIME:
-        return function(on_worker(context), *args)
+        return function(on_worker(context), item)

@@ -88,7 +88,7 @@ def plan_units(protocol: Protocol, dataset_fingerprint: str) -> list[TuningUnit]
     units = {}
     for arm in protocol_arms(protocol):
         for fraction in protocol.fractions:
-            unit = make_unit(protocol, arm.label, cell_settings(protocol, arm), fraction, dataset_fingerprint)
+            unit = make_unit(protocol, arm, cell_settings(protocol, arm), fraction, dataset_fingerprint)
             units.setdefault(unit.key, unit)
     return list(units.values())
 
@@ -106,7 +106,7 @@ def plan_cells(protocol: Protocol, dataset_fingerprint: str, chosen: dict[str, d
             for arm in arms:
                 settings, cell_arm = cell_settings(protocol, arm), arm
                 if protocol.tuning is not None:
-                    unit = make_unit(protocol, arm.label, settings, fraction, dataset_fingerprint)
+                    unit = make_unit(protocol, arm, settings, fraction, dataset_fingerprint)
                     settings = tuned_settings(settings, (chosen or {}).get(unit.key))
                     cell_arm = tuned_arm(arm, settings) if settings["tuned"] else arm
                 weights = weights_fingerprint(settings["backbone"]["weights"])

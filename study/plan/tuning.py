@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from study.protocol.arms import Arm
 from study.protocol.schema import HeadSpec, Protocol
 from study.protocol.strategies import STRATEGIES
 
@@ -24,9 +25,14 @@ class TuningUnit:
     """One search: an arm at one fraction, with the settings every trial starts from."""
 
     key: str  # stable id: a hash of everything that changes the trials' results
-    label: str  # arm label, e.g. finetune(depth=2)
+    arm: Arm  # the arm as the protocol states it, before tuning
     fraction: float
     base: dict[str, Any]  # the arm's cell settings with the protocol's values, before tuning
+
+    @property
+    def label(self) -> str:
+        """The arm's label, e.g. finetune(depth=2)."""
+        return self.arm.label
 
     @property
     def name(self) -> str:
@@ -42,9 +48,9 @@ def tuned_fraction(protocol: Protocol, fraction: float) -> float:
     return tuning.fraction if tuning.fraction is not None else max(protocol.fractions)
 
 
-def make_unit(protocol: Protocol, label: str, base: dict[str, Any], fraction: float,
+def make_unit(protocol: Protocol, arm: Arm, base: dict[str, Any], fraction: float,
               dataset_fingerprint: str) -> TuningUnit:
-    """The unit that tunes an arm (given by its untuned cell settings) for cells at `fraction`."""
+    """The unit that tunes an arm (with its untuned cell settings) for cells at `fraction`."""
     tuning = protocol.tuning
     at = tuned_fraction(protocol, fraction)
     payload = {
@@ -53,7 +59,7 @@ def make_unit(protocol: Protocol, label: str, base: dict[str, Any], fraction: fl
         "ranges": tuning.space.model_dump(), "pruner": tuning.pruner.model_dump(),
     }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return TuningUnit(hashlib.sha256(canonical.encode()).hexdigest()[:20], label, at, base)
+    return TuningUnit(hashlib.sha256(canonical.encode()).hexdigest()[:20], arm, at, base)
 
 
 def space_for(settings: dict[str, Any], protocol: Protocol) -> dict[str, dict[str, Any]]:
@@ -112,8 +118,9 @@ def tuned_settings(settings: dict[str, Any], record: dict[str, Any] | None) -> d
     return out
 
 
-def tuned_arm(arm, settings: dict[str, Any]):
-    """The Arm with the learning rates and head of (tuned) settings."""
+def tuned_arm(arm: Arm, settings: dict[str, Any]) -> Arm:
+    """The Arm with the learning rates and head of (tuned) settings; its other fields (network, output-layer rate)
+    as they were."""
     values = settings["arm"]
     return replace(arm, lr_backbone=values["lr_backbone"], lr_head=values["lr_head"], head=HeadSpec(**values["head"]))
 

@@ -19,6 +19,7 @@ from filelock import FileLock, Timeout
 
 from study.core.errors import StudyError
 from study.core.failures import fatal_store_error
+from study.core.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,7 @@ class RunLock:
     def _write_holder(self) -> None:
         info = {"pid": os.getpid(), "host": platform.node(),
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        temporary = self.holder_path.with_name(f".{self.holder_path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(info))
-        os.replace(temporary, self.holder_path)
+        write_atomic(self.holder_path, json.dumps(info).encode())
 
 
 def _alive(pid: int) -> bool:

@@ -7,8 +7,8 @@ Contract:
   `cells/` and `predictions/` read as one table in any parquet reader; a row with a column the schema lacks is
   refused with a StudyError. Files written before the schema are cast to it when read, and `conform_files`
   (called by `study run` under its lock) rewrites them in it once, values unchanged.
-- Writes go to a hidden temporary file in the same folder, are flushed to disk, then renamed: a file is present
-  whole or not at all. Readers ignore temporary files and any file that does not parse.
+- Writes go through `study.core.files.write_atomic` (a hidden temporary file in the same folder, flushed, renamed,
+  the folder flushed): a file is present whole or not at all. Readers ignore temporary files and any file that does not parse.
 - Finished rows never change, except that `put` of a failed cell's run id again (a retry) replaces it (and the
   one rewrite of a file written before the schema, above).
 - The split the cells were trained on is stored in `split.parquet`, one block of rows per seed with
@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import pyarrow.parquet as pq
 
 from study.core.errors import StudyError
 from study.core.failures import fatal_store_error
+from study.core.files import Writer, write_atomic
 from study.store.schema import (
     CELLS,
     SPLIT,
@@ -134,7 +133,7 @@ class ResultStore:
     def put_tuning(self, record: dict) -> Path:
         """Store a tuning unit's choice (record["key"] names it); a later choice for the same key replaces it."""
         data = json.dumps(record, indent=1, sort_keys=True).encode()
-        return _write_bytes(data, self.chosen_dir / f"{record['key']}.json")
+        return _write_atomic(self.chosen_dir / f"{record['key']}.json", data)
 
     def tuning_records(self) -> dict[str, dict]:
         """Every stored tuning choice, by unit key; unreadable files are ignored."""
@@ -150,15 +149,15 @@ class ResultStore:
     # ---------------------------------------------------------------------------------------- housekeeping
     def put_protocol(self, text: str) -> None:
         """Keep a copy of the protocol last run."""
-        _write_bytes(text.encode(), self.root / "protocol.yaml")
+        _write_atomic(self.root / "protocol.yaml", text.encode())
 
     def put_dataset_info(self, info: dict) -> None:
         """What the dataset load found: image count and the files it skipped (dataset.json)."""
-        _write_bytes(json.dumps(info, indent=1, sort_keys=True).encode(), self.root / "dataset.json")
+        _write_atomic(self.root / "dataset.json", json.dumps(info, indent=1, sort_keys=True).encode())
 
     def put_sequential(self, record: dict) -> None:
         """The plan, looks and stop reason of a run that adds seeds until its claims are decided."""
-        _write_bytes(json.dumps(record, indent=1, sort_keys=True).encode(), self.root / "sequential.json")
+        _write_atomic(self.root / "sequential.json", json.dumps(record, indent=1, sort_keys=True).encode())
 
     def sequential(self) -> dict | None:
         """The stored sequential record, or None when no run added seeds (or the file does not parse)."""
@@ -281,28 +280,12 @@ def _write_table(table: pa.Table, path: Path) -> Path:
     return _write_atomic(path, lambda stream: pq.write_table(table, stream))
 
 
-def _write_bytes(data: bytes, path: Path) -> Path:
-    return _write_atomic(path, lambda stream: stream.write(data))
-
-
-def _write_atomic(path: Path, write: Callable) -> Path:
-    """write(stream) into a temporary file beside path, flushed to disk, then renamed onto path."""
-    temporary = None
+def _write_atomic(path: Path, data: bytes | Writer) -> Path:
+    """write_atomic, with a failure no cell can get past (read-only, not permitted, full) raised as FatalError."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-        temporary = None
+        return write_atomic(path, data)
     except OSError as exc:
         fatal = fatal_store_error(exc, path.parent)
         if fatal is None:
             raise
         raise fatal from None
-    finally:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
-    return path

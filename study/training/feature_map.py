@@ -3,12 +3,12 @@ worker and stored by the driver as one .npz."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from study.core.files import write_atomic
 from study.training import caches
 from study.training.context import WorkerContext
 from study.training.process import configure_tensorflow
@@ -40,9 +40,5 @@ def feature_map(context: WorkerContext, settings: dict[str, Any]) -> dict[str, n
 
 
 def write_feature_map(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Store a feature map as one .npz, written to a temporary file and renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as stream:
-        np.savez(stream, **arrays)
-    os.replace(temporary, path)
+    """Store a feature map as one .npz, written atomically."""
+    write_atomic(path, lambda stream: np.savez(stream, **arrays))

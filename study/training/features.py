@@ -12,15 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from filelock import FileLock
 
+from study.core.files import write_atomic
 from study.protocol.blocks import backbone_info
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class FeatureCache:
                     missing = sorted(b for b, k in keys.items() if b == wanted or not self._path(k).exists())
                     arrays = compute(missing)
                     for block in missing:
-                        _save(self._path(keys[block]), arrays[block])
+                        write_atomic(self._path(keys[block]), partial(np.save, arr=arrays[block], allow_pickle=False))
                     array = arrays[wanted]
         self.memory = {key: array}  # keep one array in memory: cells are dispatched grouped by arm
         return array
@@ -129,14 +129,3 @@ def _load(path: Path) -> np.ndarray | None:
     except (OSError, ValueError) as exc:
         log.warning("recomputing unreadable feature cache %s (%s)", path, exc)
         return None
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, array, allow_pickle=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

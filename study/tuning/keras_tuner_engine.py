@@ -12,6 +12,7 @@ import itertools
 import json
 from pathlib import Path
 
+from study.core.files import write_atomic
 from study.core.vocabulary import direction
 from study.plan.tuning import TuningUnit
 from study.protocol.schema import Protocol
@@ -78,7 +79,7 @@ class KerasTunerSearch(UnitSearch):
             trial.status, trial.message = "FAILED", (outcome.error or "").splitlines()[0] if outcome.error else None
         self.oracle.end_trial(trial)
         seconds_path = Path(self.oracle._project_dir) / f"trial_{trial.trial_id}" / "seconds.json"
-        seconds_path.write_text(json.dumps({"seconds": outcome.seconds}))
+        write_atomic(seconds_path, json.dumps({"seconds": outcome.seconds}).encode())
 
     def best(self):
         ended = self._ended()

@@ -1,9 +1,9 @@
 """The tuning phase of `study run`: every unit's trials through the worker pool, then each unit's choice stored.
 
-Trials of all units share one pool of fresh worker processes (`study.execution.pool`, as the sweep's cells) with
-the sweep's WorkerContext, so their traced models and cached features carry over to the sweep. The driver asks
-the engine for a trial when a worker is free and tells it the outcome; units are dispatched one after another
-so that a worker keeps reusing one traced model. A unit whose budget is spent is stored as a choice
+Trials of all units go through `study.execution.local.map_unordered` like the sweep's cells: one pool of fresh
+worker processes with the sweep's WorkerContext, so their traced models and cached features carry over to the
+sweep. The driver asks the engine for a trial when a worker is free and tells it the outcome; units are dispatched
+one after another so that a worker keeps reusing one traced model. A unit whose budget is spent is stored as a choice
 (`ResultStore.put_tuning`) and is never tuned again; a changed budget continues the same search.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,6 +83,8 @@ def dispatch(searches: list[UnitSearch], context: WorkerContext, jobs: int,
     """Run the searches' trials, each told to its search as it finishes: on the cluster when one is given, else in
     local worker processes, or in this process when jobs is 1. A trial whose worker process died each time it ran
     counts as failed."""
+    from study.execution.local import map_unordered  # imports the worker module
+
     by_key = {search.unit.key: search for search in searches}
 
     def tasks() -> Iterator[TrialTask]:  # asked for only when a worker is free, after the last outcome was told
@@ -91,15 +92,7 @@ def dispatch(searches: list[UnitSearch], context: WorkerContext, jobs: int,
             while (task := search.ask()) is not None:
                 yield task
 
-    if cluster is not None:
-        finished = cluster.map_tasks(evaluate_trial, context, tasks())
-    elif jobs <= 1:
-        finished = ((task, evaluate_trial(context, task)) for task in tasks())
-    else:
-        from study.execution.pool import run_pooled
-
-        finished = run_pooled(partial(evaluate_trial, context), tasks(), jobs, context.log_dir)
-    for task, outcome in finished:
+    for task, outcome in map_unordered(evaluate_trial, tasks(), context, jobs, cluster):
         if isinstance(outcome, WorkerLost):
             outcome = lost_trial(task, outcome)
         by_key[outcome.unit].tell(outcome)

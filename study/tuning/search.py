@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from study.plan.cells import Cell
-from study.plan.tuning import TuningUnit, apply_values, complete_values, space_for
-from study.protocol.arms import Arm
-from study.protocol.schema import HeadSpec, Protocol
+from study.plan.tuning import (
+    TuningUnit,
+    apply_values,
+    complete_values,
+    space_for,
+    tuned_arm,
+)
+from study.protocol.schema import Protocol
 from study.training.trial import EpochReporter, TrialOutcome, TrialTask
 
 
@@ -61,11 +66,8 @@ class UnitSearch:
     def trial_cell(self, number: int, values: dict[str, Any]) -> Cell:
         """The settings a trial trains with: the unit's, with the trial's values, at the tuning seed."""
         settings = apply_values(self.unit.base, complete_values(values, self.unit.base, self.protocol))
-        arm = settings["arm"]
-        cell_arm = Arm(arm["strategy"], arm["depth"], arm["truncate_at"], HeadSpec(**arm["head"]),
-                       arm["lr_backbone"], arm["lr_head"])
-        return Cell(f"{self.unit.name}-trial{number}", self.protocol.name, cell_arm, self.unit.fraction,
-                    self.protocol.tuning.seed, settings)
+        return Cell(f"{self.unit.name}-trial{number}", self.protocol.name, tuned_arm(self.unit.arm, settings),
+                    self.unit.fraction, self.protocol.tuning.seed, settings)
 
     def record(self) -> dict[str, Any]:
         """The unit's choice as the store keeps it: values, score, budget and what it was spent on."""

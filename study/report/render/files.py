@@ -1,16 +1,15 @@
 """Writing a report document to disk: index.html, report.md, tables/*.csv and *.tex, figures/*.png and *.svg.
 
-Every file is written to a temporary name and renamed; tables and figures left over from an earlier build and not
+Every file is written atomically (study.core.files); tables and figures left over from an earlier build and not
 written this time are removed, so the folder always matches the document.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
+from study.core.files import write_atomic
 from study.report.render.document import Document
 from study.report.render.html import html_page
 from study.report.render.latex import latex_table
@@ -50,16 +49,3 @@ def _remove_stale(out_dir: Path, keep: set[Path]) -> None:
             if path.is_file() and path.suffix in {".csv", ".tex", ".png", ".svg"} and path not in keep:
                 log.info("removing %s from an earlier report build", path)
                 path.unlink()
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write to a hidden temporary file in the same folder, then rename it over path."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
