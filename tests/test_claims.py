@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_synthetic import cell_row, grid_rows, protocol_text
+from helpers.synthetic import cell_row, grid_rows, protocol_text
 
 from study.analysis.claims import (
     CONTRADICTED,
@@ -257,6 +257,7 @@ def simulated_rates(delta: float, seeds: int, claims: int = 2000, margin: float 
     return {verdict: verdicts.count(verdict) / claims for verdict in (SUPPORTED, CONTRADICTED)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", [3, 5, 10])
 def test_the_primary_test_keeps_false_support_at_alpha(seeds):
     null = simulated_rates(0.0, seeds)
@@ -266,6 +267,7 @@ def test_the_primary_test_keeps_false_support_at_alpha(seeds):
     assert at_margin[SUPPORTED] <= bound
 
 
+@pytest.mark.slow
 def test_the_primary_test_gains_power_with_seeds():
     power = [simulated_rates(0.02, seeds)[SUPPORTED] for seeds in (3, 5, 10)]  # true advantage of one seed sd
     assert power[0] < power[1] < power[2] and power[2] > 0.75
