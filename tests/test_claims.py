@@ -159,7 +159,7 @@ def test_claims_and_report_options_do_not_change_run_ids():
     assert [cell.run_id for cell in plain] == [cell.run_id for cell in claimed]
 
 
-@pytest.mark.parametrize("claim, expected", [
+INVALID_CLAIMS = [
     ("{id: x, a: truncat, b: scratch}", r"claims\.0\.a: expected a strategy or arm .*got 'truncat' \(did you mean"),
     ("{id: x, a: truncate, b: scratch, fractions: [0.3]}", r"claims\.0\.fractions: expected fractions of .*got 0\.3"),
     ("{id: x, a: truncate, b: scratch, margin: 0.1}", r"claims\.0: margin is only for kind: not_worse"),
@@ -167,21 +167,20 @@ def test_claims_and_report_options_do_not_change_run_ids():
     ("{id: x, a: [truncate, frozen], b: [frozen]}", r"claims\.0\.b: a and b must not share"),
     ("{id: x, a: [], b: scratch}", r"claims\.0\.a: expected an arm, a strategy, or a non-empty list"),
     ("{id: x, a: truncate, b: scratch, metrc: auc}", r"claims\.0\.metrc: unknown field \(did you mean 'metric'\?\)"),
-])
-def test_invalid_claims_name_line_and_field(claim, expected):
-    with pytest.raises(ProtocolError, match=r"^synth\.yaml:\d+: " + expected):
-        parse_protocol(protocol_text(extra=f"claims:\n  - {claim}\n"), "synth.yaml")
-
-
-@pytest.mark.parametrize("report, expected", [
+]
+INVALID_REPORTS = [
     ("{metric: log_loss}", r"report\.metric: expected one of 'auc', .*got 'log_loss'"),
     ("{mcnemar: [[truncate, finetun]]}", r"report\.mcnemar\.0: .*did you mean 'finetune'"),
     ("{confusion_fraction: 0.3}", r"report\.confusion_fraction: expected one of the fractions"),
     ("{alpah: 0.1}", r"report\.alpah: unknown field \(did you mean 'alpha'\?\)"),
-])
-def test_invalid_report_options_name_line_and_field(report, expected):
+]
+
+
+@pytest.mark.parametrize("extra, expected", [(f"claims:\n  - {claim}\n", expected) for claim, expected in INVALID_CLAIMS]
+                         + [(f"report: {report}\n", expected) for report, expected in INVALID_REPORTS])
+def test_invalid_claims_and_report_options_name_line_and_field(extra, expected):
     with pytest.raises(ProtocolError, match=r"^synth\.yaml:\d+: " + expected):
-        parse_protocol(protocol_text(extra=f"report: {report}\n"), "synth.yaml")
+        parse_protocol(protocol_text(extra=extra), "synth.yaml")
 
 
 def test_readme_report_and_claims_examples_are_valid():
