@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real datasets and ImageNet weights are, and small protocols.
+"""Shared fixtures: where the real datasets and ImageNet weights are.
 
 Real data and weights come from $STUDY_DATA_DIR and $KERAS_HOME when set, else from ../shared beside the project
 where it exists, else from the harness's own MedMNIST download and Keras' own weight download; with none of these, the
@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.commands import PROJECT
+from helpers.keras_home import point_keras_home
 
-PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"  # the offline material beside the project (CI has it), when present
 KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"  # where Keras downloads them
 WEIGHT_FILES = {  # the ImageNet weight files the tests load, by name, with their folder in KERAS_WEIGHTS
@@ -23,18 +21,6 @@ WEIGHT_FILES = {  # the ImageNet weight files the tests load, by name, with thei
     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5": "mobilenet_v2",
     "mobilenet_2_5_128_tf_no_top.h5": "mobilenet",
 }
-
-TINY_PROTOCOL = """\
-name: tiny
-dataset: {{source: synthetic, classes: 2, per_class: 30, size: 16}}
-backbone: {{name: cnn, weights: none, width: 4}}
-strategies:
-  - {{name: scratch}}
-  - {{name: finetune, depth: [1]}}
-fractions: [0.5, 1.0]
-seeds: {seeds}
-train: {{min_steps: 0, epochs: {epochs}, batch_size: 16, lr: {{backbone: 1.0e-3, head: 1.0e-2}}, early_stopping: null}}
-"""
 
 
 def _offline(variable: str, shared: Path) -> Path | None:
@@ -73,18 +59,6 @@ def busi_dir() -> Path:
     return folder
 
 
-def point_keras_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
-    """Make `home` the Keras cache in this process and in the processes it starts.
-
-    Keras reads KERAS_HOME once, when it is imported; keras.utils.get_file asks
-    keras.src.backend.config.keras_home() at each call, so the module value is patched too.
-    """
-    from keras.src.backend import config
-
-    monkeypatch.setenv("KERAS_HOME", str(home))
-    monkeypatch.setattr(config, "_KERAS_DIR", str(home))
-
-
 @pytest.fixture(scope="session")
 def imagenet_keras_home(tmp_path_factory: pytest.TempPathFactory):
     """A writable Keras cache for the session holding the ImageNet weight files the tests load, copied from
@@ -115,25 +89,3 @@ def _download_missing_weights(home: Path, source: Path | None) -> None:
             pytest.fail(f"ImageNet weights for the tests: {name} {where}, and Keras could not download it "
                         f"({type(exc).__name__}); set KERAS_HOME to a Keras cache whose models/ holds "
                         f"{', '.join(WEIGHT_FILES)}", pytrace=False)
-
-
-def unreachable_url() -> str:
-    """An http address on this machine where nothing listens (a download from it fails at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}"
-
-
-def write_tiny_protocol(directory: Path, seeds: int = 2, epochs: int = 2) -> Path:
-    """A synthetic protocol small enough to run in seconds."""
-    path = directory / "tiny.yaml"
-    path.write_text(TINY_PROTOCOL.format(seeds=seeds, epochs=epochs))
-    return path
-
-
-def study_command(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    """Run `python -m study ...` in a fresh process, as a user would."""
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "study", *args], cwd=PROJECT, env=full_env, capture_output=True, text=True, **kwargs
-    )

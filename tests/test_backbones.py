@@ -13,7 +13,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from conftest import point_keras_home
+from helpers.keras_home import point_keras_home
 from keras.applications import imagenet_utils
 
 from study.core.errors import StudyError
@@ -217,6 +217,7 @@ def test_import_does_not_load_tensorflow():
 
 
 # ------------------------------------------------------------------------------------------------- weights
+@pytest.mark.integration
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square")
 def test_imagenet_weights_load_offline(imagenet_keras_home):
     model = build_backbone("mobilenetv2", "imagenet", 64)  # Keras falls back to the 224 px file
@@ -224,12 +225,14 @@ def test_imagenet_weights_load_offline(imagenet_keras_home):
     np.testing.assert_array_equal(model.get_layer("Conv1").kernel.numpy(), expected)
 
 
+@pytest.mark.integration
 def test_weights_file_with_other_topology_loads_by_name(imagenet_keras_home):
     path = imagenet_keras_home / "models" / MOBILENETV2_TOP
     model = build_backbone("mobilenetv2", str(path), 96)
     np.testing.assert_array_equal(model.get_layer("Conv_1").kernel.numpy(), _h5_kernel(path, "Conv_1"))
 
 
+@pytest.mark.integration
 def test_weights_file_of_another_architecture_is_refused(imagenet_keras_home):
     path = imagenet_keras_home / "models" / "mobilenet_2_5_128_tf_no_top.h5"
     with pytest.raises(StudyError, match="lacks .* layers of mobilenetv2"):

@@ -6,24 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.protocols import protocol_file_text
 
 from study.plan.cells import plan_cells
 from study.protocol.schema import parse_protocol
 
-PROTOCOL = """\
-name: bn
-dataset: {{source: synthetic, classes: 2, per_class: 16, size: 32}}
-backbone: {{name: mobilenetv2, weights: imagenet}}
-strategies:
-  - {{name: finetune, depth: [2, all]}}
-fractions: [1.0]
-seeds: 1
-train: {{epochs: 2, batch_size: 8, min_steps: 0, batchnorm: {batchnorm}, early_stopping: null}}
-"""
-
 
 def cells(batchnorm: str) -> dict:
-    protocol = parse_protocol(PROTOCOL.format(batchnorm=batchnorm))
+    protocol = parse_protocol(protocol_file_text("batchnorm_mobilenetv2", batchnorm=batchnorm))
     return {cell.arm.label: cell for cell in plan_cells(protocol, "synthetic")}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_synthetic import cell_row, grid_rows, protocol_text
+from helpers.synthetic import cell_row, grid_rows, protocol_text
 
 from study.analysis.claims import (
     ALPHA,
@@ -160,7 +160,7 @@ def test_claims_and_report_options_do_not_change_run_ids():
     assert [cell.run_id for cell in plain] == [cell.run_id for cell in claimed]
 
 
-@pytest.mark.parametrize("claim, expected", [
+INVALID_CLAIMS = [
     ("{id: x, a: truncat, b: scratch}", r"claims\.0\.a: expected a strategy or arm .*got 'truncat' \(did you mean"),
     ("{id: x, a: truncate, b: scratch, fractions: [0.3]}", r"claims\.0\.fractions: expected fractions of .*got 0\.3"),
     ("{id: x, a: truncate, b: scratch, margin: 0.1}", r"claims\.0: margin is only for kind: not_worse"),
@@ -168,21 +168,20 @@ def test_claims_and_report_options_do_not_change_run_ids():
     ("{id: x, a: [truncate, frozen], b: [frozen]}", r"claims\.0\.b: a and b must not share"),
     ("{id: x, a: [], b: scratch}", r"claims\.0\.a: expected an arm, a strategy, or a non-empty list"),
     ("{id: x, a: truncate, b: scratch, metrc: auc}", r"claims\.0\.metrc: unknown field \(did you mean 'metric'\?\)"),
-])
-def test_invalid_claims_name_line_and_field(claim, expected):
-    with pytest.raises(ProtocolError, match=r"^synth\.yaml:\d+: " + expected):
-        parse_protocol(protocol_text(extra=f"claims:\n  - {claim}\n"), "synth.yaml")
-
-
-@pytest.mark.parametrize("report, expected", [
+]
+INVALID_REPORTS = [
     ("{metric: log_loss}", r"report\.metric: expected one of 'auc', .*got 'log_loss'"),
     ("{mcnemar: [[truncate, finetun]]}", r"report\.mcnemar\.0: .*did you mean 'finetune'"),
     ("{confusion_fraction: 0.3}", r"report\.confusion_fraction: expected one of the fractions"),
     ("{alpah: 0.1}", r"report\.alpah: unknown field \(did you mean 'alpha'\?\)"),
-])
-def test_invalid_report_options_name_line_and_field(report, expected):
+]
+
+
+@pytest.mark.parametrize("extra, expected", [(f"claims:\n  - {claim}\n", expected) for claim, expected in INVALID_CLAIMS]
+                         + [(f"report: {report}\n", expected) for report, expected in INVALID_REPORTS])
+def test_invalid_claims_and_report_options_name_line_and_field(extra, expected):
     with pytest.raises(ProtocolError, match=r"^synth\.yaml:\d+: " + expected):
-        parse_protocol(protocol_text(extra=f"report: {report}\n"), "synth.yaml")
+        parse_protocol(protocol_text(extra=extra), "synth.yaml")
 
 
 def test_readme_report_and_claims_examples_are_valid():
@@ -258,6 +257,7 @@ def simulated_rates(delta: float, seeds: int, claims: int = 2000, margin: float 
     return {verdict: verdicts.count(verdict) / claims for verdict in (Verdict.SUPPORTED, Verdict.CONTRADICTED)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", [3, 5, 10])
 def test_the_primary_test_keeps_false_support_at_alpha(seeds):
     null = simulated_rates(0.0, seeds)
@@ -267,6 +267,7 @@ def test_the_primary_test_keeps_false_support_at_alpha(seeds):
     assert at_margin[Verdict.SUPPORTED] <= bound
 
 
+@pytest.mark.slow
 def test_the_primary_test_gains_power_with_seeds():
     power = [simulated_rates(0.02, seeds)[Verdict.SUPPORTED] for seeds in (3, 5, 10)]  # true advantage of one seed sd
     assert power[0] < power[1] < power[2] and power[2] > 0.75

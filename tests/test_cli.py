@@ -9,7 +9,9 @@ import sys
 import time
 
 import pandas as pd
-from conftest import PROJECT, study_command, unreachable_url, write_tiny_protocol
+import pytest
+from helpers.commands import PROJECT, study_command, unreachable_url
+from helpers.protocols import protocol_file_text, write_tiny_protocol
 
 from study.store.results import ResultStore
 
@@ -18,6 +20,7 @@ def dirs(tmp_path):
     return ["--results-dir", str(tmp_path / "results"), "--report-dir", str(tmp_path / "report")]
 
 
+@pytest.mark.slow
 def test_run_stores_every_cell_then_resume_skips_them(tmp_path):
     protocol = write_tiny_protocol(tmp_path)
     first = study_command("run", str(protocol), *dirs(tmp_path), "--jobs", "2")
@@ -46,6 +49,7 @@ def test_run_stores_every_cell_then_resume_skips_them(tmp_path):
     assert "total: 8 done, 0 failed, 0 pending" in status.stdout
 
 
+@pytest.mark.slow
 def test_worker_output_goes_to_the_logs_folder_and_the_terminal_shows_only_progress(tmp_path):
     protocol = write_tiny_protocol(tmp_path, seeds=1, epochs=1)
     result = study_command("run", str(protocol), *dirs(tmp_path), "--jobs", "2", env={"TF_CPP_MIN_LOG_LEVEL": "0"})
@@ -58,6 +62,7 @@ def test_worker_output_goes_to_the_logs_folder_and_the_terminal_shows_only_progr
     assert all(line in "".join(log.read_text() for log in logs) for line in startup)
 
 
+@pytest.mark.slow
 def test_the_number_of_jobs_never_changes_a_result(tmp_path):
     """Every cell trains with train.threads threads, so one worker or two give the same numbers under one run id."""
     protocol = write_tiny_protocol(tmp_path, seeds=1, epochs=3)
@@ -84,12 +89,18 @@ def test_status_and_plan_do_not_import_tensorflow(tmp_path):
     protocol = write_tiny_protocol(tmp_path)
     code = (
         "import sys; from study.cli import main\n"
-        f"main(['status', {str(protocol)!r}, '--results-dir', {str(tmp_path)!r}])\n"
-        f"main(['plan', {str(protocol)!r}, '--results-dir', {str(tmp_path)!r}])\n"
+        f"status = main(['status', {str(protocol)!r}, '--results-dir', {str(tmp_path)!r}])\n"
+        f"plan = main(['plan', {str(protocol)!r}, '--results-dir', {str(tmp_path)!r}])\n"
+        "assert (status, plan) == (0, 0), f'status returned {status}, plan returned {plan}'\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'tensorflow imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    status, plan = result.stdout.split("protocol tiny: ")
+    assert status.startswith(f"tiny: 8 cells in {tmp_path / 'tiny'}\n")
+    assert "total: 0 done, 0 failed, 8 pending" in status.splitlines()
+    assert plan.startswith("8 cells = 2 fractions x 2 seeds x 2 arms\n")
+    assert "to run: 8 cells, each up to 2 epochs (early stopping may end them sooner)" in plan.splitlines()
 
 
 def test_bad_protocol_exits_2_with_one_line(tmp_path):
@@ -112,6 +123,7 @@ def test_missing_dataset_names_file_and_setting(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_kill_9_mid_sweep_then_resume_stores_each_cell_once(tmp_path):
     protocol = write_tiny_protocol(tmp_path, seeds=4, epochs=3)
     store = ResultStore(tmp_path / "results", "tiny")
@@ -142,17 +154,12 @@ def test_kill_9_mid_sweep_then_resume_stores_each_cell_once(tmp_path):
     assert pd.Series([store.predictions(r) is not None for r in cells["run_id"]]).all()
 
 
+@pytest.mark.slow
 def test_failed_cell_is_stored_and_runs_again_only_on_request(tmp_path):
     weights = tmp_path / "not-weights.h5"
     weights.write_text("this is not an HDF5 file")
     protocol = tmp_path / "broken.yaml"
-    protocol.write_text(
-        "name: broken\n"
-        "dataset: {source: synthetic, classes: 2, per_class: 10, size: 32}\n"
-        f"backbone: {{name: mobilenetv2, weights: {weights}}}\n"
-        "strategies: [{name: frozen}]\n"
-        "fractions: [1.0]\nseeds: 1\ntrain: {epochs: 1, min_steps: 0}\n"
-    )
+    protocol.write_text(protocol_file_text("frozen_mobilenetv2_weights_file", weights=weights))
     store = ResultStore(tmp_path / "results", "broken")
     first = study_command("run", str(protocol), *dirs(tmp_path))
     assert first.returncode == 1
@@ -186,6 +193,7 @@ def test_datasets_describes_every_source():
         assert source in result.stdout
 
 
+@pytest.mark.slow
 def test_a_second_protocol_copies_the_cells_it_shares_instead_of_training_them(tmp_path):
     first = write_tiny_protocol(tmp_path)
     assert study_command("run", str(first), *dirs(tmp_path), "--jobs", "1").returncode == 0
@@ -212,6 +220,7 @@ def breastmnist_protocol(tmp_path):
     return protocol
 
 
+@pytest.mark.integration
 def test_validate_runs_the_data_checks_of_plan_with_a_data_dir_and_says_when_it_skips_them(tmp_path, breastmnist_dir,
                                                                                            monkeypatch, capsys):
     from study.cli import main
@@ -242,6 +251,7 @@ def test_validate_runs_the_data_checks_of_plan_with_a_data_dir_and_says_when_it_
         assert words in validated, validated
 
 
+@pytest.mark.slow
 def test_status_and_report_work_without_the_data_using_the_stored_fingerprint(tmp_path, capsys):
     import numpy as np
     from PIL import Image

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import PROJECT, study_command, write_tiny_protocol
+from helpers.commands import PROJECT, study_command
+from helpers.protocols import protocol_file_text, write_tiny_protocol
 
 from study.execution.remote import writable_cache_dir
 from study.store.results import ResultStore
@@ -118,6 +119,7 @@ def tensorflow_settings() -> dict:
 
 
 # ------------------------------------------------------------------------------------ existing clusters
+@pytest.mark.integration
 def test_dask_cluster_survives_a_killed_worker_and_matches_local(tmp_path, local_smoke, dask_cluster):
     cluster, client = dask_cluster
     command = [sys.executable, "-m", "study", "run", str(SMOKE), *dirs(tmp_path), "--executor", "dask",
@@ -162,6 +164,7 @@ def test_a_killed_driver_leaves_the_cluster_it_was_given_running(tmp_path, dask_
     assert client.run(os.getpid) == workers, "the cluster's workers are the same processes, still running"
 
 
+@pytest.mark.integration
 def test_feature_map_comes_back_from_a_dask_worker_as_computed_here(tmp_path, dask_cluster):
     from study.execution.dask import DaskCluster
     from study.execution.local import run_task
@@ -180,6 +183,7 @@ def test_feature_map_comes_back_from_a_dask_worker_as_computed_here(tmp_path, da
         assert (remote[name] == array).all(), name
 
 
+@pytest.mark.integration
 def test_ray_cluster_matches_local(tmp_path, local_smoke, ray_address):
     result = run_driver(str(SMOKE), *dirs(tmp_path), "--executor", "ray", "--address", ray_address, env=LOOPBACK_RAY)
     assert result.returncode == 0, result.stderr
@@ -189,6 +193,7 @@ def test_ray_cluster_matches_local(tmp_path, local_smoke, ray_address):
 
 
 # ------------------------------------------------------------------------------ clusters started by run
+@pytest.mark.integration
 @pytest.mark.parametrize("executor, where", [("dask", "tcp://127.0.0.1:"), ("ray", "127.0.0.1:")])
 def test_without_address_a_local_cluster_runs_the_cells(tmp_path, executor, where):
     protocol = write_tiny_protocol(tmp_path, seeds=1)
@@ -250,19 +255,6 @@ def test_a_worker_reading_other_data_than_the_driver_fails_its_cells(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ tuning on a cluster
-TUNED = """\
-name: tuned-{name}
-dataset: {{source: synthetic, classes: 2, per_class: 30, size: 16}}
-backbone: {{name: cnn, weights: none, width: 4}}
-strategies:
-  - {{name: scratch}}
-fractions: [1.0]
-seeds: 1
-train: {{min_steps: 0, epochs: 3, batch_size: 16, lr: {{backbone: 1.0e-3, head: 1.0e-3}}, early_stopping: null}}
-tuning: {{trials: 4, space: {{lr_head: {{low: 1.0e-4, high: 1.0e-1}}}}}}
-"""
-
-
 def tune_on(cluster, tmp_path: Path) -> set[int]:
     """Tune a protocol's one arm through the cluster, within its budget; the pids of the processes that ran trials."""
     from study.data.sources import source_fingerprint
@@ -271,7 +263,7 @@ def tune_on(cluster, tmp_path: Path) -> set[int]:
     from study.training.context import WorkerContext
     from study.tuning.phase import run_tuning
 
-    protocol = parse_protocol(TUNED.format(name=cluster.kind))
+    protocol = parse_protocol(protocol_file_text("tuned_scratch", name=f"tuned-{cluster.kind}"))
     units = plan_units(protocol, source_fingerprint(protocol.dataset, None))
     store = ResultStore(tmp_path / "results", protocol.name)
     context = WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=None, cache_dir=str(tmp_path / "cache"),
@@ -285,6 +277,7 @@ def tune_on(cluster, tmp_path: Path) -> set[int]:
     return {int(outcome.worker.rsplit(":", 1)[1]) for outcome in outcomes}
 
 
+@pytest.mark.integration
 def test_tuning_trials_run_on_the_dask_workers(tmp_path, dask_cluster):
     from study.execution.dask import DaskCluster
 
@@ -293,6 +286,7 @@ def test_tuning_trials_run_on_the_dask_workers(tmp_path, dask_cluster):
     assert ran <= set(client.run(os.getpid).values()), "every trial ran in a Dask worker process"
 
 
+@pytest.mark.integration
 def test_tuning_trials_run_on_the_ray_workers(tmp_path, ray_address):
     import psutil
 

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import write_tiny_protocol
+from helpers.protocols import write_tiny_protocol
 from PIL import Image
 
 from study.cli import main
@@ -39,6 +39,7 @@ def test_without_stored_cells_the_estimate_comes_from_the_rate(tmp_path, capsys)
                      out)
 
 
+@pytest.mark.slow
 def test_a_pilot_store_makes_plan_estimate_from_its_cells(tmp_path, capsys):
     """A one-seed pilot (its own protocol name) stores one cell per arm and fraction; the two-seed protocol's plan
     takes every cell's time from those of its arm and fraction."""

@@ -62,6 +62,7 @@ def test_describe_sources_names_every_source_and_the_setting():
 
 
 # ------------------------------------------------------------------------------------------------- medmnist
+@pytest.mark.integration
 def test_breastmnist_keeps_the_official_split(breastmnist_dir):
     dataset = load_dataset(MedmnistSpec(source="medmnist", name="breastmnist", size=28), breastmnist_dir, None)
     raw = np.load(breastmnist_dir / "breastmnist.npz")
@@ -74,6 +75,7 @@ def test_breastmnist_keeps_the_official_split(breastmnist_dir):
     assert ensure_split(dataset, MedmnistSpec(source="medmnist", name="breastmnist")) is dataset
 
 
+@pytest.mark.integration
 def test_breastmnist_is_resized_to_the_protocol_size(breastmnist_dir):
     dataset = load_dataset(MedmnistSpec(source="medmnist", name="BreastMNIST", size=64), breastmnist_dir, None)
     assert dataset.images.shape == (780, 64, 64, 1)
@@ -81,6 +83,7 @@ def test_breastmnist_is_resized_to_the_protocol_size(breastmnist_dir):
 
 
 # --------------------------------------------------------------------------------------------------- folder
+@pytest.mark.integration
 def test_busi_folder_loads_every_image_with_its_class(busi):
     assert len(busi) == 780
     assert busi.class_names == ["benign", "malignant", "normal"]
@@ -90,6 +93,7 @@ def test_busi_folder_loads_every_image_with_its_class(busi):
     assert busi.images.shape == (780, 32, 32, 3)  # 16 BUSI files carry colour marks, so all become RGB
 
 
+@pytest.mark.integration
 def test_busi_gets_a_stratified_split(busi):
     parts = split_indices(ensure_split(busi, FolderSpec(source="folder", path="busi")))
     assert [len(parts[name]) for name in ("train", "val", "test")] == [506, 118, 156]
@@ -246,6 +250,7 @@ def _csv_spec(**extra) -> CsvSpec:
     return CsvSpec(source="csv", path="manifest.csv", path_column="file", label_column="diagnosis", size=16, **extra)
 
 
+@pytest.mark.integration
 def test_csv_manifest_with_groups_and_split(busi_dir, tmp_path):
     _manifest(busi_dir, tmp_path, _rows())
     dataset = load_dataset(_csv_spec(group_column="patient", split_column="fold"), tmp_path, None)
@@ -256,6 +261,7 @@ def test_csv_manifest_with_groups_and_split(busi_dir, tmp_path):
     assert dataset.ids[0] == "images/benign/benign (1).png"
 
 
+@pytest.mark.integration
 def test_csv_missing_image_names_the_row_and_file(busi_dir, tmp_path):
     rows = _rows()
     rows[2] = "images/malignant/gone (9).png,malignant,p1,train"
@@ -264,6 +270,7 @@ def test_csv_missing_image_names_the_row_and_file(busi_dir, tmp_path):
         load_dataset(_csv_spec(), tmp_path, None)
 
 
+@pytest.mark.integration
 def test_csv_missing_image_is_skipped_and_counted_when_asked(busi_dir, tmp_path):
     rows = _rows()
     rows[2] = "images/malignant/gone (9).png,malignant,p1,train"
@@ -272,12 +279,14 @@ def test_csv_missing_image_is_skipped_and_counted_when_asked(busi_dir, tmp_path)
     assert len(dataset) == 5 and dataset.skipped[0].startswith(f"{tmp_path / 'manifest.csv'}:4: image file")
 
 
+@pytest.mark.integration
 def test_csv_missing_column_lists_the_columns(busi_dir, tmp_path):
     _manifest(busi_dir, tmp_path, _rows())
     with pytest.raises(DataError, match=r"no column 'subject' .*group_column.*columns found: file, diagnosis"):
         load_dataset(_csv_spec(group_column="subject"), tmp_path, None)
 
 
+@pytest.mark.integration
 def test_csv_unknown_split_value_names_the_row(busi_dir, tmp_path):
     rows = _rows()
     rows[4] = rows[4].replace("TRAIN", "holdout")
@@ -286,6 +295,7 @@ def test_csv_unknown_split_value_names_the_row(busi_dir, tmp_path):
         load_dataset(_csv_spec(split_column="fold"), tmp_path, None)
 
 
+@pytest.mark.integration
 def test_csv_integer_labels_sort_as_numbers(busi_dir, tmp_path):
     rows = [f"images/{relative},{[10, 2][i % 2]},p{i},train" for i, relative in enumerate(BUSI_FILES)]
     _manifest(busi_dir, tmp_path, rows)
@@ -349,6 +359,7 @@ def test_unreadable_cache_is_rebuilt(tmp_path, caplog):
     assert len(load_dataset(spec, None, tmp_path)) == 10
 
 
+@pytest.mark.integration
 def test_resize_filter_is_the_protocols_choice(breastmnist_dir):
     from typing import get_args
 

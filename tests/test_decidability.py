@@ -3,7 +3,7 @@ says how many seeds each claim needs at 80% power."""
 
 from __future__ import annotations
 
-from test_report_synthetic import grid_rows, protocol_text, write_protocol, write_store
+from helpers.synthetic import grid_rows, protocol_text, write_protocol, write_store
 
 from study.analysis.decidability import capacity, seeds_needed
 from study.cli import main

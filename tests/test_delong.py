@@ -173,7 +173,7 @@ def test_variance_rejects_mismatched_lengths():
 
 
 def test_the_best_cells_get_delong_beside_mcnemar(tmp_path):
-    from test_report_synthetic import grid_rows, write_store
+    from helpers.synthetic import grid_rows, write_store
 
     from study.analysis.significance import mcnemar_table
     from study.analysis.summaries import flagged

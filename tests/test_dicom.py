@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_PROTOCOL, study_command
+from helpers.commands import study_command
+from helpers.protocols import protocol_file_text
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import (
@@ -196,7 +197,7 @@ def test_a_missing_path_says_where_it_looked(tmp_path):
 
 
 def test_the_protocol_knows_the_source_and_its_fields():
-    text = TINY_PROTOCOL.format(seeds=1, epochs=1)
+    text = protocol_file_text("tiny", seeds=1, epochs=1)
     dataset = "{source: synthetic, classes: 2, per_class: 30, size: 16}"
     protocol = parse_protocol(text.replace(dataset, "{source: dicom, path: scans, group_by: SeriesInstanceUID}"))
     assert protocol.dataset.group_by == "SeriesInstanceUID" and protocol.dataset.resplit is False
@@ -206,10 +207,11 @@ def test_the_protocol_knows_the_source_and_its_fields():
 
 
 # ------------------------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
 def test_a_dicom_protocol_runs_end_to_end_with_a_split_per_seed(tmp_path):
     _patients(tmp_path / "data" / "dicom", patients=12, per_patient=2)
     protocol = tmp_path / "tiny.yaml"
-    protocol.write_text(TINY_PROTOCOL.format(seeds=2, epochs=1).replace(
+    protocol.write_text(protocol_file_text("tiny", seeds=2, epochs=1).replace(
         "{source: synthetic, classes: 2, per_class: 30, size: 16}", "{source: dicom, path: dicom, size: 16, "
         "val_fraction: 0.25, test_fraction: 0.25, resplit: true}"))
     result = study_command("run", str(protocol), "--results-dir", str(tmp_path / "results"), "--report-dir",

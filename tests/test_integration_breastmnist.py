@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import study_command
+from helpers.commands import study_command
+from helpers.protocols import protocol_file_text
 
 from study.store.results import ResultStore
 
-PROTOCOL = """\
-name: breastmnist-check
-dataset: {source: medmnist, name: breastmnist, size: 64}
-backbone: {name: mobilenetv2, weights: imagenet}
-strategies:
-  - {name: frozen, lr: {backbone: 1.0e-4, head: 3.0e-3}}
-  - {name: finetune, depth: [2]}
-fractions: [1.0]
-seeds: 1
-train: {min_steps: 0, epochs: 12, batch_size: 32, lr: {backbone: 1.0e-4, head: 1.0e-3}, early_stopping: {monitor: val_auc, patience: 4}}
-"""
+PROTOCOL = protocol_file_text("breastmnist_mobilenetv2")
 
 
 @pytest.mark.integration

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_PROTOCOL, study_command, unreachable_url
+from helpers.commands import study_command, unreachable_url
+from helpers.protocols import protocol_file_text
 
 from study.core.errors import DataError
 from study.data.medmnist_files import find_medmnist, user_cache
@@ -90,6 +91,7 @@ def test_file_names_and_urls_are_the_official_ones(monkeypatch):
     assert file_url("breastmnist.npz") == "http://mirror.example/medmnist/breastmnist.npz?download=1"
 
 
+@pytest.mark.integration
 def test_the_real_breastmnist_file_is_the_official_one(breastmnist_dir):
     assert _md5(breastmnist_dir / "breastmnist.npz") == FLAGS["breastmnist"].md5[28] == "750601b1f35ba3300ea97c75c52ff8f6"
 
@@ -129,10 +131,11 @@ def test_a_native_file_on_disk_changes_the_fingerprint_only_where_it_is_read(tmp
     assert source_fingerprint(at[64], tmp_path) != before[64]  # another file: another dataset
 
 
+@pytest.mark.slow
 def test_a_run_stores_the_file_its_cells_read(tmp_path):
     fake_npz(tmp_path / "data" / "breastmnist.npz", 28, counts=(24, 8, 8))
     protocol = tmp_path / "tiny.yaml"
-    protocol.write_text(TINY_PROTOCOL.format(seeds=1, epochs=1).replace(
+    protocol.write_text(protocol_file_text("tiny", seeds=1, epochs=1).replace(
         "{source: synthetic, classes: 2, per_class: 30, size: 16}", "{source: medmnist, name: breastmnist, size: 16}"))
     result = study_command("run", str(protocol), "--results-dir", str(tmp_path / "results"), "--report-dir",
                            str(tmp_path / "report"), "--data-dir", str(tmp_path / "data"), "--jobs", "1")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.protocols import protocol_file_text, run_ids
+from helpers.synthetic import grid_rows, protocol_text
 from sklearn import metrics as sk
-from test_plan import BASE, ids
-from test_report_synthetic import grid_rows, protocol_text
 
 from study.core.vocabulary import higher_is_better
 from study.data.sources import source_fingerprint
@@ -19,16 +19,8 @@ from study.training.context import WorkerContext
 from study.training.metrics import ordinal_metrics
 from study.training.worker import run_cell
 
-GRADES = """\
-name: grades
-dataset: {source: synthetic, classes: 4, per_class: 20, size: 16, ordinal: true}
-backbone: {name: cnn, weights: none, width: 4}
-strategies:
-  - {name: scratch}
-fractions: [1.0]
-seeds: 1
-train: {min_steps: 0, epochs: 2, batch_size: 16, lr: {backbone: 1.0e-3, head: 1.0e-2}}
-"""
+BASE = protocol_file_text("six_arms_demo")
+GRADES = protocol_file_text("ordinal_grades")
 
 
 def _context(protocol) -> WorkerContext:
@@ -45,12 +37,13 @@ def test_ordinal_metrics_match_sklearn():
 
 
 def test_ordinal_is_part_of_the_run_id_only_when_set():
-    planned = ids(BASE)
-    assert ids(BASE.replace("size: 32}", "size: 32, ordinal: false}")) == planned
-    ordinal = ids(BASE.replace("size: 32}", "size: 32, ordinal: true}"))
+    planned = run_ids(BASE)
+    assert run_ids(BASE.replace("size: 32}", "size: 32, ordinal: false}")) == planned
+    ordinal = run_ids(BASE.replace("size: 32}", "size: 32, ordinal: true}"))
     assert len(ordinal) == len(planned) and not set(ordinal) & set(planned)
 
 
+@pytest.mark.slow
 def test_an_ordinal_cell_stores_kappa_and_mae():
     protocol = parse_protocol(GRADES)
     cell = plan_cells(protocol, source_fingerprint(protocol.dataset, None))[0]

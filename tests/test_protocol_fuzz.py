@@ -17,6 +17,7 @@ from pathlib import Path
 import annotated_types as at
 import pytest
 import yaml
+from helpers.protocols import protocol_file_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -26,32 +27,7 @@ from study.core.errors import ProtocolError
 from study.protocol.blocks import BLOCK_MAPS
 from study.protocol.schema import Protocol, parse_protocol
 
-VALID = {
-    "name": "fuzz",
-    "description": "generated",
-    "dataset": {"source": "synthetic", "size": 32, "classes": 3, "per_class": 20, "channels": 1, "noise": 0.3,
-                "val_fraction": 0.15, "test_fraction": 0.2, "split_seed": 0, "on_bad_file": "fail"},
-    "backbone": {"name": "cnn", "weights": "none", "width": 8},
-    "strategies": [
-        {"name": "scratch"},
-        {"name": "frozen", "head": {"kind": "mlp", "units": [16], "dropout": 0.2}},
-        {"name": "finetune", "depth": [1, "all"], "lr": {"backbone": 1.0e-4, "head": 1.0e-3}},
-        {"name": "truncate", "at": [2]},
-    ],
-    "fractions": [0.5, 1.0],
-    "seeds": 2,
-    "train": {"epochs": 2, "batch_size": 8, "lr": {"backbone": 1.0e-4, "head": 1.0e-3}, "optimizer": "adam",
-              "weight_decay": 0.0, "class_weight": "balanced", "batchnorm": "frozen", "augment": False,
-              "early_stopping": {"monitor": "val_auc", "patience": 3}},
-    "run": {"retries": 1, "max_consecutive_failures": 5},
-    "tuning": {"engine": "optuna", "trials": 4, "metric": "val_auc", "scope": "once", "fraction": 1.0, "seed": 0,
-               "space": {"lr_head": {"low": 1.0e-4, "high": 1.0e-1}, "lr_backbone": {"low": 1.0e-6, "high": 1.0e-3},
-                         "backbone_ratio": 0.1, "weight_decay": {"low": 1.0e-6, "high": 1.0e-2},
-                         "dropout": {"low": 0.1, "high": 0.5}, "epochs": {"low": 2, "high": 8}},
-               "pruner": {"kind": "median", "startup_trials": 2, "warmup_epochs": 1}},
-    "report": {"metric": "auc", "target": 0.9, "alpha": 0.05, "exclude_degenerate": True, "tsne": True},
-    "claims": [{"id": "c1", "a": "finetune", "b": "scratch", "kind": "not_worse", "margin": 0.05, "alpha": 0.05}],
-}
+VALID = protocol_file_data("every_field")
 
 
 def _models(annotation) -> list[type[BaseModel]]:
@@ -188,6 +164,7 @@ def test_the_generator_covers_every_kind_of_constraint():
     assert len(SITES) > 150
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(invalid_protocols())
 def test_every_invalid_protocol_gets_one_line_naming_file_line_and_field(case):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import study_command
-from test_report_synthetic import (
+from helpers.commands import study_command
+from helpers.synthetic import (
     grid_rows,
     protocol_text,
     with_history,

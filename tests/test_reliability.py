@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import PROJECT, study_command, write_tiny_protocol
+from helpers.commands import PROJECT, study_command
+from helpers.protocols import protocol_file_text, write_tiny_protocol
 
 from study.cli import main
 from study.core.errors import StudyError
@@ -343,8 +344,8 @@ def test_skipped_files_are_counted_in_dataset_json_and_every_row(tmp_path, monke
 
 
 # ------------------------------------------------------------------------------------ kills, reproducibility
-@pytest.mark.parametrize("driver_only", [False, pytest.param(True, marks=pytest.mark.integration)],
-                         ids=["process-group", "driver-alone"])
+@pytest.mark.integration
+@pytest.mark.parametrize("driver_only", [False, True], ids=["process-group", "driver-alone"])
 def test_random_sigkills_mid_sweep_lose_and_duplicate_nothing(tmp_path, driver_only):
     import importlib.util
 
@@ -357,6 +358,7 @@ def test_random_sigkills_mid_sweep_lose_and_duplicate_nothing(tmp_path, driver_o
     assert counts["kills_mid_sweep"] == counts["kills"] and counts["orphans"] == 0
 
 
+@pytest.mark.slow
 def test_same_protocol_and_seed_give_identical_metrics_in_separate_runs(tmp_path):
     protocol = write_tiny_protocol(tmp_path, seeds=1, epochs=3)
     runs = []
@@ -376,17 +378,7 @@ def test_same_protocol_and_seed_give_identical_metrics_in_separate_runs(tmp_path
 
 # ------------------------------------------------------------------------------ orphans and worker deaths
 LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # a local Ray cluster on the loopback address
-TUNED = """\
-name: tuned
-dataset: {source: synthetic, classes: 2, per_class: 30, size: 16}
-backbone: {name: cnn, weights: none, width: 4}
-strategies:
-  - {name: scratch}
-fractions: [1.0]
-seeds: 1
-train: {min_steps: 0, epochs: 3, batch_size: 16, lr: {backbone: 1.0e-3, head: 1.0e-3}, early_stopping: null}
-tuning: {trials: 4, space: {lr_head: {low: 1.0e-4, high: 1.0e-1}}}
-"""
+TUNED = protocol_file_text("tuned_scratch")
 
 
 def start_driver(tmp_path: Path, protocol: Path, *args: str) -> subprocess.Popen:
@@ -460,6 +452,7 @@ def _die_when_told(item: str) -> tuple[str, int]:
     return item, os.getpid()
 
 
+@pytest.mark.integration
 def test_a_task_that_kills_its_worker_is_given_up_alone_and_the_others_finish():
     from study.core.failures import WorkerLost
     from study.execution.pool import run_pooled

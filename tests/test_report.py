@@ -10,17 +10,19 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-from scipy import stats
-from test_report_synthetic import (
+from helpers.synthetic import (
     N_TEST,
+    TARGET_AND_CLAIMS,
     cell_row,
     grid_rows,
     protocol_text,
     with_history,
+    write_features,
     write_protocol,
     write_store,
 )
+from PIL import Image
+from scipy import stats
 
 from study.analysis.summaries import (
     arm_order,
@@ -124,26 +126,8 @@ def test_newest_cell_per_arm_fraction_seed_is_kept():
 
 
 # ------------------------------------------------------------------------------------ the report itself
-CLAIMS = """\
-report: {metric: auc, target: 0.85}
-claims:
-  - {id: frozen-beats-scratch, text: by construction, a: frozen, b: scratch}
-  - {id: same, a: finetune(depth=1), b: finetune(depth=all)}
-"""
-
-
 def _overview(document) -> list[str]:
     return next(section for section in document.sections if section.title == "Overview").paragraphs
-
-
-def _features(path, n: int = 60, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    features = (rng.normal(size=(n, 64)) + labels[:, None] * 2.0).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    split = np.array(["train", "train", "val", "test"] * (n // 4))
-    np.savez(path, features=features, labels=labels, ids=np.array([f"img{i}" for i in range(n)]), split=split,
-             class_names=np.array(["benign", "malignant"]))
 
 
 @pytest.fixture(scope="module")
@@ -158,13 +142,14 @@ def built(tmp_path_factory):
     rows = [with_history(row) for row in rows]
     rows.append(cell_row("scratch", 0.1, 9, 0.5, status="failed", error="ResourceExhaustedError: OOM\nTraceback ..."))
     store = write_store(root / "results", rows)
-    _features(store.root / "features" / "cnn-16px.npz")
-    protocol = load_protocol(write_protocol(root, extra=CLAIMS))
+    write_features(store.root / "features" / "cnn-16px.npz")
+    protocol = load_protocol(write_protocol(root, extra=TARGET_AND_CLAIMS))
     first = build_report(protocol, store, root / "a")
     second = build_report(protocol, store, root / "b")
     return root, first, second
 
 
+@pytest.mark.slow
 def test_report_writes_every_format(built):
     root, paths, _ = built
     out = root / "a"
@@ -185,6 +170,7 @@ def test_report_writes_every_format(built):
     assert not [p for p in out.rglob(".*")]  # no temporary files left
 
 
+@pytest.mark.slow
 def test_rebuilding_gives_identical_files(built):
     root, first, second = built
     assert [p.relative_to(root / "a") for p in first] == [p.relative_to(root / "b") for p in second]
@@ -192,6 +178,7 @@ def test_rebuilding_gives_identical_files(built):
         assert path.read_bytes() == (root / "b" / path.relative_to(root / "a")).read_bytes(), path.name
 
 
+@pytest.mark.slow
 def test_claims_in_the_report(built):
     root, _, _ = built
     claims = pd.read_csv(root / "a" / "tables" / "claims.csv").set_index("claim")
@@ -202,6 +189,7 @@ def test_claims_in_the_report(built):
     assert f"| frozen-beats-scratch | {statement} | SUPPORTED |" in text
 
 
+@pytest.mark.slow
 def test_markdown_marks_degenerate_and_failed_cells(built):
     root, _, _ = built
     text = (root / "a" / "report.md").read_text()
@@ -226,6 +214,7 @@ def test_markdown_marks_degenerate_and_failed_cells(built):
     assert cells.loc[cells["status"] == "failed", "error"].str.startswith("ResourceExhaustedError").all()
 
 
+@pytest.mark.slow
 def test_cells_and_summaries_hold_the_operating_point_metrics(built):
     root, _, _ = built
     cells = pd.read_csv(root / "a" / "tables" / "cells.csv")
@@ -241,6 +230,7 @@ def test_cells_and_summaries_hold_the_operating_point_metrics(built):
     assert "Image resize filter (to 16 px): bilinear. TensorFlow threads per cell: 1." in text
 
 
+@pytest.mark.slow
 def test_training_curves_of_every_arm_and_seed_at_the_largest_fraction(built):
     root, _, _ = built
     history = pd.read_csv(root / "a" / "tables" / "training_curves.csv")
@@ -254,6 +244,7 @@ def test_training_curves_of_every_arm_and_seed_at_the_largest_fraction(built):
     assert "validation value val_auc (bottom); dots: the epoch whose weights were kept (best_epoch)" in text
 
 
+@pytest.mark.slow
 def test_without_stored_histories_the_training_curves_say_so(tmp_path):
     protocol = parse_protocol(protocol_text(seeds=3))
     cells = pd.DataFrame(grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
@@ -267,6 +258,7 @@ def test_without_stored_histories_the_training_curves_say_so(tmp_path):
     assert not any(table.name.endswith("_op") for table in document.tables())
 
 
+@pytest.mark.slow
 def test_a_store_partly_with_histories_draws_the_cells_that_have_one(tmp_path):
     protocol = parse_protocol(protocol_text(seeds=3))
     rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3)
@@ -309,6 +301,7 @@ def test_training_curves_of_many_arms_fill_a_grid():
         assert image.width > 1000
 
 
+@pytest.mark.slow
 def test_tables_hold_the_tests(built):
     root, _, _ = built
     pairwise = pd.read_csv(root / "a" / "tables" / "pairwise.csv")
@@ -350,15 +343,16 @@ def test_stale_figures_of_an_earlier_build_are_removed(tmp_path):
 ])
 def test_empty_or_all_failed_store(tmp_path, rows):
     store = write_store(tmp_path / "results", rows)
-    paths = build_report(load_protocol(write_protocol(tmp_path, extra=CLAIMS)), store, tmp_path / "out")
+    paths = build_report(load_protocol(write_protocol(tmp_path, extra=TARGET_AND_CLAIMS)), store, tmp_path / "out")
     text = (tmp_path / "out" / "report.md").read_text()
     assert "No finished cells" in text
     assert all(path.exists() for path in paths)
 
 
+@pytest.mark.slow
 def test_report_command_does_not_import_tensorflow(tmp_path):
     write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
-    protocol = write_protocol(tmp_path, extra=CLAIMS)
+    protocol = write_protocol(tmp_path, extra=TARGET_AND_CLAIMS)
     code = (
         "import sys; from study.cli import main\n"
         f"code = main(['report', {str(protocol)!r}, '--results-dir', {str(tmp_path / 'results')!r}, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from test_report_synthetic import POOL, cell_row, grid_rows, protocol_text, write_store
+from helpers.synthetic import POOL, cell_row, grid_rows, protocol_text, write_store
 
 from study.protocol.schema import parse_protocol
 from study.report import answer
@@ -42,6 +42,7 @@ def _split(train: int) -> pd.DataFrame:
                          "split": ["train"] * train + ["test"] * 10})
 
 
+@pytest.mark.slow
 def test_answer_comes_first_and_picks_by_validation_not_test(tmp_path):
     rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, seeds=5, noise=0.005)
     for row in rows:  # validation prefers scratch everywhere, although frozen is better on test
@@ -55,6 +56,7 @@ def test_answer_comes_first_and_picks_by_validation_not_test(tmp_path):
     assert all(verdict.startswith("behind frozen on test (p=") for verdict in table["verdict"])
 
 
+@pytest.mark.slow
 def test_recommended_arm_beats_or_ties_its_runner_up(tmp_path):
     rows = grid_rows({"scratch": 0.0, "frozen": 0.1, "finetune(depth=1)": 0.1001}, seeds=5, noise=0.005)
     for row in rows:
@@ -70,6 +72,7 @@ def test_recommended_arm_beats_or_ties_its_runner_up(tmp_path):
     assert table["ci_low"].iloc[-1] < mean < table["ci_high"].iloc[-1]
 
 
+@pytest.mark.slow
 def test_size_needed_measured_or_extrapolated_with_interval(tmp_path):
     rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, seeds=5, noise=0.005)
     sizes = next(t.data for t in _document(tmp_path, rows).tables() if t.name == "answer_sizes").set_index("arm")
@@ -87,6 +90,7 @@ def test_size_interval_needs_three_seeds():
     assert pd.isna(low) and pd.isna(high) and note.startswith("no interval: 2 seed(s)")
 
 
+@pytest.mark.slow
 def test_claims_in_one_sentence_each(tmp_path):
     rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, seeds=5, noise=0.005)
     texts = _texts(_document(tmp_path, rows))
@@ -105,12 +109,14 @@ def test_warnings_degenerate_groups_seeds_and_shares(tmp_path):
     assert any("0.1 gave 0.2" in w and "1 gave 2" in w for w in warnings)
 
 
+@pytest.mark.slow
 def test_no_warnings_for_a_clean_official_run(tmp_path):
     rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, seeds=5, noise=0.005)
     texts = _texts(_document(tmp_path, rows, split=_split(POOL), official_split=True))
     assert not [text for text in texts if text.startswith("Warning: ")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("groups, warned", [(None, True), ("p1", False)])
 def test_group_column_silences_the_patient_warning(tmp_path, groups, warned):
     rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, seeds=5, noise=0.005)

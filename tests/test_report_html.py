@@ -10,12 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.synthetic import (
+    ARMS,
+    TARGET_AND_CLAIMS,
+    grid_rows,
+    write_features,
+    write_protocol,
+    write_store,
+)
 from PIL import Image
-from test_report import CLAIMS, _features
-from test_report_synthetic import ARMS, grid_rows, write_protocol, write_store
 
 from study.protocol.schema import load_protocol
 from study.report.build import build_report
+
+pytestmark = pytest.mark.slow  # the tests share one report build (about 20 s) and open it in Chromium
 
 CHROMIUM = Path("/usr/bin/chromium")
 PROBE = """<script>
@@ -61,8 +69,8 @@ def page(tmp_path_factory) -> tuple[Path, Path]:
                       "truncate(at=2)": 0.04}, seeds=3, noise=0.005)
     rows[0] |= {"max_predicted_share": 1.0}
     store = write_store(root / "results", rows)
-    _features(store.root / "features" / "cnn-16px.npz")
-    paths = build_report(load_protocol(write_protocol(root, extra=CLAIMS)), store, root / "report")
+    write_features(store.root / "features" / "cnn-16px.npz")
+    paths = build_report(load_protocol(write_protocol(root, extra=TARGET_AND_CLAIMS)), store, root / "report")
     alone = root / "alone"
     alone.mkdir()
     shutil.copy(paths[0], alone / "index.html")

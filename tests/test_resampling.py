@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pandas as pd
+from helpers.synthetic import grid_rows, write_store
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-from test_report_synthetic import grid_rows, write_store
 
 from study.analysis.claims import evaluate_claim
 from study.analysis.resampling import two_level_bootstrap, weighted_auc

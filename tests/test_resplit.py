@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import study_command, write_tiny_protocol
+from helpers.commands import study_command
+from helpers.protocols import write_tiny_protocol
+from helpers.synthetic import cell_row, predictions_for
 from PIL import Image
-from test_report_synthetic import cell_row, predictions_for
 
 from study.analysis.significance import mcnemar_table
 from study.analysis.summaries import flagged
@@ -70,6 +71,7 @@ def test_without_resplit_every_seed_shares_the_fixed_split(tmp_path):
     assert all(seed_split(dataset, spec, seed) is dataset for seed in (0, 1, None))
 
 
+@pytest.mark.slow
 def test_run_stores_each_seeds_split_and_tests_each_cell_on_it(tmp_path):
     protocol = write_tiny_protocol(tmp_path, seeds=2, epochs=1)
     protocol.write_text(protocol.read_text().replace("size: 16}", "size: 16, resplit: true}"))

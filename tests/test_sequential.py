@@ -7,7 +7,8 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import study_command
+from helpers.commands import study_command
+from helpers.protocols import protocol_file_text
 
 from study.analysis.sequential import (
     EVERY_CLAIM_DECIDED,
@@ -58,11 +59,13 @@ def null_claims() -> dict:
     return operating_characteristics(LOOKS, 0.0, claims=2000)
 
 
+@pytest.mark.slow
 def test_the_sequential_procedure_keeps_false_support_at_alpha(null_claims):
     assert null_claims[Verdict.SUPPORTED] <= 0.05 / 2 + 0.01 and null_claims[Verdict.CONTRADICTED] <= 0.05 / 2 + 0.01
     assert null_claims[Verdict.SUPPORTED] + null_claims[Verdict.CONTRADICTED] <= 0.05 + 0.01
 
 
+@pytest.mark.slow
 def test_the_sequential_procedure_stops_early_when_the_effect_is_large(null_claims):
     strong = operating_characteristics(LOOKS, 2.0, claims=500)  # a true advantage of two seed spreads
     assert strong[Verdict.SUPPORTED] > 0.95
@@ -79,21 +82,10 @@ def test_until_decided_needs_claims_and_the_seed_options_need_it(tmp_path, capsy
     assert "need --until-decided" in capsys.readouterr().err
 
 
-TWO_ARMS = """\
-name: looks
-dataset: {source: synthetic, classes: 2, per_class: 24, size: 16}
-backbone: {name: cnn, weights: none, width: 4}
-strategies:
-  - {name: scratch}
-  - {name: finetune, depth: [1]}
-fractions: [1.0]
-seeds: 2
-train: {min_steps: 0, epochs: 1, batch_size: 16, lr: {backbone: 1.0e-3, head: 1.0e-2}, early_stopping: null}
-claims:
-  - {id: transfer, a: finetune, b: scratch}
-"""
+TWO_ARMS = protocol_file_text("sequential_two_arms")
 
 
+@pytest.mark.slow
 def test_a_run_adds_seeds_look_by_look_resumes_and_reports_its_looks(tmp_path):
     protocol = tmp_path / "looks.yaml"
     protocol.write_text(TWO_ARMS)

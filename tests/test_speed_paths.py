@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.protocols import protocol_file_text
 
 from study.data.sources import source_fingerprint
 from study.plan.cells import plan_cells
@@ -13,17 +14,7 @@ from study.training.context import WorkerContext
 from study.training.process import keep_worker_process
 from study.training.worker import run_cell
 
-PROTOCOL = """\
-name: shortcuts
-dataset: {source: synthetic, classes: 3, per_class: 20, size: 16}
-backbone: {name: cnn, weights: none, width: 4}
-strategies:
-  - {name: finetune, depth: [2], head: {kind: mlp, units: [8], dropout: 0.3}}
-  - {name: frozen}
-fractions: [0.5, 1.0]
-seeds: 2
-train: {min_steps: 0, epochs: 3, batch_size: 8, lr: {backbone: 1.0e-3, head: 1.0e-2}, early_stopping: null}
-"""
+PROTOCOL = protocol_file_text("cached_block_shortcuts")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +32,7 @@ def context(protocol, tmp_path, caches=True) -> WorkerContext:
                          caches=caches)
 
 
+@pytest.mark.slow
 def test_reused_model_gives_the_fresh_build_result(protocol, cells, tmp_path):
     finetune = [cell for cell in cells if cell.arm.strategy == "finetune"]
     first, second = finetune[0], finetune[-1]
@@ -57,6 +49,7 @@ def test_reused_model_gives_the_fresh_build_result(protocol, cells, tmp_path):
     assert reused_row["auc"] == fresh_row["auc"] and reused_row["log_loss"] == fresh_row["log_loss"]
 
 
+@pytest.mark.slow
 def test_cached_features_match_the_full_model(protocol, cells, tmp_path):
     for cell in cells[:2] + cells[-2:]:
         cached_row, cached = run_cell(cell, context(protocol, tmp_path))
@@ -99,27 +92,14 @@ def test_block_outputs_from_one_pass_equal_those_of_separate_passes(protocol, ce
         np.testing.assert_array_equal(together[block], compute_block_outputs(settings, [block], images, seed)[block])
 
 
-PRETRAINED = """\
-name: head-only
-dataset: {{source: synthetic, classes: 3, per_class: 12, size: 32}}
-backbone: {{name: mobilenetv2, weights: {weights}}}
-strategies:
-  - {{name: frozen, head: {{kind: mlp, units: [8], dropout: 0.3}}}}
-  - {{name: finetune, depth: [1]}}
-  - {{name: truncate, at: [3], depth: 1}}
-fractions: [1.0]
-seeds: 2
-train: {{min_steps: 0, epochs: 2, batch_size: 8, lr: {{backbone: 1.0e-3, head: 1.0e-2}}, early_stopping: null}}
-"""
-
-
+@pytest.mark.slow
 def test_pretrained_cells_built_head_only_equal_a_full_build(tmp_path):
     """A reused pretrained model gets its next seed's head without a backbone build, and the same result."""
     import keras
 
     weights = tmp_path / "pretrained.weights.h5"
     keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
-    protocol = parse_protocol(PRETRAINED.format(weights=weights))
+    protocol = parse_protocol(protocol_file_text("pretrained_head_only", weights=weights))
     cells = plan_cells(protocol, source_fingerprint(protocol.dataset, None))
     for label in ("frozen(mlp)", "finetune(depth=1)", "truncate(at=3,depth=1)"):
         first, second = [cell for cell in cells if cell.arm.label == label]
@@ -166,6 +146,7 @@ def _hold_memory_and_report(megabytes: int, keep: bool) -> int:
     return os.getpid()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep", [True, False])
 def test_a_worker_that_grows_its_caches_is_kept(keep):
     """loky replaces a worker whose memory grew 300 MB (it calls that a leak); ours keep their caches instead."""

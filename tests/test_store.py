@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers.protocols import protocol_file_text
 
 from study.core.errors import StudyError
 from study.plan.cells import plan_cells
@@ -15,14 +16,7 @@ from study.store.results import ResultStore
 from study.store.schema import CELLS
 from study.training.rows import cell_row
 
-CELL = plan_cells(parse_protocol("""\
-name: demo
-dataset: {source: synthetic}
-backbone: {name: cnn, weights: none}
-strategies: [{name: frozen}]
-fractions: [1.0]
-seeds: 1
-"""), "fingerprint")[0]
+CELL = plan_cells(parse_protocol(protocol_file_text("one_frozen_cell")), "fingerprint")[0]
 
 
 def row(run_id: str, status: str = "done", auc: float = 0.9) -> dict:

@@ -8,28 +8,12 @@ import pandas as pd
 import polars as pl
 import pyarrow.dataset as ds
 import pytest
+from helpers.protocols import protocol_file_text
 
 from study.cli import main
 from study.store.schema import CELLS
 
-DATA = "dataset: {source: synthetic, classes: 2, per_class: 20, size: 16}\n"
-TRAIN = ("backbone: {name: cnn, weights: none, width: 4}\nfractions: [1.0]\nseeds: 1\nrun: {retries: 0}\n"
-         "train: {min_steps: 0, epochs: 1, batch_size: 16, early_stopping: null}\n")
-PILOT = "name: pilot\n" + DATA + TRAIN + "strategies: [{name: scratch}]\n"
-UNTUNED = "name: mixed\n" + DATA + TRAIN + """\
-strategies:
-  - {name: scratch}
-  - {name: frozen}
-  - {name: finetune, depth: [1]}
-  - {name: truncate, at: [2]}
-  - {name: frozen, head: mlp, backbone: {name: cnn, weights: BAD, width: 4}}
-"""
-TUNED = "name: mixed\n" + DATA + TRAIN + """\
-strategies: [{name: frozen, head: mlp}]
-tuning:
-  trials: 1
-  space: {weight_decay: {low: 1.0e-5, high: 1.0e-3}, dropout: {low: 0.1, high: 0.5}, epochs: {low: 1, high: 2}}
-"""
+pytestmark = pytest.mark.slow  # the tests share one store built by three real runs (about 12 s)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +26,9 @@ def mixed_store(tmp_path_factory) -> object:
     bad.write_text("not an HDF5 file")
     dirs = ["--results-dir", str(root / "results"), "--report-dir", str(root / "report"), "--jobs", "1",
             "--no-progress"]
-    runs = (("pilot", PILOT, 0), ("untuned", UNTUNED.replace("BAD", str(bad)), 1), ("tuned", TUNED, 0))
+    runs = (("pilot", protocol_file_text("store_pilot"), 0),
+            ("untuned", protocol_file_text("store_every_strategy").replace("not-weights.h5", str(bad)), 1),
+            ("tuned", protocol_file_text("store_tuned_mlp"), 0))
     for name, text, code in runs:
         protocol = root / f"{name}.yaml"
         protocol.write_text(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.protocols import protocol_file_text
 from sklearn import metrics as sk
 
 from study.data.sources import load_dataset, source_fingerprint
@@ -14,19 +15,7 @@ from study.training.context import WorkerContext
 from study.training.metrics import classification_metrics
 from study.training.worker import run_cell
 
-PROTOCOL = """\
-name: arms
-dataset: {source: synthetic, classes: 3, per_class: 24, size: 16}
-backbone: {name: cnn, weights: none, width: 4}
-strategies:
-  - {name: scratch}
-  - {name: frozen, head: {kind: mlp, units: [8], dropout: 0.1}}
-  - {name: finetune, depth: [1, all]}
-  - {name: truncate, at: [2]}
-fractions: [1.0]
-seeds: 1
-train: {min_steps: 0, epochs: 3, batch_size: 16, lr: {backbone: 1.0e-3, head: 1.0e-2}, early_stopping: {monitor: val_loss, patience: 1}}
-"""
+PROTOCOL = protocol_file_text("every_strategy_three_classes")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import PROJECT, study_command
+from helpers.commands import PROJECT, study_command
+from helpers.protocols import protocol_file_text
 
 from study.core.errors import StudyError
 from study.data.sources import source_fingerprint
@@ -23,18 +24,6 @@ from study.training import caches, worker
 from study.training.context import WorkerContext
 from study.training.trial import TrialTask, evaluate_trial
 from study.tuning.phase import open_search, run_tuning
-
-BAD_DEFAULT = """\
-name: {name}
-dataset: {{source: synthetic, classes: 2, per_class: 40, size: 32, noise: 0.2}}
-backbone: {{name: cnn, weights: none, width: 8}}
-strategies:
-  - {{name: scratch}}
-fractions: [1.0]
-seeds: 1
-train: {{min_steps: 0, epochs: 6, batch_size: 16, lr: {{backbone: 1.0e-6, head: 1.0e-6}}, early_stopping: {{monitor: val_auc, patience: 6}}}}
-tuning: {{engine: {engine}, trials: {trials}, space: {{lr_head: {{low: 1.0e-6, high: 1.0e-1}}}}}}
-"""
 
 
 def context_for(protocol, tmp_path) -> WorkerContext:
@@ -52,9 +41,10 @@ def default_score(protocol, unit, context) -> float:
     return outcome.value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["optuna", "keras_tuner"])
 def test_tuning_beats_a_bad_default_learning_rate(engine, tmp_path):
-    protocol = parse_protocol(BAD_DEFAULT.format(name=f"bad-{engine}", engine=engine, trials=5))
+    protocol = parse_protocol(protocol_file_text("tuning_bad_default_lr", name=f"bad-{engine}", engine=engine, trials=5))
     fingerprint = source_fingerprint(protocol.dataset, None)
     units = plan_units(protocol, fingerprint)
     store = ResultStore(tmp_path / "results", protocol.name)
@@ -108,8 +98,9 @@ def guard(array: np.ndarray, forbidden: np.ndarray) -> Guarded:
     return guarded
 
 
+@pytest.mark.slow
 def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
-    text = BAD_DEFAULT.format(name="guarded", engine="optuna", trials=2).replace(
+    text = protocol_file_text("tuning_bad_default_lr", name="guarded", engine="optuna", trials=2).replace(
         "  - {name: scratch}", "  - {name: scratch}\n  - {name: finetune, depth: [1]}")
     protocol = parse_protocol(text)
     fingerprint = source_fingerprint(protocol.dataset, None)
@@ -155,13 +146,14 @@ def finished_and_running(database, study_name) -> tuple[int, int]:
     return sum(t.state in ended for t in trials), sum(t.state == TrialState.RUNNING for t in trials)
 
 
+@pytest.mark.integration
 def test_tuning_killed_by_sigkill_resumes_with_exactly_the_budget(tmp_path):
     import optuna
     from optuna.trial import TrialState
 
     budget = 4
     path = tmp_path / "killed.yaml"
-    path.write_text(BAD_DEFAULT.format(name="killed", engine="optuna", trials=budget).replace(
+    path.write_text(protocol_file_text("tuning_bad_default_lr", name="killed", engine="optuna", trials=budget).replace(
         "  - {name: scratch}", "  - {name: scratch}\n  - {name: finetune, depth: [1]}"))
     protocol = load_protocol(path)
     unit, other = plan_units(protocol, source_fingerprint(protocol.dataset, None))
@@ -213,7 +205,7 @@ def test_tuning_killed_by_sigkill_resumes_with_exactly_the_budget(tmp_path):
 def test_a_search_whose_every_trial_fails_says_why(tmp_path):
     from dataclasses import replace
 
-    protocol = parse_protocol(BAD_DEFAULT.format(name="no-data", engine="optuna", trials=2))
+    protocol = parse_protocol(protocol_file_text("tuning_bad_default_lr", name="no-data", engine="optuna", trials=2))
     units = plan_units(protocol, source_fingerprint(protocol.dataset, None))
     unreadable = replace(context_for(protocol, tmp_path), dataset={**protocol.dataset.model_dump(), "classes": 0})
     with pytest.raises(StudyError, match=r"none of its 2 trials completed \(2 failed.*; the last trial failed with "

@@ -4,24 +4,13 @@ in cell settings and run ids, cells awaiting tuning."""
 from __future__ import annotations
 
 import pytest
+from helpers.protocols import protocol_file_text
 
 from study.plan.cells import plan_cells, plan_units
 from study.plan.tuning import space_for
 from study.protocol.schema import parse_protocol
 
-TUNED = """\
-name: tuned
-dataset: {source: synthetic, size: 32}
-backbone: {name: cnn, weights: none, width: 8}
-strategies:
-  - {name: scratch}
-  - {name: frozen, head: {kind: mlp, units: [8]}}
-  - {name: finetune, depth: [1]}
-fractions: [0.5, 1.0]
-seeds: 2
-train: {epochs: 4, lr: {backbone: 1.0e-4, head: 1.0e-3}}
-tuning: {trials: 3, space: {dropout: {low: 0.1, high: 0.5}}}
-"""
+TUNED = protocol_file_text("tuning_three_arms")
 
 
 def choice(unit, **values) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from test_report_synthetic import grid_rows, write_protocol, write_store
+import pytest
+from helpers.synthetic import grid_rows, write_protocol, write_store
 
 from study.protocol.schema import load_protocol
 from study.report.build import build_report
@@ -40,6 +41,7 @@ def test_tuning_section_shows_values_and_the_same_budget_per_arm(tmp_path):
     assert (tmp_path / "out" / "tables" / "tuning.csv").is_file()
 
 
+@pytest.mark.slow
 def test_untuned_protocols_have_no_tuning_section_and_untuned_arms_are_said(tmp_path):
     store = write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
     build_report(load_protocol(write_protocol(tmp_path)), store, tmp_path / "plain")
