@@ -66,7 +66,7 @@ def test_tuning_beats_a_bad_default_learning_rate(engine, tmp_path):
 
 def test_a_trial_trains_the_arm_with_its_own_network_and_output_layer_rate(tmp_path):
     """A strategy's own backbone and lr.output reach its trials as they reach its cells."""
-    protocol = parse_protocol(BAD_DEFAULT.format(name="own", engine="optuna", trials=2).replace(
+    protocol = parse_protocol(protocol_file_text("tuning_bad_default_lr", name="own", engine="optuna", trials=2).replace(
         "  - {name: scratch}",
         "  - {name: scratch, backbone: {name: cnn, weights: none, width: 4}, lr: {head: 1.0e-3, output: 0.02}}"))
     unit, = plan_units(protocol, source_fingerprint(protocol.dataset, None))
