@@ -14,9 +14,9 @@ from helpers.synthetic import (
 )
 
 from study.analysis.summaries import flagged, summarize
+from study.data.medmnist_table import FLAGS
 from study.protocol.schema import parse_protocol
 from study.report.build import report_document
-from study.data.medmnist_table import FLAGS
 from study.report.references import REFERENCES, comparison
 
 

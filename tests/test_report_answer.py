@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from helpers.synthetic import POOL, cell_row, grid_rows, protocol_text, write_store
 
+from study.analysis.stats import holm
 from study.protocol.schema import parse_protocol
 from study.report import answer
 from study.report.build import report_document
@@ -131,3 +132,21 @@ def test_far_interval_bounds_are_shown_as_such():
     text = answer.size_display(sizes, "auc").iloc[0, 1]
     assert text.startswith("about n = 900 (extrapolated from the fitted curve: 1.6 x ...)")
     assert "[95% CI 600 to beyond 10 x the largest size measured; bootstrap]" in text
+
+
+@pytest.mark.slow
+def test_the_runner_up_test_is_one_comparison_per_fraction_holm_adjusted_over_the_fractions(tmp_path):
+    """Validation picks the pair before any test number is read, so the family is the fractions, not every pair."""
+    effects = {"scratch": 0.0, "frozen": 0.02, "finetune(depth=1)": 0.0, "finetune(depth=all)": 0.0}
+    rows = grid_rows(effects, seeds=5, noise=0.01, seed=3)
+    for row in rows:
+        row["monitor_value"] = {"frozen": 0.9, "scratch": 0.8}.get(row["arm"], 0.5)
+    document = _document(tmp_path, rows)
+    table = _answer_table(document)
+    pairwise = next(t.data for t in document.tables() if t.name == "pairwise")
+    pair = pairwise[(pairwise["arm_a"].isin(["frozen", "scratch"])) & (pairwise["arm_b"].isin(["frozen", "scratch"]))]
+    raw = pair.set_index("fraction").loc[table["fraction"], "t_p"].to_numpy()
+    assert list(table["runner_up"]) == ["scratch"] * 4
+    assert table["p"].to_numpy() == pytest.approx(holm(raw))
+    every_pair = pair.set_index("fraction").loc[table["fraction"], "t_p_holm"].to_numpy()
+    assert (table["p"].to_numpy() < every_pair).any(), "the family of all six pairs would be stricter"

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from study.analysis.curves import fit_curve, size_needed
+from study.analysis.stats import holm
 from study.analysis.summaries import arm_order, representative_arm
 from study.core.vocabulary import higher_is_better
 from study.report.tables import estimate, pval, signed
@@ -29,7 +30,8 @@ SHARE_TOLERANCE = 0.25  # a realised training share further than this (relative)
 def recommendations(done: pd.DataFrame, summary: pd.DataFrame, pairwise: pd.DataFrame, metric: str,
                     alpha: float) -> pd.DataFrame:
     """Per fraction: the arm with the best mean validation score over all arms, its test metric with its interval,
-    and the paired test (Holm-adjusted t-test of the pairwise table) against the next arm by validation."""
+    and the paired t-test against the next arm by validation: one comparison per fraction, chosen before any test
+    number is read, Holm-adjusted over the fractions."""
     rows = []
     arms = arm_order(done)
     for fraction in sorted(done["fraction"].unique()):
@@ -41,22 +43,24 @@ def recommendations(done: pd.DataFrame, summary: pd.DataFrame, pairwise: pd.Data
             "fraction": float(fraction), "n_train": int(point["n_train"]), "arm": best,
             "mean": point[f"{metric}_mean"], "ci_low": point[f"{metric}_ci_low"],
             "ci_high": point[f"{metric}_ci_high"], "runner_up": runner, "diff": diff, "p": p,
-            "verdict": _against(runner, diff, p, alpha, higher_is_better(metric)),
         })
+    for row, adjusted in zip(rows, holm([row["p"] for row in rows])):
+        row["p"] = adjusted
+        row["verdict"] = _against(row["runner_up"], row["diff"], adjusted, alpha, higher_is_better(metric))
     return pd.DataFrame(rows, columns=RECOMMENDATION_COLUMNS)
 
 
 def _paired_test(pairwise: pd.DataFrame, fraction: float, arm: str, other: str | None) -> tuple[float, float]:
-    """The pairwise row of arm and other at fraction: mean of arm - other and its Holm-adjusted t-test p."""
+    """The pairwise row of arm and other at fraction: mean of arm - other and its paired t-test p (unadjusted)."""
     if other is None:
         return math.nan, math.nan
     at = pairwise[pairwise["fraction"] == fraction]
     forward = at[(at["arm_a"] == arm) & (at["arm_b"] == other)]
     backward = at[(at["arm_a"] == other) & (at["arm_b"] == arm)]
     if len(forward):
-        return float(forward["mean_diff"].iloc[0]), float(forward["t_p_holm"].iloc[0])
+        return float(forward["mean_diff"].iloc[0]), float(forward["t_p"].iloc[0])
     if len(backward):
-        return -float(backward["mean_diff"].iloc[0]), float(backward["t_p_holm"].iloc[0])
+        return -float(backward["mean_diff"].iloc[0]), float(backward["t_p"].iloc[0])
     return math.nan, math.nan
 
 
@@ -132,7 +136,7 @@ def _refit(cells: pd.DataFrame, metric: str, target: float) -> float:
                                            k=(metric, "count"))
     fit = fit_curve(points["n"].round(), points["mean"], points["sd"] / np.sqrt(points["k"]))
     needed, _ = size_needed(fit, target, points["n"])
-    return math.inf if math.isnan(needed) else math.ceil(needed)
+    return math.inf if math.isnan(needed) else float(np.ceil(needed))  # a float: sizes beyond any int64 stay numbers
 
 
 def size_display(frame: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -128,8 +128,8 @@ def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curve
     recommended = answer.recommendations(done, summary, pairwise, spec.metric, spec.alpha)
     sizes = answer.sizes_needed(done, summary, curves, spec.metric, spec.target)
     items: list = [Table("answer", f"Recommended arm per fraction (best mean validation score over seeds, never a "
-                                   f"test metric), its test {spec.metric}, and the paired t-test (Holm) against the "
-                                   "runner-up by validation", answer.recommendation_display(recommended, spec.metric),
+                                   f"test metric), its test {spec.metric}, and the paired t-test against the runner-up by "
+                                   "validation (one comparison per fraction, Holm-adjusted over the fractions)", answer.recommendation_display(recommended, spec.metric),
                          recommended)]
     if len(sizes):
         items.append(Table("answer_sizes", f"Training images needed for {spec.metric} {spec.target:g}",
