@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from study.analysis.embedding import features_path
+from study.plan.cells import Cell, plan_cells
 from study.protocol.schema import load_protocol
 from study.report.build import build_report
 from study.store.results import ResultStore
+from study.training.rows import cell_row
 
-ARMS = ["scratch", "frozen", "finetune(depth=1)", "finetune(depth=2)", "finetune(depth=all)", "truncate(at=3)",
-        "truncate(at=5)"]
-FRACTIONS = [0.05, 0.1, 0.25, 0.5, 1.0]
 TRAIN, VAL, TEST = 4708, 524, 624
 
 
@@ -33,32 +33,31 @@ def protocol_file(workdir: Path) -> Path:
     return path
 
 
-def cell(arm: str, fraction: float, seed: int, rng: np.random.Generator) -> tuple[dict, pd.DataFrame]:
-    """A done cell and its test predictions; the scores separate the classes more with more data."""
+def cell(planned: Cell, rng: np.random.Generator) -> tuple[dict, pd.DataFrame]:
+    """A done cell of the plan and its test predictions; the scores separate the classes more with more data."""
+    fraction = planned.fraction
     labels = (np.arange(TEST) % 8 < 5).astype(int)
     scores = 1 / (1 + np.exp(-(labels - 0.5) * (1 + 3 * fraction) - rng.normal(0, 1, TEST)))
     predicted = (scores > 0.5).astype(int)
-    strategy = arm.split("(")[0]
     auc = float(pd.Series(scores).groupby(labels).mean().diff().iloc[-1] + 0.5)
-    row = {"run_id": f"{arm}-{fraction}-{seed}".replace("(", "_").replace(")", "").replace("=", ""),
-           "status": "done", "error": None, "arm": arm, "strategy": strategy, "fraction": fraction, "seed": seed,
-           "n_train": round(TRAIN * fraction), "n_val": VAL, "n_test": TEST, "auc": auc,
-           "accuracy": float((predicted == labels).mean()), "balanced_accuracy": float((predicted == labels).mean()),
-           "f1_macro": 0.8, "log_loss": 0.4, "top2_accuracy": np.nan, "majority_rate": 0.625,
-           "max_predicted_share": float(max(predicted.mean(), 1 - predicted.mean())), "monitor": "val_auc",
-           "monitor_value": auc + rng.normal(0, 0.01), "epochs": 20, "best_epoch": 12, "train_seconds": 60.0}
+    row = cell_row(planned, datetime.now(timezone.utc)) | {
+        "status": "done", "n_train": round(TRAIN * fraction), "n_val": VAL, "n_test": TEST, "n_classes": 2,
+        "auc": auc, "accuracy": float((predicted == labels).mean()),
+        "balanced_accuracy": float((predicted == labels).mean()), "f1_macro": 0.8, "log_loss": 0.4,
+        "top2_accuracy": np.nan, "majority_rate": 0.625,
+        "max_predicted_share": float(max(predicted.mean(), 1 - predicted.mean())), "monitor": "val_auc",
+        "monitor_value": auc + rng.normal(0, 0.01), "epochs": 20, "best_epoch": 12, "train_seconds": 60.0}
     predictions = pd.DataFrame({"run_id": row["run_id"], "image_id": [f"t{i}" for i in range(TEST)],
                                 "label": labels, "predicted": predicted, "prob_0": 1 - scores, "prob_1": scores})
     return row, predictions
 
 
 def write_store(results: Path, protocol) -> ResultStore:
+    """Every planned cell of the protocol (7 arms x 5 fractions x 3 seeds), done, and the feature map."""
     store = ResultStore(results, protocol.name)
     rng = np.random.default_rng(0)
-    for arm in ARMS:
-        for fraction in FRACTIONS:
-            for seed in range(3):
-                store.put(*cell(arm, fraction, seed, rng))
+    for planned in plan_cells(protocol, "benchmark"):
+        store.put(*cell(planned, rng))
     n = TRAIN + VAL + TEST
     labels = (np.arange(n) % 4 != 0).astype(int)
     path = features_path(store.root, protocol.backbone.name, protocol.dataset.size)
@@ -76,7 +75,7 @@ def main(workdir: str) -> None:
     store = write_store(workdir / "results", protocol)
     start = time.perf_counter()
     build_report(protocol, store, workdir / "report")
-    print(f"report of {len(ARMS) * len(FRACTIONS) * 3} cells, {TEST} test images each: "
+    print(f"report of {len(store.cells())} cells, {TEST} test images each: "
           f"{time.perf_counter() - start:.1f} s")
 
 
