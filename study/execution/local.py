@@ -21,6 +21,7 @@ import pandas as pd
 
 from study.core.errors import StudyError
 from study.core.failures import FailureKind, WorkerLost
+from study.core.vocabulary import CellStatus
 from study.plan.cells import Cell
 from study.training.context import WorkerContext
 from study.training.rows import failed_row
@@ -38,7 +39,7 @@ def attempt_cell(context: WorkerContext, cell: Cell, retries: int = 0) -> Result
     """run_cell, tried again up to `retries` times while it fails with a retryable error; the row counts attempts."""
     for attempt in range(1, retries + 2):
         row, predictions = run_cell(cell, context)
-        if row["status"] == "done" or row.get("failure") != FailureKind.RETRYABLE.value or attempt > retries:
+        if row["status"] == CellStatus.DONE or row.get("failure") != FailureKind.RETRYABLE.value or attempt > retries:
             break
         log.warning("%s failed (%s); attempt %d of %d", cell.describe(), row["error"], attempt + 1, retries + 1)
     row.setdefault("failure", None)

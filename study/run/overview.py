@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from study.core.vocabulary import CellStatus
 from study.run.inputs import CheckedData, PlannedStudy, study_data
 from study.run.options import worker_jobs
 
 if TYPE_CHECKING:
     from study.protocol.blocks import BackboneInfo
+
+STATES = tuple(state.value for state in (CellStatus.DONE, CellStatus.FAILED, CellStatus.PENDING))  # table columns
 
 
 def state_table(study: PlannedStudy, statuses: dict[str, str]) -> pd.DataFrame:
@@ -22,17 +25,17 @@ def state_table(study: PlannedStudy, statuses: dict[str, str]) -> pd.DataFrame:
         {
             "arm": cell.arm.label,
             "fraction": cell.fraction,
-            "state": statuses.get(cell.run_id, "pending"),
+            "state": statuses.get(cell.run_id, CellStatus.PENDING.value),
         }
         for cell in study.cells
     ]
     table = pd.crosstab([pd.Series([r["arm"] for r in rows], name="arm"), pd.Series([r["fraction"] for r in rows], name="fraction")],
                         pd.Series([r["state"] for r in rows], name="state"))
-    for state in ("done", "failed", "pending"):
+    for state in STATES:
         if state not in table:
             table[state] = 0
     order = list(dict.fromkeys(cell.arm.label for cell in study.cells))
-    table = table[["done", "failed", "pending"]].reset_index()
+    table = table[list(STATES)].reset_index()
     table["arm"] = pd.Categorical(table["arm"], categories=order, ordered=True)
     return table.sort_values(["arm", "fraction"]).reset_index(drop=True)
 
@@ -67,7 +70,7 @@ def study_status(study: PlannedStudy) -> StudyStatus:
     tuning = tuning_lines(study)
     planned = [cell.run_id for cell in study.cells]
     stale = len(set(statuses) - set(planned))
-    failed = [study.store.row(run_id) if statuses.get(run_id) == "failed" else None for run_id in planned]
+    failed = [study.store.row(run_id) if statuses.get(run_id) == CellStatus.FAILED else None for run_id in planned]
     return StudyStatus(holder, tuning, table, stale, [row for row in failed if row is not None])
 
 
@@ -85,7 +88,7 @@ class StudyPlan:
 
     @property
     def to_run(self) -> int:
-        return int(self.table["pending"].sum())
+        return int(self.table[CellStatus.PENDING.value].sum())
 
 
 def study_plan(study: PlannedStudy, jobs: int | None) -> StudyPlan:

@@ -14,6 +14,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from study.core.vocabulary import CellStatus
+
 
 class SweepProgress:
     """A rich progress bar on a terminal; one line per finished cell otherwise (logs, CI)."""
@@ -47,6 +49,6 @@ class SweepProgress:
         self.bar.update(self.task, advance=1, failed=summary.failed)
         if not self.live:
             finished = self.start_done + summary.done + summary.failed
-            outcome = row["status"] if row["status"] != "done" else f"auc={row.get('auc', float('nan')):.3f}"
+            outcome = row["status"] if row["status"] != CellStatus.DONE else f"auc={row.get('auc', float('nan')):.3f}"
             print(f"[{finished}/{self.total}] {row['arm']} fraction={row['fraction']:g} seed={row['seed']}: {outcome}",
                   file=sys.stderr, flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from study.core.vocabulary import CellStatus
 from study.plan.cells import Cell
 from study.store.results import ResultStore
 
@@ -32,7 +33,7 @@ def adopt_finished_cells(cells: list[Cell], store: ResultStore) -> int:
         source = ResultStore(results_dir, name)
         for run_id in sorted(wanted):
             row = source.row(run_id)
-            if row is None or row.get("status") != "done":
+            if row is None or row.get("status") != CellStatus.DONE:
                 continue
             predictions = source.predictions(run_id)
             if predictions is None:

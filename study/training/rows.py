@@ -14,6 +14,7 @@ import numpy as np
 
 import study
 from study.core.failures import FailureKind
+from study.core.vocabulary import CellStatus
 from study.plan.cells import Cell
 from study.plan.tuning import tuning_columns
 from study.training.process import cpu_model
@@ -34,7 +35,7 @@ def cell_row(cell: Cell, started: datetime) -> dict:
     return {
         "run_id": cell.run_id,
         "protocol": cell.protocol,
-        "status": "failed",
+        "status": CellStatus.FAILED.value,
         "error": None,
         "traceback": None,
         "arm": arm.label,
@@ -70,5 +71,5 @@ def cell_row(cell: Cell, started: datetime) -> dict:
 def failed_row(cell: Cell, started: datetime, error: str, kind: FailureKind) -> dict:
     """The stored row of a cell that failed with error, of the given failure kind."""
     row = cell_row(cell, started)
-    row.update(status="failed", error=error, failure=kind.value)
+    row.update(status=CellStatus.FAILED.value, error=error, failure=kind.value)
     return row

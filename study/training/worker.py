@@ -14,7 +14,7 @@ import pandas as pd
 
 from study.core.errors import DataError
 from study.core.failures import failure_kind
-from study.core.vocabulary import CLASSIFICATION_METRICS
+from study.core.vocabulary import CLASSIFICATION_METRICS, CellStatus
 from study.plan.cells import Cell
 from study.training import caches
 from study.training.context import WorkerContext
@@ -70,7 +70,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
 
     row = cell_row(cell, started)
     row.update(
-        status="done",
+        status=CellStatus.DONE.value,
         n_train=int(len(indices["train"])),
         n_val=int(len(indices["val"])),
         n_test=int(len(indices["test"])),
