@@ -62,11 +62,10 @@ def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int
         adopted = adopt_finished_cells(study.cells, store)
         if adopted:
             events.adopted(adopted, study.results_dir)
-        todo = cells_to_run(study.cells, store, options.retry_failed)  # a run we waited for may have stored some
         context = worker_context(study, data)
         if study.units:
             study.cells = tune(study, context, jobs, cluster, events)
-            todo = cells_to_run(study.cells, store, options.retry_failed)
+        todo = cells_to_run(study.cells, store, options.retry_failed)  # a run we waited for may have stored some
         extra = {"skipped_files": len(data.dataset.skipped), "source_file": data.dataset.source_file}
         started = time.perf_counter()
         with events.progress(len(study.cells), len(study.cells) - len(todo)) as progress:
