@@ -53,7 +53,7 @@ def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_di
     store = ResultStore(results_dir, declared.name)
     fingerprint = _fingerprint(declared, data, store if stored_fingerprint else None, events)
     protocol = with_added_seeds(declared, store)
-    cells = plan_cells(protocol, fingerprint, current_choices(store.tuning_records(), protocol))
+    cells = _planned_cells(protocol, fingerprint, store)
     return PlannedStudy(protocol, declared, protocol_path, data, results_dir, store, cells,
                         report_dir / protocol.name, fingerprint, plan_units(protocol, fingerprint))
 
@@ -87,7 +87,12 @@ def with_added_seeds(protocol: Protocol, store: ResultStore) -> Protocol:
 def replan(study: PlannedStudy, protocol: Protocol) -> None:
     """Plan the study's cells again for a protocol with other seeds."""
     study.protocol = protocol
-    study.cells = plan_cells(protocol, study.fingerprint, current_choices(study.store.tuning_records(), protocol))
+    study.cells = _planned_cells(protocol, study.fingerprint, study.store)
+
+
+def _planned_cells(protocol: Protocol, fingerprint: str, store: ResultStore) -> list[Cell]:
+    """The protocol's cells, each tuned one with the choice its store holds for the present budget."""
+    return plan_cells(protocol, fingerprint, current_choices(store.tuning_records(), protocol))
 
 
 @dataclass
