@@ -56,9 +56,15 @@ class PrintedEvents(RunEvents):
         print(f"until decided: looks planned at {', '.join(map(str, plan.counts()))} seeds ({plan.method})",
               flush=True)
 
-    def look(self, number: int, looks: int, seeds: int, undecided: list[str]) -> None:
-        print(f"look {number} of {looks} at {seeds} seeds: "
-              + (f"undecided: {', '.join(undecided)}" if undecided else "every claim decided"), flush=True)
+    def targeted(self, seeds: int, pairs: list[tuple[str, float]], every: int) -> None:
+        print(f"seeds up to {seeds} train {len(pairs)} of {every} arm x fraction pairs: those the open claims read",
+              flush=True)
+
+    def look(self, number: int, looks: int, seeds: int, open_claims: list[str], futile: list[str]) -> None:
+        state = f"undecided: {', '.join(open_claims)}" if open_claims else (
+            "no claim open" if futile else "every claim decided")
+        undecidable = f"; undecidable within the planned seeds (futility): {', '.join(futile)}" if futile else ""
+        print(f"look {number} of {looks} at {seeds} seeds: {state}{undecidable}", flush=True)
 
 
 def _open(args: argparse.Namespace, stored_fingerprint: bool = False) -> PlannedStudy:
@@ -112,6 +118,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     _print_lines(status.tuning)
     print(table.to_string(index=False))
     print(f"total: {table['done'].sum()} done, {table['failed'].sum()} failed, {table['pending'].sum()} pending")
+    if study.record is not None and study.record.targets:
+        print("seeds added by --until-decided train only the cells that the claims still open read: the done "
+              "column counts each arm and fraction's seeds")
     if status.stale:
         print(f"{status.stale} stored results belong to an earlier version of this protocol (kept, not shown above; "
               "`study prune` deletes them)")

@@ -5,21 +5,34 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers.commands import study_command
 from helpers.protocols import protocol_file_text
 
+from scipy.stats import norm
+
 from study.analysis.sequential import (
     EVERY_CLAIM_DECIDED,
+    FUTILITY_POWER,
     LAST_LOOK_MADE,
+    NO_CLAIM_OPEN,
+    LookTest,
     SequentialPlan,
+    SequentialRecord,
     boundaries,
+    claim_reads,
+    first_decision,
     nominal_levels,
     operating_characteristics,
+    predictive_power,
+    study_cells,
+    targets,
 )
 from study.cli import main
 from study.core.vocabulary import Verdict
+from study.protocol.schema import parse_protocol
 from study.store.results import ResultStore
 
 
@@ -70,7 +83,92 @@ def test_the_sequential_procedure_stops_early_when_the_effect_is_large(null_clai
     strong = operating_characteristics(LOOKS, 2.0, claims=500)  # a true advantage of two seed spreads
     assert strong[Verdict.SUPPORTED] > 0.95
     assert strong["seeds"] < 8  # most claims are decided before the last look
-    assert null_claims["seeds"] > 9.5  # with no effect nearly every claim runs to the last look
+    assert strong["futile"] == 0
+
+
+@pytest.mark.slow
+def test_futility_stops_hopeless_claims_without_adding_false_verdicts_or_losing_power(null_claims):
+    without = operating_characteristics(LOOKS, 0.0, claims=2000, futility=False)
+    assert without["seeds"] > 9.5  # with no effect nearly every claim would run to the last look
+    assert null_claims["futile"] > 0.7 and null_claims["seeds"] < 7.5  # futility stops most of them early
+    for verdict in (Verdict.SUPPORTED, Verdict.CONTRADICTED):  # non-binding: stopping only removes decisions
+        assert null_claims[verdict] <= without[verdict]
+    moderate = {futility: operating_characteristics(LOOKS, 1.0, claims=600, futility=futility)
+                for futility in (True, False)}
+    assert moderate[True][Verdict.SUPPORTED] >= moderate[False][Verdict.SUPPORTED] - 0.02  # power kept
+    assert moderate[True]["seeds"] < moderate[False]["seeds"]
+
+
+def test_predictive_power_matches_its_definition_by_simulation():
+    """PP = P(|B(1)| > c | z at t), the effect drawn from its flat-prior posterior N(z / sqrt(t), 1 / t)."""
+    rng = np.random.default_rng(0)
+    for p, t, c in [(0.5, 0.3, 2.07), (0.05, 0.7, 2.0), (0.9, 0.5, 1.96), (0.2, 0.9, 2.03)]:
+        z = norm.isf(p / 2)
+        drift = rng.normal(z / np.sqrt(t), np.sqrt(1 / t), 400_000)
+        final = z * np.sqrt(t) + drift * (1 - t) + rng.normal(0, np.sqrt(1 - t), drift.size)
+        assert predictive_power(p, t, c) == pytest.approx(np.mean(np.abs(final) > c), abs=0.004)
+    # no evidence at half the information: the chance of a decision is the fixed design's alpha
+    assert predictive_power(1.0, 0.5, norm.isf(0.025)) == pytest.approx(0.05, abs=1e-9)
+    assert np.isnan(predictive_power(0.5, 1.0, 1.96))
+
+
+def test_a_look_too_small_to_decide_is_never_judged_futile():
+    plan = SequentialPlan([0, 1], max_seeds=4, seeds_per_round=1)
+    rows = first_decision(lambda count, level: LookTest(Verdict.INCONCLUSIVE, 0.99, 0.0, count), plan.counts(), plan,
+                          0.05)
+    assert [row["futile"] for row in rows] == [False, True]  # 2 seeds: not judged; 3 seeds: p 0.99 is hopeless
+    assert np.isnan(rows[0]["predictive_power"]) and rows[1]["predictive_power"] < FUTILITY_POWER
+
+
+TARGETED = protocol_file_text("sequential_targeted")
+
+
+def test_a_claim_reads_its_arms_and_a_strategy_name_all_of_its_arms_at_its_fractions():
+    protocol = parse_protocol(TARGETED)
+    by_id = {claim.id: claim for claim in protocol.claims}
+    assert claim_reads(by_id["shallow"], protocol) == {("finetune(depth=1)", 1.0), ("scratch", 1.0)}
+    assert claim_reads(by_id["best-finetune"], protocol) == {
+        (arm, fraction) for arm in ("finetune(depth=1)", "finetune(depth=all)", "scratch") for fraction in (0.5, 1.0)}
+    assert targets(["shallow"], protocol) == [("scratch", 1.0), ("finetune(depth=1)", 1.0)]  # protocol order
+    assert targets([], protocol) == []
+
+
+def test_the_record_plans_every_cell_of_the_protocols_seeds_and_the_targeted_cells_of_added_ones():
+    record = SequentialRecord(SequentialPlan([0, 1], max_seeds=4, seeds_per_round=1), looks=[2, 3], seeds_run=4,
+                              targets={3: [("scratch", 1.0)], 4: []})
+    assert record.trains("finetune(depth=all)", 0.5, 1)  # the protocol's seeds train everything
+    assert record.trains("scratch", 1.0, 2) and not record.trains("scratch", 0.5, 2)
+    assert not record.trains("scratch", 1.0, 3)  # the last look's seed had no open claim
+    assert not record.trains("scratch", 1.0, 7)  # beyond the plan
+    again = SequentialRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert again == record
+    old = record.to_dict()
+    del old["targets"]  # a record written before targeted looks: every added seed trained every cell
+    assert SequentialRecord.from_dict(old).trains("scratch", 0.5, 3)
+
+
+@pytest.mark.slow
+def test_added_seeds_train_only_the_cells_open_claims_read(tmp_path):
+    protocol = tmp_path / "targeted.yaml"
+    protocol.write_text(TARGETED.replace("  - {id: best-finetune, a: finetune, b: scratch}\n", ""))
+    dirs = ["--results-dir", str(tmp_path / "results"), "--report-dir", str(tmp_path / "report")]
+    options = ["--until-decided", "--max-seeds", "3", "--seeds-per-round", "1", "--no-progress"]
+    first = study_command("run", str(protocol), *dirs, *options)
+    assert first.returncode == 0, first.stderr
+    assert "seeds up to 3 train 2 of 6 arm x fraction pairs" in first.stdout
+    cells = ResultStore(tmp_path / "results", "targeted").cells()
+    added = cells[cells["seed"] == 2]
+    assert sorted(zip(added["arm"], added["fraction"])) == [("finetune(depth=1)", 1.0), ("scratch", 1.0)]
+    assert len(cells) == 3 * 2 * 2 + 2  # the protocol's two seeds train every cell
+    status = study_command("status", str(protocol), *dirs)
+    assert "total: 14 done, 0 failed, 0 pending" in status.stdout  # untargeted cells are not pending
+    store = ResultStore(tmp_path / "results", "targeted")
+    stamps = {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()}
+    again = study_command("run", str(protocol), *dirs, *options)
+    assert again.returncode == 0, again.stderr
+    assert {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()} == stamps  # nothing trained again
+    report = (tmp_path / "report" / "targeted" / "report.md").read_text()
+    assert "trained only the cells that the claims still open read" in report
 
 
 def test_until_decided_needs_claims_and_the_seed_options_need_it(tmp_path, capsys):
@@ -99,7 +197,7 @@ def test_a_run_adds_seeds_look_by_look_resumes_and_reports_its_looks(tmp_path):
     record = json.loads((store.root / "sequential.json").read_text())
     looks = record["looks"]
     assert looks in ([2, 3], [2, 3, 4])  # seeds were added beyond the protocol's two
-    assert record["stopped"] == (EVERY_CLAIM_DECIDED if looks == [2, 3] else LAST_LOOK_MADE)
+    assert record["stopped"] in ((EVERY_CLAIM_DECIDED, NO_CLAIM_OPEN) if looks == [2, 3] else (LAST_LOOK_MADE,))
     assert sorted(store.cells()["seed"].unique()) == list(range(looks[-1]))
     assert f"{2 * looks[-1]} done, 0 failed, 0 skipped" in first.stdout  # every look's cells counted
     stamps = {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()}
@@ -116,3 +214,11 @@ def test_a_run_adds_seeds_look_by_look_resumes_and_reports_its_looks(tmp_path):
     table = pd.read_csv(tmp_path / "report" / "looks" / "tables" / "claim_looks.csv")
     assert list(table["seeds"]) == looks and list(table["decided_here"]) == [False] * (len(looks) - 1) + [
         record["stopped"] == EVERY_CLAIM_DECIDED]
+
+
+@pytest.mark.slow
+def test_targeted_looks_and_futility_train_fewer_cells_and_support_as_often():
+    cost = study_cells(LOOKS, [0.0, 1.0, 2.0], studies=60)
+    assert cost["targeted cells"] < cost["every cell cells"]  # decided claims stop training their arms
+    assert cost["targeted and futility cells"] < cost["targeted cells"]  # the claim with no effect stops early
+    assert cost["supported with futility"] >= cost["supported without futility"] - 0.02

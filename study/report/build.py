@@ -21,7 +21,7 @@ from study.analysis.claims import RULE as CLAIM_RULE
 from study.analysis.claims import evaluate_claims
 from study.analysis.curves import fit_curves
 from study.analysis.embedding import FeaturesError, features_path, tsne_map
-from study.analysis.sequential import SequentialRecord, look_table, record_for, verdicts
+from study.analysis.sequential import FUTILITY_POWER, SequentialRecord, look_table, record_for, verdicts
 from study.analysis.significance import (
     TWO_LEVEL_RESAMPLES,
     friedman_tables,
@@ -104,7 +104,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     curves = fit_curves(summary, spec.metric, spec.target)
     pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric, predictions=predictions), done, spec.metric)
     sections = [_answer(protocol, done, summary, curves, pairwise, claims[0], official_split, split)] + sections + [
-        _claims(protocol, claims, sequential),
+        _claims(protocol, claims, sequential, done),
         _learning_curves(summary, curves, done, spec),
         _training_curves(done),
         _published(protocol, summary),
@@ -378,7 +378,7 @@ def _claim_results(protocol: Protocol, done: pd.DataFrame, predictions, sequenti
     return summary, detail, looks
 
 
-def _claims(protocol: Protocol, results: tuple, sequential: SequentialRecord | None) -> Section:
+def _claims(protocol: Protocol, results: tuple, sequential: SequentialRecord | None, done: pd.DataFrame) -> Section:
     rule = "Rule: " + CLAIM_RULE
     if not protocol.claims:
         return Section("Claims", ["The protocol declares no claims (add a claims: section to test some).", rule])
@@ -387,8 +387,14 @@ def _claims(protocol: Protocol, results: tuple, sequential: SequentialRecord | N
     if looks is not None:
         paragraphs.append(_sequential_paragraph(sequential))
         items.append(Table("claim_looks", "The looks of the sequential design: each claim's primary test at the "
-                                          "look's seeds against its nominal level, until the look that decided it",
+                                          "look's seeds against its nominal level, until the look that decided it "
+                                          "or after which its predictive power left it undecidable (futility)",
                            tables.claim_looks(looks), looks))
+        if sequential.targets:
+            seeds = _seeds_per_cell(done)
+            paragraphs.append(_targeted_paragraph(sequential, seeds))
+            items.append(Table("seeds", "Seeds per arm and fraction (targeted looks train added seeds only where an "
+                                        "open claim reads)", seeds.reset_index(), seeds.reset_index()))
     return Section("Claims", paragraphs, [
         Table("claims", "Claims and verdicts (effect: advantage averaged over the claim's fractions per seed; "
                         "Kendall's tau for trend claims)",
@@ -410,7 +416,29 @@ def _sequential_paragraph(record: SequentialRecord) -> str:
             f"{plan.seeds_per_round} more per look, up to {plan.max_seeds}); {len(record.looks)} look(s) were made, at "
             f"{made} seeds. {stopped} A claim's verdict is the one of the first look whose primary test decided it at "
             "that look's nominal level; effects and intervals below use every stored seed, and after early stopping "
-            "they lean slightly away from zero.")
+            "they lean slightly away from zero. An undecided claim whose predictive power (the chance, averaged over "
+            "the effect's uncertainty, that the last planned look decides it) fell below "
+            f"{FUTILITY_POWER:.0%} at a look asked for no more seeds and is reported as undecidable within "
+            f"{plan.max_seeds} seeds, with the seeds a test with 80% power would need; this futility rule never "
+            "makes a claim supported or contradicted, so the error rate stays at most alpha.")
+
+
+def _seeds_per_cell(done: pd.DataFrame) -> pd.DataFrame:
+    """Done seeds per arm (rows, in the report's order) and fraction (columns)."""
+    table = pd.crosstab(done["arm"], done["fraction"]).reindex(arm_order(done))
+    table.columns = [f"{fraction:g}" for fraction in table.columns]
+    return table.rename_axis("arm")
+
+
+def _targeted_paragraph(record: SequentialRecord, seeds: pd.DataFrame) -> str:
+    """What the targeted looks trained, and what that means for the tables that average over seeds."""
+    looks = ", ".join(str(count) for count in sorted(record.targets))
+    return (f"The seeds added for the looks at {looks} seeds trained only the cells that the claims still open read "
+            "(a strategy name reads all of its arms at the claim's fractions); a decided claim, or one that cannot be "
+            f"decided within {record.plan.max_seeds} seeds, asked for no more. So arms and fractions have from "
+            f"{int(seeds.to_numpy().min())} to {int(seeds.to_numpy().max())} seeds (table seeds): the summaries, "
+            "learning curves and pairwise tests use the seeds each has, and a pairwise test only the seeds both "
+            "sides share.")
 
 
 def _learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, done: pd.DataFrame, spec) -> Section:

@@ -200,8 +200,10 @@ def claim_looks(frame: pd.DataFrame) -> pd.DataFrame:
         "claim": frame["claim"], "look": frame["look"], "seeds": frame["seeds"],
         "effect": frame["effect"].map(signed), "p": frame["p"].map(pval),
         "nominal level": frame["nominal_level"].map(pval),
-        "verdict at the look": [verdict.upper() if decided else "continue"
-                                for verdict, decided in zip(frame["verdict"], frame["decided_here"])],
+        "predictive power": frame["predictive_power"].map(lambda value: "-" if pd.isna(value) else f"{value:.0%}"),
+        "verdict at the look": [verdict.upper() if decided else "undecidable (futility)" if futile else "continue"
+                                for verdict, decided, futile in zip(frame["verdict"], frame["decided_here"],
+                                                                    frame["futile"])],
     })
 
 

@@ -57,5 +57,8 @@ class RunEvents:
     def looks_planned(self, plan: SequentialPlan) -> None:
         """--until-decided will look at the claims at plan.counts() seeds."""
 
-    def look(self, number: int, looks: int, seeds: int, undecided: list[str]) -> None:
-        """Look number of looks was made at seeds seeds; the claims still undecided."""
+    def targeted(self, seeds: int, pairs: list[tuple[str, float]], every: int) -> None:
+        """The seeds added up to `seeds` train only these (arm, fraction) pairs of every pair the protocol has."""
+
+    def look(self, number: int, looks: int, seeds: int, open_claims: list[str], futile: list[str]) -> None:
+        """Look number of looks was made at seeds seeds; the claims still open, and those stopped for futility."""

@@ -22,6 +22,7 @@ from study.store.tuning import current_choices
 if TYPE_CHECKING:
     import numpy as np
 
+    from study.analysis.sequential import SequentialRecord
     from study.data.dataset import Dataset
     from study.run.events import RunEvents
 
@@ -40,6 +41,7 @@ class PlannedStudy:
     report_dir: Path
     fingerprint: str  # the dataset's, as run ids hash it
     units: list[TuningUnit] = field(default_factory=list)  # the searches of a tuned protocol
+    record: SequentialRecord | None = None  # the looks of a run with --until-decided
 
 
 def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_dir: str | None,
@@ -48,14 +50,17 @@ def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_di
     that cannot be read here is identified by the fingerprint the last run stored (dataset.json), told to events."""
     from study.data.sources import resolve_data_dir
 
+    from study.analysis.sequential import record_for
+
     declared = load_protocol(protocol_path)
     data = resolve_data_dir(data_dir)
     store = ResultStore(results_dir, declared.name)
     fingerprint = _fingerprint(declared, data, store if stored_fingerprint else None, events)
-    protocol = with_added_seeds(declared, store)
-    cells = _planned_cells(protocol, fingerprint, store)
+    record = record_for(declared, store.sequential())
+    protocol = with_added_seeds(declared, record)
+    cells = _planned_cells(protocol, fingerprint, store, record)
     return PlannedStudy(protocol, declared, protocol_path, data, results_dir, store, cells,
-                        report_dir / protocol.name, fingerprint, plan_units(protocol, fingerprint))
+                        report_dir / protocol.name, fingerprint, plan_units(protocol, fingerprint), record)
 
 
 def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore | None,
@@ -76,23 +81,30 @@ def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore |
         return stored
 
 
-def with_added_seeds(protocol: Protocol, store: ResultStore) -> Protocol:
+def with_added_seeds(protocol: Protocol, record: SequentialRecord | None) -> Protocol:
     """The protocol with the seeds a run with --until-decided has added to its store (as it is without one)."""
-    from study.analysis.sequential import record_for, with_seeds
+    from study.analysis.sequential import with_seeds
 
-    record = record_for(protocol, store.sequential())
     return with_seeds(protocol, record.plan.seeds(record.seeds_run)) if record and record.seeds_run else protocol
 
 
-def replan(study: PlannedStudy, protocol: Protocol) -> None:
-    """Plan the study's cells again for a protocol with other seeds."""
-    study.protocol = protocol
-    study.cells = _planned_cells(protocol, study.fingerprint, study.store)
+def replan(study: PlannedStudy, protocol: Protocol, record: SequentialRecord) -> None:
+    """Plan the study's cells again for a protocol with other seeds, as the looks of record target them."""
+    study.protocol, study.record = protocol, record
+    study.cells = _planned_cells(protocol, study.fingerprint, study.store, record)
 
 
-def _planned_cells(protocol: Protocol, fingerprint: str, store: ResultStore) -> list[Cell]:
+def _planned_cells(protocol: Protocol, fingerprint: str, store: ResultStore,
+                   record: SequentialRecord | None) -> list[Cell]:
     """The protocol's cells, each tuned one with the choice its store holds for the present budget."""
-    return plan_cells(protocol, fingerprint, current_choices(store.tuning_records(), protocol))
+    return targeted(plan_cells(protocol, fingerprint, current_choices(store.tuning_records(), protocol)), record)
+
+
+def targeted(cells: list[Cell], record: SequentialRecord | None) -> list[Cell]:
+    """The cells the looks of a run with --until-decided train: an added seed only where an open claim read."""
+    if record is None:
+        return cells
+    return [cell for cell in cells if record.trains(cell.arm.label, cell.fraction, cell.seed)]
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from study.plan.cells import Cell, plan_cells
 from study.run.events import RunEvents
-from study.run.inputs import CheckedData, PlannedStudy, store_inputs
+from study.run.inputs import CheckedData, PlannedStudy, store_inputs, targeted
 from study.run.options import RunOptions
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def tune(study: PlannedStudy, context: WorkerContext, jobs: int, cluster: Cluste
     metric = study.protocol.tuning_metric()
     choices = run_tuning(study.protocol, study.store, study.units, context, jobs,
                          on_trial=lambda unit, outcome: events.trial(unit, outcome, metric), cluster=cluster)
-    cells = plan_cells(study.protocol, study.fingerprint, choices)
+    cells = targeted(plan_cells(study.protocol, study.fingerprint, choices), study.record)
     awaiting = [cell.describe() for cell in cells if cell.awaiting_tuning]
     if awaiting:
         raise RuntimeError(f"internal error: cells without tuned values after tuning: {awaiting[:3]}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from study.core.errors import StudyError
+from study.protocol.arms import protocol_arms
 from study.protocol.schema import Protocol
 from study.run.events import RunEvents
 from study.run.inputs import CheckedData, PlannedStudy, replan, study_data
@@ -35,14 +36,17 @@ def sequential_plan(protocol: Protocol, protocol_path: Path, options: RunOptions
 
 def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int,
                         cluster: Cluster | None, events: RunEvents) -> SweepOutcome:
-    """Sweep look by look, each at more seeds, until every claim is decided or the last look is made; the outcome
-    counts the cells of every look."""
+    """Sweep look by look, each at more seeds, until no claim is open (each decided, or stopped for futility) or the
+    last look is made; the seeds a look adds train only the cells the open claims read. The outcome counts the
+    cells of every look."""
     from study.analysis.sequential import (
         EVERY_CLAIM_DECIDED,
         LAST_LOOK_MADE,
+        NO_CLAIM_OPEN,
         SequentialRecord,
         look_table,
-        undecided,
+        open_claims,
+        targets,
         with_seeds,
     )
     from study.analysis.summaries import flagged, newest_per_key
@@ -52,10 +56,14 @@ def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedD
     counts = record.plan.counts()
     events.looks_planned(record.plan)
     elapsed, trained, retries = 0.0, 0, 0
+    still_open = [claim.id for claim in protocol.claims]
     for count in counts:
         record.seeds_run = count
+        if record.looks:  # seeds beyond the first look's train only what the open claims read
+            record.targets[count] = targets(still_open, protocol)
+            events.targeted(count, record.targets[count], len(protocol_arms(protocol)) * len(protocol.fractions))
         study.store.put_sequential(record.to_dict())
-        replan(study, with_seeds(protocol, record.plan.seeds(count)))
+        replan(study, with_seeds(protocol, record.plan.seeds(count)), record)
         if protocol.dataset.resplit:  # the added seeds' own splits, checked and stored like the protocol's
             data = study_data(study)
         outcome = sweep(study, options, data, jobs, cluster, events)
@@ -66,10 +74,12 @@ def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedD
             return SweepOutcome(summary, elapsed)
         record.looks.append(count)
         done, _ = newest_per_key(flagged(study.store.cells()))
-        open_claims = undecided(look_table(done, protocol, record))
-        events.look(len(record.looks), len(counts), count, open_claims)
-        if not open_claims:
-            record.stopped = EVERY_CLAIM_DECIDED
+        looks = look_table(done, protocol, record)
+        still_open = open_claims(looks)
+        futile = list(looks.loc[looks["futile"].astype(bool), "claim"])
+        events.look(len(record.looks), len(counts), count, still_open, futile)
+        if not still_open:
+            record.stopped = NO_CLAIM_OPEN if futile else EVERY_CLAIM_DECIDED
             break
     else:
         record.stopped = LAST_LOOK_MADE
