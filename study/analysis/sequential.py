@@ -34,7 +34,7 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from study.analysis.claims import MIN_PAIRS, evaluate_claim, pooled_decision
-from study.analysis.decidability import claim_fractions, seeds_needed
+from study.analysis.decidability import MAX_SEEDS, claim_fractions, seeds_needed
 from study.core.vocabulary import Verdict
 from study.protocol.arms import protocol_arms
 from study.protocol.schema import ClaimSpec, Protocol
@@ -291,7 +291,7 @@ def verdicts(looks: pd.DataFrame, record: SequentialRecord) -> dict[str, tuple[s
 def _needed(seeds: float | None) -> str:
     """The seeds a claim needs, from the power estimate, in words."""
     if seeds is None or not math.isfinite(seeds):
-        return "no advantage to detect at this spread"
+        return f"over {MAX_SEEDS} needed for 80% power at the effect and spread seen"
     return f"about {int(seeds)} needed for 80% power at the effect and spread seen"
 
 

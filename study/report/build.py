@@ -448,7 +448,7 @@ def _learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, done: pd.DataF
         "range: [0, 1] for AUC, accuracies and F1; the figure's axis too). Per arm, an inverse power law "
         "a - b n^-c fitted by weighted least squares (weights: standard errors over seeds; b >= 0, 0.01 <= c <= 3, "
         "a <= 1, so the curve rises to the asymptote a); n needed solves the fit for the target. "
-        "Extrapolations are marked as such. The figure is in the Answer section.",
+        "Extrapolations are marked as such. The figure is in the Answer section." + _seed_counts(summary),
     ], [
         Table(f"summary_{spec.metric}",
               f"{spec.metric}: mean [95% CI] over seeds ({tables.DAGGER}k/n: k of n seeds with no ranking; "
@@ -457,6 +457,15 @@ def _learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, done: pd.DataF
         Table("curve_fits", "Inverse power law fits and the training size needed", tables.curves(curves), curves),
         Table("summary", "All metrics per arm and fraction", None, summary),
     ])
+
+
+def _seed_counts(summary: pd.DataFrame) -> str:
+    """A sentence when arms and fractions hold different numbers of seeds (targeted looks, failed cells)."""
+    low, high = int(summary["n_seeds"].min()), int(summary["n_seeds"].max())
+    if low == high:
+        return ""
+    return (f" Arms and fractions hold from {low} to {high} seeds (n_seeds in tables/summary.csv); each "
+            "mean, interval and fit uses the seeds its arm and fraction has.")
 
 
 def _training_curves(done: pd.DataFrame) -> Section:
