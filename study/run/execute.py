@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from study.core.backend import require_tensorflow
 from study.core.errors import StudyError
 from study.plan.cells import Cell
 from study.run.events import RunEvents
@@ -73,6 +74,8 @@ def run_study(study: PlannedStudy, options: RunOptions, start: RunStart, events:
     from study.run.sweep import sweep
     from study.run.until_decided import sweep_until_decided
 
+    if options.executor == "local" and start.todo:  # cluster workers bring their own TensorFlow
+        require_tensorflow()
     with _cluster(options, len(start.todo), study.protocol.train.threads) as cluster:
         if cluster is not None:
             events.connected(cluster.describe())

@@ -9,6 +9,7 @@ import platform
 import signal
 import warnings
 
+from study.core.backend import require_tensorflow
 from study.plan.cells import Cell
 
 
@@ -17,6 +18,7 @@ def configure_tensorflow(threads: int) -> None:
 
     Also keeps a loky worker process alive while its caches grow (see `keep_worker_process`).
     """
+    require_tensorflow()
     keep_worker_process()
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ notices; errors still surface as Python exceptions
