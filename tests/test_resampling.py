@@ -4,14 +4,17 @@ claims and in the pairwise table."""
 from __future__ import annotations
 
 import math
+from dataclasses import astuple
 
 import numpy as np
 import pandas as pd
+import pytest
 from helpers.synthetic import grid_rows, write_store
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
+from study.analysis import resampling
 from study.analysis.claims import evaluate_claim
-from study.analysis.resampling import two_level_bootstrap, weighted_auc
+from study.analysis.resampling import side_by_side, two_level_bootstrap, weighted_auc
 from study.analysis.significance import pairwise_table
 from study.analysis.summaries import flagged
 from study.protocol.schema import ClaimSpec, ReportSpec
@@ -24,13 +27,111 @@ def merged(labels, prob_a, prob_b) -> pd.DataFrame:
                          "prob_0_a": 1 - prob_a, "prob_1_a": prob_a, "prob_0_b": 1 - prob_b, "prob_1_b": prob_b})
 
 
-def test_weighted_auc_equals_sklearn_on_the_drawn_images():
+def pairwise_auc(positive: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
+    """The weighted AUC by its definition: over every positive-negative pair, w_i w_j (1 when the positive scores
+    higher, 1/2 when tied), over W_positive W_negative; NaN without both classes."""
+    higher = scores[positive][:, None] > scores[~positive][None, :]
+    tied = scores[positive][:, None] == scores[~positive][None, :]
+    total = weights[positive].sum() * weights[~positive].sum()
+    return weights[positive] @ (higher + 0.5 * tied) @ weights[~positive] / total if total else math.nan
+
+
+def test_weighted_auc_equals_its_pairwise_definition_and_sklearn():
     rng = np.random.default_rng(0)
     positive = rng.random(40) < 0.4
-    scores = np.round(rng.random(40), 1)  # ties
-    counts = rng.integers(0, 3, size=(40, 5))  # image i drawn counts[i, r] times by resample r
-    expected = [roc_auc_score(np.repeat(positive, c), np.repeat(scores, c)) for c in counts.T]
-    np.testing.assert_allclose(weighted_auc(positive, scores, counts), expected, rtol=1e-12)
+    scores = np.round(rng.random(40), 1)  # ties, within and across the classes
+    counts = rng.integers(0, 3, size=(6, 40))  # resample r draws image i counts[r, i] times
+    counts[5, positive] = 0  # a resample without positives
+    result = weighted_auc(positive, scores, counts)
+    np.testing.assert_allclose(result, [pairwise_auc(positive, scores, row) for row in counts], rtol=1e-12)
+    np.testing.assert_allclose(result[:5], [roc_auc_score(positive, scores, sample_weight=row) for row in counts[:5]],
+                               rtol=1e-12)
+    assert math.isnan(result[5])
+
+
+def metric_of(merged: pd.DataFrame, rows: np.ndarray, side: str, metric: str) -> float:
+    """One side's metric on the drawn rows, computed directly: AUC (class 1, or the mean one-vs-rest AUC over the
+    classes the rows hold), accuracy or balanced accuracy."""
+    labels, predicted = merged["label"].to_numpy()[rows], merged[f"predicted_{side}"].to_numpy()[rows]
+    if metric == "accuracy":
+        return float(np.mean(predicted == labels))
+    if metric == "balanced_accuracy":
+        return float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)]))
+    classes = sum(column.startswith("prob_") and column.endswith(f"_{side}") for column in merged.columns)
+    ones = np.ones(len(rows))
+    aucs = [pairwise_auc(labels == c, merged[f"prob_{c}_{side}"].to_numpy()[rows], ones) for c in range(classes)]
+    return aucs[1] if classes == 2 else float(np.nanmean(aucs))
+
+
+def straightforward_two_level(pairs: dict, metric: str, resamples: int) -> tuple[float, float, float]:
+    """The two-level bootstrap written out with the same draws (seed 0): each resample's rows drawn by index and
+    both metrics computed on them directly."""
+    seeds = sorted(set.intersection(*(set(by_seed) for by_seed in pairs.values())))
+    rng = np.random.default_rng(0)
+    drawn = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
+    per_slot = np.zeros((resamples, len(seeds)))
+    for position, chosen in enumerate(seeds):
+        slots = drawn == position
+        advantages = []
+        for by_seed in pairs.values():
+            merged = by_seed[chosen]
+            images = rng.integers(0, len(merged), size=(int(slots.sum()), len(merged)))
+            advantages.append([metric_of(merged, rows, "a", metric) - metric_of(merged, rows, "b", metric)
+                               for rows in images])
+        per_slot[slots] = np.mean(advantages, axis=0)
+    low, high = np.nanpercentile(per_slot.mean(axis=1), [2.5, 97.5])
+    single = per_slot[:, 0][~np.isnan(per_slot[:, 0])]
+    return low, high, np.mean(single > 0) + 0.5 * np.mean(single == 0)
+
+
+def cell_frames(arms: str, classes: int, images: int = 14, seeds: int = 3) -> dict[tuple[str, int], pd.DataFrame]:
+    """(arm, seed) -> stored-like predictions of the same images, scores rounded so that some tie."""
+    rng = np.random.default_rng(classes)
+    labels = np.arange(images) % classes
+    frames = {}
+    for arm in arms:
+        for seed in range(seeds):
+            probs = np.round(rng.dirichlet(np.ones(classes), images), 1)
+            frames[arm, seed] = pd.DataFrame({"image_id": [f"img{i}" for i in range(images)], "label": labels,
+                                              "predicted": probs.argmax(axis=1)}
+                                             | {f"prob_{c}": probs[:, c] for c in range(classes)})
+    return frames
+
+
+def paired(frames: dict, arm_a: str, arm_b: str, fractions=(1.0,)) -> dict[float, dict[int, pd.DataFrame]]:
+    """Arm a's and arm b's cells side by side, per seed, at each fraction, as two_level_bootstrap reads them."""
+    seeds = {seed for _, seed in frames}
+    return {fraction: {seed: side_by_side(frames[arm_a, seed], frames[arm_b, seed]).rename(columns={"label_a": "label"})
+                       for seed in seeds} for fraction in fractions}
+
+
+@pytest.fixture(params=["roomy", "cramped"])
+def fresh_memo(monkeypatch, request):
+    """Nothing remembered from other tests, room for everything or for the latest entry only, and blocks of a few
+    resamples (several blocks per draw)."""
+    roomy = request.param == "roomy"
+    monkeypatch.setattr(resampling, "_SIDES", resampling._Recent(resampling.MEMO_SIDES if roomy else 1))
+    monkeypatch.setattr(resampling, "_STRETCHES", resampling._Recent(
+        resampling.MEMO_BYTES if roomy else 1, lambda stretch: sum(block.nbytes for block in stretch.blocks)))
+    monkeypatch.setattr(resampling, "BLOCK_CELLS", 40)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("metric", ["auc", "accuracy", "balanced_accuracy"])
+def test_two_level_bootstrap_equals_the_straightforward_computation(fresh_memo, classes, metric):
+    frames = cell_frames("AB", classes)
+    pairs = {0.5: paired(frames, "A", "B")[1.0], 1.0: paired(frames, "B", "A")[1.0]}
+    result = two_level_bootstrap(pairs, metric, resamples=30)
+    np.testing.assert_allclose(astuple(result), straightforward_two_level(pairs, metric, 30), rtol=0, atol=1e-12)
+
+
+def test_pairs_sharing_cells_and_draws_get_the_straightforward_numbers_in_any_order(fresh_memo):
+    frames = cell_frames("ABC", 2)
+    for pairs in (paired(frames, "A", "B"), paired(frames, "A", "C"), paired(frames, "C", "B"),
+                  paired(frames, "A", "B"), paired(frames, "A", "B", fractions=(0.5, 1.0)),
+                  {0.5: paired(frames, "A", "B")[1.0], 1.0: paired(frames, "A", "C")[1.0]}):
+        np.testing.assert_allclose(astuple(two_level_bootstrap(pairs, "auc", resamples=25)),
+                                   straightforward_two_level(pairs, "auc", 25), rtol=0, atol=1e-12)
 
 
 def test_test_image_noise_widens_what_identical_seeds_cannot_show():
@@ -140,8 +241,6 @@ def test_many_classes_pair_each_probability_column_with_its_class():
 
 
 def test_side_by_side_equals_the_merge_on_image_id():
-    from study.analysis.resampling import side_by_side
-
     rng = np.random.default_rng(0)
     ids = [f"img{i}" for i in range(30)]
     a = pd.DataFrame({"run_id": "a", "image_id": ids, "label": rng.integers(0, 2, 30), "prob_1": rng.uniform(size=30)})
