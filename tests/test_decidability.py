@@ -3,6 +3,8 @@ says how many seeds each claim needs at 80% power."""
 
 from __future__ import annotations
 
+import warnings
+
 from helpers.synthetic import grid_rows, protocol_text, write_protocol, write_store
 
 from study.analysis.decidability import capacity, seeds_needed
@@ -36,6 +38,13 @@ def test_seeds_needed_match_cohens_power_tables():
     assert seeds_needed(0.01, 0.02, 0.0, 0.05) == 34
     assert seeds_needed(-0.01, 0.02, 0.02, 0.05) == 34  # not worse within 0.02: the distance to -margin counts
     assert seeds_needed(0.0, 0.02, 0.0, 0.05) is None
+
+
+def test_a_power_search_that_does_not_converge_warns_nothing():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seeds_needed(0.2, 0.01, 0.0, 0.05)  # effect size 20: statsmodels' search fails to converge
+    assert not caught
 
 
 def test_validate_warns_and_plan_estimates_from_a_pilot(tmp_path, capsys):

@@ -9,6 +9,7 @@ claim needs MIN_FRACTIONS fractions and MIN_POINTS (seed, fraction) picks.
 from __future__ import annotations
 
 import math
+import warnings
 
 import pandas as pd
 
@@ -67,7 +68,9 @@ def seeds_needed(effect: float, spread: float, margin: float, alpha: float, powe
         return MIN_PAIRS
     size = abs(distance) / spread
     try:
-        needed = TTestPower().solve_power(effect_size=size, alpha=alpha, power=power, alternative="two-sided")
+        with warnings.catch_warnings():  # a search that fails to converge returns NaN, handled below
+            warnings.simplefilter("ignore")
+            needed = TTestPower().solve_power(effect_size=size, alpha=alpha, power=power, alternative="two-sided")
     except (ValueError, RuntimeError):  # no solution below statsmodels' search bound
         return None
     needed = float(needed[0]) if hasattr(needed, "__len__") else float(needed)
