@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from study.analysis.sequential import (
+    LAST_LOOK_MADE,
     SequentialPlan,
     SequentialRecord,
-    look_table,
-    open_claims,
-    targets,
+    make_look,
+    target_look,
     verdicts,
 )
 from study.protocol.schema import Protocol
@@ -69,20 +69,19 @@ def replay(done: pd.DataFrame, protocol: Protocol, plan: SequentialPlan, design:
     for count in plan.counts():
         if not set(plan.seeds(count)) <= stored_seeds:
             break
-        if record.looks and design.targeted:
-            record.targets[count] = targets(still_open, protocol)
+        if design.targeted:
+            target_look(record, count, still_open, protocol)
         trained = _trained(done, record, plan.seeds(count))
         added = trained[~trained["seed"].isin(plan.seeds(previous))]
-        record.looks.append(count)
-        table = look_table(trained, protocol, record, design.futility)
-        at_look = table[table["look"] == len(record.looks)]
+        look = make_look(trained, protocol, record, count, design.futility)
         rows.append({"look": len(record.looks), "seeds": count, "open_before": ", ".join(still_open),
                      "cells": len(added), "cell_seconds": float(added["train_seconds"].sum()),
-                     "decided": _claims_where(at_look, "decided_here"), "futile": _claims_where(at_look, "futile")})
-        still_open, previous = open_claims(table), count
+                     "decided": ", ".join(look.decided), "futile": ", ".join(look.futile)})
+        table, still_open, previous = look.table, look.still_open, count
         if not still_open:
-            record.stopped = "no claim open"
             break
+    if record.looks == plan.counts() and not record.stopped:
+        record.stopped = LAST_LOOK_MADE
     return Replay(design, pd.DataFrame(rows, columns=LOOK_COLUMNS), verdicts(table, record) if len(table) else {})
 
 
@@ -91,7 +90,3 @@ def _trained(done: pd.DataFrame, record: SequentialRecord, seeds: list[int]) -> 
     keep = [seed in seeds and record.trains(arm, fraction, seed)
             for arm, fraction, seed in zip(done["arm"], done["fraction"], done["seed"])]
     return done[keep]
-
-
-def _claims_where(rows: pd.DataFrame, flag: str) -> str:
-    return ", ".join(rows.loc[rows[flag].astype(bool), "claim"])

@@ -295,6 +295,42 @@ def _needed(seeds: float | None) -> str:
     return f"about {int(seeds)} needed for 80% power at the effect and spread seen"
 
 
+@dataclass(frozen=True)
+class Look:
+    """A look made: every claim's looks so far (look_table), the claims still open, and the claims this look decided
+    or stopped for futility."""
+
+    table: pd.DataFrame
+    still_open: list[str]
+    decided: list[str]
+    futile: list[str]
+
+
+def target_look(record: SequentialRecord, count: int, still_open: list[str], protocol: Protocol) -> None:
+    """Before the look at count seeds: the seeds it adds train only the cells the open claims read (the first look
+    trains every cell)."""
+    record.seeds_run = count
+    if record.looks:
+        record.targets[count] = targets(still_open, protocol)
+
+
+def make_look(done: pd.DataFrame, protocol: Protocol, record: SequentialRecord, count: int, futility: bool = True
+              ) -> Look:
+    """The look at count seeds on the done cells (flagged, one per arm, fraction and seed), added to the record;
+    once no claim is open, the record says why the looks stopped."""
+    record.looks.append(count)
+    table = look_table(done, protocol, record, futility)
+    at_look = table[table["look"] == len(record.looks)]
+    still_open = open_claims(table)
+    if not still_open:
+        record.stopped = NO_CLAIM_OPEN if table["futile"].astype(bool).any() else EVERY_CLAIM_DECIDED
+    return Look(table, still_open, _claims_where(at_look, "decided_here"), _claims_where(at_look, "futile"))
+
+
+def _claims_where(rows: pd.DataFrame, flag: str) -> list[str]:
+    return list(rows.loc[rows[flag].astype(bool), "claim"])
+
+
 def open_claims(looks: pd.DataFrame) -> list[str]:
     """The claims no look has decided or stopped for futility: those the next look's seeds are for."""
     last = looks.groupby("claim", sort=False).tail(1)

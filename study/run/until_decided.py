@@ -39,16 +39,7 @@ def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedD
     """Sweep look by look, each at more seeds, until no claim is open (each decided, or stopped for futility) or the
     last look is made; the seeds a look adds train only the cells the open claims read. The outcome counts the
     cells of every look."""
-    from study.analysis.sequential import (
-        EVERY_CLAIM_DECIDED,
-        LAST_LOOK_MADE,
-        NO_CLAIM_OPEN,
-        SequentialRecord,
-        look_table,
-        open_claims,
-        targets,
-        with_seeds,
-    )
+    from study.analysis.sequential import LAST_LOOK_MADE, SequentialRecord, make_look, target_look, with_seeds
     from study.analysis.summaries import flagged, newest_per_key
 
     protocol = study.declared
@@ -56,11 +47,10 @@ def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedD
     counts = record.plan.counts()
     events.looks_planned(record.plan)
     elapsed, trained, retries = 0.0, 0, 0
-    still_open = [claim.id for claim in protocol.claims]
+    still_open, futile = [claim.id for claim in protocol.claims], []
     for count in counts:
-        record.seeds_run = count
-        if record.looks:  # seeds beyond the first look's train only what the open claims read
-            record.targets[count] = targets(still_open, protocol)
+        target_look(record, count, still_open, protocol)
+        if count in record.targets:
             events.targeted(count, record.targets[count], len(protocol_arms(protocol)) * len(protocol.fractions))
         study.store.put_sequential(record.to_dict())
         replan(study, with_seeds(protocol, record.plan.seeds(count)), record)
@@ -72,14 +62,11 @@ def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedD
         summary = replace(summary, done=trained, retries=retries, skipped=summary.total - trained - summary.failed)
         if summary.stopped or summary.failed:
             return SweepOutcome(summary, elapsed)
-        record.looks.append(count)
         done, _ = newest_per_key(flagged(study.store.cells()))
-        looks = look_table(done, protocol, record)
-        still_open = open_claims(looks)
-        futile = list(looks.loc[looks["futile"].astype(bool), "claim"])
+        look = make_look(done, protocol, record, count)
+        still_open, futile = look.still_open, futile + look.futile
         events.look(len(record.looks), len(counts), count, still_open, futile)
         if not still_open:
-            record.stopped = NO_CLAIM_OPEN if futile else EVERY_CLAIM_DECIDED
             break
     else:
         record.stopped = LAST_LOOK_MADE
