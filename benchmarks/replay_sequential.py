@@ -16,23 +16,27 @@ from pathlib import Path
 import pandas as pd
 
 from study.analysis.replay import DESIGNS, EVERY_CELL, replay
-from study.analysis.sequential import SequentialPlan
-from study.analysis.summaries import flagged, newest_per_key
+from study.analysis.sequential import SequentialPlan, with_seeds
+from study.analysis.summaries import flagged, of_plan
+from study.plan.cells import plan_cells
 from study.protocol.arms import protocol_arms
 from study.protocol.schema import Protocol, load_protocol
 from study.store.results import ResultStore
 
 
-def stored_cells(source: Path, protocol: Protocol) -> pd.DataFrame:
-    """The done cells of a results folder, or of a report's cells.csv (its arm columns filled from the protocol)."""
+def stored_cells(source: Path, protocol: Protocol, plan: SequentialPlan) -> pd.DataFrame:
+    """The done cells of a results folder that the protocol plans at the plan's seeds (with the dataset its last run
+    stored), or of a report's cells.csv (its arm columns filled from the protocol)."""
     if source.is_dir():
-        cells = ResultStore(source.parent, source.name).cells()
-    else:
-        cells = pd.read_csv(source)
-        arms = {arm.label: arm for arm in protocol_arms(protocol)}
-        cells = cells.assign(depth=[arms[label].depth for label in cells["arm"]],
-                             truncate_at=[arms[label].truncate_at for label in cells["arm"]])
-    return newest_per_key(flagged(cells))[0]
+        store = ResultStore(source.parent, source.name)
+        fingerprint = (store.dataset_info() or {})["fingerprint"]
+        planned = [cell.run_id for cell in plan_cells(with_seeds(protocol, plan.seeds(plan.max_seeds)), fingerprint)]
+        return flagged(of_plan(store.cells(), planned)[0])
+    cells = pd.read_csv(source)
+    arms = {arm.label: arm for arm in protocol_arms(protocol)}
+    cells = cells.assign(depth=[arms[label].depth for label in cells["arm"]],
+                         truncate_at=[arms[label].truncate_at for label in cells["arm"]])
+    return flagged(cells)
 
 
 def stored_plan(source: Path, protocol: Protocol, max_seeds: int, seeds_per_round: int) -> SequentialPlan:
@@ -50,8 +54,8 @@ def main() -> None:
     parser.add_argument("--seeds-per-round", type=int, default=2)
     args = parser.parse_args()
     protocol = load_protocol(args.protocol)
-    done = stored_cells(args.source, protocol)
     plan = stored_plan(args.source, protocol, args.max_seeds, args.seeds_per_round)
+    done = stored_cells(args.source, protocol, plan)
     print(f"{len(done)} stored cells, {done['train_seconds'].sum():.0f} cell-seconds; looks at "
           f"{', '.join(map(str, plan.counts()))} seeds\n")
     replays = [replay(done, protocol, plan, design) for design in DESIGNS]

@@ -80,7 +80,7 @@ def time_case(workdir: Path, case: str) -> str:
     protocol = load_protocol(protocol_file(workdir, seeds))
     store = write_store(workdir / "results", protocol, test)
     start = time.perf_counter()
-    build_report(protocol, store, workdir / "report")
+    build_report(protocol, store, workdir / "report", store.cells()["run_id"])  # every stored cell is planned
     seconds = time.perf_counter() - start
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     return f"{len(store.cells())} cells x {test} test images: {seconds:.1f} s (load average {load})"

@@ -78,9 +78,9 @@ def auc_agreement(harness: pd.DataFrame, plain: pd.DataFrame, keys: list[str]) -
 def decided_claims(harness: pd.DataFrame, protocol) -> pd.DataFrame:
     """The protocol's claims evaluated on the harness's cells: claim and verdict."""
     from study.analysis.claims import evaluate_claims
-    from study.analysis.summaries import flagged, newest_per_key
+    from study.analysis.summaries import flagged
 
-    done, _ = newest_per_key(flagged(harness))
+    done = flagged(harness)  # a fresh store: every cell is the protocol's own
     summary, _ = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions)
     return summary[["claim", "verdict", "effect", "p"]]
 

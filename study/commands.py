@@ -107,7 +107,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Done, failed and pending cells per arm and fraction; errors of failed cells."""
-    from study.run.overview import study_status
+    from study.run.overview import OTHER_VERSIONS, study_status
 
     study = _open(args, stored_fingerprint=True)
     status = study_status(study)
@@ -122,8 +122,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("seeds added by --until-decided train only the cells that the claims still open read: the done "
               "column counts each arm and fraction's seeds")
     if status.stale:
-        print(f"{status.stale} stored results belong to an earlier version of this protocol (kept, not shown above; "
-              "`study prune` deletes them)")
+        print(OTHER_VERSIONS.format(status.stale))
     for row in status.failed:
         kind = f" [{row['failure']}, {row['attempts']:g} attempt(s)]" if row.get("failure") else ""
         print(f"failed: {row['arm']} fraction={row['fraction']:g} seed={row['seed']}: {row['error']}{kind}")
@@ -152,26 +151,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Rebuild the report from the stored results."""
-    from study.protocol.schema import load_protocol
+    """Rebuild the report of the protocol's own cells from the stored results."""
     from study.report.build import build_report
-    from study.store.results import ResultStore
+    from study.run.overview import OTHER_VERSIONS, other_versions
 
-    protocol = load_protocol(args.protocol)
-    paths = build_report(protocol, ResultStore(args.results_dir, protocol.name), args.report_dir / protocol.name)
+    study = _open(args, stored_fingerprint=True)
+    paths = build_report(study.protocol, study.store, study.report_dir, study.planned_ids)
     print(f"report written to {paths[0].parent} (open {paths[0]})")
+    if others := other_versions(study):
+        print(OTHER_VERSIONS.format(others))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the run's arms at fraction 1 (mean ± sd over seeds), beside the published numbers for its dataset where
     there are some."""
-    from study.protocol.schema import load_protocol
     from study.report.comparison import published_comparison
-    from study.store.results import ResultStore
 
-    protocol = load_protocol(args.protocol)
-    compared = published_comparison(protocol, ResultStore(args.results_dir, protocol.name))
+    study = _open(args, stored_fingerprint=True)
+    protocol = study.protocol
+    compared = published_comparison(protocol, study.store, study.planned_ids)
     if compared.known is not None:
         dataset = getattr(protocol.dataset, "name", None) or protocol.dataset.source
         print(f"no published reference numbers for {dataset}; known datasets: {', '.join(compared.known)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 
-from helpers.synthetic import grid_rows, protocol_text, write_protocol, write_store
+from helpers.synthetic import as_planned, grid_rows, protocol_text, write_protocol, write_store
 
 from study.analysis.decidability import capacity, seeds_needed
 from study.cli import main
@@ -52,9 +52,10 @@ def test_validate_warns_and_plan_estimates_from_a_pilot(tmp_path, capsys):
     assert main(["validate", str(protocol)]) == 0
     out = capsys.readouterr().out
     assert "warning: claim frozen-beats-scratch cannot be decided with 2 seed(s)" in out
-    write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.03}, seeds=3, noise=0.01))
+    pilot = grid_rows({"scratch": 0.0, "frozen": 0.03}, seeds=2, noise=0.01)  # the protocol's own two seeds
+    write_store(tmp_path / "results", as_planned(pilot, protocol))
     assert main(["plan", str(protocol), "--results-dir", str(tmp_path / "results")]) == 0
     out = capsys.readouterr().out
     assert "warning: claim frozen-beats-scratch cannot be decided" in out and "(a pilot)" in out
     line = next(line for line in out.splitlines() if line.strip().startswith("claim frozen-beats-scratch:"))
-    assert "over 3 seeds" in line and "seeds decide it with 80% power" in line
+    assert "over 2 seeds" in line and "seeds decide it with 80% power" in line

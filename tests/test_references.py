@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from helpers.commands import study_command
 from helpers.synthetic import (
+    as_planned,
     grid_rows,
     protocol_text,
     with_history,
@@ -97,7 +98,8 @@ def test_compare_command_prints_both_kinds(tmp_path):
 
 def test_compare_prints_the_runs_own_table_for_any_dataset(tmp_path):
     protocol = write_protocol(tmp_path, name="own", seeds=3)
-    write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3), name="own")
+    rows = as_planned(grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3), protocol)
+    write_store(tmp_path / "results", rows, name="own")
     result = study_command("compare", str(protocol), "--results-dir", str(tmp_path / "results"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers.synthetic import (
+    as_planned,
+    every_stored_cell,
     N_TEST,
     TARGET_AND_CLAIMS,
     cell_row,
@@ -29,7 +31,7 @@ from study.analysis.summaries import (
     arms_in_rows,
     flagged,
     is_degenerate,
-    newest_per_key,
+    of_plan,
     summarize,
 )
 from study.core.vocabulary import METRICS
@@ -117,12 +119,14 @@ def test_summary_does_not_depend_on_row_order():
     pd.testing.assert_frame_equal(summarize(cells), summarize(shuffled))
 
 
-def test_newest_cell_per_arm_fraction_seed_is_kept():
+def test_only_the_planned_cells_are_read_whatever_else_the_store_holds():
     cells = _cells()
     cells["finished_at"] = "2024-01-01"
-    older = cells.iloc[[1]].assign(run_id="old", auc=0.1, finished_at="2023-01-01")
-    kept, dropped = newest_per_key(flagged(pd.concat([older, cells], ignore_index=True)))
-    assert dropped == 1 and "old" not in set(kept["run_id"]) and len(kept) == 54
+    other = cells.iloc[[1]].assign(run_id="another-version", auc=0.1, finished_at="2025-01-01")  # newer, not planned
+    planned = list(cells["run_id"])
+    kept, others = of_plan(pd.concat([other, cells], ignore_index=True), planned)
+    assert others == 1 and "another-version" not in set(kept["run_id"])
+    pd.testing.assert_frame_equal(kept, cells.reset_index(drop=True))
 
 
 # ------------------------------------------------------------------------------------ the report itself
@@ -144,8 +148,8 @@ def built(tmp_path_factory):
     store = write_store(root / "results", rows)
     write_features(store.root / "features" / "cnn-16px.npz")
     protocol = load_protocol(write_protocol(root, extra=TARGET_AND_CLAIMS))
-    first = build_report(protocol, store, root / "a")
-    second = build_report(protocol, store, root / "b")
+    first = build_report(protocol, store, root / "a", every_stored_cell(store))
+    second = build_report(protocol, store, root / "b", every_stored_cell(store))
     return root, first, second
 
 
@@ -322,7 +326,7 @@ def test_tables_hold_the_tests(built):
 
 def test_tsne_absent_is_said_plainly(tmp_path):
     store = write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=2))
-    build_report(load_protocol(write_protocol(tmp_path)), store, tmp_path / "out")
+    build_report(load_protocol(write_protocol(tmp_path)), store, tmp_path / "out", every_stored_cell(store))
     text = (tmp_path / "out" / "report.md").read_text()
     assert "No t-SNE map: the figure is absent because no backbone features are stored at" in text
     assert "cnn-16px.npz" in text and not (tmp_path / "out" / "figures" / "tsne.png").exists()
@@ -333,7 +337,7 @@ def test_stale_figures_of_an_earlier_build_are_removed(tmp_path):
     store = write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=2))
     (tmp_path / "out" / "figures").mkdir(parents=True)
     (tmp_path / "out" / "figures" / "tsne.png").write_bytes(b"old")
-    build_report(load_protocol(write_protocol(tmp_path)), store, tmp_path / "out")
+    build_report(load_protocol(write_protocol(tmp_path)), store, tmp_path / "out", every_stored_cell(store))
     assert not (tmp_path / "out" / "figures" / "tsne.png").exists()
 
 
@@ -343,7 +347,8 @@ def test_stale_figures_of_an_earlier_build_are_removed(tmp_path):
 ])
 def test_empty_or_all_failed_store(tmp_path, rows):
     store = write_store(tmp_path / "results", rows)
-    paths = build_report(load_protocol(write_protocol(tmp_path, extra=TARGET_AND_CLAIMS)), store, tmp_path / "out")
+    paths = build_report(load_protocol(write_protocol(tmp_path, extra=TARGET_AND_CLAIMS)), store, tmp_path / "out",
+                         every_stored_cell(store))
     text = (tmp_path / "out" / "report.md").read_text()
     assert "No finished cells" in text
     assert all(path.exists() for path in paths)
@@ -351,8 +356,8 @@ def test_empty_or_all_failed_store(tmp_path, rows):
 
 @pytest.mark.slow
 def test_report_command_does_not_import_tensorflow(tmp_path):
-    write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
     protocol = write_protocol(tmp_path, extra=TARGET_AND_CLAIMS)
+    write_store(tmp_path / "results", as_planned(grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3), protocol))
     code = (
         "import sys; from study.cli import main\n"
         f"code = main(['report', {str(protocol)!r}, '--results-dir', {str(tmp_path / 'results')!r}, "

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.synthetic import (
+    every_stored_cell,
     ARMS,
     TARGET_AND_CLAIMS,
     grid_rows,
@@ -70,7 +71,8 @@ def page(tmp_path_factory) -> tuple[Path, Path]:
     rows[0] |= {"max_predicted_share": 1.0}
     store = write_store(root / "results", rows)
     write_features(store.root / "features" / "cnn-16px.npz")
-    paths = build_report(load_protocol(write_protocol(root, extra=TARGET_AND_CLAIMS)), store, root / "report")
+    paths = build_report(load_protocol(write_protocol(root, extra=TARGET_AND_CLAIMS)), store, root / "report",
+                         every_stored_cell(store))
     alone = root / "alone"
     alone.mkdir()
     shutil.copy(paths[0], alone / "index.html")

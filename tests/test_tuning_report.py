@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.synthetic import grid_rows, write_protocol, write_store
+from helpers.synthetic import every_stored_cell, grid_rows, write_protocol, write_store
 
 from study.protocol.schema import load_protocol
 from study.report.build import build_report
@@ -32,7 +32,8 @@ def test_tuning_section_shows_values_and_the_same_budget_per_arm(tmp_path):
     store = write_store(tmp_path / "results", tuned_rows(choices))
     for choice in [*choices.values(), record("frozen", 0.5, 3, 0, trials=3)]:  # the last: an earlier, smaller budget
         store.put_tuning(choice)
-    build_report(load_protocol(write_protocol(tmp_path, extra=TUNING)), store, tmp_path / "out")
+    build_report(load_protocol(write_protocol(tmp_path, extra=TUNING)), store, tmp_path / "out",
+                 every_stored_cell(store))
     text = (tmp_path / "out" / "report.md").read_text()
     section = text[text.index("## Tuning"):text.index("## Claims")]
     assert "on the validation split only" in section and "every arm got the same budget of 6 trials" in section
@@ -44,7 +45,8 @@ def test_tuning_section_shows_values_and_the_same_budget_per_arm(tmp_path):
 @pytest.mark.slow
 def test_untuned_protocols_have_no_tuning_section_and_untuned_arms_are_said(tmp_path):
     store = write_store(tmp_path / "results", grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=3))
-    build_report(load_protocol(write_protocol(tmp_path)), store, tmp_path / "plain")
+    build_report(load_protocol(write_protocol(tmp_path)), store, tmp_path / "plain", every_stored_cell(store))
     assert "## Tuning" not in (tmp_path / "plain" / "report.md").read_text()
-    build_report(load_protocol(write_protocol(tmp_path, extra=TUNING)), store, tmp_path / "waiting")
+    build_report(load_protocol(write_protocol(tmp_path, extra=TUNING)), store, tmp_path / "waiting",
+                 every_stored_cell(store))
     assert "no arm has finished its tuning yet" in (tmp_path / "waiting" / "report.md").read_text()

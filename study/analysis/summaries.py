@@ -7,6 +7,7 @@ Pure pandas/scipy: everything is rebuilt from the results store alone, without T
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import pandas as pd
 from scipy import stats
@@ -50,14 +51,14 @@ def flagged(cells: pd.DataFrame) -> pd.DataFrame:
     return done.drop(columns="_rank").reset_index(drop=True)
 
 
-def newest_per_key(done: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """One cell per (arm, fraction, seed), the last finished (a protocol edit can leave older results in the store),
-    in the input order; and how many were left out."""
-    if done.empty:
-        return done, 0
-    by_time = done.sort_values("finished_at", kind="mergesort") if "finished_at" in done.columns else done
-    kept = by_time.drop_duplicates(KEYS + ["seed"], keep="last").index
-    return done[done.index.isin(kept)].reset_index(drop=True), len(done) - len(kept)
+def of_plan(cells: pd.DataFrame, planned: Collection[str]) -> tuple[pd.DataFrame, int]:
+    """The stored cells the protocol plans (by run id: the protocol's settings, seed, fraction and data), in the input
+    order; and how many other stored cells there are (results of another version of the protocol or its data, kept
+    in the store and never used in place of a planned cell)."""
+    if cells.empty:
+        return cells, 0
+    inside = cells["run_id"].isin(set(planned))
+    return cells[inside].reset_index(drop=True), int((~inside).sum())
 
 
 def no_ranking(cells: pd.DataFrame) -> pd.Series:

@@ -11,6 +11,7 @@ import collections
 import functools
 import json
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from study.analysis.summaries import (
     arm_order,
     best_cell,
     flagged,
-    newest_per_key,
+    of_plan,
     summarize,
 )
 from study.core.vocabulary import METRICS, CellStatus, Direction, direction
@@ -67,10 +68,12 @@ CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv (columns a ce
 KINDS = ["no_ranking", "collapsed"]  # the two kinds of degenerate cell (study.analysis.summaries.flagged)
 
 
-def build_report(protocol: Protocol, store: ResultStore, out_dir: Path) -> list[Path]:
-    """Write the report of the protocol's stored results under out_dir; index.html is the first path returned."""
+def build_report(protocol: Protocol, store: ResultStore, out_dir: Path, planned: Collection[str]) -> list[Path]:
+    """Write the report of the protocol's stored results under out_dir: the cells whose run ids are planned, whatever
+    else the store holds (so that it is the same report whatever other versions of the protocol stored); index.html
+    is the first path returned."""
     features = features_path(store.root, protocol.backbone.name, protocol.dataset.size)
-    document = report_document(protocol, store.cells(), functools.lru_cache(maxsize=None)(store.predictions), features,
+    document = report_document(protocol, of_plan(store.cells(), planned)[0], functools.lru_cache(maxsize=None)(store.predictions), features,
                                tuning_choices=list(current_choices(store.tuning_records(), protocol).values()),
                                sequential=record_for(protocol, store.sequential()),
                                official_split=(store.dataset_info() or {}).get("official_split"),
@@ -88,11 +91,12 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
 
     official_split: whether the run found a split in the source (None: as far as the protocol tells); split: the
     stored split (training split sizes and groups), if any. With the record of a run that added seeds until decided
-    (sequential), the claims' verdicts are the sequential ones."""
+    (sequential), the claims' verdicts are the sequential ones. cells are the protocol's own (one per arm, fraction
+    and seed)."""
     title = f"{protocol.name}: {protocol.description}".rstrip(": ")
-    done, replaced = newest_per_key(flagged(cells))
+    done = flagged(cells)
     failed = cells[cells["status"] == CellStatus.FAILED] if "status" in cells.columns else cells.iloc[0:0]
-    sections = [_overview(protocol, done, failed, replaced, official_split),
+    sections = [_overview(protocol, done, failed, official_split),
                 _tuning(protocol, done, tuning_choices or [])]
     sections = [section for section in sections if section is not None]
     if done.empty:
@@ -249,8 +253,7 @@ def _own_backbones(protocol: Protocol) -> str:
     return f" Networks of their own: {'; '.join(own)}." if own else ""
 
 
-def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, replaced: int,
-              official_split: bool | None) -> Section:
+def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, official_split: bool | None) -> Section:
     spec = protocol.report
     dataset = protocol.dataset
     name = getattr(dataset, "name", None) or getattr(dataset, "path", None) or "built-in images"
@@ -267,9 +270,6 @@ def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, repl
         f"needed: {'none set (report.target)' if spec.target is None else f'{spec.metric} = {spec.target:g}'}.",
         "Versions stored with the cells: " + _versions(done) + ".",
     ]
-    if replaced:
-        paragraphs.append(f"{replaced} stored cell(s) share arm, fraction and seed with a newer cell (results of an "
-                          "earlier version of the protocol) and are left out; the newest is used.")
     return Section("Overview", paragraphs)
 
 

@@ -3,6 +3,7 @@ dataset (study.report.references)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import pandas as pd
@@ -20,13 +21,13 @@ class Comparison:
     known: list[str] | None  # None: the dataset has published references
 
 
-def published_comparison(protocol: Protocol, store: ResultStore) -> Comparison:
-    """The run's arms at fraction 1 (mean ± sd over seeds) beside the published numbers for its dataset; without
-    any, only the run's rows, without the columns that tell the two apart."""
-    from study.analysis.summaries import flagged, newest_per_key, summarize
+def published_comparison(protocol: Protocol, store: ResultStore, planned: Collection[str]) -> Comparison:
+    """The run's arms at fraction 1 (mean ± sd over seeds of the planned cells) beside the published numbers for its
+    dataset; without any, only the run's rows, without the columns that tell the two apart."""
+    from study.analysis.summaries import flagged, of_plan, summarize
     from study.report.references import REFERENCES, comparison, references_for
 
-    done, _ = newest_per_key(flagged(store.cells()))
+    done = flagged(of_plan(store.cells(), planned)[0])
     frame = comparison(protocol, summarize(done))
     ours = bool((frame["kind"] == "this run").any())
     if references_for(protocol):

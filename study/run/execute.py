@@ -83,7 +83,7 @@ def run_study(study: PlannedStudy, options: RunOptions, start: RunStart, events:
         outcome = run(study, options, start.data, start.jobs, cluster, events)
     report = None
     if not outcome.summary.stopped:
-        report = build_report(study.protocol, study.store, study.report_dir)[0]
+        report = build_report(study.protocol, study.store, study.report_dir, study.planned_ids)[0]
     return RunOutcome(outcome.summary, outcome.seconds, report)
 
 

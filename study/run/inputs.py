@@ -43,6 +43,11 @@ class PlannedStudy:
     units: list[TuningUnit] = field(default_factory=list)  # the searches of a tuned protocol
     record: SequentialRecord | None = None  # the looks of a run with --until-decided
 
+    @property
+    def planned_ids(self) -> list[str]:
+        """The run ids of the planned cells: what the report, status and claims read from the store."""
+        return [cell.run_id for cell in self.cells]
+
 
 def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_dir: str | None,
                events: RunEvents | None = None, stored_fingerprint: bool = False) -> PlannedStudy:
@@ -63,18 +68,25 @@ def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_di
                         report_dir / protocol.name, fingerprint, plan_units(protocol, fingerprint), record)
 
 
+NOTHING_STORED = "unread: nothing stored"  # the fingerprint of data that cannot be read, for an empty store
+
+
 def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore | None,
                  events: RunEvents | None) -> str:
     """The dataset's fingerprint (what run ids hash), read from the data; when the data cannot be read and a store is
-    given, the one its last run stored."""
+    given, the one its last run stored (or, for a store with no results, a placeholder no stored cell can match)."""
     from study.core.errors import DataError
     from study.data.sources import source_fingerprint
 
     try:
         return source_fingerprint(protocol.dataset, data_dir)
     except DataError as exc:
-        stored = None if store is None else (store.dataset_info() or {}).get("fingerprint")
+        if store is None:
+            raise
+        stored = (store.dataset_info() or {}).get("fingerprint")
         if stored is None:
+            if not store.statuses():
+                return NOTHING_STORED  # no stored cell to tell apart: every planned cell is pending
             raise
         if events is not None:
             events.stored_fingerprint(exc, store.root / "dataset.json")

@@ -56,7 +56,7 @@ class StudyStatus:
     holder: str | None  # the run writing the results now, if any
     tuning: list[str]
     table: pd.DataFrame  # state_table
-    stale: int  # stored results of an earlier version of the protocol
+    stale: int  # stored results the protocol does not plan (another version of it, or other data)
     failed: list[dict]  # the stored rows of failed planned cells, in plan order
 
 
@@ -68,10 +68,21 @@ def study_status(study: PlannedStudy) -> StudyStatus:
     table = state_table(study, statuses)
     holder = RunLock(study.store.root).held_elsewhere()
     tuning = tuning_lines(study)
-    planned = [cell.run_id for cell in study.cells]
-    stale = len(set(statuses) - set(planned))
+    planned = study.planned_ids
+    stale = other_versions(study, statuses)
     failed = [study.store.row(run_id) if statuses.get(run_id) == CellStatus.FAILED else None for run_id in planned]
     return StudyStatus(holder, tuning, table, stale, [row for row in failed if row is not None])
+
+
+def other_versions(study: PlannedStudy, statuses: dict[str, str] | None = None) -> int:
+    """How many stored results the protocol does not plan (another version of it, or other data): they stay in the
+    store and are never read in place of a planned cell."""
+    stored = study.store.statuses() if statuses is None else statuses
+    return len(set(stored) - set(study.planned_ids))
+
+
+OTHER_VERSIONS = ("{} stored results are not planned by this protocol (another version of it, or other data; kept, "
+                  "not read; `study prune` deletes them)")
 
 
 @dataclass
@@ -125,11 +136,11 @@ def decidability_lines(study: PlannedStudy) -> Iterator[str]:
     """Per claim: whether the seeds can decide it, and with a stored pilot, the seeds it needs."""
     from study.analysis.claims import evaluate_claims
     from study.analysis.decidability import capacity_lines, pilot_lines
-    from study.analysis.summaries import flagged, newest_per_key
+    from study.analysis.summaries import flagged, of_plan
 
     protocol = study.protocol
     yield from capacity_lines(protocol)
-    done, _ = newest_per_key(flagged(study.store.cells()))
+    done = flagged(of_plan(study.store.cells(), study.planned_ids)[0])
     if protocol.claims and not done.empty:
         summary, _ = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions)
         yield f"from the {len(done)} stored cells (a pilot):"

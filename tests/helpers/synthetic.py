@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 
 from helpers.protocols import protocol_file_text
+from study.analysis.sequential import with_seeds
+from study.data.sources import source_fingerprint
 from study.plan.cells import plan_cells
-from study.protocol.schema import parse_protocol
+from study.protocol.schema import load_protocol, parse_protocol
 from study.store.results import ResultStore
 
 ARMS = {  # label: strategy, depth, truncate_at
@@ -86,6 +88,21 @@ def predictions_for(row: dict) -> pd.DataFrame:
     prob_1 = np.where(predicted == 1, 0.8, 0.2)
     return pd.DataFrame({"run_id": row["run_id"], "image_id": [f"img{i:03d}" for i in range(N_TEST)],
                          "label": labels, "predicted": predicted, "prob_0": 1 - prob_1, "prob_1": prob_1})
+
+
+def as_planned(rows: list[dict], protocol: Path) -> list[dict]:
+    """The rows with the run ids the protocol file plans for their arm, fraction and seed (on its synthetic data), as
+    a real run stores them; rows the protocol does not plan keep theirs."""
+    spec = load_protocol(protocol)
+    fingerprint = source_fingerprint(spec.dataset, None)
+    planned = {(cell.arm.label, cell.fraction, cell.seed): cell.run_id
+               for cell in plan_cells(with_seeds(spec, list(range(max(row["seed"] for row in rows) + 1))), fingerprint)}
+    return [row | {"run_id": planned.get((row["arm"], row["fraction"], row["seed"]), row["run_id"])} for row in rows]
+
+
+def every_stored_cell(store: ResultStore) -> list[str]:
+    """The run ids of every cell in the store: what a synthetic store's report reads as planned."""
+    return list(store.cells()["run_id"])
 
 
 def write_store(results: Path, rows: list[dict], name: str = "synth") -> ResultStore:
