@@ -59,3 +59,14 @@ def test_validate_warns_and_plan_estimates_from_a_pilot(tmp_path, capsys):
     assert "warning: claim frozen-beats-scratch cannot be decided" in out and "(a pilot)" in out
     line = next(line for line in out.splitlines() if line.strip().startswith("claim frozen-beats-scratch:"))
     assert "over 2 seeds" in line and "seeds decide it with 80% power" in line
+
+
+def test_a_target_with_too_few_fractions_for_a_fit_is_warned_by_validate(tmp_path, capsys):
+    few = write_protocol(tmp_path, name="few", fractions=(0.5, 1.0), extra="report: {target: 0.85}\n")
+    assert main(["validate", str(few)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: report.target 0.85: 2 fraction(s) give no fitted training size" in out
+    assert "needs 4 or more fractions" in out
+    enough = write_protocol(tmp_path, name="enough", extra="report: {target: 0.85}\n")  # four fractions
+    assert main(["validate", str(enough)]) == 0
+    assert "report.target" not in capsys.readouterr().out

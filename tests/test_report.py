@@ -26,6 +26,7 @@ from helpers.synthetic import (
 from PIL import Image
 from scipy import stats
 
+from study.analysis.curves import fit_curves
 from study.analysis.summaries import (
     arm_order,
     arms_in_rows,
@@ -190,7 +191,10 @@ def test_claims_in_the_report(built):
     assert claims.at["same", "verdict"] == "inconclusive"
     text = (root / "a" / "report.md").read_text()
     statement = "frozen better than scratch on auc at fractions 0.1, 0.25, 0.5, 1"
-    assert f"| frozen-beats-scratch | {statement} | SUPPORTED |" in text
+    assert f"| frozen-beats-scratch | by construction | {statement} | SUPPORTED |" in text
+    assert f"by construction (frozen-beats-scratch): SUPPORTED. Tested: {statement} (effect " in text  # the Answer
+    assert claims.at["frozen-beats-scratch", "text"] == "by construction"
+    assert "by construction" in (root / "a" / "tables" / "claims.tex").read_text()
 
 
 @pytest.mark.slow
@@ -469,3 +473,14 @@ def test_tsne_maps_at_most_max_images_of_a_large_training_split():
     drawn = _sample(large)
     assert len(drawn) == MAX_IMAGES and len(set(drawn)) == MAX_IMAGES and set(drawn) <= set(large)
     assert np.array_equal(drawn, np.sort(drawn)) and np.array_equal(drawn, _sample(large))
+
+
+def test_the_learning_curve_title_says_what_it_draws():
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, fractions=(0.5, 1.0), seeds=3)
+    summary = summarize(flagged(pd.DataFrame(rows))).assign(no_ranking=0, collapsed=0)
+    unfitted = figures.learning_curves(summary, fit_curves(summary, "auc", 0.85), "auc", 0.85)
+    assert "no curve fitted" in unfitted.axes[0].get_title()
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, seeds=3)
+    summary = summarize(flagged(pd.DataFrame(rows))).assign(no_ranking=0, collapsed=0)
+    fitted = figures.learning_curves(summary, fit_curves(summary, "auc", 0.85), "auc", 0.85)
+    assert "dashed: fitted" in fitted.axes[0].get_title()

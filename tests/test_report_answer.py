@@ -85,6 +85,24 @@ def test_size_needed_measured_or_extrapolated_with_interval(tmp_path):
     assert low <= sizes.at["scratch", "n_needed"] <= high
 
 
+@pytest.mark.slow
+def test_the_answer_and_the_curve_table_give_one_size_when_too_few_fractions_for_a_fit(tmp_path):
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, fractions=(0.5, 1.0), seeds=3, noise=0.005)
+    store = write_store(tmp_path / "results", rows)
+    protocol = parse_protocol(protocol_text(extra=CLAIMS, fractions=(0.5, 1.0), seeds=3), "synth.yaml")
+    document = report_document(protocol, store.cells(), store.predictions, tmp_path / "none.npz")
+    tables = {table.name: table for table in document.tables()}
+    answered = tables["answer_sizes"].display.set_index("arm").iloc[:, 0]
+    assert answered["frozen"].startswith("reached at n = ")  # measured: frozen's mean passes 0.85 at fraction 1
+    fits = tables["curve_fits"].display.set_index("arm")
+    assert fits.at["frozen", "in the Answer"] == answered["frozen"]  # the same words in both places
+    assert fits.at["frozen", "fit note"].startswith("not reached: not fitted: 2 training sizes")
+    learning = next(section for section in document.sections if section.title == "Learning curves")
+    assert "only where no measured size does is the fitted curve's size used" in learning.paragraphs[0]
+    figure = next(item for item in document.sections[0].items if getattr(item, "name", "") == "learning_curve")
+    assert "no curve fitted" in figure.caption
+
+
 def test_size_interval_needs_three_seeds():
     cells = pd.DataFrame([cell_row("scratch", f, s, 0.7 + 0.1 * f) for f in (0.1, 0.25, 0.5, 1.0) for s in (0, 1)])
     low, high, note = answer.size_interval(cells, "auc", 0.85)
@@ -96,7 +114,8 @@ def test_claims_in_one_sentence_each(tmp_path):
     rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, seeds=5, noise=0.005)
     texts = _texts(_document(tmp_path, rows))
     claim = [text for text in texts if text.startswith("frozen-beats-scratch: ")]
-    assert len(claim) == 1 and "SUPPORTED (effect +0.1" in claim[0] and "over 5 seed(s), p " in claim[0]
+    assert len(claim) == 1 and claim[0].startswith("frozen-beats-scratch: SUPPORTED. Tested: frozen better than")
+    assert "(effect +0.1" in claim[0] and "over 5 seed(s), p " in claim[0]
 
 
 def test_warnings_degenerate_groups_seeds_and_shares(tmp_path):

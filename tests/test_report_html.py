@@ -103,7 +103,8 @@ def test_chromium_renders_every_table_and_figure(page, tmp_path):
                                                            "heatmap_depth", "heatmap_cut", "confusion", "tsne")}
     for name, (complete, width, height) in images.items():
         assert complete and width > 100 and height > 100, f"{name} did not render ({width} x {height})"
-    assert re.search(r"<td>frozen-beats-scratch</td><td>[^<]*</td><td>(SUPPORTED|INCONCLUSIVE|CONTRADICTED)</td>", dom)
+    assert re.search(r"<td>frozen-beats-scratch</td><td>by construction</td><td>[^<]*</td>"
+                     r"<td>(SUPPORTED|INCONCLUSIVE|CONTRADICTED)</td>", dom)
     assert probe["sections"][0] == "Answer" and probe["sections"][1] == "Overview"
     assert [row[0] for row in probe["answer"]] == ["0.1", "0.25", "0.5", "1"]
     assert all(row[2] in ARMS for row in probe["answer"]), probe["answer"]

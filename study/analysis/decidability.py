@@ -14,6 +14,7 @@ import warnings
 import pandas as pd
 
 from study.analysis.claims import MIN_PAIRS
+from study.analysis.curves import MIN_SIZES
 from study.analysis.stats import wilcoxon_smallest_p
 from study.analysis.trend import MIN_FRACTIONS, MIN_POINTS
 from study.protocol.schema import ClaimSpec, Protocol
@@ -48,11 +49,17 @@ def capacity(claim: ClaimSpec, protocol: Protocol) -> tuple[bool, str]:
 
 
 def capacity_lines(protocol: Protocol) -> list[str]:
-    """One line per claim; those that cannot be decided begin with 'warning:'."""
+    """One line per claim, and one for a target the fractions cannot fit; those that cannot be decided begin with
+    'warning:'."""
     lines = []
     for claim in protocol.claims:
         decidable, line = capacity(claim, protocol)
         lines.append(line if decidable else f"warning: {line}")
+    sizes = len(protocol.fractions)
+    if protocol.report.target is not None and sizes < MIN_SIZES:
+        lines.append(f"warning: report.target {protocol.report.target:g}: {sizes} fraction(s) give no fitted training "
+                     f"size (the learning-curve fit needs {MIN_SIZES} or more fractions); the report gives only the "
+                     "smallest measured size that reaches the target")
     return lines
 
 

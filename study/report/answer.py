@@ -147,6 +147,11 @@ def size_display(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     })
 
 
+def size_texts(frame: pd.DataFrame) -> dict[str, str]:
+    """arm -> the Answer's training size for the target, in words."""
+    return {row.arm: _size_text(row) for row in frame.itertuples(index=False)}
+
+
 def _size_text(row) -> str:
     if row.how == "measured":
         return f"reached at n = {int(row.n_needed)} (measured)"
@@ -169,7 +174,8 @@ def _count(value: float, largest: float) -> str:
 
 # --------------------------------------------------------------------------------------------------- claims
 def claim_sentences(claims: pd.DataFrame) -> list[str]:
-    """One plain sentence per claim: its statement, verdict, effect with its interval and p."""
+    """One plain sentence per claim: its own words (its id when it has none) heading its verdict, with the statement
+    that was tested, the effect with its interval and p."""
     return [_claim_sentence(row) for row in claims.itertuples(index=False)]
 
 
@@ -177,7 +183,8 @@ def _claim_sentence(row) -> str:
     effect = "no effect measured" if pd.isna(row.effect) else (
         f"effect {estimate(row.effect, row.ci_low, row.ci_high, sign=True)} over {int(row.effect_seeds)} seed(s), "
         f"p {pval(row.p)}")
-    return f"{row.claim}: {row.statement}: {row.verdict.upper()} ({effect})."
+    heading = f"{row.text} ({row.claim})" if row.text else row.claim
+    return f"{heading}: {row.verdict.upper()}. Tested: {row.statement} ({effect})."
 
 
 # ------------------------------------------------------------------------------------------------- warnings

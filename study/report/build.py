@@ -20,7 +20,7 @@ from sklearn.metrics import confusion_matrix
 
 from study.analysis.claims import RULE as CLAIM_RULE
 from study.analysis.claims import evaluate_claims
-from study.analysis.curves import fit_curves
+from study.analysis.curves import MIN_SIZES, fit_curves
 from study.analysis.embedding import FeaturesError, features_path, tsne_map
 from study.analysis.sequential import FUTILITY_POWER, SequentialRecord, look_table, record_for, verdicts
 from study.analysis.significance import (
@@ -107,9 +107,10 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     claims = _claim_results(protocol, done, predictions, sequential)
     curves = fit_curves(summary, spec.metric, spec.target)
     pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric, predictions=predictions), done, spec.metric)
-    sections = [_answer(protocol, done, summary, curves, pairwise, claims[0], official_split, split)] + sections + [
+    sizes = answer.sizes_needed(done, summary, curves, spec.metric, spec.target)
+    sections = [_answer(protocol, done, summary, curves, sizes, pairwise, claims[0], official_split, split)] + sections + [
         _claims(protocol, claims, sequential, done),
-        _learning_curves(summary, curves, done, spec),
+        _learning_curves(summary, curves, done, spec, sizes),
         _training_curves(done),
         _published(protocol, summary),
         _pairwise(pairwise, spec),
@@ -123,14 +124,13 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     return Document(title, [section for section in sections if section is not None])
 
 
-def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame,
+def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame, sizes: pd.DataFrame,
             pairwise: pd.DataFrame, claims: pd.DataFrame, official_split: bool | None,
             split: pd.DataFrame | None) -> Section:
     """The answer first: the recommended arm per fraction, the training size for the target, the claims in a
     sentence each, the warnings, and the learning curves with the recommendations marked."""
     spec = protocol.report
     recommended = answer.recommendations(done, summary, pairwise, spec.metric, spec.alpha)
-    sizes = answer.sizes_needed(done, summary, curves, spec.metric, spec.target)
     items: list = [Table("answer", f"Recommended arm per fraction (best mean validation score over seeds, never a "
                                    f"test metric), its test {spec.metric}, and the paired t-test against the runner-up by "
                                    "validation (one comparison per fraction, Holm-adjusted over the fractions)", answer.recommendation_display(recommended, spec.metric),
@@ -142,8 +142,10 @@ def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curve
         items.append("No target is set (report.target), so no training size is estimated.")
     items += answer.claim_sentences(claims)
     items += answer.reading_warnings(done, summary, split, _seeded(protocol, official_split), _grouped(protocol, split))
-    items.append(_figure("learning_curve", f"{spec.metric} against training-set size with fitted inverse power laws; "
-                                           "ringed: the recommended arm at each fraction",
+    fitted = "with fitted inverse power laws" if curves["a"].notna().any() else (
+        f"(no curve fitted: an arm needs {MIN_SIZES} or more training sizes)")
+    items.append(_figure("learning_curve", f"{spec.metric} against training-set size {fitted}; ringed: the "
+                                           "recommended arm at each fraction",
                          figures.learning_curves(summary, curves, spec.metric, spec.target,
                                                  dict(zip(recommended["fraction"], recommended["arm"])))))
     return Section("Answer", [
@@ -441,22 +443,34 @@ def _targeted_paragraph(record: SequentialRecord, seeds: pd.DataFrame) -> str:
             "sides share.")
 
 
-def _learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, done: pd.DataFrame, spec) -> Section:
+def _learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, done: pd.DataFrame, spec,
+                     sizes: pd.DataFrame) -> Section:
     curves = curves.assign(**_kind_counts(done, ["arm"], curves[["arm"]]))
     return Section("Learning curves", [
         f"Mean {spec.metric} over seeds against training images, with 95% t intervals (clipped to the metric's "
         "range: [0, 1] for AUC, accuracies and F1; the figure's axis too). Per arm, an inverse power law "
         "a - b n^-c fitted by weighted least squares (weights: standard errors over seeds; b >= 0, 0.01 <= c <= 3, "
-        "a <= 1, so the curve rises to the asymptote a); n needed solves the fit for the target. "
-        "Extrapolations are marked as such. The figure is in the Answer section." + _seed_counts(summary),
+        f"a <= 1, so the curve rises to the asymptote a), where the arm has {MIN_SIZES} or more training sizes; "
+        "n needed solves the fit for the target. Extrapolations are marked as such. The figure is in the Answer "
+        "section." + _seed_counts(summary) + _answer_and_fit(sizes),
     ], [
         Table(f"summary_{spec.metric}",
               f"{spec.metric}: mean [95% CI] over seeds ({tables.DAGGER}k/n: k of n seeds with no ranking; "
               f"{tables.DOUBLE_DAGGER}m: m collapsed at 0.5)",
               tables.metric_wide(summary, spec.metric)),
-        Table("curve_fits", "Inverse power law fits and the training size needed", tables.curves(curves), curves),
+        Table("curve_fits", "Inverse power law fits and the training size needed",
+              tables.curves(curves, answer.size_texts(sizes)), curves),
         Table("summary", "All metrics per arm and fraction", None, summary),
     ])
+
+
+def _answer_and_fit(sizes: pd.DataFrame) -> str:
+    """Why the Answer's training size and the fit's can differ, when a target is set."""
+    if sizes.empty:
+        return ""
+    return (" The Answer's training size for the target is the smallest measured size whose mean meets it; only "
+            "where no measured size does is the fitted curve's size used (column 'in the Answer'). So an arm can be "
+            "measured to reach the target with no fit (too few sizes), or with a fitted size below the one measured.")
 
 
 def _seed_counts(summary: pd.DataFrame) -> str:

@@ -92,7 +92,9 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
     axes.grid(True, alpha=0.3)
     axes.set_xlabel("training images (log scale)")
     axes.set_ylabel(metric)
-    axes.set_title(f"{metric} vs training-set size: mean and 95% CI over seeds; dashed: fitted a - b n^-c")
+    drawn = len(fits) and fits["a"].notna().any()
+    axes.set_title(f"{metric} vs training-set size: mean and 95% CI over seeds; "
+                   + ("dashed: fitted a - b n^-c" if drawn else "no curve fitted (see the learning-curve fits)"))
     axes.legend(fontsize="small", loc="best")
     return figure
 

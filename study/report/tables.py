@@ -159,15 +159,19 @@ def mcnemar(frame: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def curves(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
+def curves(frame: pd.DataFrame, answered: dict[str, str]) -> pd.DataFrame:
+    """The fits per arm, their size for the target, and the Answer's size (answered: arm -> its words) beside it."""
+    table = pd.DataFrame({
         "arm": frame["arm"] + _flags(frame), "sizes": frame["n_sizes"].astype(str),
         "a (asymptote)": frame["a"].map(num), "b": frame["b"].map(lambda v: num(v, 3)), "c": frame["c"].map(num),
         "RMSE": frame["rmse"].map(lambda v: num(v, 4)),
         "target": frame["target"].map(lambda v: "-" if pd.isna(v) else f"{v:g}"),
-        "n needed": frame["n_needed"].map(lambda v: "not reached" if pd.isna(v) else str(int(v))),
-        "note": frame["note"],
+        "n needed (fit)": frame["n_needed"].map(lambda v: "not reached" if pd.isna(v) else str(int(v))),
+        "fit note": frame["note"],
     })
+    if answered:
+        table["in the Answer"] = frame["arm"].map(answered).fillna("-")
+    return table
 
 
 def topk(summary: pd.DataFrame) -> pd.DataFrame:
@@ -186,7 +190,8 @@ def topk(summary: pd.DataFrame) -> pd.DataFrame:
 
 def claims(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "claim": frame["claim"], "statement": frame["statement"], "verdict": frame["verdict"].str.upper(),
+        "claim": frame["claim"], "as written": frame["text"].replace("", "-"), "tested": frame["statement"],
+        "verdict": frame["verdict"].str.upper(),
         "effect [95% CI] (seeds)": [
             "-" if not n else f"{estimate(m, lo, hi, sign=True)} ({n})"
             for m, lo, hi, n in zip(frame["effect"], frame["ci_low"], frame["ci_high"], frame["effect_seeds"])],
