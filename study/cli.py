@@ -1,19 +1,22 @@
 """Command line: thin commands over the library. Results go to stdout, errors to stderr.
 
 Exit codes: 0 success, 1 a failure (missing data, failed cells, busy or unwritable results, a stopped sweep),
-2 a usage or protocol error.
+2 a usage or protocol error, 141 when the reader of stdout closed it early (`study plan P | head -1`): the status a
+shell reports for a command that SIGPIPE ended, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from study.core.errors import ProtocolError, StudyError
 
 log = logging.getLogger("study")
+CLOSED_PIPE = 141  # 128 + SIGPIPE
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
 
     handler = getattr(commands, f"cmd_{args.command}")
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a reader that closed the pipe shows here, not in the flush at exit
+        return code
+    except BrokenPipeError:
+        _discard_stdout()
+        return CLOSED_PIPE
     except ProtocolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -89,3 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished cells are stored; run the same command again to resume", file=sys.stderr)
         return 130
 
+
+def _discard_stdout() -> None:
+    """Point stdout at os.devnull, so that what is still buffered goes nowhere at exit (as the Python docs advise
+    for a closed pipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -13,6 +13,7 @@ import pytest
 from helpers.commands import PROJECT, study_command, unreachable_url
 from helpers.protocols import protocol_file_text, write_tiny_protocol
 
+from study.cli import CLOSED_PIPE
 from study.store.results import ResultStore
 
 
@@ -101,6 +102,26 @@ def test_status_and_plan_do_not_import_tensorflow(tmp_path):
     assert "total: 0 done, 0 failed, 8 pending" in status.splitlines()
     assert plan.startswith("8 cells = 2 fractions x 2 seeds x 2 arms\n")
     assert "to run: 8 cells, each up to 2 epochs (early stopping may end them sooner)" in plan.splitlines()
+
+
+def first_line_then_close(*args: str) -> tuple[str, int, str]:
+    """`python -m study ARGS | head -1`: the first line, the command's exit status and its stderr."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with subprocess.Popen([sys.executable, "-m", "study", *args], cwd=PROJECT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as command:
+        first = command.stdout.readline()
+        command.stdout.close()
+        return first, command.wait(), command.stderr.read()
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(tmp_path):
+    protocol = write_tiny_protocol(tmp_path, seeds=600)  # 2400 cells: a dry run prints far more than a pipe holds
+    first, code, err = first_line_then_close("run", str(protocol), *dirs(tmp_path), "--dry-run")
+    assert first.startswith("tiny: 2400 cells, 0 stored, 2400 to run with ")
+    assert (code, err) == (CLOSED_PIPE, "")  # no traceback, the status of a command SIGPIPE ended
+    for command in ("plan", "status"):  # short outputs may fit the pipe before it closes: then they end with 0
+        first, code, err = first_line_then_close(command, str(protocol), *dirs(tmp_path))
+        assert first.startswith(("protocol tiny", "tiny: 2400 cells")) and code in (0, CLOSED_PIPE) and err == ""
 
 
 def test_bad_protocol_exits_2_with_one_line(tmp_path):

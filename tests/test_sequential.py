@@ -27,6 +27,8 @@ from study.analysis.sequential import (
     nominal_levels,
     operating_characteristics,
     predictive_power,
+    record_for,
+    spent,
     study_cells,
     targets,
 )
@@ -113,10 +115,10 @@ def test_predictive_power_matches_its_definition_by_simulation():
 
 
 def test_a_look_too_small_to_decide_is_never_judged_futile():
-    plan = SequentialPlan([0, 1], max_seeds=4, seeds_per_round=1)
-    rows = first_decision(lambda count, level: LookTest(Verdict.INCONCLUSIVE, 0.99, 0.0, count), plan.counts(), plan,
-                          0.05)
-    assert [row["futile"] for row in rows] == [False, True]  # 2 seeds: not judged; 3 seeds: p 0.99 is hopeless
+    plan = SequentialPlan([0, 1, 2], max_seeds=5, seeds_per_round=1)
+    rows = first_decision(lambda count, level: LookTest(Verdict.INCONCLUSIVE, 0.99, 0.0, count - 1), plan.counts(),
+                          plan, 0.05)  # one pair of each look dropped (a degenerate cell)
+    assert [row["futile"] for row in rows] == [False, True]  # 2 pairs: not judged; 3 pairs: p 0.99 is hopeless
     assert np.isnan(rows[0]["predictive_power"]) and rows[1]["predictive_power"] < FUTILITY_POWER
 
 
@@ -134,17 +136,45 @@ def test_a_claim_reads_its_arms_and_a_strategy_name_all_of_its_arms_at_its_fract
 
 
 def test_the_record_plans_every_cell_of_the_protocols_seeds_and_the_targeted_cells_of_added_ones():
-    record = SequentialRecord(SequentialPlan([0, 1], max_seeds=4, seeds_per_round=1), looks=[2, 3], seeds_run=4,
-                              targets={3: [("scratch", 1.0)], 4: []})
+    record = SequentialRecord(SequentialPlan([0, 1, 2], max_seeds=5, seeds_per_round=1), looks=[3, 4], seeds_run=5,
+                              targets={4: [("scratch", 1.0)], 5: []})
     assert record.trains("finetune(depth=all)", 0.5, 1)  # the protocol's seeds train everything
-    assert record.trains("scratch", 1.0, 2) and not record.trains("scratch", 0.5, 2)
-    assert not record.trains("scratch", 1.0, 3)  # the last look's seed had no open claim
+    assert record.trains("scratch", 1.0, 3) and not record.trains("scratch", 0.5, 3)
+    assert not record.trains("scratch", 1.0, 4)  # the last look's seed had no open claim
     assert not record.trains("scratch", 1.0, 7)  # beyond the plan
     again = SequentialRecord.from_dict(json.loads(json.dumps(record.to_dict())))
     assert again == record
     old = record.to_dict()
     del old["targets"]  # a record written before targeted looks: every added seed trained every cell
-    assert SequentialRecord.from_dict(old).trains("scratch", 0.5, 3)
+    assert SequentialRecord.from_dict(old).trains("scratch", 0.5, 4)
+
+
+def test_a_protocol_with_two_seeds_looks_first_at_three_and_still_spends_exactly_alpha(tmp_path, capsys):
+    plan = SequentialPlan([0, 1], max_seeds=10, seeds_per_round=2)
+    assert plan.counts() == [3, 5, 7, 9, 10] == LOOKS.counts()  # no look at 2 seeds, which could decide nothing
+    assert plan.levels(0.05) == LOOKS.levels(0.05)
+    information = plan.information()
+    assert information[0] == 0.3 and spent(information[-1], 0.05) == pytest.approx(0.05)
+    paths = np.cumsum(np.random.default_rng(1).normal(0, np.sqrt(np.diff([0.0, *information])), (400_000, 5)), axis=1)
+    crossed = (np.abs(paths / np.sqrt(information)) > norm.isf(np.array(plan.levels(0.05)) / 2)).any(axis=1)
+    assert crossed.mean() == pytest.approx(0.05, abs=0.002)  # the null crosses some look's boundary at rate alpha
+    record = SequentialRecord(plan, looks=[3], seeds_run=5, targets={5: [("scratch", 1.0)]})
+    assert record.trains("finetune(depth=1)", 0.5, 2)  # the first look's added seed trains every cell
+    with pytest.raises(ValueError, match="--max-seeds 2 is below the 3 seeds a claim's test needs"):
+        SequentialPlan([0, 1], max_seeds=2)
+    protocol = tmp_path / "looks.yaml"
+    protocol.write_text(TWO_ARMS)
+    assert main(["run", str(protocol), "--results-dir", str(tmp_path / "r"), "--dry-run", "--until-decided",
+                 "--max-seeds", "4", "--seeds-per-round", "1"]) == 0
+    assert "then, until every claim is decided, looks at 3, 4 seeds" in capsys.readouterr().out
+
+
+def test_a_stored_record_whose_looks_began_below_three_seeds_is_not_read():
+    protocol = parse_protocol(TWO_ARMS)
+    looks = {"plan": {"base_seeds": [0, 1], "max_seeds": 4, "seeds_per_round": 1}, "seeds_run": 3, "stopped": None}
+    assert record_for(protocol, looks | {"looks": [3]}).looks == [3]
+    assert record_for(protocol, looks | {"looks": [2, 3]}) is None
+    assert record_for(protocol, looks | {"plan": looks["plan"] | {"max_seeds": 2}, "looks": [2]}) is None
 
 
 @pytest.mark.slow
@@ -152,16 +182,18 @@ def test_added_seeds_train_only_the_cells_open_claims_read(tmp_path):
     protocol = tmp_path / "targeted.yaml"
     protocol.write_text(TARGETED.replace("  - {id: best-finetune, a: finetune, b: scratch}\n", ""))
     dirs = ["--results-dir", str(tmp_path / "results"), "--report-dir", str(tmp_path / "report")]
-    options = ["--until-decided", "--max-seeds", "3", "--seeds-per-round", "1", "--no-progress"]
+    # looks at 3 and 8 seeds: the first adds seed 2 to every cell and, at 3 / 8 of the information, cannot find the
+    # claim futile (its predictive power is at least 12%) nor, in practice, decide it (nominal level 0.0005)
+    options = ["--until-decided", "--max-seeds", "8", "--seeds-per-round", "5", "--no-progress"]
     first = study_command("run", str(protocol), *dirs, *options)
     assert first.returncode == 0, first.stderr
-    assert "seeds up to 3 train 2 of 6 arm x fraction pairs" in first.stdout
+    assert "seeds up to 8 train 2 of 6 arm x fraction pairs" in first.stdout
     cells = ResultStore(tmp_path / "results", "targeted").cells()
-    added = cells[cells["seed"] == 2]
-    assert sorted(zip(added["arm"], added["fraction"])) == [("finetune(depth=1)", 1.0), ("scratch", 1.0)]
-    assert len(cells) == 3 * 2 * 2 + 2  # the protocol's two seeds train every cell
+    added = cells[cells["seed"] >= 3]
+    assert set(zip(added["arm"], added["fraction"])) == {("finetune(depth=1)", 1.0), ("scratch", 1.0)}
+    assert len(cells) == 3 * 3 * 2 + 5 * 2  # the first look's three seeds train every cell
     status = study_command("status", str(protocol), *dirs)
-    assert "total: 14 done, 0 failed, 0 pending" in status.stdout  # untargeted cells are not pending
+    assert "total: 28 done, 0 failed, 0 pending" in status.stdout  # untargeted cells are not pending
     store = ResultStore(tmp_path / "results", "targeted")
     stamps = {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()}
     again = study_command("run", str(protocol), *dirs, *options)
@@ -191,13 +223,13 @@ def test_a_run_adds_seeds_look_by_look_resumes_and_reports_its_looks(tmp_path):
     options = ["--until-decided", "--max-seeds", "4", "--seeds-per-round", "1", "--no-progress"]
     first = study_command("run", str(protocol), *dirs, *options)
     assert first.returncode == 0, first.stderr
-    assert "looks planned at 2, 3, 4 seeds" in first.stdout
-    assert "look 1 of 3 at 2 seeds: undecided: transfer" in first.stdout  # 2 seeds never decide a claim
+    assert "looks planned at 3, 4 seeds" in first.stdout  # the first look needs 3 seeds to decide anything
+    assert "look 1 of 2 at 3 seeds: " in first.stdout
     store = ResultStore(tmp_path / "results", "looks")
     record = json.loads((store.root / "sequential.json").read_text())
     looks = record["looks"]
-    assert looks in ([2, 3], [2, 3, 4])  # seeds were added beyond the protocol's two
-    assert record["stopped"] in ((EVERY_CLAIM_DECIDED, NO_CLAIM_OPEN) if looks == [2, 3] else (LAST_LOOK_MADE,))
+    assert looks in ([3], [3, 4])  # seeds were added beyond the protocol's two
+    assert record["stopped"] in ((EVERY_CLAIM_DECIDED, NO_CLAIM_OPEN) if looks == [3] else (LAST_LOOK_MADE,))
     assert sorted(store.cells()["seed"].unique()) == list(range(looks[-1]))
     assert f"{2 * looks[-1]} done, 0 failed, 0 skipped" in first.stdout  # every look's cells counted
     stamps = {path: path.stat().st_mtime_ns for path in store.cells_dir.iterdir()}
@@ -210,7 +242,7 @@ def test_a_run_adds_seeds_look_by_look_resumes_and_reports_its_looks(tmp_path):
     status = study_command("status", str(protocol), *dirs)
     assert f"total: {2 * looks[-1]} done, 0 failed, 0 pending" in status.stdout  # the added seeds count as planned
     report = (tmp_path / "report" / "looks" / "report.md").read_text()
-    assert "Looks were planned at 2, 3, 4 seeds" in report and f"It stopped because {record['stopped']}" in report
+    assert "Looks were planned at 3, 4 seeds" in report and f"It stopped because {record['stopped']}" in report
     table = pd.read_csv(tmp_path / "report" / "looks" / "tables" / "claim_looks.csv")
     assert list(table["seeds"]) == looks and list(table["decided_here"]) == [False] * (len(looks) - 1) + [
         record["stopped"] == EVERY_CLAIM_DECIDED]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from study.data.dataset import Dataset, split_indices
-from study.data.splits import ensure_split, make_split, training_subsets
+from study.data.splits import ensure_split, fraction_shortfall, make_split, training_subsets
 from study.protocol.schema import SyntheticSpec
 
 FRACTIONS = [0.05, 0.1, 0.25, 0.5, 1.0]
@@ -113,6 +113,22 @@ def test_bad_fraction_is_refused():
 
 
 # ---------------------------------------------------------------------------------------------- ensure
+def test_the_suggested_smallest_fraction_passes_for_every_class_and_seed_at_once():
+    # seed 0's class c0 alone suggested 0.5 / 284 printed as 0.00176, which still rounds to 0 of its 284 images
+    # (0.49984), and seed 1's class c1 of 270 images needs more: 0.5 / 270 printed as 0.00185 rounds to 0 too
+    training = {0: np.repeat([0, 1], [284, 290]), 1: np.repeat([0, 1], [300, 270])}
+    problem = fraction_shortfall(training, ["c0", "c1"], [0.001, 1.0])
+    assert problem.startswith("in seed 0's split (dataset.resplit), fraction 0.001 leaves class 'c0' with no image")
+    suggested = float(problem.split("use fractions of at least ")[1].split()[0])
+    assert suggested == 0.00186 and "every class in every seed's split" in problem
+    assert fraction_shortfall(training, ["c0", "c1"], [suggested, 1.0]) is None
+    smaller = fraction_shortfall(training, ["c0", "c1"], [0.00185, 1.0])  # the suggestion is the smallest
+    assert smaller.startswith("in seed 1's split (dataset.resplit), fraction 0.00185 leaves class 'c1'")
+    assert "at least 0.00186 " in smaller
+    assert "at least 0.5 (the smallest that leaves every class an image)" in fraction_shortfall(
+        {None: np.array([0, 1, 1])}, ["c0", "c1"], [0.4])
+
+
 def test_ensure_split_makes_one_with_the_spec_settings():
     spec = SyntheticSpec(source="synthetic", val_fraction=0.1, test_fraction=0.3, split_seed=7)
     dataset = ensure_split(_dataset(BUSI_LABELS), spec)

@@ -8,10 +8,13 @@ claim needs MIN_FRACTIONS fractions and MIN_POINTS (seed, fraction) picks.
 
 from __future__ import annotations
 
+import bisect
 import math
-import warnings
 
 import pandas as pd
+from scipy.integrate import quad
+from scipy.special import ndtr
+from scipy.stats import chi2, t
 
 from study.analysis.claims import MIN_PAIRS
 from study.analysis.curves import MIN_SIZES
@@ -63,25 +66,39 @@ def capacity_lines(protocol: Protocol) -> list[str]:
     return lines
 
 
+def paired_t_power(size: float, pairs: int, alpha: float) -> float:
+    """Power of the two-sided paired t-test over `pairs` seeds at standardized effect size `size` (mean advantage /
+    spread): the chance that |t| passes its critical value c, i.e. the noncentral t's two tails, integrated over the
+    sample spread's chi-square law: the integral of Phi(delta - c s) + Phi(-delta - c s) with delta = |size|
+    sqrt(pairs) and s = sqrt(V / (pairs - 1)), V chi-square. Finite for every effect, where scipy's noncentral t
+    returns NaN for tails it cannot resolve."""
+    df = pairs - 1
+    critical = t.isf(alpha / 2, df)
+    shift = abs(size) * math.sqrt(pairs)
+    log_scale = df / 2 * math.log(2) + math.lgamma(df / 2)
+
+    def rejected(variance: float) -> float:  # the chi-square density written out: scipy.stats costs 100x per point
+        reach = critical * math.sqrt(variance / df)
+        density = math.exp((df / 2 - 1) * math.log(variance) - variance / 2 - log_scale)
+        return (ndtr(shift - reach) + ndtr(-reach - shift)) * density
+
+    return quad(rejected, chi2.ppf(1e-12, df), chi2.isf(1e-12, df), limit=200)[0]
+
+
 def seeds_needed(effect: float, spread: float, margin: float, alpha: float, power: float = POWER) -> int | None:
     """Seeds a paired t-test needs to find an advantage `effect` (against -margin) with per-seed spread `spread` at
-    alpha with the given power (statsmodels' TTestPower); None when the pilot shows no advantage to find."""
-    from statsmodels.stats.power import TTestPower
-
+    alpha with the given power: the fewest, from MIN_PAIRS (no verdict comes from fewer), whose paired_t_power
+    reaches it (power grows with the seeds, so a bisection finds it); None when no advantage is seen or when
+    MAX_SEEDS seeds would not reach that power."""
     distance = effect + margin
     if not math.isfinite(distance) or not math.isfinite(spread) or distance == 0:
         return None
     if spread == 0:
         return MIN_PAIRS
     size = abs(distance) / spread
-    try:
-        with warnings.catch_warnings():  # a search that fails to converge returns NaN, handled below
-            warnings.simplefilter("ignore")
-            needed = TTestPower().solve_power(effect_size=size, alpha=alpha, power=power, alternative="two-sided")
-    except (ValueError, RuntimeError):  # no solution below statsmodels' search bound
-        return None
-    needed = float(needed[0]) if hasattr(needed, "__len__") else float(needed)
-    return max(MIN_PAIRS, math.ceil(needed)) if math.isfinite(needed) and needed <= MAX_SEEDS else None
+    counts = range(MIN_PAIRS, MAX_SEEDS + 1)
+    first = bisect.bisect_left(counts, True, key=lambda pairs: paired_t_power(size, pairs, alpha) >= power)
+    return counts[first] if first < len(counts) else None
 
 
 def pilot_lines(summary: pd.DataFrame, protocol: Protocol) -> list[str]:
@@ -101,8 +118,8 @@ def pilot_lines(summary: pd.DataFrame, protocol: Protocol) -> list[str]:
         needed = seeds_needed(row.effect, row.effect_sd, claim.margin, row.alpha)
         observed = f"advantage {row.effect:+.3g}, spread {row.effect_sd:.3g} over {row.effect_seeds} seeds"
         if needed is None:
-            lines.append(f"claim {row.claim}: {row.verdict} so far ({observed}); no advantage to detect: more "
-                         "seeds would not decide it in favour")
+            lines.append(f"claim {row.claim}: {row.verdict} so far ({observed}); the advantage is too small for "
+                         f"{MAX_SEEDS} seeds to decide it with {POWER:.0%} power")
         else:
             more = (f" (`study run --until-decided --max-seeds {needed}` adds them while the error rate stays at "
                     "alpha)" if needed > row.effect_seeds else "")

@@ -1,8 +1,8 @@
 """Seeds added in rounds until every claim is decided, with an error rate that stays at alpha over the looks.
 
-The design is group-sequential: the looks are planned before the first cell runs (the protocol's seeds, then
-`seeds_per_round` more at each look, up to `max_seeds`), and each claim spends its alpha over them with the
-Lan-DeMets O'Brien-Fleming-type spending function, half on each side:
+The design is group-sequential: the looks are planned before the first cell runs (the protocol's seeds, at least
+MIN_PAIRS, then `seeds_per_round` more at each look, up to `max_seeds`), and each claim spends its alpha over them
+with the Lan-DeMets O'Brien-Fleming-type spending function, half on each side:
 alpha_side(t) = 2 - 2 Phi(z_{1 - alpha/4} / sqrt(t)), t = seeds at the look / max_seeds. The boundaries c_k (on the
 z scale) follow by numerical integration of the Brownian motion the looks sample (Armitage, McPherson and Rowe's
 recursion); at look k a claim is decided when its primary test (study.analysis.claims.RULE) decides it at the nominal level
@@ -113,7 +113,12 @@ def _levels(information: tuple[float, ...], alpha: float) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class SequentialPlan:
-    """The looks of a run with --until-decided: the protocol's seeds first, then seeds_per_round more each look."""
+    """The looks of a run with --until-decided: the first at the protocol's seeds, or at MIN_PAIRS seeds when the
+    protocol has fewer, then seeds_per_round more each look.
+
+    A look at fewer than MIN_PAIRS seeds could never decide a claim, yet would spend part of alpha and leave the
+    later looks stricter boundaries; so a protocol with fewer seeds keeps its seeds as the plan's first ones and its
+    first look adds the next numbers up to MIN_PAIRS, every cell of them, as a protocol with MIN_PAIRS seeds would."""
 
     base_seeds: list[int]
     max_seeds: int = DEFAULT_MAX_SEEDS
@@ -123,13 +128,15 @@ class SequentialPlan:
     def __post_init__(self) -> None:
         if self.max_seeds < len(self.base_seeds):
             raise ValueError(f"--max-seeds {self.max_seeds} is below the protocol's {len(self.base_seeds)} seeds")
+        if self.max_seeds < MIN_PAIRS:
+            raise ValueError(f"--max-seeds {self.max_seeds} is below the {MIN_PAIRS} seeds a claim's test needs")
         if self.seeds_per_round < 1:
             raise ValueError(f"--seeds-per-round must be at least 1, got {self.seeds_per_round}")
 
     def counts(self) -> list[int]:
         """Seeds at each look."""
-        counts = list(range(len(self.base_seeds), self.max_seeds, self.seeds_per_round))
-        return counts + [self.max_seeds]
+        first = max(len(self.base_seeds), MIN_PAIRS)
+        return list(range(first, self.max_seeds, self.seeds_per_round)) + [self.max_seeds]
 
     def information(self) -> list[float]:
         return [count / self.max_seeds for count in self.counts()]
@@ -183,13 +190,18 @@ class SequentialRecord:
 
 def record_for(protocol: Protocol, stored: dict | None) -> SequentialRecord | None:
     """The stored record when it belongs to the protocol: the protocol's seeds are the plan's first seeds, as
-    written or with seeds the run added; else None."""
+    written or with seeds the run added, and its looks are the plan's; else None (as for a record whose looks began
+    below MIN_PAIRS seeds, which plans no longer make)."""
     if not stored:
         return None
-    record = SequentialRecord.from_dict(stored)
+    try:
+        record = SequentialRecord.from_dict(stored)
+    except ValueError:  # a plan refused now: fewer than MIN_PAIRS seeds in all
+        return None
     seeds = protocol.seed_list()
     belongs = len(record.plan.base_seeds) <= len(seeds) <= max(record.seeds_run, len(record.plan.base_seeds))
-    return record if belongs and seeds == record.plan.seeds(len(seeds)) else None
+    planned = set(record.looks) <= set(record.plan.counts())
+    return record if belongs and planned and seeds == record.plan.seeds(len(seeds)) else None
 
 
 def with_seeds(protocol: Protocol, seeds: list[int]) -> Protocol:
@@ -204,7 +216,7 @@ LOOK_COLUMNS = ["claim", "look", "seeds", "nominal_level", "p", "effect", "verdi
 @dataclass(frozen=True)
 class LookTest:
     """A claim's primary test at one look: its verdict at the look's nominal level, p, effect, the seeds it paired,
-    and the seeds a test with 80% power would need for the effect and spread seen (None: no advantage to find)."""
+    and the seeds a test with 80% power would need for the effect and spread seen (None: over MAX_SEEDS)."""
 
     verdict: str
     p: float

@@ -125,21 +125,45 @@ def training_subsets(
     return subsets
 
 
-def fraction_shortfall(labels: np.ndarray, class_names: list[str], fractions: list[float]) -> str | None:
-    """Why a fraction cannot draw a stratified subset from these training labels, or None when every one can.
+def fraction_shortfall(training_labels: dict[int | None, np.ndarray], class_names: list[str],
+                       fractions: list[float]) -> str | None:
+    """Why a fraction cannot draw a stratified subset from every seed's training labels (seed None: the one fixed
+    split), or None when every one can.
 
     A fraction f keeps round(f x n) of a class's n training images; when that is 0 the subset would not be a
     stratified share of the class any more (it would be padded to one image), so the protocol must not ask for it.
+    The fraction the message suggests passes this rule for every class of every split at once.
     """
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
-    for fraction in sorted(fractions):
-        for name, count in zip(class_names, counts):
+    counts = {seed: np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
+              for seed, labels in training_labels.items()}
+    for seed, per_class in counts.items():
+        for name, count in zip(class_names, per_class):
             if count == 0:
-                return f"class {name!r} has no training images at all; every fraction needs at least one"
-            if _round(fraction * count) < 1:
-                return (f"fraction {fraction:g} leaves class {name!r} with no image: {fraction:g} x its {count} training "
-                        f"images rounds to 0; use fractions of at least {0.5 / count:.3g} or more data")
+                return (f"{_in_split(seed)}class {name!r} has no training images at all; every fraction needs at "
+                        "least one")
+    suggested = _smallest_fraction(min(int(per_class.min()) for per_class in counts.values()))
+    every = "every class in every seed's split" if len(counts) > 1 else "every class"
+    for seed, per_class in counts.items():
+        for fraction in sorted(fractions):
+            for name, count in zip(class_names, per_class):
+                if _round(fraction * count) < 1:
+                    return (f"{_in_split(seed)}fraction {fraction:g} leaves class {name!r} with no image: "
+                            f"{fraction:g} x its {count} training images rounds to 0; use fractions of at least "
+                            f"{suggested:g} (the smallest that leaves {every} an image) or more data")
     return None
+
+
+def _smallest_fraction(images: int) -> float:
+    """The smallest fraction of three significant digits whose share of `images` rounds to at least one image (and
+    so of every larger class)."""
+    fraction = float(f"{0.5 / images:.3g}")
+    while _round(fraction * images) < 1:  # rounded down: one unit of the third significant digit up
+        fraction = float(f"{fraction + 10.0 ** (math.floor(math.log10(fraction)) - 2):.3g}")
+    return fraction
+
+
+def _in_split(seed: int | None) -> str:
+    return "" if seed is None else f"in seed {seed}'s split (dataset.resplit), "
 
 
 def _prefix_length(cumulative: np.ndarray, target: float) -> int:

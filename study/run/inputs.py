@@ -151,11 +151,10 @@ def checked_dataset(protocol: Protocol, protocol_path: Path, data_dir: Path | No
         raise field_error(protocol_path, ("dataset", "resplit"), resplit_refusal("train/val/test folders"))
     dataset = ensure_split(loaded, spec)
     splits = {seed: seed_split(dataset, spec, seed).split for seed in split_seeds(protocol)}
-    for seed, split in splits.items():
-        problem = fraction_shortfall(dataset.labels[split == "train"], dataset.class_names, protocol.fractions)
-        if problem:
-            where = "" if seed is None else f"in seed {seed}'s split (dataset.resplit), "
-            raise field_error(protocol_path, ("fractions",), where + problem)
+    training = {seed: dataset.labels[split == "train"] for seed, split in splits.items()}
+    problem = fraction_shortfall(training, dataset.class_names, protocol.fractions)
+    if problem:
+        raise field_error(protocol_path, ("fractions",), problem)
     return CheckedData(dataset, splits, official=loaded.split is not None)
 
 
