@@ -84,7 +84,7 @@ def test_html_needs_no_other_file(page):
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", text), "the page refers to another file or site"
     assert "url(" not in text and "<link" not in text and "<script" not in text
     figures = len(list((page[1] / "figures").glob("*.png")))
-    assert text.count('<img src="data:image/png;base64,') == figures == 7
+    assert text.count('<img src="data:image/png;base64,') == figures == 8
 
 
 def test_chromium_renders_every_table_and_figure(page, tmp_path):
@@ -96,11 +96,11 @@ def test_chromium_renders_every_table_and_figure(page, tmp_path):
     probe = json.loads(found.group(1).replace("&quot;", '"'))
     tables = dict(probe["tables"])
     for name in ("claims", "claim_fractions", "summary_auc", "curve_fits", "pairwise", "friedman", "ranks", "mcnemar",
-                 "topk", "degenerate_cells"):
+                 "topk", "degenerate_cells", "per_class"):
         assert tables.get(f"table-{name}", 0) > 0, f"table {name} missing or empty"
     images = {name: (complete, width, height) for name, complete, width, height in probe["images"]}
     assert set(images) == {f"figure-{name}" for name in ("learning_curve", "significance", "critical_difference",
-                                                           "heatmap_depth", "heatmap_cut", "confusion", "tsne")}
+                                                           "heatmap_depth", "heatmap_cut", "confusion", "tsne", "roc")}
     for name, (complete, width, height) in images.items():
         assert complete and width > 100 and height > 100, f"{name} did not render ({width} x {height})"
     assert re.search(r"<td>frozen-beats-scratch</td><td>by construction</td><td>[^<]*</td>"

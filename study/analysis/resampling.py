@@ -150,6 +150,15 @@ def _resamples(n: int, draws: int, rng: np.random.Generator) -> Iterator[tuple[s
         _STRETCHES.put(key, _Stretch(blocks, rng.bit_generator.state))
 
 
+def resampled_sums(weights: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Per resample of the n test images (the next `draws` that rng gives), the column sums of weights (n x m) over
+    the images drawn, each as often as drawn."""
+    sums = np.empty((draws, weights.shape[1]), dtype=weights.dtype)
+    for rows, counts in _resamples(len(weights), draws, rng):
+        sums[rows] = counts @ weights
+    return sums
+
+
 def _row_blocks(rows: int, columns: int) -> list[slice]:
     """Consecutive slices of range(rows) of about BLOCK_CELLS cells each (at least one row)."""
     step = max(1, BLOCK_CELLS // columns)

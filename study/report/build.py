@@ -48,7 +48,7 @@ from study.data.splits import source_has_split, split_description
 from study.protocol.arms import expand_arms, protocol_arms
 from study.protocol.schema import Protocol
 from study.protocol.strategies import STRATEGIES, STRATEGY_NAMES, Family
-from study.report import answer, figures, references, tables
+from study.report import answer, classes, figures, references, tables
 from study.report.render.document import Document, Figure, Section, Table
 from study.report.render.files import write_document
 from study.store.results import ResultStore
@@ -73,11 +73,13 @@ def build_report(protocol: Protocol, store: ResultStore, out_dir: Path, planned:
     else the store holds (so that it is the same report whatever other versions of the protocol stored); index.html
     is the first path returned."""
     features = features_path(store.root, protocol.backbone.name, protocol.dataset.size)
-    document = report_document(protocol, of_plan(store.cells(), planned)[0], functools.lru_cache(maxsize=None)(store.predictions), features,
+    dataset_info = store.dataset_info() or {}
+    document = report_document(protocol, of_plan(store.cells(), planned)[0],
+                               functools.lru_cache(maxsize=None)(store.predictions), features,
                                tuning_choices=list(current_choices(store.tuning_records(), protocol).values()),
                                sequential=record_for(protocol, store.sequential()),
-                               official_split=(store.dataset_info() or {}).get("official_split"),
-                               split=store.split())
+                               official_split=dataset_info.get("official_split"),
+                               split=store.split(), class_names=dataset_info.get("class_names"))
     paths = write_document(document, out_dir)
     log.info("report written to %s", out_dir)
     return paths
@@ -85,14 +87,15 @@ def build_report(protocol: Protocol, store: ResultStore, out_dir: Path, planned:
 
 def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, features: Path,
                     tuning_choices: list[dict] | None = None, official_split: bool | None = None,
-                    sequential: SequentialRecord | None = None, split: pd.DataFrame | None = None) -> Document:
-    """The report as a document: the answer, overview, tuning, claims, curves, significance, heatmaps, images, cell
-    lists.
+                    sequential: SequentialRecord | None = None, split: pd.DataFrame | None = None,
+                    class_names: list[str] | None = None) -> Document:
+    """The report as a document: the answer, overview, tuning, claims, per-class rates and ROC curves, curves,
+    significance, heatmaps, images, cell lists.
 
     official_split: whether the run found a split in the source (None: as far as the protocol tells); split: the
-    stored split (training split sizes and groups), if any. With the record of a run that added seeds until decided
-    (sequential), the claims' verdicts are the sequential ones. cells are the protocol's own (one per arm, fraction
-    and seed)."""
+    stored split (training split sizes and groups), if any; class_names: dataset.json's, if any. With the record
+    of a run that added seeds until decided (sequential), the claims' verdicts are the sequential ones. cells are
+    the protocol's own (one per arm, fraction and seed)."""
     title = f"{protocol.name}: {protocol.description}".rstrip(": ")
     done = flagged(cells)
     failed = cells[cells["status"] == CellStatus.FAILED] if "status" in cells.columns else cells.iloc[0:0]
@@ -108,8 +111,10 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     curves = fit_curves(summary, spec.metric, spec.target)
     pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric, predictions=predictions), done, spec.metric)
     sizes = answer.sizes_needed(done, summary, curves, spec.metric, spec.target)
+    names = classes.class_names(done, predictions, class_names, features)
     sections = [_answer(protocol, done, summary, curves, sizes, pairwise, claims[0], official_split, split)] + sections + [
         _claims(protocol, claims, sequential, done),
+        classes.section(protocol, done, summary, pairwise, predictions, split, names),
         _learning_curves(summary, curves, done, spec, sizes),
         _training_curves(done),
         _published(protocol, summary),
@@ -117,7 +122,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
         _friedman(done, spec),
         _mcnemar(protocol, done, predictions),
         _heatmaps(summary, done, spec),
-        _images(protocol, done, summary, predictions, features),
+        _images(protocol, done, summary, predictions, features, names),
         _cell_lists(done, failed),
         _all_metrics(summary, spec.metric),
     ]
@@ -614,7 +619,8 @@ def _heatmaps(summary: pd.DataFrame, done: pd.DataFrame, spec) -> Section:
     return Section("Depth and truncation heatmaps", paragraphs, items) if items or paragraphs else None
 
 
-def _images(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, predictions, features: Path) -> Section:
+def _images(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, predictions, features: Path,
+            names: list[str]) -> Section:
     spec = protocol.report
     fraction = spec.confusion_fraction or float(done["fraction"].max())
     panels, rows = [], []
@@ -629,11 +635,11 @@ def _images(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, predi
         mark = f" {mark}" if mark else ""
         panels.append((f"{strategy}: {cell['arm']} seed {int(cell['seed'])}{mark}", counts))
         rows += [{"strategy": strategy, "arm": cell["arm"], "seed": int(cell["seed"]), "run_id": cell["run_id"],
-                  "true": i, "predicted": j, "count": int(n)} for (i, j), n in np.ndenumerate(counts)]
+                  "true": i, "predicted": j, "true_class": names[i], "predicted_class": names[j], "count": int(n)}
+                 for (i, j), n in np.ndenumerate(counts)]
     items: list = []
     paragraphs = [f"Confusion matrices of the best cell of each strategy by validation score at fraction {fraction:g}."]
     if panels:
-        names = _class_names(features, len(panels[0][1]))
         items += [_figure("confusion", f"Confusion matrices at fraction {fraction:g}",
                           figures.confusion_matrices(panels, names)),
                   Table("confusion", "Confusion counts (CSV only)", None, pd.DataFrame(rows))]
@@ -643,18 +649,6 @@ def _images(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, predi
                        tables.topk(summary)))
     paragraphs.append(_tsne(protocol, features, items))
     return Section("Images: confusion, top-k, t-SNE", paragraphs, items)
-
-
-def _class_names(features: Path, k: int) -> list[str]:
-    if features.is_file():
-        try:
-            with np.load(features, allow_pickle=False) as data:
-                names = [str(name) for name in data["class_names"]]
-            if len(names) == k:
-                return names
-        except (OSError, ValueError, KeyError):
-            pass
-    return [str(i) for i in range(k)]
 
 
 def _tsne(protocol: Protocol, features: Path, items: list) -> str:

@@ -268,6 +268,35 @@ def _cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[float, float]]:
     return [(sorted_ranks[s], sorted_ranks[e]) for s, e in runs]
 
 
+# --------------------------------------------------------------------------------------------------- ROC
+def roc_curves(points: pd.DataFrame, legends: dict[tuple[float, str], str],
+               operating: dict[tuple[float, str], tuple[float, float]]) -> Figure:
+    """One panel per fraction (points: fraction, arm, curve, seed, fpr, tpr): per arm its pooled curve thick,
+    labelled legends[(fraction, arm)], each seed's curve thin, and a cross at operating[(fraction, arm)] (false- and
+    true-positive rate) where given; the chance diagonal dotted."""
+    fractions = sorted(points["fraction"].unique())
+    palette = _palette(arms_in_rows(points))
+    figure, axes_list = _grid(len(fractions), 4.2, 4.0)
+    for axes, fraction in zip(axes_list, fractions):
+        at = points[points["fraction"] == fraction]
+        for arm in arms_in_rows(at):
+            curves = at[at["arm"] == arm]
+            for _, seed_curve in curves[curves["curve"] == "seed"].groupby("seed"):
+                axes.plot(seed_curve["fpr"], seed_curve["tpr"], color=palette[arm], linewidth=0.7, alpha=0.35)
+            pooled = curves[curves["curve"] == "pooled"]
+            axes.plot(pooled["fpr"], pooled["tpr"], color=palette[arm], linewidth=2.2, label=legends[fraction, arm])
+            if (fraction, arm) in operating:
+                axes.plot(*operating[fraction, arm], marker="X", markersize=9, color=palette[arm],
+                          markeredgecolor="black", linestyle="none")
+        axes.plot([0, 1], [0, 1], color="0.5", linestyle=":", linewidth=1)
+        axes.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity (false-positive rate)",
+                 ylabel="sensitivity (true-positive rate)")
+        axes.set_aspect("equal")
+        axes.set_title(f"fraction {fraction:g}", fontsize=9)
+        axes.legend(fontsize="x-small", loc="lower right")
+    return figure
+
+
 # ----------------------------------------------------------------------------------------------- images
 def confusion_matrices(panels: list[tuple[str, np.ndarray]], class_names: list[str]) -> Figure:
     """One confusion matrix per panel (title, counts with true labels as rows), coloured by row share."""

@@ -188,6 +188,25 @@ def topk(summary: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+RATE_LABELS = {"sensitivity": "sensitivity", "specificity": "specificity", "ppv": "PPV", "npv": "NPV"}
+
+
+def per_class(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per fraction, compared arm and class: the seeds (with the arm's degenerate cells marked), the four rates at the
+    operating point, mean [95% CI] over seeds, and the counts summed over seeds."""
+    return pd.DataFrame({
+        "fraction": frame["fraction"].map("{:g}".format),
+        "arm": [f"{arm} ({role})" for arm, role in zip(frame["arm"], frame["role"])],
+        "class": frame["class_name"],
+        "seeds": [str(seeds) + mark for seeds, mark in zip(frame["seeds"], _flags(frame))],
+        **{f"{label} [95% CI]": [estimate(*v) for v in zip(
+            frame[f"{rate}_mean"], frame[f"{rate}_ci_low"], frame[f"{rate}_ci_high"])]
+           for rate, label in RATE_LABELS.items()},
+        "TP / FN / FP / TN (all seeds)": [f"{tp} / {fn} / {fp} / {tn}" for tp, fn, fp, tn in
+                                          zip(frame["tp"], frame["fn"], frame["fp"], frame["tn"])],
+    })
+
+
 def claims(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "claim": frame["claim"], "as written": frame["text"].replace("", "-"), "tested": frame["statement"],

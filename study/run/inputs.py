@@ -163,7 +163,7 @@ def study_data(study: PlannedStudy) -> CheckedData:
     return checked_dataset(study.protocol, study.protocol_path, study.data_dir, study.results_dir / ".cache")
 
 
-def _split_rows(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> pd.DataFrame:
+def split_rows(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> pd.DataFrame:
     """split.parquet's rows: one block per seed (seed null for the fixed split), each image with its group."""
     groups = [None] * len(dataset) if dataset.groups is None else dataset.groups.astype(str)
     return pd.concat([pd.DataFrame({
@@ -176,11 +176,13 @@ def _split_rows(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> pd.Da
 
 
 def store_inputs(study: PlannedStudy, data: CheckedData, events: RunEvents) -> None:
-    """The split of each seed, the dataset's skipped files and the protocol, stored beside the cells."""
+    """The split of each seed, the dataset's class names and skipped files, and the protocol, stored beside the
+    cells."""
     store = study.store
     dataset = data.dataset
-    store.put_split(_split_rows(dataset, data.splits))
+    store.put_split(split_rows(dataset, data.splits))
     store.put_dataset_info({"fingerprint": dataset.fingerprint, "images": len(dataset),
+                            "class_names": list(dataset.class_names),
                             "official_split": data.official, "source_file": dataset.source_file,
                             "skipped_files": len(dataset.skipped), "skipped": list(dataset.skipped)})
     store.put_protocol(Path(study.protocol_path).read_text())

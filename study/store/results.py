@@ -2,7 +2,9 @@
 
 Contract:
 - `results/<protocol>/cells/<run_id>.parquet` holds one row; `predictions/<run_id>.parquet` the per-image test
-  probabilities. A cell's predictions are written before its row, so a row on disk always has its predictions.
+  probabilities, with the class names (`predictions.attrs["class_names"]`, in the file's schema metadata; absent in
+  files written before them). A cell's predictions are written before its row, so a row on disk always has its
+  predictions.
 - Every file is written in its schema, declared once in `study.store.schema` (the row's columns and types), so that
   `cells/` and `predictions/` read as one table in any parquet reader; a row with a column the schema lacks is
   refused with a StudyError. Files written before the schema are cast to it when read, and `conform_files`
@@ -13,7 +15,8 @@ Contract:
   one rewrite of a file written before the schema, above).
 - The split the cells were trained on is stored in `split.parquet`, one block of rows per seed with
   `dataset.resplit` (the seed column null for the fixed split every seed shares); what the dataset load found and
-  skipped in `dataset.json`. Temporary files a killed run left behind are removed by the next run, under its lock.
+  skipped, and the class names, in `dataset.json`. Temporary files a killed run left behind are removed by the
+  next run, under its lock.
 - A run with --until-decided stores its plan of looks, the looks made and why it stopped in `sequential.json`.
 - A tuned protocol's choices are stored once per tuning unit as `tuning/chosen/<unit key>.json` (the values, the
   best validation score, the budget and how it was spent); the engines' own state (Optuna's SQLite file,
@@ -40,11 +43,13 @@ from study.core.files import Writer, write_atomic
 from study.store.schema import (
     CELLS,
     SPLIT,
+    class_names_of,
     conform,
     conformed_frame,
     conformed_row,
     predictions_schema_for,
     undeclared,
+    with_class_names,
 )
 
 log = logging.getLogger(__name__)
@@ -106,9 +111,16 @@ class ResultStore:
         return pa.concat_tables([CELLS.empty_table(), *filter(None, tables)]).to_pandas()
 
     def predictions(self, run_id: str) -> pd.DataFrame | None:
-        """The per-image test predictions of one cell, or None when absent or unreadable."""
+        """The per-image test predictions of one cell, or None when absent or unreadable; the stored class names in
+        `attrs["class_names"]` (absent for files written before them)."""
         table = _read(self.predictions_dir / f"{run_id}.parquet", predictions_schema_for)
-        return None if table is None else table.to_pandas()
+        if table is None:
+            return None
+        frame = table.to_pandas()
+        names = class_names_of(table.schema)
+        if names is not None:
+            frame.attrs["class_names"] = names
+        return frame
 
     def row(self, run_id: str) -> dict | None:
         """The stored row of one cell as plain Python values, or None when absent or unreadable."""
@@ -152,7 +164,7 @@ class ResultStore:
         _write_atomic(self.root / "protocol.yaml", text.encode())
 
     def put_dataset_info(self, info: dict) -> None:
-        """What the dataset load found: image count and the files it skipped (dataset.json)."""
+        """What the dataset load found: image count, class names and the files it skipped (dataset.json)."""
         _write_atomic(self.root / "dataset.json", json.dumps(info, indent=1, sort_keys=True).encode())
 
     def put_sequential(self, record: dict) -> None:
@@ -238,9 +250,11 @@ def _split_schema(names: list[str]) -> pa.Schema:
 
 
 def _predictions_table(predictions: pd.DataFrame, path: Path) -> pa.Table:
-    """The predictions as a table in the schema of their class count; a StudyError for other columns."""
+    """The predictions as a table in the schema of their class count, with their class names
+    (predictions.attrs["class_names"]) where they have them; a StudyError for other columns."""
     table = pa.Table.from_pandas(predictions, preserve_index=False)
-    return conformed_frame(table, predictions_schema_for(table.column_names), str(path))
+    table = conformed_frame(table, predictions_schema_for(table.column_names), str(path))
+    return with_class_names(table, predictions.attrs.get("class_names"))
 
 
 def _read(path: Path, schema_for: Callable[[list[str]], pa.Schema]) -> pa.Table | None:

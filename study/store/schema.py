@@ -9,10 +9,14 @@ refused (`conformed_row`), never written without it.
 
 Files written before the schema existed (a column typed null in one file and int64 in another) are cast to it
 when read (`conform`), and rewritten in it, values unchanged, by the next `study run` under its lock.
+
+A prediction file carries the dataset's class names, in class order, as JSON under the schema metadata key
+`class_names`; files written before the names were stored lack the key, and read as they are.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 import pyarrow as pa
@@ -128,6 +132,7 @@ SPLIT = pa.schema(_fields(
 ))
 
 _PROBABILITY = re.compile(r"prob_(\d+)")
+CLASS_NAMES = b"class_names"  # prediction files' schema metadata: the class names in class order, as JSON
 
 
 def predictions_schema(n_classes: int) -> pa.Schema:
@@ -144,6 +149,19 @@ def predictions_schema(n_classes: int) -> pa.Schema:
 def predictions_schema_for(names: list[str]) -> pa.Schema:
     """The prediction schema of a table with these columns (its class count: its prob_<k> columns)."""
     return predictions_schema(sum(1 for name in names if _PROBABILITY.fullmatch(name)))
+
+
+def with_class_names(table: pa.Table, names: list[str] | None) -> pa.Table:
+    """The table with the class names in its schema metadata (unchanged when names is None)."""
+    if names is None:
+        return table
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), CLASS_NAMES: json.dumps(list(names))})
+
+
+def class_names_of(schema: pa.Schema) -> list[str] | None:
+    """The class names stored in a schema's metadata, or None when it holds none (files written before them)."""
+    stored = (schema.metadata or {}).get(CLASS_NAMES)
+    return None if stored is None else [str(name) for name in json.loads(stored)]
 
 
 def undeclared(names: list[str], schema: pa.Schema) -> list[str]:
@@ -175,11 +193,11 @@ def conformed_frame(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """A stored table cast to the schema: columns in its order, each cast to its type, absent ones empty. Columns
-    the schema does not declare are left out (`undeclared` names them). Raises ValueError (pyarrow's) when a value
-    does not cast or a required column is empty."""
+    the schema does not declare are left out (`undeclared` names them); stored class names are kept. Raises
+    ValueError (pyarrow's) when a value does not cast or a required column is empty."""
     columns = [
         table.column(field.name).cast(field.type) if field.name in table.column_names
         else pa.nulls(table.num_rows, field.type)
         for field in schema
     ]
-    return pa.Table.from_arrays(columns, schema=schema)
+    return with_class_names(pa.Table.from_arrays(columns, schema=schema), class_names_of(table.schema))

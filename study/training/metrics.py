@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 from sklearn import metrics as sk
 
+from study.core.operating_point import apply_operating_point
+
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """Accuracy, top-2 accuracy (3+ classes, else NaN), balanced accuracy, macro one-vs-rest AUC, macro F1,
@@ -77,14 +79,6 @@ def choose_operating_point(labels: np.ndarray, probabilities: np.ndarray, prior:
     scores = [sk.balanced_accuracy_score(labels, apply_operating_point(probabilities, "prior", t, prior))
               for t in PRIOR_EXPONENTS]
     return "prior", float(PRIOR_EXPONENTS[int(np.argmax(scores))])
-
-
-def apply_operating_point(probabilities: np.ndarray, rule: str, point: float, prior: np.ndarray) -> np.ndarray:
-    """Predicted classes under a rule of choose_operating_point."""
-    if rule == "youden":
-        return (probabilities[:, 1] >= point).astype(np.int64)
-    weights = np.power(np.clip(prior, 1e-12, None), point)
-    return (probabilities * weights).argmax(axis=1)
 
 
 def operating_metrics(labels: np.ndarray, probabilities: np.ndarray, rule: str, point: float,

@@ -108,4 +108,5 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
     )
     for column in range(n_classes):
         predictions[f"prob_{column}"] = probabilities[:, column]
+    predictions.attrs["class_names"] = list(dataset.class_names)
     return row, predictions
