@@ -169,3 +169,24 @@ def test_the_runner_up_test_is_one_comparison_per_fraction_holm_adjusted_over_th
     assert table["p"].to_numpy() == pytest.approx(holm(raw))
     every_pair = pair.set_index("fraction").loc[table["fraction"], "t_p_holm"].to_numpy()
     assert (table["p"].to_numpy() < every_pair).any(), "the family of all six pairs would be stricter"
+
+
+def _overview_split(document) -> str:
+    overview = next(section for section in document.sections if section.title == "Overview")
+    return next(paragraph for paragraph in overview.paragraphs if paragraph.startswith("Split: "))
+
+
+@pytest.mark.slow
+def test_the_split_sentence_names_the_groups_per_side_or_warns_of_leakage(tmp_path):
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, seeds=3, noise=0.005)
+    split = _split(POOL)
+    split["group"] = [f"video{index // 3}" for index in range(len(split))]  # three frames per video: one spans sides
+    grouped = _overview_split(_document(tmp_path / "grouped", rows, split=split, seeds=3))
+    train_groups = split.loc[split["split"] == "train", "group"].nunique()
+    test_groups = split.loc[split["split"] == "test", "group"].nunique()
+    shared = len(set(split.loc[split["split"] == "train", "group"]) & set(split.loc[split["split"] == "test", "group"]))
+    assert (f"grouped: {split['group'].nunique()} groups, {train_groups} in train, 0 in val, {test_groups} in test"
+            in grouped)
+    assert shared == 1 and "1 group(s) sit on more than one side" in grouped
+    plain = _overview_split(_document(tmp_path / "plain", rows, split=_split(POOL), seeds=3))
+    assert "no group column, so images of one patient may sit on both sides" in plain

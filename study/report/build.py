@@ -99,7 +99,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     title = f"{protocol.name}: {protocol.description}".rstrip(": ")
     done = flagged(cells)
     failed = cells[cells["status"] == CellStatus.FAILED] if "status" in cells.columns else cells.iloc[0:0]
-    sections = [_overview(protocol, done, failed, official_split),
+    sections = [_overview(protocol, done, failed, official_split, split),
                 _tuning(protocol, done, tuning_choices or [])]
     sections = [section for section in sections if section is not None]
     if done.empty:
@@ -260,7 +260,8 @@ def _own_backbones(protocol: Protocol) -> str:
     return f" Networks of their own: {'; '.join(own)}." if own else ""
 
 
-def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, official_split: bool | None) -> Section:
+def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, official_split: bool | None,
+              split: pd.DataFrame | None) -> Section:
     spec = protocol.report
     dataset = protocol.dataset
     name = getattr(dataset, "name", None) or getattr(dataset, "path", None) or "built-in images"
@@ -268,7 +269,7 @@ def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, offi
         f"Dataset: {dataset.source} {name} at {dataset.size} px{_source_file(dataset, done)}. Backbone: "
         f"{protocol.backbone.name} "
         f"({protocol.backbone.weights} weights; scratch arms start from random weights)." + _own_backbones(protocol),
-        f"Split: {split_description(dataset, official_split)}.",
+        f"Split: {split_description(dataset, official_split)}{_groups_sentence(protocol, split, official_split)}",
         _cell_counts(done, failed),
         *_degenerate_rules(spec.exclude_degenerate),
         f"Image resize filter (to {dataset.size} px): {_stored_values(done, 'resize')}. TensorFlow threads per "
@@ -278,6 +279,28 @@ def _overview(protocol: Protocol, done: pd.DataFrame, failed: pd.DataFrame, offi
         "Versions stored with the cells: " + _versions(done) + ".",
     ]
     return Section("Overview", paragraphs)
+
+
+def _groups_sentence(protocol: Protocol, split: pd.DataFrame | None, official_split: bool | None) -> str:
+    """How the split treats groups (patients, videos), ending the Overview's split sentence: the group column and
+    the groups per side, or the leakage warning for a seeded split without groups."""
+    if not _grouped(protocol, split):
+        if _seeded(protocol, official_split):
+            return ("; no group column, so images of one patient may sit on both sides of it (every test metric is "
+                    "then flattered).")
+        return "."
+    column = getattr(protocol.dataset, "group_column", None)
+    named = f" by the column {column}" if column else ""
+    if split is None or split.empty:
+        return f", grouped{named}: a group's images stay on one side."
+    fixed = split["seed"].isna()
+    block = split[fixed] if fixed.any() else split[split["seed"] == split["seed"].min()]
+    which = "" if fixed.any() else " in the first seed's split"
+    per_side = block.groupby("split")["group"].nunique()
+    sides = ", ".join(f"{per_side.get(side, 0)} in {side}" for side in ("train", "val", "test"))
+    shared = int(block.groupby("group")["split"].nunique().gt(1).sum())
+    where = "" if not shared else f"; {shared} group(s) sit on more than one side (the source's own split put them so)"
+    return f", grouped{named}: {block['group'].nunique()} groups{which}, {sides}{where}."
 
 
 def _source_file(dataset, done: pd.DataFrame) -> str:
