@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from study.core.errors import ProtocolError, StudyError
+from study.core.vocabulary import KEEP_MODELS
 
 log = logging.getLogger("study")
 CLOSED_PIPE = 141  # 128 + SIGPIPE
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --until-decided: seeds at the last look (default 10)")
     run.add_argument("--seeds-per-round", type=int, default=None,
                      help="with --until-decided: seeds added per look (default 2)")
+    run.add_argument("--keep-models", choices=KEEP_MODELS, default=None,
+                     help="keep trained models in results/<name>/models/: each arm x fraction's best cell by "
+                     "validation, or every cell's (default: the protocol's run.keep_models, else none)")
 
     plan = commands.add_parser("plan", help="the cells, what is done, the block map, n_train and estimated time")
     _common(plan)
@@ -68,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--data-dir", default=None, help="dataset folder (default: $STUDY_DATA_DIR); without "
                           "one, only the protocol is checked")
     commands.add_parser("datasets", help="the dataset sources and where they look for files")
+    predict = commands.add_parser("predict", help="apply a kept model to images: class probabilities as CSV")
+    predict.add_argument("model", type=Path, help="a kept model: results/<name>/models/<run id>.keras")
+    predict.add_argument("images", type=Path, help="a folder of images (searched recursively) or one image file")
+    predict.add_argument("--out", type=Path, default=None, help="CSV file to write (default: standard output)")
     return parser
 
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from study.core.errors import StudyError
 from study.run.events import RunEvents
 from study.run.inputs import PlannedStudy, open_study
 from study.run.options import RunOptions
@@ -48,6 +49,17 @@ class PrintedEvents(RunEvents):
         from study.run.progress import SweepProgress
 
         return SweepProgress(total=total, done=done, enabled=self.show_progress)
+
+    def training_for_models(self, cells: int) -> None:
+        print(f"training {cells} cells stored without their model again, to keep their models (their stored results "
+              "stay as they are)", flush=True)
+
+    def model_not_kept(self, cell: str, error: str) -> None:
+        print(f"note: no model kept for {cell}: training it again failed ({error})", file=sys.stderr)
+
+    def models_kept(self, count: int, folder: Path, mode: str) -> None:
+        which = "the best cell of each arm and fraction by validation" if mode == "best" else "every done cell"
+        print(f"{count} models kept in {folder} ({which}; `study predict MODEL IMAGES` applies one)")
 
     def no_feature_map(self, error: Exception) -> None:
         print(f"note: no feature map for the report ({type(error).__name__}: {error})", file=sys.stderr)
@@ -184,7 +196,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(jobs=args.jobs, executor=args.executor, address=args.address, retry_failed=args.retry_failed,
                       wait=args.wait, until_decided=args.until_decided, max_seeds=args.max_seeds,
-                      seeds_per_round=args.seeds_per_round)
+                      seeds_per_round=args.seeds_per_round, keep_models=args.keep_models)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -244,4 +256,21 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return 0
     remove_results(study, list(stale["run_id"]))
     print(f"deleted {len(stale)} stored results that no longer belong to {name}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Apply a kept model to a folder of images; per image the class probabilities and the predicted class, as CSV."""
+    from study.core.files import write_atomic
+    from study.run.predict import predict_images
+
+    frame = predict_images(args.model, args.images)
+    if args.out is None:
+        frame.to_csv(sys.stdout, index=False)
+        return 0
+    try:
+        write_atomic(args.out, frame.to_csv(index=False).encode())
+    except OSError as exc:
+        raise StudyError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    print(f"{len(frame)} images predicted; written to {args.out}")
     return 0

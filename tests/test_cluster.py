@@ -248,7 +248,7 @@ def test_a_worker_reading_other_data_than_the_driver_fails_its_cells(tmp_path):
     cell = plan_cells(protocol, "fingerprint")[0]
     context = WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=str(tmp_path), cache_dir=None, threads=1,
                             fingerprint="the driver's files")
-    row, predictions = run_cell(cell, context)
+    row, predictions, _ = run_cell(cell, context)
     assert row["status"] == "failed" and predictions is None and row["failure"] == "deterministic"
     assert row["error"].startswith("DataError: the dataset this worker (") and str(tmp_path) in row["error"]
     assert "differs from the driver's" in row["error"]

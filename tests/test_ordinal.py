@@ -47,13 +47,13 @@ def test_ordinal_is_part_of_the_run_id_only_when_set():
 def test_an_ordinal_cell_stores_kappa_and_mae():
     protocol = parse_protocol(GRADES)
     cell = plan_cells(protocol, source_fingerprint(protocol.dataset, None))[0]
-    row, predictions = run_cell(cell, _context(protocol))
+    row, predictions, _ = run_cell(cell, _context(protocol))
     assert row["status"] == "done", row["error"]
     predicted, labels = predictions["predicted"].to_numpy(), predictions["label"].to_numpy()
     assert row["mae_class"] == pytest.approx(np.abs(predicted - labels).mean())
     assert row["kappa_quadratic"] == pytest.approx(sk.cohen_kappa_score(labels, predicted, weights="quadratic"))
     plain = parse_protocol(GRADES.replace(", ordinal: true", ""))
-    row, _ = run_cell(plan_cells(plain, source_fingerprint(plain.dataset, None))[0], _context(plain))
+    row, _, _ = run_cell(plan_cells(plain, source_fingerprint(plain.dataset, None))[0], _context(plain))
     assert "mae_class" not in row and "kappa_quadratic" not in row
 
 

@@ -54,7 +54,7 @@ def fake_run(outcomes: list):
             raise outcome
         row = cell_row(cell, started)
         row.update(status="done", auc=0.9)
-        return row, None
+        return row, None, None
 
     run.calls = calls
     return run
@@ -147,7 +147,7 @@ def test_a_dying_executor_stops_the_sweep_keeping_what_finished(tmp_path, monkey
 
     def dying(todo, context, jobs, retries, cluster=None):
         row = cell_row(todo[0], datetime.now())
-        yield {**row, "status": "done"}, None
+        yield {**row, "status": "done"}, None, None
         raise RuntimeError("A worker process managed by the executor was unexpectedly terminated.\nSIGKILL(-9)")
 
     monkeypatch.setattr(scheduler, "execute", dying)

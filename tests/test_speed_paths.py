@@ -40,10 +40,10 @@ def test_reused_model_gives_the_fresh_build_result(protocol, cells, tmp_path):
     caches._TRAINERS.clear()
     run_cell(first, context(protocol, tmp_path))
     assert len(caches._TRAINERS) == 1
-    reused_row, reused = run_cell(second, context(protocol, tmp_path))
+    reused_row, reused, _ = run_cell(second, context(protocol, tmp_path))
     assert len(caches._TRAINERS) == 1, "the second cell should reuse the first cell's traced model"
     caches._TRAINERS.clear()
-    fresh_row, fresh = run_cell(second, context(protocol, tmp_path))
+    fresh_row, fresh, _ = run_cell(second, context(protocol, tmp_path))
     assert reused_row["status"] == fresh_row["status"] == "done", reused_row["error"]
     np.testing.assert_array_equal(reused.filter(like="prob_").to_numpy(), fresh.filter(like="prob_").to_numpy())
     assert reused_row["auc"] == fresh_row["auc"] and reused_row["log_loss"] == fresh_row["log_loss"]
@@ -52,8 +52,8 @@ def test_reused_model_gives_the_fresh_build_result(protocol, cells, tmp_path):
 @pytest.mark.slow
 def test_cached_features_match_the_full_model(protocol, cells, tmp_path):
     for cell in cells[:2] + cells[-2:]:
-        cached_row, cached = run_cell(cell, context(protocol, tmp_path))
-        plain_row, plain = run_cell(cell, context(protocol, tmp_path, caches=False))
+        cached_row, cached, _ = run_cell(cell, context(protocol, tmp_path))
+        plain_row, plain, _ = run_cell(cell, context(protocol, tmp_path, caches=False))
         assert cached_row["cached_input_block"] is not None and plain_row["cached_input_block"] is None
         np.testing.assert_allclose(cached.filter(like="prob_").to_numpy(), plain.filter(like="prob_").to_numpy(),
                                    atol=1e-4)
@@ -107,9 +107,9 @@ def test_pretrained_cells_built_head_only_equal_a_full_build(tmp_path):
         run_cell(first, context(protocol, tmp_path))
         (_, start), = caches._TRAINERS.values()
         assert start is not None and start.draws > 0, "the backbone's seed draws should be counted"
-        reused_row, reused = run_cell(second, context(protocol, tmp_path))
+        reused_row, reused, _ = run_cell(second, context(protocol, tmp_path))
         caches._TRAINERS.clear()
-        fresh_row, fresh = run_cell(second, context(protocol, tmp_path))
+        fresh_row, fresh, _ = run_cell(second, context(protocol, tmp_path))
         assert reused_row["status"] == fresh_row["status"] == "done", reused_row["error"]
         np.testing.assert_array_equal(reused.filter(like="prob_").to_numpy(), fresh.filter(like="prob_").to_numpy())
         assert reused_row["auc"] == fresh_row["auc"], label
@@ -165,7 +165,7 @@ def test_the_first_cached_cell_stores_every_block_the_sweep_needs(protocol, cell
 
     needed = cached_blocks(cells)
     assert list(needed.values()) == [[2, 4]], "finetune(depth=2) starts after block 2, frozen after block 4 of 5"
-    row, _ = run_cell(cells[0], replace(context(protocol, tmp_path), cached_blocks=needed))
+    row, _, _ = run_cell(cells[0], replace(context(protocol, tmp_path), cached_blocks=needed))
     assert row["status"] == "done", row["error"]
     assert len(list((tmp_path / "features").glob("*.npy"))) == 2
 

@@ -132,15 +132,15 @@ def test_nan_loss_fails_the_cell_with_the_reason(cells):
     cell = cells["scratch"]
     broken = dataclasses.replace(cell, arm=dataclasses.replace(cell.arm, lr_head=1e12, lr_backbone=1e12))
     context = WorkerContext(dataset=parse_protocol(PROTOCOL).dataset.model_dump(), data_dir=None, cache_dir=None, threads=1)
-    row, predictions = run_cell(broken, context)
+    row, predictions, _ = run_cell(broken, context)
     assert row["status"] == "failed" and predictions is None
     assert "training loss became nan" in row["error"].lower()
 
 
 def test_same_cell_twice_gives_identical_results(cells):
     context = WorkerContext(dataset=parse_protocol(PROTOCOL).dataset.model_dump(), data_dir=None, cache_dir=None, threads=1)
-    first, first_predictions = run_cell(cells["truncate(at=2)"], context)
-    second, second_predictions = run_cell(cells["truncate(at=2)"], context)
+    first, first_predictions, _ = run_cell(cells["truncate(at=2)"], context)
+    second, second_predictions, _ = run_cell(cells["truncate(at=2)"], context)
     assert first["status"] == "done", first["error"]
     for metric in ("accuracy", "auc", "log_loss", "epochs", "n_train"):
         assert first[metric] == second[metric]

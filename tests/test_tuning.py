@@ -126,7 +126,7 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
     assert [o.error for o in outcomes if o.state == "failed"] == []
     assert all(o.parts == ("train", "val") for o in outcomes if o.state == "complete")
     # the guard is real: a sweep cell, which evaluates on test, trips it
-    row, _ = worker.run_cell(plan_cells(protocol, fingerprint, choices)[0], context)
+    row, _, _ = worker.run_cell(plan_cells(protocol, fingerprint, choices)[0], context)
     assert row["status"] == "failed" and "the test split was read" in row["error"]
 
 

@@ -10,6 +10,7 @@ OPERATING_METRICS = ("accuracy_op", "balanced_accuracy_op", "f1_macro_op")  # at
 ORDINAL_METRICS = ("kappa_quadratic", "mae_class")  # with dataset.ordinal only
 METRICS = CLASSIFICATION_METRICS + OPERATING_METRICS + ORDINAL_METRICS  # every stored test metric, in report order
 LOWER_IS_BETTER = frozenset({"log_loss", "mae_class", "val_loss"})  # metrics and validation monitors
+KEEP_MODELS = ("none", "best", "all")  # trained models a run keeps: none, each arm x fraction's best, every cell's
 
 
 class Direction(enum.StrEnum):

@@ -109,7 +109,7 @@ def folder_source(path: str, data_dir: Path | None, on_bad_file: str = "fail") -
             raise DataError(f"{base} holds no class subfolders; put each class's images in its own subfolder "
                             f"(e.g. {base / 'benign'})")
         for folder in class_folders:
-            files = _image_files(folder)
+            files = image_files(folder)
             if not files:
                 raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                                 "add images or remove the folder")
@@ -121,7 +121,7 @@ def subfolders(folder: Path) -> list[Path]:
     return sorted(child for child in folder.iterdir() if child.is_dir() and not child.name.startswith("."))
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
     """The image files below folder, sorted; hidden files and segmentation masks (<image>_mask.png) left out."""
     files = (
         path for path in folder.rglob("*")

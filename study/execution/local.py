@@ -17,44 +17,40 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from study.core.errors import StudyError
 from study.core.failures import FailureKind, WorkerLost
 from study.core.vocabulary import CellStatus
 from study.plan.cells import Cell
 from study.training.context import WorkerContext
 from study.training.rows import failed_row
-from study.training.worker import run_cell
+from study.training.worker import CellResult, run_cell
 
 if TYPE_CHECKING:
     from study.execution.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
-Result = tuple[dict, pd.DataFrame | None]
 
-
-def attempt_cell(context: WorkerContext, cell: Cell, retries: int = 0) -> Result:
+def attempt_cell(context: WorkerContext, cell: Cell, retries: int = 0) -> CellResult:
     """run_cell, tried again up to `retries` times while it fails with a retryable error; the row counts attempts."""
     for attempt in range(1, retries + 2):
-        row, predictions = run_cell(cell, context)
+        row, predictions, model = run_cell(cell, context)
         if row["status"] == CellStatus.DONE or row.get("failure") != FailureKind.RETRYABLE.value or attempt > retries:
             break
         log.warning("%s failed (%s); attempt %d of %d", cell.describe(), row["error"], attempt + 1, retries + 1)
     row.setdefault("failure", None)
     row["attempts"] = attempt
-    return row, predictions
+    return row, predictions, model
 
 
-def lost_cell(cell: Cell, lost: WorkerLost) -> Result:
+def lost_cell(cell: Cell, lost: WorkerLost) -> CellResult:
     """The failed row of a cell given up because its worker process died each time it ran (deterministic)."""
     row = failed_row(cell, datetime.now(timezone.utc), f"WorkerLost: {lost.reason}", FailureKind.DETERMINISTIC)
     row["attempts"] = lost.attempts
-    return row, None
+    return row, None, None
 
 
-def cell_results(outcomes: Iterator[tuple[Cell, Result | WorkerLost]]) -> Iterator[Result]:
+def cell_results(outcomes: Iterator[tuple[Cell, CellResult | WorkerLost]]) -> Iterator[CellResult]:
     """(cell, outcome) pairs as results, a WorkerLost as lost_cell; closing this closes outcomes (stops its workers)."""
     with closing(outcomes):
         for cell, outcome in outcomes:
@@ -90,10 +86,10 @@ def map_unordered(function: Callable[[WorkerContext, Any], Any], items: Iterable
 
 
 def execute(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0,
-            cluster: Cluster | None = None) -> Iterator[Result]:
+            cluster: Cluster | None = None) -> Iterator[CellResult]:
     """Run cells through map_unordered (`jobs` local workers even for fewer cells: one pool for the whole run), each
-    tried again while it fails with a retryable error; yield each (row, predictions) as it finishes. A cell whose
-    worker process died each time it ran comes back as a failed row."""
+    tried again while it fails with a retryable error; yield each (row, predictions, model) as it finishes. A cell
+    whose worker process died each time it ran comes back as a failed row."""
     # one cell per task: a finished cell comes back at once, so a kill loses only the cells that were running
     return cell_results(map_unordered(partial(attempt_cell, retries=retries), cells, context, jobs, cluster))
 

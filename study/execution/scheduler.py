@@ -17,6 +17,7 @@ from study.training.context import WorkerContext
 
 if TYPE_CHECKING:
     from study.execution.cluster import Cluster
+    from study.execution.keeping import ModelKeeper
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,10 @@ def run_sweep(
     policy: RunSpec | None = None,
     extra: dict | None = None,
     cluster: Cluster | None = None,
+    keeper: ModelKeeper | None = None,
 ) -> SweepSummary:
-    """Run every cell the store lacks; each result (with `extra` columns) is stored the moment it arrives.
+    """Run every cell the store lacks; each result (with `extra` columns) is stored the moment it arrives, through
+    `keeper` when models are kept (the context then has workers send each cell's model back).
 
     Cells run on `cluster` when one is given (its workers never write the store), else on this machine.
 
@@ -94,9 +97,10 @@ def run_sweep(
     summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo))
     log.info("%d cells, %d already stored, %d to run", len(cells), summary.skipped, len(todo))
     results = execute(todo, context, jobs, policy.retries, cluster=cluster)
+    put = keeper.put if keeper is not None else store.put
     try:
-        for row, predictions in _until_broken(results, summary):
-            store.put({**row, **(extra or {})}, predictions)
+        for row, predictions, model in _until_broken(results, summary):
+            put({**row, **(extra or {})}, predictions, model)
             _count(row, summary)
             if on_result:
                 on_result(row, summary)

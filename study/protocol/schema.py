@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from study.core.errors import ProtocolError
+from study.core.vocabulary import KEEP_MODELS
 from study.data.medmnist_table import FLAGS as MEDMNIST_FLAGS
 from study.protocol.arms import as_list, expand_arms
 from study.protocol.blocks import BLOCK_MAPS
@@ -211,11 +212,16 @@ class TrainSpec(Strict):
 
 
 class RunSpec(Strict):
-    """How a sweep treats failing cells; like the report options, never part of a run id."""
+    """How a sweep treats failing cells and which trained models it keeps; like the report options, never part of a
+    run id."""
 
     retries: int = Field(1, ge=0, le=10, description="extra attempts of a cell that fails with an ordinary error")
     max_consecutive_failures: int | None = Field(
         5, ge=1, description="stop the sweep after this many failed cells in a row (null: never stop)"
+    )
+    keep_models: Literal[KEEP_MODELS] = Field(
+        "none", description="trained models kept in results/<name>/models/: none, each arm x fraction's best by "
+        "validation, or all (--keep-models overrides it)"
     )
 
 

@@ -51,6 +51,15 @@ class RunEvents:
         """A context for the sweep of total cells, done of them stored, whose value is told each finished cell."""
         return nullcontext(CellProgress())
 
+    def training_for_models(self, cells: int) -> None:
+        """cells stored without their model are trained again for it (their stored results stay)."""
+
+    def model_not_kept(self, cell: str, error: str) -> None:
+        """Training cell again for its model failed with error."""
+
+    def models_kept(self, count: int, folder: Path, mode: str) -> None:
+        """count models of the protocol's cells are kept in folder (mode: best or all)."""
+
     def no_feature_map(self, error: Exception) -> None:
         """The report's feature map could not be computed (error); the results stand."""
 

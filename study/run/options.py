@@ -19,6 +19,12 @@ class RunOptions:
     until_decided: bool = False
     max_seeds: int | None = None
     seeds_per_round: int | None = None
+    keep_models: str | None = None  # none, best or all; None: the protocol's run.keep_models
+
+
+def keep_models(options: RunOptions, protocol: Protocol) -> str:
+    """Which trained models the run keeps: --keep-models, else the protocol's run.keep_models."""
+    return options.keep_models or protocol.run.keep_models
 
 
 def worker_jobs(jobs: int | None, protocol: Protocol) -> int:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from study.plan.cells import Cell, plan_cells
 from study.run.events import RunEvents
 from study.run.inputs import CheckedData, PlannedStudy, store_inputs, targeted
-from study.run.options import RunOptions
+from study.run.options import RunOptions, keep_models
 
 if TYPE_CHECKING:
     from study.execution.cluster import Cluster
@@ -26,9 +26,9 @@ class SweepOutcome:
     seconds: float
 
 
-def worker_context(study: PlannedStudy, data: CheckedData) -> WorkerContext:
-    """What every worker of the study's sweep needs; absolute paths: cluster workers need not share this process's
-    directory."""
+def worker_context(study: PlannedStudy, data: CheckedData, keep_models: bool) -> WorkerContext:
+    """What every worker of the study's sweep needs (with keep_models, each cell's trained model comes back too);
+    absolute paths: cluster workers need not share this process's directory."""
     from study.training.context import WorkerContext
     from study.training.features import cached_blocks
 
@@ -40,13 +40,16 @@ def worker_context(study: PlannedStudy, data: CheckedData) -> WorkerContext:
         fingerprint=data.dataset.fingerprint,
         cached_blocks=cached_blocks(study.cells),
         log_dir=str(study.store.logs_dir.absolute()),
+        keep_models=keep_models,
     )
 
 
 def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int, cluster: Cluster | None,
           events: RunEvents) -> SweepOutcome:
-    """Under the run lock: store the inputs, run the sweep, export the feature map."""
+    """Under the run lock: store the inputs, run the sweep, settle the kept models, export the feature map."""
+    from study.execution.keeping import ModelKeeper
     from study.execution.scheduler import cells_to_run, run_sweep
+    from study.run.kept_models import settle_models
     from study.run.lock import RunLock
     from study.run.reuse import adopt_finished_cells
 
@@ -62,15 +65,19 @@ def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int
         adopted = adopt_finished_cells(study.cells, store)
         if adopted:
             events.adopted(adopted, study.results_dir)
-        context = worker_context(study, data)
+        mode = keep_models(options, study.protocol)
+        context = worker_context(study, data, keep_models=mode != "none")
         if study.units:
             study.cells = tune(study, context, jobs, cluster, events)
+        keeper = ModelKeeper(mode, study.cells, store) if mode != "none" else None
         todo = cells_to_run(study.cells, store, options.retry_failed)  # a run we waited for may have stored some
         extra = {"skipped_files": len(data.dataset.skipped), "source_file": data.dataset.source_file}
         started = time.perf_counter()
         with events.progress(len(study.cells), len(study.cells) - len(todo)) as progress:
             summary = run_sweep(study.cells, store, context, jobs, options.retry_failed, on_result=progress.update,
-                                policy=study.protocol.run, extra=extra, cluster=cluster)
+                                policy=study.protocol.run, extra=extra, cluster=cluster, keeper=keeper)
+        if keeper is not None and not summary.stopped:
+            settle_models(keeper, context, jobs, study.protocol.run.retries, cluster, events)
         elapsed = time.perf_counter() - started
         if not summary.stopped:
             export_features(study, context, jobs, cluster, events)

@@ -21,9 +21,12 @@ Contract:
 - A tuned protocol's choices are stored once per tuning unit as `tuning/chosen/<unit key>.json` (the values, the
   best validation score, the budget and how it was spent); the engines' own state (Optuna's SQLite file,
   KerasTuner's project directories) lives beside them in `tuning/`.
+- With `run --keep-models`, a cell's trained model is kept in `models/` (`study.store.models`), written before its
+  row like its predictions.
 - Local worker processes write their output (TensorFlow's start-up lines, warnings) to `logs/worker-<pid>.log`.
 - A write that fails because the folder is read-only, not permitted or full raises FatalError (one line).
-- Nothing is deleted except by `remove`, which the `prune` command calls.
+- Nothing is deleted except by `remove`, which the `prune` command calls, and the kept models that
+  `--keep-models best` no longer keeps.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from study.core.errors import StudyError
-from study.core.failures import fatal_store_error
-from study.core.files import Writer, write_atomic
+from study.store.files import write_store_file
+from study.store.models import KeptModel, ModelFiles
 from study.store.schema import (
     CELLS,
     SPLIT,
@@ -69,13 +72,16 @@ class ResultStore:
         self.predictions_dir = self.root / PREDICTIONS_DIR
         self.chosen_dir = self.root / CHOSEN_DIR
         self.logs_dir = self.root / LOGS_DIR
+        self.models = ModelFiles(self.root)
 
     # ------------------------------------------------------------------------------------------ writing
-    def put(self, row: dict, predictions: pd.DataFrame | None) -> Path:
-        """Store one finished (or failed) cell atomically; its predictions first."""
+    def put(self, row: dict, predictions: pd.DataFrame | None, model: KeptModel | None = None) -> Path:
+        """Store one finished (or failed) cell atomically; its model (when given) and predictions first."""
         run_id = row["run_id"]
         path = self.cells_dir / f"{run_id}.parquet"
         table = conformed_row(row, str(path))
+        if model is not None:
+            self.models.put(model)
         if predictions is not None:
             where = self.predictions_dir / f"{run_id}.parquet"
             _write_table(_predictions_table(predictions, where), where)
@@ -145,7 +151,7 @@ class ResultStore:
     def put_tuning(self, record: dict) -> Path:
         """Store a tuning unit's choice (record["key"] names it); a later choice for the same key replaces it."""
         data = json.dumps(record, indent=1, sort_keys=True).encode()
-        return _write_atomic(self.chosen_dir / f"{record['key']}.json", data)
+        return write_store_file(self.chosen_dir / f"{record['key']}.json", data)
 
     def tuning_records(self) -> dict[str, dict]:
         """Every stored tuning choice, by unit key; unreadable files are ignored."""
@@ -161,15 +167,15 @@ class ResultStore:
     # ---------------------------------------------------------------------------------------- housekeeping
     def put_protocol(self, text: str) -> None:
         """Keep a copy of the protocol last run."""
-        _write_atomic(self.root / "protocol.yaml", text.encode())
+        write_store_file(self.root / "protocol.yaml", text.encode())
 
     def put_dataset_info(self, info: dict) -> None:
         """What the dataset load found: image count, class names and the files it skipped (dataset.json)."""
-        _write_atomic(self.root / "dataset.json", json.dumps(info, indent=1, sort_keys=True).encode())
+        write_store_file(self.root / "dataset.json", json.dumps(info, indent=1, sort_keys=True).encode())
 
     def put_sequential(self, record: dict) -> None:
         """The plan, looks and stop reason of a run that adds seeds until its claims are decided."""
-        _write_atomic(self.root / "sequential.json", json.dumps(record, indent=1, sort_keys=True).encode())
+        write_store_file(self.root / "sequential.json", json.dumps(record, indent=1, sort_keys=True).encode())
 
     def sequential(self) -> dict | None:
         """The stored sequential record, or None when no run added seeds (or the file does not parse)."""
@@ -188,15 +194,18 @@ class ResultStore:
         return sum(_conform_file(path, schema_for) for path, schema_for in files)
 
     def remove_temporary(self) -> int:
-        """Delete temporary files a killed run left; call only under the run lock. Returns how many."""
+        """Delete temporary files a killed run left, and kept models without their description; call only under the
+        run lock. Returns how many."""
         leftovers = [path for folder in (self.root, self.cells_dir, self.predictions_dir, self.chosen_dir)
                      for path in folder.glob(".*.tmp")]
         for path in leftovers:
             path.unlink(missing_ok=True)
-        return len(leftovers)
+        return len(leftovers) + self.models.remove_leftovers()
 
     def remove(self, run_ids: list[str]) -> None:
-        """Delete the stored rows and predictions of run_ids (the prune command; call under the run lock)."""
+        """Delete the stored rows, predictions and kept models of run_ids (the prune command; call under the run
+        lock)."""
+        self.models.remove(run_ids)
         for run_id in run_ids:
             (self.cells_dir / f"{run_id}.parquet").unlink(missing_ok=True)
             (self.predictions_dir / f"{run_id}.parquet").unlink(missing_ok=True)
@@ -291,15 +300,5 @@ def _conform_file(path: Path, schema_for: Callable[[list[str]], pa.Schema]) -> b
 
 
 def _write_table(table: pa.Table, path: Path) -> Path:
-    return _write_atomic(path, lambda stream: pq.write_table(table, stream))
+    return write_store_file(path, lambda stream: pq.write_table(table, stream))
 
-
-def _write_atomic(path: Path, data: bytes | Writer) -> Path:
-    """write_atomic, with a failure no cell can get past (read-only, not permitted, full) raised as FatalError."""
-    try:
-        return write_atomic(path, data)
-    except OSError as exc:
-        fatal = fatal_store_error(exc, path.parent)
-        if fatal is None:
-            raise
-        raise fatal from None

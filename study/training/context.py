@@ -21,4 +21,5 @@ class WorkerContext:
     caches: bool = True  # feature cache and model reuse; off only to measure what they save
     fingerprint: str | None = None  # the driver's dataset fingerprint: a worker that reads other files fails its cells
     cached_blocks: dict[str, list[int]] = field(default_factory=dict)  # features.cached_blocks of the sweep's cells
+    keep_models: bool = False  # send each cell's trained model back with its result (run.keep_models)
     log_dir: str | None = None  # where local worker processes write their output (study.execution.pool); None: the terminal

@@ -71,6 +71,18 @@ def compute_block_outputs(settings: dict[str, Any], boundaries: list[int], image
                           seed: int) -> dict[int, np.ndarray]:
     """The outputs of blocks 0..b of the cell's backbone (inference mode) for preprocessed images, for every b in
     `boundaries`, from one build and one pass over the images."""
+    prefix = frozen_prefix(settings, boundaries, seed)
+    parts: dict[int, list[np.ndarray]] = {b: [] for b in boundaries}
+    for start in range(0, len(images), BATCH):
+        outputs = prefix(images[start : start + BATCH], training=False)
+        for boundary, output in zip(boundaries, outputs if isinstance(outputs, (list, tuple)) else [outputs]):
+            parts[boundary].append(output.numpy())
+    return {boundary: np.concatenate(arrays) for boundary, arrays in parts.items()}
+
+
+def frozen_prefix(settings: dict[str, Any], boundaries: list[int], seed: int):
+    """The cell's backbone as built for its cell (under its seed, for random initial weights), as a model from
+    images to the outputs of blocks 0..b for every b in `boundaries` (one output when there is one)."""
     import keras
 
     from study.training.models.backbones import build_backbone
@@ -79,13 +91,8 @@ def compute_block_outputs(settings: dict[str, Any], boundaries: list[int], image
     info = backbone_info(backbone["name"])
     keras.utils.set_random_seed(seed)  # the same draw as the cell's own build, for random initial weights
     base = build_backbone(backbone["name"], backbone["weights"], settings["dataset"]["size"], backbone.get("width"))
-    prefix = keras.Model(base.input, [base.get_layer(info.blocks[b].last_layer).output for b in boundaries])
-    parts: dict[int, list[np.ndarray]] = {b: [] for b in boundaries}
-    for start in range(0, len(images), BATCH):
-        outputs = prefix(images[start : start + BATCH], training=False)
-        for boundary, output in zip(boundaries, outputs if isinstance(outputs, (list, tuple)) else [outputs]):
-            parts[boundary].append(output.numpy())
-    return {boundary: np.concatenate(arrays) for boundary, arrays in parts.items()}
+    outputs = [base.get_layer(info.blocks[b].last_layer).output for b in boundaries]
+    return keras.Model(base.input, outputs if len(outputs) > 1 else outputs[0], name="frozen_blocks")
 
 
 class FeatureCache:

@@ -16,6 +16,7 @@ from study.core.errors import DataError
 from study.core.failures import failure_kind
 from study.core.vocabulary import CLASSIFICATION_METRICS, CellStatus
 from study.plan.cells import Cell
+from study.store.models import KeptModel
 from study.training import caches
 from study.training.context import WorkerContext
 from study.training.metrics import (
@@ -31,8 +32,12 @@ from study.training.subsets import cell_indices
 log = logging.getLogger(__name__)
 
 
-def run_cell(cell: Cell, context: WorkerContext) -> tuple[dict, pd.DataFrame | None]:
-    """Train and evaluate one cell; never raises: a failure comes back as a failed row."""
+CellResult = tuple[dict, pd.DataFrame | None, KeptModel | None]  # the row, test predictions, trained model
+
+
+def run_cell(cell: Cell, context: WorkerContext) -> CellResult:
+    """Train and evaluate one cell: its row, its test predictions and, when the context keeps models, its trained
+    model. Never raises: a failure comes back as a failed row."""
     started = datetime.now(timezone.utc)
     try:
         return _run(cell, context, started)
@@ -40,10 +45,10 @@ def run_cell(cell: Cell, context: WorkerContext) -> tuple[dict, pd.DataFrame | N
         log.debug("cell %s failed", cell.run_id, exc_info=True)
         row = failed_row(cell, started, f"{type(exc).__name__}: {exc}", failure_kind(exc))
         row["traceback"] = traceback.format_exc(limit=8)
-        return row, None
+        return row, None, None
 
 
-def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, pd.DataFrame]:
+def _run(cell: Cell, context: WorkerContext, started: datetime) -> CellResult:
     configure_tensorflow(context.threads)
     settings = cell.settings
     dataset = caches.load_for(context, cell.seed)
@@ -109,4 +114,9 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> tuple[dict, p
     for column in range(n_classes):
         predictions[f"prob_{column}"] = probabilities[:, column]
     predictions.attrs["class_names"] = list(dataset.class_names)
-    return row, predictions
+    model = None
+    if context.keep_models:
+        from study.training.export import kept_model
+
+        model = kept_model(cell, arm_model, dataset.class_names, row, images[indices["test"]], probabilities)
+    return row, predictions, model
