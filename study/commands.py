@@ -178,11 +178,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the run's arms at fraction 1 (mean ± sd over seeds), beside the published numbers for its dataset where
     there are some."""
+    from study.protocol.schema import load_protocol
     from study.report.comparison import published_comparison
+    from study.store.results import ResultStore
 
-    study = _open(args, stored_fingerprint=True)
-    protocol = study.protocol
-    compared = published_comparison(protocol, study.store, study.planned_ids)
+    protocol = load_protocol(args.protocol)
+    store = ResultStore(args.results_dir, protocol.name)
+    planned = _open(args, stored_fingerprint=True).planned_ids if store.statuses() else []  # nothing stored: no data
+    compared = published_comparison(protocol, store, planned)
     if compared.known is not None:
         dataset = getattr(protocol.dataset, "name", None) or protocol.dataset.source
         print(f"no published reference numbers for {dataset}; known datasets: {', '.join(compared.known)}")

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers.commands import study_command
 from helpers.protocols import protocol_file_text
-from helpers.synthetic import TARGET_AND_CLAIMS, grid_rows, predictions_for, write_protocol
+from helpers.synthetic import TARGET_AND_CLAIMS, every_stored_cell, grid_rows, predictions_for, write_protocol
 from scipy import stats
 from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -245,7 +245,7 @@ def named_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("named")
     store = named_store(root, NAMES)
     protocol = load_protocol(write_protocol(root, fractions=[0.25, 1.0], seeds=3, extra=TARGET_AND_CLAIMS))
-    build_report(protocol, store, root / "report")
+    build_report(protocol, store, root / "report", every_stored_cell(store))
     return store, root / "report"
 
 

@@ -299,7 +299,7 @@ def test_prune_lists_then_deletes_only_stale_results(tmp_path, capsys):
               pd.DataFrame({"run_id": ["old-settings"], "image_id": ["a"], "label": [0], "predicted": [0],
                             "prob_0": [1.0]}))
     assert main(["status", str(protocol), *args]) == 0
-    assert "1 stored results belong to an earlier version" in capsys.readouterr().out
+    assert "1 stored results are not planned by this protocol" in capsys.readouterr().out
 
     assert main(["prune", str(protocol), *args]) == 0
     assert "nothing deleted (add --yes" in capsys.readouterr().out and len(store.cells()) == 1

@@ -68,25 +68,18 @@ def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_di
                         report_dir / protocol.name, fingerprint, plan_units(protocol, fingerprint), record)
 
 
-NOTHING_STORED = "unread: nothing stored"  # the fingerprint of data that cannot be read, for an empty store
-
-
 def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore | None,
                  events: RunEvents | None) -> str:
     """The dataset's fingerprint (what run ids hash), read from the data; when the data cannot be read and a store is
-    given, the one its last run stored (or, for a store with no results, a placeholder no stored cell can match)."""
+    given, the one its last run stored."""
     from study.core.errors import DataError
     from study.data.sources import source_fingerprint
 
     try:
         return source_fingerprint(protocol.dataset, data_dir)
     except DataError as exc:
-        if store is None:
-            raise
-        stored = (store.dataset_info() or {}).get("fingerprint")
+        stored = None if store is None else (store.dataset_info() or {}).get("fingerprint")
         if stored is None:
-            if not store.statuses():
-                return NOTHING_STORED  # no stored cell to tell apart: every planned cell is pending
             raise
         if events is not None:
             events.stored_fingerprint(exc, store.root / "dataset.json")
