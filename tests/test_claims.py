@@ -122,6 +122,19 @@ def test_degenerate_cells_are_dropped_unless_kept():
     assert report_keeps["n_pairs"].tolist() == [4] * 4
 
 
+def test_the_reason_names_the_seeds_left_out_and_why():
+    rows = grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=4, noise=0.005)
+    rows = [row for row in rows if not (row["arm"] == "frozen" and row["seed"] == 3 and row["fraction"] == 1.0)]
+    for row in rows:
+        if row["arm"] == "scratch" and row["seed"] == 0 and row["fraction"] == 0.25:
+            row["auc"] = 0.5  # ranks nothing
+    summary, _ = verdict(rows)
+    assert summary["effect_seeds"] == 2
+    assert summary["reason"].endswith("; left out: seed 0: scratch at 0.25 (no ranking); seed 3: no frozen cell at 1")
+    complete, _ = verdict(grid_rows({"scratch": 0.0, "frozen": 0.05}, seeds=4, noise=0.005))
+    assert "left out" not in complete["reason"]
+
+
 def test_strategy_is_represented_by_its_best_arm_on_validation_not_test():
     rows = []
     for seed in range(3):

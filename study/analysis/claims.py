@@ -109,7 +109,8 @@ def evaluate_claim(
         if predictions is not None else TwoLevel(math.nan, math.nan, math.nan)
     summary = {
         "claim": claim.id, "text": claim.text, "statement": statement(claim, metric, wanted), "metric": metric, "verdict": verdict,
-        "reason": reason + _where_it_holds(rows), "effect": primary.mean_diff, "ci_low": primary.ci_low,
+        "reason": reason + _where_it_holds(rows) + _left_out(cells, pool, rows, set(per_seed.index)),
+        "effect": primary.mean_diff, "ci_low": primary.ci_low,
         "ci_high": primary.ci_high, "effect_seeds": primary.n,
         "effect_sd": float(per_seed.std(ddof=1)) if primary.n > 1 else math.nan, "p": primary.t_p, "alpha": alpha,
         "ci2_low": both.ci_low, "ci2_high": both.ci_high, "p_a_beats_b": both.p_a_beats_b,
@@ -232,6 +233,27 @@ def pooled_decision(per_seed: np.ndarray, margin: float, alpha: float,
     if verdict == Verdict.CONTRADICTED:
         reason = ("b better" if not margin else f"a worse by more than {margin:g}") + ": " + reason
     return verdict, reason, primary
+
+
+def _left_out(cells: pd.DataFrame, pool: pd.DataFrame, rows: list[dict], kept: set) -> str:
+    """The seeds the primary test left out and why, as a clause: a cell of the compared arms excluded as degenerate
+    (no ranking, or collapsed at the argmax rule), or not stored."""
+    why: dict[int, list[str]] = {}
+    for row in rows:
+        arms = [arm for arm in (row["arm_a"], row["arm_b"]) if arm is not None]
+        if len(arms) < 2 or arms[0] == arms[1]:
+            continue
+        at = cells[(cells["fraction"] == row["fraction"]) & cells["arm"].isin(arms)]
+        for cell in at[~at.index.isin(pool.index)].itertuples():
+            kind = "no ranking" if cell.no_ranking else "collapsed at the argmax rule"
+            why.setdefault(int(cell.seed), []).append(f"{cell.arm} at {row['fraction']:g} ({kind})")
+        for seed, stored in at.groupby("seed")["arm"]:
+            why.setdefault(int(seed), []).extend(f"no {arm} cell at {row['fraction']:g}"
+                                                 for arm in arms if arm not in set(stored))
+    left = {seed: reasons for seed, reasons in why.items() if seed not in kept and reasons}
+    if not left:
+        return ""
+    return "; left out: " + "; ".join(f"seed {seed}: {', '.join(reasons)}" for seed, reasons in sorted(left.items()))
 
 
 def _where_it_holds(rows: list[dict]) -> str:
