@@ -76,13 +76,15 @@ def run_sweep(
     jobs: int,
     retry_failed: bool = False,
     on_result: Callable[[dict, SweepSummary], None] | None = None,
+    on_start: Callable[[Cell], None] | None = None,
     policy: RunSpec | None = None,
     extra: dict | None = None,
     cluster: Cluster | None = None,
 ) -> SweepSummary:
     """Run every cell the store lacks; each result (with `extra` columns) is stored the moment it arrives.
 
-    Cells run on `cluster` when one is given (its workers never write the store), else on this machine.
+    Cells run on `cluster` when one is given (its workers never write the store), else on this machine; on_start
+    is told each cell as a worker takes it, on_result each result once it is stored.
 
     Retryable failures are tried again in the worker (policy.retries); a cell whose worker process dies runs
     again alone and is stored failed (deterministic) when it kills that one too. A fatal error, the executor
@@ -93,7 +95,7 @@ def run_sweep(
     todo = dispatch_order(cells_to_run(cells, store, retry_failed))
     summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo))
     log.info("%d cells, %d already stored, %d to run", len(cells), summary.skipped, len(todo))
-    results = execute(todo, context, jobs, policy.retries, cluster=cluster)
+    results = execute(_announced(todo, on_start) if on_start else todo, context, jobs, policy.retries, cluster=cluster)
     try:
         for row, predictions in _until_broken(results, summary):
             store.put({**row, **(extra or {})}, predictions)
@@ -108,6 +110,13 @@ def run_sweep(
     finally:
         results.close()  # stops the worker processes when the sweep ends early
     return summary
+
+
+def _announced(cells: list[Cell], on_start: Callable[[Cell], None]) -> Iterator[Cell]:
+    """The cells, each told to on_start as it is taken: the executors take a cell only when a worker is free."""
+    for cell in cells:
+        on_start(cell)
+        yield cell
 
 
 def _until_broken(results: Iterator, summary: SweepSummary) -> Iterator:

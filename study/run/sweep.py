@@ -47,6 +47,7 @@ def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int
           events: RunEvents) -> SweepOutcome:
     """Under the run lock: store the inputs, run the sweep, export the feature map."""
     from study.execution.scheduler import cells_to_run, run_sweep
+    from study.run.cost import cell_seconds, stored_seconds, subsets
     from study.run.lock import RunLock
     from study.run.reuse import adopt_finished_cells
 
@@ -67,10 +68,13 @@ def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int
             study.cells = tune(study, context, jobs, cluster, events)
         todo = cells_to_run(study.cells, store, options.retry_failed)  # a run we waited for may have stored some
         extra = {"skipped_files": len(data.dataset.skipped), "source_file": data.dataset.source_file}
+        expected = cell_seconds(todo, subsets(data.dataset, data.splits, study.protocol),
+                                stored_seconds(study.results_dir))
+        workers = cluster.jobs if cluster is not None else jobs
         started = time.perf_counter()
-        with events.progress(len(study.cells), len(study.cells) - len(todo)) as progress:
+        with events.progress(len(study.cells), len(study.cells) - len(todo), expected, workers) as progress:
             summary = run_sweep(study.cells, store, context, jobs, options.retry_failed, on_result=progress.update,
-                                policy=study.protocol.run, extra=extra, cluster=cluster)
+                                on_start=progress.started, policy=study.protocol.run, extra=extra, cluster=cluster)
         elapsed = time.perf_counter() - started
         if not summary.stopped:
             export_features(study, context, jobs, cluster, events)
