@@ -45,10 +45,10 @@ class PrintedEvents(RunEvents):
         print(f"[tuning] {unit.label} fraction={unit.fraction:g} trial {outcome.number}: {outcome.state} "
               f"{metric}={value} ({outcome.seconds:.0f} s)", file=sys.stderr, flush=True)
 
-    def progress(self, total: int, done: int):
+    def progress(self, total: int, done: int, expected: dict[str, float], workers: int):
         from study.run.progress import SweepProgress
 
-        return SweepProgress(total=total, done=done, enabled=self.show_progress)
+        return SweepProgress(total, done, expected, workers, enabled=self.show_progress)
 
     def training_for_models(self, cells: int) -> None:
         print(f"training {cells} cells stored without their model again, to keep their models (their stored results "

@@ -59,6 +59,9 @@ def test_a_pilot_store_makes_plan_estimate_from_its_cells(tmp_path, capsys):
     arms = cost.arm_costs(cells, sizes, cost.stored_seconds(results), pending=set())
     stored = ResultStore(results, "pilot").cells().groupby("arm")["train_seconds"].sum()
     assert {arm.label: arm.seconds for arm in arms} == pytest.approx((2 * stored).to_dict())  # two seeds each
+    seconds = cost.cell_seconds(cells, sizes, cost.stored_seconds(results))  # what the progress bar's ETA reads
+    assert set(seconds) == {cell.run_id for cell in cells}
+    assert sum(seconds.values()) == pytest.approx(sum(arm.seconds for arm in arms))
 
 
 def test_rate_scales_with_images_pixels_backbone_and_trained_blocks(tmp_path):

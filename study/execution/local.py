@@ -85,7 +85,7 @@ def map_unordered(function: Callable[[WorkerContext, Any], Any], items: Iterable
     return run_pooled(partial(function, context), items, jobs, context.log_dir)
 
 
-def execute(cells: list[Cell], context: WorkerContext, jobs: int, retries: int = 0,
+def execute(cells: Iterable[Cell], context: WorkerContext, jobs: int, retries: int = 0,
             cluster: Cluster | None = None) -> Iterator[CellResult]:
     """Run cells through map_unordered (`jobs` local workers even for fewer cells: one pool for the whole run), each
     tried again while it fails with a retryable error; yield each (row, predictions, model) as it finishes. A cell

@@ -77,6 +77,7 @@ def run_sweep(
     jobs: int,
     retry_failed: bool = False,
     on_result: Callable[[dict, SweepSummary], None] | None = None,
+    on_start: Callable[[Cell], None] | None = None,
     policy: RunSpec | None = None,
     extra: dict | None = None,
     cluster: Cluster | None = None,
@@ -85,7 +86,8 @@ def run_sweep(
     """Run every cell the store lacks; each result (with `extra` columns) is stored the moment it arrives, through
     `keeper` when models are kept (the context then has workers send each cell's model back).
 
-    Cells run on `cluster` when one is given (its workers never write the store), else on this machine.
+    Cells run on `cluster` when one is given (its workers never write the store), else on this machine; on_start
+    is told each cell as a worker takes it, on_result each result once it is stored.
 
     Retryable failures are tried again in the worker (policy.retries); a cell whose worker process dies runs
     again alone and is stored failed (deterministic) when it kills that one too. A fatal error, the executor
@@ -96,7 +98,7 @@ def run_sweep(
     todo = dispatch_order(cells_to_run(cells, store, retry_failed))
     summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo))
     log.info("%d cells, %d already stored, %d to run", len(cells), summary.skipped, len(todo))
-    results = execute(todo, context, jobs, policy.retries, cluster=cluster)
+    results = execute(_announced(todo, on_start) if on_start else todo, context, jobs, policy.retries, cluster=cluster)
     put = keeper.put if keeper is not None else store.put
     try:
         for row, predictions, model in _until_broken(results, summary):
@@ -112,6 +114,13 @@ def run_sweep(
     finally:
         results.close()  # stops the worker processes when the sweep ends early
     return summary
+
+
+def _announced(cells: list[Cell], on_start: Callable[[Cell], None]) -> Iterator[Cell]:
+    """The cells, each told to on_start as it is taken: the executors take a cell only when a worker is free."""
+    for cell in cells:
+        on_start(cell)
+        yield cell
 
 
 def _until_broken(results: Iterator, summary: SweepSummary) -> Iterator:

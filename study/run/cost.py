@@ -169,6 +169,11 @@ def estimate(cell: Cell, n_train: int, stored: dict[str, list[float]]) -> tuple[
     return (fmean(seconds), STORED) if seconds else (rate_seconds(cell.settings, n_train), RATE)
 
 
+def cell_seconds(cells: list[Cell], sizes: dict[tuple, Subset], stored: dict[str, list[float]]) -> dict[str, float]:
+    """run_id -> each cell's estimated seconds (estimate), as `study plan` counts them."""
+    return {cell.run_id: estimate(cell, sizes[cell.fraction, cell.seed].images, stored)[0] for cell in cells}
+
+
 @dataclass
 class ArmCost:
     """The estimated seconds of an arm's cells, all of them and those still to run, and their sources."""

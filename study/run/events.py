@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from study.analysis.sequential import SequentialPlan
     from study.execution.scheduler import SweepSummary
+    from study.plan.cells import Cell
     from study.plan.tuning import TuningUnit
     from study.training.trial import TrialOutcome
 
 
 class CellProgress:
-    """Told of every finished cell during a sweep."""
+    """Told of every cell that starts and every cell that finishes during a sweep."""
+
+    def started(self, cell: Cell) -> None:
+        """A worker took the cell."""
 
     def update(self, row: dict, summary: SweepSummary) -> None:
         """One more cell finished (row as stored, summary so far)."""
@@ -47,8 +51,9 @@ class RunEvents:
     def trial(self, unit: TuningUnit, outcome: TrialOutcome, metric: str) -> None:
         """A tuning trial of unit finished, scored on metric."""
 
-    def progress(self, total: int, done: int) -> AbstractContextManager[Any]:
-        """A context for the sweep of total cells, done of them stored, whose value is told each finished cell."""
+    def progress(self, total: int, done: int, expected: dict[str, float], workers: int) -> AbstractContextManager[Any]:
+        """A context for the sweep of total cells, done of them stored, whose value (a CellProgress) is told each cell
+        that starts and finishes; expected: run_id -> estimated seconds of each cell to run, on `workers` at once."""
         return nullcontext(CellProgress())
 
     def training_for_models(self, cells: int) -> None:

@@ -49,6 +49,7 @@ def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int
     """Under the run lock: store the inputs, run the sweep, settle the kept models, export the feature map."""
     from study.execution.keeping import ModelKeeper
     from study.execution.scheduler import cells_to_run, run_sweep
+    from study.run.cost import cell_seconds, stored_seconds, subsets
     from study.run.kept_models import settle_models
     from study.run.lock import RunLock
     from study.run.reuse import adopt_finished_cells
@@ -72,10 +73,14 @@ def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int
         keeper = ModelKeeper(mode, study.cells, store) if mode != "none" else None
         todo = cells_to_run(study.cells, store, options.retry_failed)  # a run we waited for may have stored some
         extra = {"skipped_files": len(data.dataset.skipped), "source_file": data.dataset.source_file}
+        expected = cell_seconds(todo, subsets(data.dataset, data.splits, study.protocol),
+                                stored_seconds(study.results_dir))
+        workers = cluster.jobs if cluster is not None else jobs
         started = time.perf_counter()
-        with events.progress(len(study.cells), len(study.cells) - len(todo)) as progress:
+        with events.progress(len(study.cells), len(study.cells) - len(todo), expected, workers) as progress:
             summary = run_sweep(study.cells, store, context, jobs, options.retry_failed, on_result=progress.update,
-                                policy=study.protocol.run, extra=extra, cluster=cluster, keeper=keeper)
+                                on_start=progress.started, policy=study.protocol.run, extra=extra, cluster=cluster,
+                                keeper=keeper)
         if keeper is not None and not summary.stopped:
             settle_models(keeper, context, jobs, study.protocol.run.retries, cluster, events)
         elapsed = time.perf_counter() - started
