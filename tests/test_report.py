@@ -192,7 +192,8 @@ def test_claims_in_the_report(built):
     text = (root / "a" / "report.md").read_text()
     statement = "frozen better than scratch on auc at fractions 0.1, 0.25, 0.5, 1"
     assert f"| frozen-beats-scratch | by construction | {statement} | SUPPORTED |" in text
-    assert f"by construction (frozen-beats-scratch): SUPPORTED. Tested: {statement} (effect " in text  # the Answer
+    assert "by construction (frozen-beats-scratch): SUPPORTED, because " in text  # the Answer
+    assert f". Tested: {statement} (effect " in text
     assert claims.at["frozen-beats-scratch", "text"] == "by construction"
     assert "by construction" in (root / "a" / "tables" / "claims.tex").read_text()
 

@@ -114,8 +114,11 @@ def test_claims_in_one_sentence_each(tmp_path):
     rows = grid_rows({"scratch": 0.0, "frozen": 0.1}, seeds=5, noise=0.005)
     texts = _texts(_document(tmp_path, rows))
     claim = [text for text in texts if text.startswith("frozen-beats-scratch: ")]
-    assert len(claim) == 1 and claim[0].startswith("frozen-beats-scratch: SUPPORTED. Tested: frozen better than")
+    assert len(claim) == 1 and claim[0].startswith("frozen-beats-scratch: SUPPORTED, because ")
+    assert ". Tested: frozen better than" in claim[0]
     assert "(effect +0.1" in claim[0] and "over 5 seed(s), p " in claim[0]
+    same = [text for text in texts if text.startswith("The runner-up test and claim frozen-beats-scratch compare")]
+    assert len(same) == 1 and "at fraction(s) 0.1, 0.25, 0.5, 1:" in same[0]  # frozen picked, scratch runner-up
 
 
 def test_warnings_degenerate_groups_seeds_and_shares(tmp_path):

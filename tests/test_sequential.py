@@ -242,6 +242,7 @@ def test_a_run_adds_seeds_look_by_look_resumes_and_reports_its_looks(tmp_path):
     status = study_command("status", str(protocol), *dirs)
     assert f"total: {2 * looks[-1]} done, 0 failed, 0 pending" in status.stdout  # the added seeds count as planned
     report = (tmp_path / "report" / "looks" / "report.md").read_text()
+    assert "descriptive only, not tested at the looks' nominal levels" in report  # the per-fraction rows
     assert "Looks were planned at 3, 4 seeds" in report and f"It stopped because {record['stopped']}" in report
     table = pd.read_csv(tmp_path / "report" / "looks" / "tables" / "claim_looks.csv")
     assert list(table["seeds"]) == looks and list(table["decided_here"]) == [False] * (len(looks) - 1) + [

@@ -35,7 +35,8 @@ from study.protocol.schema import ClaimSpec, ReportSpec
 MIN_PAIRS = 3  # fewer seed pairs than this never decide a claim
 
 CLAIM_COLUMNS = [
-    "claim", "text", "statement", "metric", "verdict", "reason", "effect", "ci_low", "ci_high", "effect_seeds", "effect_sd", "p", "ci2_low", "ci2_high", "p_a_beats_b",
+    "claim", "text", "statement", "metric", "verdict", "reason", "effect", "ci_low", "ci_high", "effect_seeds",
+    "effect_sd", "p", "ci2_low", "ci2_high", "p_a_beats_b",
     "alpha",
     "n_fractions", "n_supported", "n_contradicted",
 ]
@@ -108,7 +109,8 @@ def evaluate_claim(
     both = two_level_bootstrap(_paired_predictions(pool, rows, list(per_seed.index), predictions), metric, sign) \
         if predictions is not None else TwoLevel(math.nan, math.nan, math.nan)
     summary = {
-        "claim": claim.id, "text": claim.text, "statement": statement(claim, metric, wanted), "metric": metric, "verdict": verdict,
+        "claim": claim.id, "text": claim.text, "statement": statement(claim, metric, wanted), "metric": metric,
+        "verdict": verdict,
         "reason": reason + _where_it_holds(rows) + _left_out(cells, pool, rows, set(per_seed.index)),
         "effect": primary.mean_diff, "ci_low": primary.ci_low,
         "ci_high": primary.ci_high, "effect_seeds": primary.n,
@@ -138,7 +140,8 @@ def _trend_claim(cells, pool, claim: ClaimSpec, fractions: list[float], alpha: f
             "verdict": "-", "reason": "validation picks " + picks_per_fraction(chosen, fraction),
         })
     summary = {
-        "claim": claim.id, "text": claim.text, "statement": statement(claim, "validation score", fractions), "metric": "kendall_tau",
+        "claim": claim.id, "text": claim.text, "statement": statement(claim, "validation score", fractions),
+        "metric": "kendall_tau",
         "verdict": result["verdict"], "reason": result["reason"], "effect": result["effect"],
         "ci_low": result["ci_low"], "ci_high": result["ci_high"], "effect_seeds": result["seeds"], "effect_sd": math.nan,
         "ci2_low": math.nan, "ci2_high": math.nan, "p_a_beats_b": math.nan,

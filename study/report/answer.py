@@ -184,7 +184,24 @@ def _claim_sentence(row) -> str:
         f"effect {estimate(row.effect, row.ci_low, row.ci_high, sign=True)} over {int(row.effect_seeds)} seed(s), "
         f"p {pval(row.p)}")
     heading = f"{row.text} ({row.claim})" if row.text else row.claim
-    return f"{heading}: {row.verdict.upper()}. Tested: {row.statement} ({effect})."
+    return f"{heading}: {row.verdict.upper()}, because {row.reason}. Tested: {row.statement} ({effect})."
+
+
+def same_pair_sentences(recommended: pd.DataFrame, details: pd.DataFrame) -> list[str]:
+    """Where the runner-up test and a claim compare the same two arms at a fraction, one sentence on how the two
+    tests differ, so that their answers are not read as two answers to one question."""
+    pairs = {(row.fraction, frozenset((row.arm, row.runner_up))) for row in recommended.itertuples(index=False)
+             if isinstance(row.runner_up, str)}
+    shared: dict[str, list[str]] = {}
+    for row in details.itertuples(index=False):
+        if isinstance(row.arm_a, str) and isinstance(row.arm_b, str) and (
+                row.fraction, frozenset((row.arm_a, row.arm_b))) in pairs:
+            shared.setdefault(row.claim, []).append(f"{row.fraction:g}")
+    return [f"The runner-up test and claim {claim} compare the same arms at fraction(s) {', '.join(fractions)}: "
+            "the runner-up test asks, at each fraction alone, whether the arm validation picks differs from the next "
+            "one on test (Holm over the fractions), while the claim tests one direction on the per-seed advantage "
+            "averaged over all of its fractions; so one can decide where the other cannot."
+            for claim, fractions in shared.items()]
 
 
 # ------------------------------------------------------------------------------------------------- warnings

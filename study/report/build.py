@@ -112,7 +112,9 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric, predictions=predictions), done, spec.metric)
     sizes = answer.sizes_needed(done, summary, curves, spec.metric, spec.target)
     names = classes.class_names(done, predictions, class_names, features)
-    sections = [_answer(protocol, done, summary, curves, sizes, pairwise, claims[0], official_split, split)] + sections + [
+    sections = [
+        _answer(protocol, done, summary, curves, sizes, pairwise, claims, official_split, split),
+        *sections,
         _claims(protocol, claims, sequential, done),
         classes.section(protocol, done, summary, pairwise, predictions, split, names),
         _learning_curves(summary, curves, done, spec, sizes),
@@ -129,11 +131,12 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     return Document(title, [section for section in sections if section is not None])
 
 
-def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame, sizes: pd.DataFrame,
-            pairwise: pd.DataFrame, claims: pd.DataFrame, official_split: bool | None,
+def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame,
+            sizes: pd.DataFrame, pairwise: pd.DataFrame, claims: tuple, official_split: bool | None,
             split: pd.DataFrame | None) -> Section:
     """The answer first: the recommended arm per fraction, the training size for the target, the claims in a
-    sentence each, the warnings, and the learning curves with the recommendations marked."""
+    sentence each (claims: their summary and per-fraction rows first), the warnings, and the learning curves with
+    the recommendations marked."""
     spec = protocol.report
     recommended = answer.recommendations(done, summary, pairwise, spec.metric, spec.alpha)
     items: list = [Table("answer", f"Recommended arm per fraction (best mean validation score over seeds, never a "
@@ -145,7 +148,8 @@ def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curve
                            answer.size_display(sizes, spec.metric), sizes))
     else:
         items.append("No target is set (report.target), so no training size is estimated.")
-    items += answer.claim_sentences(claims)
+    items += answer.claim_sentences(claims[0])
+    items += answer.same_pair_sentences(recommended, claims[1])
     items += answer.reading_warnings(done, summary, split, _seeded(protocol, official_split), _grouped(protocol, split))
     fitted = "with fitted inverse power laws" if curves["a"].notna().any() else (
         f"(no curve fitted: an arm needs {MIN_SIZES} or more training sizes)")
@@ -403,8 +407,11 @@ def _claim_results(protocol: Protocol, done: pd.DataFrame, predictions, sequenti
         return summary, detail, None
     looks = look_table(done, protocol, sequential)
     outcome = verdicts(looks, sequential)
+    left_out = {claim: reason.partition("; left out: ")[2]
+                for claim, reason in zip(summary["claim"], summary["reason"])}
     summary = summary.assign(verdict=[outcome[claim][0] for claim in summary["claim"]],
-                             reason=[outcome[claim][1] for claim in summary["claim"]])
+                             reason=[outcome[claim][1] + (f"; left out: {left_out[claim]}" if left_out[claim] else "")
+                                     for claim in summary["claim"]])
     return summary, detail, looks
 
 
@@ -430,9 +437,17 @@ def _claims(protocol: Protocol, results: tuple, sequential: SequentialRecord | N
                         "Kendall's tau for trend claims)",
               tables.claims(summary), summary),
         *items,
-        Table("claim_fractions", "Where each claim holds: per fraction, Holm-adjusted over the claim's fractions "
-                                 "(these rows do not change the verdict)", tables.claim_details(detail), detail),
+        Table("claim_fractions", _fractions_caption(protocol, looks), tables.claim_details(detail), detail),
     ])
+
+
+def _fractions_caption(protocol: Protocol, looks: pd.DataFrame | None) -> str:
+    """The per-fraction table's caption: after sequential looks its tests are descriptive, at the fixed level."""
+    caption = "Where each claim holds: per fraction, Holm-adjusted over the claim's fractions"
+    if looks is None:
+        return caption + " (these rows do not change the verdict)"
+    return (caption + f", at alpha = {protocol.report.alpha:g} over every stored seed: descriptive only, not tested "
+            "at the looks' nominal levels, and they do not change the verdict")
 
 
 def _sequential_paragraph(record: SequentialRecord) -> str:
