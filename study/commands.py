@@ -79,10 +79,10 @@ class PrintedEvents(RunEvents):
         print(f"look {number} of {looks} at {seeds} seeds: {state}{undecidable}", flush=True)
 
 
-def _open(args: argparse.Namespace, stored_fingerprint: bool = False) -> PlannedStudy:
+def _open(args: argparse.Namespace, stored_fingerprint: bool = False, stored_first: bool = False) -> PlannedStudy:
     """The planned study of a command's arguments."""
     return open_study(args.protocol, args.results_dir, args.report_dir, args.data_dir, PrintedEvents(),
-                      stored_fingerprint)
+                      stored_fingerprint, stored_first)
 
 
 def _print_lines(lines: Iterable[str]) -> None:
@@ -167,7 +167,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from study.report.build import build_report
     from study.run.overview import OTHER_VERSIONS, other_versions
 
-    study = _open(args, stored_fingerprint=True)
+    study = _open(args, stored_fingerprint=True, stored_first=True)
     paths = build_report(study.protocol, study.store, study.report_dir, study.planned_ids)
     print(f"report written to {paths[0].parent} (open {paths[0]})")
     if others := other_versions(study):
@@ -184,8 +184,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     protocol = load_protocol(args.protocol)
     store = ResultStore(args.results_dir, protocol.name)
-    planned = _open(args, stored_fingerprint=True).planned_ids if store.statuses() else []  # nothing stored: no data
-    compared = published_comparison(protocol, store, planned)
+    planned = _open(args, stored_fingerprint=True, stored_first=True).planned_ids if store.statuses() else []
+    compared = published_comparison(protocol, store, planned)  # an empty store needs no data to plan against
     if compared.known is not None:
         dataset = getattr(protocol.dataset, "name", None) or protocol.dataset.source
         print(f"no published reference numbers for {dataset}; known datasets: {', '.join(compared.known)}")

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import filecmp
 
+import pandas as pd
 import pytest
 from helpers.commands import study_command
 from helpers.protocols import protocol_file_text
+from helpers.synthetic import grid_rows, protocol_text, write_store
 
+from study.plan.cells import plan_cells
+from study.protocol.schema import parse_protocol
 from study.store.results import ResultStore
 
 ORIGINAL = protocol_file_text("sequential_two_arms")
@@ -51,3 +55,24 @@ def test_edit_run_revert_gives_the_original_report_byte_for_byte(tmp_path):
     status = study_command("status", str(protocol), "--results-dir", str(tmp_path / "results"))
     assert "total: 4 done, 0 failed, 0 pending" in status.stdout
     assert "4 stored results are not planned by this protocol" in status.stdout
+
+
+def test_report_reads_the_planned_cells_without_the_data_by_the_stored_fingerprint(tmp_path):
+    text = protocol_text(name="elsewhere", fractions=(0.5, 1.0), seeds=3).replace(
+        "{source: synthetic, classes: 2, per_class: 30, size: 16}", "{source: medmnist, name: pathmnist, size: 28}")
+    protocol = tmp_path / "elsewhere.yaml"
+    protocol.write_text(text)
+    planned = {(cell.arm.label, cell.fraction, cell.seed): cell.run_id
+               for cell in plan_cells(parse_protocol(text), "fingerprint-of-the-data-a-run-read")}
+    rows = [row | {"run_id": planned[(row["arm"], row["fraction"], row["seed"])], "protocol": "elsewhere"}
+            for row in grid_rows({"scratch": 0.0, "frozen": 0.05}, fractions=(0.5, 1.0), seeds=3)]
+    store = write_store(tmp_path / "results", rows, name="elsewhere")
+    store.put_dataset_info({"fingerprint": "fingerprint-of-the-data-a-run-read", "images": 100})
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    report = study_command("report", str(protocol), "--results-dir", str(tmp_path / "results"), "--report-dir",
+                           str(tmp_path / "report"), "--data-dir", str(empty))  # pathmnist.npz is not there
+    assert report.returncode == 0, report.stderr
+    cells = pd.read_csv(tmp_path / "report" / "elsewhere" / "tables" / "cells.csv")
+    assert sorted(cells["run_id"]) == sorted(row["run_id"] for row in rows)
+    assert "not planned" not in report.stdout

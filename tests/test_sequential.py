@@ -33,6 +33,7 @@ from study.analysis.sequential import (
     targets,
 )
 from study.cli import main
+from study.run.inputs import open_study
 from study.core.vocabulary import Verdict
 from study.protocol.schema import parse_protocol
 from study.store.results import ResultStore
@@ -175,6 +176,17 @@ def test_a_stored_record_whose_looks_began_below_three_seeds_is_not_read():
     assert record_for(protocol, looks | {"looks": [3]}).looks == [3]
     assert record_for(protocol, looks | {"looks": [2, 3]}) is None
     assert record_for(protocol, looks | {"plan": looks["plan"] | {"max_seeds": 2}, "looks": [2]}) is None
+
+
+def test_the_seeds_an_old_record_added_stay_planned(tmp_path):
+    protocol = tmp_path / "looks.yaml"
+    protocol.write_text(TWO_ARMS)
+    store = ResultStore(tmp_path / "results", "looks")
+    store.put_sequential({"plan": {"base_seeds": [0, 1], "max_seeds": 4, "seeds_per_round": 1}, "looks": [2, 3],
+                          "seeds_run": 4, "stopped": LAST_LOOK_MADE})  # written when looks could begin at 2 seeds
+    study = open_study(protocol, tmp_path / "results", tmp_path / "report", None)
+    assert study.record is None  # its verdicts are not read: today's plan looks first at 3 seeds
+    assert sorted({cell.seed for cell in study.cells}) == [0, 1, 2, 3]  # but the cells it added are this study's
 
 
 @pytest.mark.slow

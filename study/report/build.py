@@ -112,11 +112,12 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric, predictions=predictions), done, spec.metric)
     sizes = answer.sizes_needed(done, summary, curves, spec.metric, spec.target)
     names = classes.class_names(done, predictions, class_names, features)
+    recommended = answer.recommendations(done, summary, pairwise, spec.metric, spec.alpha)
     sections = [
-        _answer(protocol, done, summary, curves, sizes, pairwise, claims, official_split, split),
+        _answer(protocol, done, summary, curves, sizes, recommended, claims, official_split, split),
         *sections,
         _claims(protocol, claims, sequential, done),
-        classes.section(protocol, done, summary, pairwise, predictions, split, names),
+        classes.section(protocol, done, summary, recommended, predictions, split, names),
         _learning_curves(summary, curves, done, spec, sizes),
         _training_curves(done),
         _published(protocol, summary),
@@ -132,13 +133,12 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
 
 
 def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame,
-            sizes: pd.DataFrame, pairwise: pd.DataFrame, claims: tuple, official_split: bool | None,
+            sizes: pd.DataFrame, recommended: pd.DataFrame, claims: tuple, official_split: bool | None,
             split: pd.DataFrame | None) -> Section:
     """The answer first: the recommended arm per fraction, the training size for the target, the claims in a
     sentence each (claims: their summary and per-fraction rows first), the warnings, and the learning curves with
     the recommendations marked."""
     spec = protocol.report
-    recommended = answer.recommendations(done, summary, pairwise, spec.metric, spec.alpha)
     items: list = [Table("answer", f"Recommended arm per fraction (best mean validation score over seeds, never a "
                                    f"test metric), its test {spec.metric}, and the paired t-test against the runner-up by "
                                    "validation (one comparison per fraction, Holm-adjusted over the fractions)", answer.recommendation_display(recommended, spec.metric),
@@ -303,7 +303,7 @@ def _groups_sentence(protocol: Protocol, split: pd.DataFrame | None, official_sp
     per_side = block.groupby("split")["group"].nunique()
     sides = ", ".join(f"{per_side.get(side, 0)} in {side}" for side in ("train", "val", "test"))
     shared = int(block.groupby("group")["split"].nunique().gt(1).sum())
-    where = "" if not shared else f"; {shared} group(s) sit on more than one side (the source's own split put them so)"
+    where = "" if not shared else f"; {shared} group(s) sit on more than one side"
     return f", grouped{named}: {block['group'].nunique()} groups{which}, {sides}{where}."
 
 
@@ -407,11 +407,8 @@ def _claim_results(protocol: Protocol, done: pd.DataFrame, predictions, sequenti
         return summary, detail, None
     looks = look_table(done, protocol, sequential)
     outcome = verdicts(looks, sequential)
-    left_out = {claim: reason.partition("; left out: ")[2]
-                for claim, reason in zip(summary["claim"], summary["reason"])}
     summary = summary.assign(verdict=[outcome[claim][0] for claim in summary["claim"]],
-                             reason=[outcome[claim][1] + (f"; left out: {left_out[claim]}" if left_out[claim] else "")
-                                     for claim in summary["claim"]])
+                             reason=[outcome[claim][1] for claim in summary["claim"]])
     return summary, detail, looks
 
 

@@ -13,7 +13,7 @@ from study.analysis.per_class import RESAMPLES, per_class_table, probability_col
 from study.analysis.resampling import Predictions
 from study.analysis.roc import POOLED, roc_points
 from study.protocol.schema import Protocol
-from study.report import answer, figures, tables
+from study.report import figures, tables
 from study.report.render.document import Figure, Section, Table
 
 RECOMMENDED, RUNNER_UP = "recommended", "runner-up"
@@ -69,11 +69,12 @@ def roc_table(done: pd.DataFrame, arms: list[tuple[float, str, str]], prediction
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def section(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, pairwise: pd.DataFrame,
+def section(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, recommended: pd.DataFrame,
             predictions: Predictions, split: pd.DataFrame | None, names: list[str]) -> Section:
-    """Per-class rates at the operating point and ROC curves of the arms the Answer compares."""
+    """Per-class rates at the operating point and ROC curves of the arms the Answer compares (recommended: the
+    Answer's recommendations)."""
     spec = protocol.report
-    arms = compared_arms(answer.recommendations(done, summary, pairwise, spec.metric, spec.alpha))
+    arms = compared_arms(recommended)
     rates = per_class_table(done, arms, predictions, split)
     title = "Per class: operating point and ROC curves"
     if rates.empty:

@@ -208,6 +208,7 @@ def per_class(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims(frame: pd.DataFrame) -> pd.DataFrame:
+    """The claims table: each claim's words (as written) beside the statement tested, its verdict and its reason."""
     return pd.DataFrame({
         "claim": frame["claim"], "as written": frame["text"].replace("", "-"), "tested": frame["statement"],
         "verdict": frame["verdict"].str.upper(),

@@ -50,9 +50,12 @@ class PlannedStudy:
 
 
 def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_dir: str | None,
-               events: RunEvents | None = None, stored_fingerprint: bool = False) -> PlannedStudy:
+               events: RunEvents | None = None, stored_fingerprint: bool = False,
+               stored_first: bool = False) -> PlannedStudy:
     """The protocol at protocol_path, planned against its store in results_dir; with stored_fingerprint, a dataset
-    that cannot be read here is identified by the fingerprint the last run stored (dataset.json), told to events."""
+    that cannot be read here is identified by the fingerprint the last run stored (dataset.json), told to events;
+    with stored_first, the stored fingerprint is used without reading the data at all (commands that read the store
+    alone: they work on any machine, in seconds)."""
     from study.data.sources import resolve_data_dir
 
     from study.analysis.sequential import record_for
@@ -60,9 +63,11 @@ def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_di
     declared = load_protocol(protocol_path)
     data = resolve_data_dir(data_dir)
     store = ResultStore(results_dir, declared.name)
-    fingerprint = _fingerprint(declared, data, store if stored_fingerprint else None, events)
-    record = record_for(declared, store.sequential())
-    protocol = with_added_seeds(declared, record)
+    stored = (store.dataset_info() or {}).get("fingerprint") if stored_first else None
+    fingerprint = stored or _fingerprint(declared, data, store if stored_fingerprint else None, events)
+    stored_record = store.sequential()
+    record = record_for(declared, stored_record)
+    protocol = with_added_seeds(declared, record, stored_record)
     cells = _planned_cells(protocol, fingerprint, store, record)
     return PlannedStudy(protocol, declared, protocol_path, data, results_dir, store, cells,
                         report_dir / protocol.name, fingerprint, plan_units(protocol, fingerprint), record)
@@ -86,11 +91,18 @@ def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore |
         return stored
 
 
-def with_added_seeds(protocol: Protocol, record: SequentialRecord | None) -> Protocol:
-    """The protocol with the seeds a run with --until-decided has added to its store (as it is without one)."""
-    from study.analysis.sequential import with_seeds
+def with_added_seeds(protocol: Protocol, record: SequentialRecord | None, stored: dict | None = None) -> Protocol:
+    """The protocol with the seeds a run with --until-decided has added to its store (as it is without one). A
+    stored record of the protocol's seeds that plans no longer make (its looks began below 3 seeds) still names
+    the seeds it added, so their cells stay planned and never read as another version's."""
+    from study.analysis.sequential import MIN_PAIRS, SequentialPlan, with_seeds
 
-    return with_seeds(protocol, record.plan.seeds(record.seeds_run)) if record and record.seeds_run else protocol
+    if record and record.seeds_run:
+        return with_seeds(protocol, record.plan.seeds(record.seeds_run))
+    added = (stored or {}).get("seeds_run") or 0
+    if added and (stored or {}).get("plan", {}).get("base_seeds") == protocol.seed_list():
+        return with_seeds(protocol, SequentialPlan(protocol.seed_list(), max(added, MIN_PAIRS)).seeds(added))
+    return protocol
 
 
 def replan(study: PlannedStudy, protocol: Protocol, record: SequentialRecord) -> None:

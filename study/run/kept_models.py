@@ -30,16 +30,27 @@ def settle_models(keeper: ModelKeeper, context: WorkerContext, jobs: int, retrie
         events.training_for_models(len(missing))
     for row, predictions, model in execute(missing, context, jobs, retries, cluster=cluster):
         if model is None:
-            events.model_not_kept(f"{row['arm']} fraction={row['fraction']:g} seed={row['seed']}", row["error"])
+            events.model_not_kept(f"{row['arm']} fraction={row['fraction']:g} seed={row['seed']}",
+                                  row["error"] or "its model could not be saved or did not reproduce the cell")
             continue
         store.models.put(_trained_again(model, predictions, store))
     events.models_kept(len(store.models.kept() & set(keeper.cells)), store.models.folder, keeper.mode)
 
 
+STORED_VALUES = {"monitor": "monitor", "monitor_value": "monitor_value", "test_auc": "auc", "test_accuracy": "accuracy"}
+
+
 def _trained_again(model: KeptModel, predictions, store: ResultStore) -> KeptModel:
     """The model with the largest difference between its test probabilities and the stored cell's in its description
-    (0 when training again gave the stored cell exactly)."""
+    (0 when training again gave the stored cell exactly), and the stored cell's validation and test values, which
+    made it the one kept."""
+    stored_row = store.row(model.run_id) or {}
+    model = replace(model, info={**model.info, **{key: stored_row[column] for key, column in STORED_VALUES.items()
+                                                  if column in stored_row}})
     columns = [column for column in predictions.columns if column.startswith("prob_")]
-    stored = store.predictions(model.run_id).set_index("image_id").loc[predictions["image_id"], columns]
+    stored_predictions = store.predictions(model.run_id)
+    if stored_predictions is None:  # the stored cell's predictions are unreadable: nothing to compare with
+        return replace(model, info={**model.info, "trained_again": True, "stored_probability_difference": None})
+    stored = stored_predictions.set_index("image_id").loc[predictions["image_id"], columns]
     difference = float(np.abs(stored.to_numpy() - predictions[columns].to_numpy()).max())
     return replace(model, info={**model.info, "trained_again": True, "stored_probability_difference": difference})

@@ -41,9 +41,11 @@ class ModelFiles:
         self.folder = Path(root) / MODELS_DIR
 
     def keras_path(self, run_id: str) -> Path:
+        """Where the cell's kept model lives (the Keras file)."""
         return self.folder / f"{run_id}{MODEL_SUFFIX}"
 
     def info_path(self, run_id: str) -> Path:
+        """Where the kept model's description lives (JSON); a model counts as kept only with it."""
         return self.folder / f"{run_id}{INFO_SUFFIX}"
 
     def put(self, model: KeptModel) -> Path:

@@ -38,6 +38,9 @@ def image_model(arm_model: ArmModel, cell: Cell):
     return keras.Model(images, model(prefix(images)), name=model.name)
 
 
+REPRODUCED = 1e-4  # the largest difference in a test probability for a kept model to be the cell's
+
+
 def keras_file(model) -> bytes:
     """The model saved in the Keras format (without optimizer state), as the bytes of its file."""
     with tempfile.TemporaryDirectory() as folder:
@@ -52,6 +55,9 @@ def kept_model(cell: Cell, arm_model: ArmModel, class_names: list[str], row: dic
     them check that the model from images gives what the cell measured: the largest difference is stored."""
     model = image_model(arm_model, cell)
     difference = float(np.abs(predictor(model)(test_images) - test_probabilities).max()) if len(test_images) else 0.0
+    if difference > REPRODUCED:
+        raise ValueError(f"the model from images differs from what the cell measured by {difference:.2g} in a test "
+                         f"probability (more than {REPRODUCED:g}), so it is not the cell's model")
     return KeptModel(cell.run_id, keras_file(model), model_description(cell, class_names, row, difference))
 
 

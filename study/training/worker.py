@@ -118,5 +118,8 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> CellResult:
     if context.keep_models:
         from study.training.export import kept_model
 
-        model = kept_model(cell, arm_model, dataset.class_names, row, images[indices["test"]], probabilities)
+        try:  # the cell's result stands without its model; the run says which models it could not keep
+            model = kept_model(cell, arm_model, dataset.class_names, row, images[indices["test"]], probabilities)
+        except Exception as exc:  # noqa: BLE001 - saving a model must never fail a trained cell
+            log.warning("%s: the trained model could not be kept (%s: %s)", cell.run_id, type(exc).__name__, exc)
     return row, predictions, model
