@@ -485,3 +485,15 @@ def test_the_learning_curve_title_says_what_it_draws():
     summary = summarize(flagged(pd.DataFrame(rows))).assign(no_ranking=0, collapsed=0)
     fitted = figures.learning_curves(summary, fit_curves(summary, "auc", 0.85), "auc", 0.85)
     assert "dashed: fitted" in fitted.axes[0].get_title()
+
+
+def test_svg_clip_paths_are_numbered_so_that_a_rebuild_gives_the_same_file():
+    from study.report.figures import _numbered_clip_paths
+
+    def drawn(first: str, second: str) -> bytes:  # two figures' SVG, as matplotlib names clips by object address
+        return (f'<defs><clipPath id="{first}"><rect/></clipPath><clipPath id="{second}"><rect/></clipPath></defs>'
+                f'<path clip-path="url(#{second})"/><path clip-path="url(#{first})"/>').encode()
+
+    one, other = _numbered_clip_paths(drawn("pc6115429f3", "pe998b8f58f")), _numbered_clip_paths(drawn("p1", "p2"))
+    assert one == other
+    assert b'<clipPath id="clip0">' in one and b'clip-path="url(#clip1)"' in one

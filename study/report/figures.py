@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import matplotlib
 import numpy as np
@@ -33,7 +34,16 @@ def encode(figure: Figure) -> tuple[bytes, bytes]:
     with matplotlib.rc_context({"svg.hashsalt": "study", "svg.fonttype": "path"}):
         figure.savefig(png, format="png", dpi=DPI, metadata={"Software": None})
         figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    return png.getvalue(), svg.getvalue()
+    return png.getvalue(), _numbered_clip_paths(svg.getvalue())
+
+
+def _numbered_clip_paths(svg: bytes) -> bytes:
+    """The SVG with its clip-path ids numbered in order of definition: matplotlib derives some of them from object
+    addresses, which differ from one process to the next."""
+    ids = dict.fromkeys(re.findall(rb'<clipPath id="([^"]+)"', svg))
+    names = {old: b"clip%d" % number for number, old in enumerate(ids)}
+    return re.sub(rb'(?<=<clipPath id=")[^"]+|(?<=url\(#)[^)]+',
+                  lambda match: names.get(match.group(0), match.group(0)), svg)
 
 
 def text_colour(rgba) -> str:
