@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.synthetic import cell_row, grid_rows, with_history, write_protocol, write_store
+from helpers.synthetic import cell_row, every_stored_cell, grid_rows, with_history, write_protocol, write_store
 
 from study.protocol.schema import load_protocol
 from study.report.build import build_report
@@ -84,7 +84,8 @@ def test_every_table_of_a_report_with_long_claims_fits_an_article_page(tmp_path)
         "ResourceExhaustedError: OOM when allocating tensor with shape[64,112,112,96] on "
         "/job:localhost/replica:0/task:0/device:CPU:0 by allocator mklcpu\nTraceback ...")))
     store = write_store(tmp_path / "results", rows)
-    build_report(load_protocol(write_protocol(tmp_path, extra=LONG_CLAIMS)), store, tmp_path / "report")
+    build_report(load_protocol(write_protocol(tmp_path, extra=LONG_CLAIMS)), store, tmp_path / "report",
+                 every_stored_cell(store))
     tables = sorted((tmp_path / "report" / "tables").glob("*.tex"))
     assert {"claims.tex", "claim_fractions.tex", "pairwise.tex", "answer.tex", "failed_cells.tex"} <= {
         tex.name for tex in tables}
