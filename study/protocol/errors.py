@@ -39,7 +39,7 @@ def validation_error(exc: ValidationError, data: Any, node: yaml.Node, filename:
 def located_error(filename: str, node: yaml.Node, loc: tuple, message: str) -> ProtocolError:
     """FILE:LINE: field: message, with the line of loc (or of its nearest parent present) in the document."""
     field = ".".join(str(part) for part in loc) or "(top level)"
-    return ProtocolError(f"{filename}:{_line_of(_line_index(node), loc)}: {field}: {message}")
+    return ProtocolError(f"{filename}:{_line_of(node, loc)}: {field}: {message}")
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -48,29 +48,24 @@ def did_you_mean(word: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) -> dict[tuple, int]:
-    """Map every key path of a composed YAML document to its 1-based line."""
-    index = {} if index is None else index
-    index.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = path + (key.value,)
-            index[child] = key.start_mark.line + 1
-            _line_index(value, child, index)
-    elif isinstance(node, yaml.SequenceNode):
-        for position, value in enumerate(node.value):
-            child = path + (position,)
-            index[child] = value.start_mark.line + 1
-            _line_index(value, child, index)
-    return index
-
-
-def _line_of(lines: dict[tuple, int], loc: tuple) -> int:
-    """The line of the deepest part of loc present in the YAML (a missing field points at its parent)."""
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
+def _line_of(node: yaml.Node, loc: tuple) -> int:
+    """The 1-based line of the deepest part of loc present in the composed document (a missing field points at its
+    parent): a key's line, or a list item's. It walks down loc alone, since YAML aliases can make the whole node
+    graph exponentially large while any one path through it stays short."""
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            matches = [(key, value) for key, value in node.value if key.value == part]
+            if not matches:
+                break
+            key, node = matches[-1]  # a repeated key: the last one holds the value, as when loading
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def _clean_loc(loc: tuple, data: Any) -> tuple:
