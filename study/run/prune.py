@@ -10,9 +10,8 @@ from study.run.lock import RunLock
 
 def stale_results(study: PlannedStudy) -> pd.DataFrame:
     """The stored rows whose run ids the protocol no longer plans."""
-    planned = {cell.run_id for cell in study.cells}
     stored = study.store.cells()
-    return stored[~stored["run_id"].isin(planned)]
+    return stored[~stored["run_id"].isin(study.planned_ids)]
 
 
 def remove_results(study: PlannedStudy, run_ids: list[str]) -> None:
