@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from study.core.errors import StudyError
-from study.run.events import RunEvents
-from study.run.inputs import PlannedStudy, open_study
-from study.run.options import RunOptions
+from study.runner.events import RunEvents
+from study.runner.inputs import PlannedStudy, open_study
+from study.runner.options import RunOptions
 
 
 class PrintedEvents(RunEvents):
@@ -46,7 +46,7 @@ class PrintedEvents(RunEvents):
               f"{metric}={value} ({outcome.seconds:.0f} s)", file=sys.stderr, flush=True)
 
     def progress(self, total: int, done: int, expected: dict[str, float], workers: int):
-        from study.run.progress import SweepProgress
+        from study.runner.progress import SweepProgress
 
         return SweepProgress(total, done, expected, workers, enabled=self.show_progress)
 
@@ -95,7 +95,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     does."""
     from study.analysis.decidability import capacity_lines
     from study.data.sources import ENV_VAR
-    from study.run.inputs import validate
+    from study.runner.inputs import validate
 
     checked = validate(args.protocol, args.data_dir)
     name, dataset = checked.protocol.name, checked.dataset
@@ -119,18 +119,18 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Done, failed and pending cells per arm and fraction; errors of failed cells."""
-    from study.run.overview import OTHER_VERSIONS, study_status
+    from study.runner.overview import OTHER_VERSIONS, study_status
 
-    study = _open(args, stored_fingerprint=True)
-    status = study_status(study)
+    planned = _open(args, stored_fingerprint=True)
+    status = study_status(planned)
     table = status.table
-    print(f"{study.protocol.name}: {len(study.cells)} cells in {study.store.root}")
+    print(f"{planned.protocol.name}: {len(planned.cells)} cells in {planned.store.root}")
     if status.holder:
         print(f"a run is writing these results now ({status.holder})")
     _print_lines(status.tuning)
     print(table.to_string(index=False))
     print(f"total: {table['done'].sum()} done, {table['failed'].sum()} failed, {table['pending'].sum()} pending")
-    if study.record is not None and study.record.targets:
+    if planned.record is not None and planned.record.targets:
         print("seeds added by --until-decided train only the cells that the claims still open read: the done "
               "column counts each arm and fraction's seeds")
     if status.stale:
@@ -143,11 +143,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """The cells, what is done, and the backbone's block map."""
-    from study.run.overview import study_plan
+    from study.runner.overview import study_plan
 
-    study = _open(args)
-    plan = study_plan(study, args.jobs)
-    protocol, cells = study.protocol, len(study.cells)
+    planned = _open(args)
+    plan = study_plan(planned, args.jobs)
+    protocol, cells = planned.protocol, len(planned.cells)
     fractions, seeds = len(protocol.fractions), len(protocol.seed_list())
     print(f"protocol {protocol.name}: {cells} cells = {fractions} fractions x {seeds} seeds x "
           f"{cells // (fractions * seeds)} arms")
@@ -165,12 +165,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild the report of the protocol's own cells from the stored results."""
     from study.report.build import build_report
-    from study.run.overview import OTHER_VERSIONS, other_versions
+    from study.runner.overview import OTHER_VERSIONS, other_versions
 
-    study = _open(args, stored_fingerprint=True, stored_first=True)
-    paths = build_report(study.protocol, study.store, study.report_dir, study.planned_ids)
+    planned = _open(args, stored_fingerprint=True, stored_first=True)
+    paths = build_report(planned.protocol, planned.store, planned.report_dir, planned.planned_ids)
     print(f"report written to {paths[0].parent} (open {paths[0]})")
-    if others := other_versions(study):
+    if others := other_versions(planned):
         print(OTHER_VERSIONS.format(others))
     return 0
 
@@ -204,29 +204,29 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every cell the store lacks, store each result as it finishes, then build the report."""
-    from study.run.execute import looks, prepare_run, run_study
+    from study.runner.execute import looks, prepare_run, run_study
 
-    study = _open(args)
+    planned = _open(args)
     options = _run_options(args)
-    start = prepare_run(study, options)
+    start = prepare_run(planned, options)
     for line in start.share_warnings:
         print(line, file=sys.stderr)
     where = f"with {start.jobs} worker(s)" if args.executor == "local" else f"on {args.executor}"
-    print(f"{study.protocol.name}: {len(study.cells)} cells, {len(study.cells) - len(start.todo)} stored, "
+    print(f"{planned.protocol.name}: {len(planned.cells)} cells, {len(planned.cells) - len(start.todo)} stored, "
           f"{len(start.todo)} to run {where}")
     if args.dry_run:
-        if study.units:
-            print(f"would first tune {len(study.units)} arm(s), {study.protocol.tuning.trials} trials each; cells "
+        if planned.units:
+            print(f"would first tune {len(planned.units)} arm(s), {planned.protocol.tuning.trials} trials each; cells "
                   "awaiting tuning are listed with the protocol's values and get new run ids once tuned")
         for cell in start.todo:
             print(f"  would run {cell.describe()}  [{cell.run_id}]")
-        plan = looks(study, options)
+        plan = looks(planned, options)
         if plan is not None:
             print(f"then, until every claim is decided, looks at {', '.join(map(str, plan.counts()))} seeds "
                   f"({plan.method})")
         return 0
-    outcome = run_study(study, options, start, PrintedEvents(progress=not args.no_progress))
-    where = f"results in {study.store.root}"
+    outcome = run_study(planned, options, start, PrintedEvents(progress=not args.no_progress))
+    where = f"results in {planned.store.root}"
     if outcome.report is not None:
         where += f", report in {outcome.report.parent}"
     summary = outcome.summary
@@ -244,11 +244,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Delete stored results that no longer belong to the protocol; lists them unless --yes is given."""
-    from study.run.prune import remove_results, stale_results
+    from study.runner.prune import remove_results, stale_results
 
-    study = _open(args)
-    name = study.protocol.name
-    stale = stale_results(study)
+    planned = _open(args)
+    name = planned.protocol.name
+    stale = stale_results(planned)
     if stale.empty:
         print(f"{name}: every stored result belongs to the protocol; nothing to prune")
         return 0
@@ -257,7 +257,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             print(f"  stale: {row.get('arm')} fraction={row.get('fraction')} seed={row.get('seed')}  [{row['run_id']}]")
         print(f"{len(stale)} stored results no longer belong to {name}; nothing deleted (add --yes to delete them)")
         return 0
-    remove_results(study, list(stale["run_id"]))
+    remove_results(planned, list(stale["run_id"]))
     print(f"deleted {len(stale)} stored results that no longer belong to {name}")
     return 0
 
@@ -265,7 +265,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Apply a kept model to a folder of images; per image the class probabilities and the predicted class, as CSV."""
     from study.core.files import write_atomic
-    from study.run.predict import predict_images
+    from study.runner.predict import predict_images
 
     frame = predict_images(args.model, args.images)
     if args.out is None:

@@ -14,7 +14,7 @@ from study.cli import main
 from study.data.sources import source_fingerprint
 from study.plan.cells import plan_cells
 from study.protocol.schema import load_protocol
-from study.run import cost
+from study.runner import cost
 from study.store.results import ResultStore
 
 

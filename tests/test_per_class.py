@@ -29,8 +29,8 @@ from study.analysis.roc import roc_points
 from study.data.dataset import Dataset
 from study.protocol.schema import load_protocol
 from study.report.build import build_report, report_document
-from study.run.events import RunEvents
-from study.run.inputs import open_study, split_rows, store_inputs, study_data
+from study.runner.events import RunEvents
+from study.runner.inputs import open_study, split_rows, store_inputs, study_data
 from study.store.results import ResultStore
 from study.training.subsets import cell_indices
 

@@ -14,7 +14,7 @@ import pytest
 from helpers.commands import PROJECT
 from helpers.protocols import write_tiny_protocol
 
-from study.run.progress import remaining_seconds
+from study.runner.progress import remaining_seconds
 
 STYLE = re.compile(r"\x1b\[[0-9;]*m")  # colours: inside a line
 CURSOR = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # cursor moves and erasures: between the lines of a frame

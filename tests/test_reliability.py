@@ -26,7 +26,7 @@ from study.execution.lifeline import still_running
 from study.execution.scheduler import dispatch_order, run_sweep
 from study.plan.cells import plan_cells
 from study.protocol.schema import RunSpec, load_protocol
-from study.run.lock import RunLock
+from study.runner.lock import RunLock
 from study.store.results import ResultStore
 from study.training import worker
 from study.training.context import WorkerContext
@@ -211,7 +211,7 @@ def test_run_options_do_not_change_run_ids(tmp_path):
 HOLDER = textwrap.dedent("""\
     import sys, time
     from pathlib import Path
-    from study.run.lock import RunLock
+    from study.runner.lock import RunLock
     lock = RunLock(Path(sys.argv[1]))
     lock.acquire()
     print("held", flush=True)

@@ -33,7 +33,7 @@ from study.analysis.sequential import (
     targets,
 )
 from study.cli import main
-from study.run.inputs import open_study
+from study.runner.inputs import open_study
 from study.core.vocabulary import Verdict
 from study.protocol.schema import parse_protocol
 from study.store.results import ResultStore

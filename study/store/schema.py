@@ -116,7 +116,7 @@ CELLS = pa.schema(_fields(
     ("operating_point", _FLOAT, OPTIONAL),
     ("kappa_quadratic", _FLOAT, OPTIONAL),  # with dataset.ordinal only
     ("mae_class", _FLOAT, OPTIONAL),
-    # the sweep's own columns (study.execution.local, study.execution.scheduler, study.run.reuse)
+    # the sweep's own columns (study.execution.local, study.execution.scheduler, study.runner.reuse)
     ("failure", _TEXT, OPTIONAL),  # retryable, deterministic or fatal (study.core.failures.FailureKind)
     ("attempts", _INT, OPTIONAL),
     ("skipped_files", _INT, OPTIONAL),

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from study.core.errors import StudyError
 from study.protocol.arms import protocol_arms
 from study.protocol.schema import Protocol
-from study.run.events import RunEvents
-from study.run.inputs import CheckedData, PlannedStudy, replan, study_data
-from study.run.options import RunOptions
-from study.run.sweep import SweepOutcome, sweep
+from study.runner.events import RunEvents
+from study.runner.inputs import CheckedData, PlannedStudy, replan, study_data
+from study.runner.options import RunOptions
+from study.runner.sweep import SweepOutcome, sweep
 
 if TYPE_CHECKING:
     from study.analysis.sequential import SequentialPlan

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study.run.inputs import PlannedStudy
-from study.run.lock import RunLock
+from study.runner.inputs import PlannedStudy
+from study.runner.lock import RunLock
 
 
 def stale_results(study: PlannedStudy) -> pd.DataFrame:

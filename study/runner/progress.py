@@ -1,6 +1,6 @@
 """A progress display for sweeps: cells done/total, failures, elapsed time, the ETA and the cells running.
 
-The ETA comes from each cell's expected seconds, the estimate `study plan` prints (study.run.cost): the expected
+The ETA comes from each cell's expected seconds, the estimate `study plan` prints (study.runner.cost): the expected
 seconds left, scaled by how long the finished cells took against their estimates, over the workers.
 """
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from study.core.backend import require_tensorflow
 from study.core.errors import StudyError
 from study.plan.cells import Cell
-from study.run.events import RunEvents
-from study.run.inputs import CheckedData, PlannedStudy, study_data
-from study.run.options import RunOptions, worker_jobs
+from study.runner.events import RunEvents
+from study.runner.inputs import CheckedData, PlannedStudy, study_data
+from study.runner.options import RunOptions, worker_jobs
 
 if TYPE_CHECKING:
     from study.analysis.sequential import SequentialPlan
@@ -42,7 +42,7 @@ def check_options(options: RunOptions) -> None:
 def prepare_run(study: PlannedStudy, options: RunOptions) -> RunStart:
     """Check the options and the data; what the run will work on."""
     from study.execution.scheduler import cells_to_run
-    from study.run.cost import share_warnings, subsets
+    from study.runner.cost import share_warnings, subsets
 
     check_options(options)
     jobs = worker_jobs(options.jobs, study.protocol)
@@ -53,7 +53,7 @@ def prepare_run(study: PlannedStudy, options: RunOptions) -> RunStart:
 
 def looks(study: PlannedStudy, options: RunOptions) -> SequentialPlan | None:
     """The looks a run with --until-decided plans (None without it)."""
-    from study.run.until_decided import sequential_plan
+    from study.runner.until_decided import sequential_plan
 
     return sequential_plan(study.declared, study.protocol_path, options) if options.until_decided else None
 
@@ -71,8 +71,8 @@ def run_study(study: PlannedStudy, options: RunOptions, start: RunStart, events:
     """Run every cell the store lacks (tuning first, when the protocol tunes), on the cluster the options name or
     here, then build the report unless the sweep stopped."""
     from study.report.build import build_report
-    from study.run.sweep import sweep
-    from study.run.until_decided import sweep_until_decided
+    from study.runner.sweep import sweep
+    from study.runner.until_decided import sweep_until_decided
 
     if options.executor == "local" and start.todo:  # cluster workers bring their own TensorFlow
         require_tensorflow()

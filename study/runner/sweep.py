@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from study.plan.cells import Cell, plan_cells
-from study.run.events import RunEvents
-from study.run.inputs import CheckedData, PlannedStudy, store_inputs, targeted
-from study.run.options import RunOptions, keep_models
+from study.runner.events import RunEvents
+from study.runner.inputs import CheckedData, PlannedStudy, store_inputs, targeted
+from study.runner.options import RunOptions, keep_models
 
 if TYPE_CHECKING:
     from study.execution.cluster import Cluster
@@ -49,10 +49,10 @@ def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int
     """Under the run lock: store the inputs, run the sweep, settle the kept models, export the feature map."""
     from study.execution.keeping import ModelKeeper
     from study.execution.scheduler import cells_to_run, run_sweep
-    from study.run.cost import cell_seconds, stored_seconds, subsets
-    from study.run.kept_models import settle_models
-    from study.run.lock import RunLock
-    from study.run.reuse import adopt_finished_cells
+    from study.runner.cost import cell_seconds, stored_seconds, subsets
+    from study.runner.kept_models import settle_models
+    from study.runner.lock import RunLock
+    from study.runner.reuse import adopt_finished_cells
 
     store = study.store
     lock = RunLock(store.root)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from study.core.vocabulary import CellStatus
-from study.run.inputs import CheckedData, PlannedStudy, study_data
-from study.run.options import worker_jobs
+from study.runner.inputs import CheckedData, PlannedStudy, study_data
+from study.runner.options import worker_jobs
 
 if TYPE_CHECKING:
     from study.protocol.blocks import BackboneInfo
@@ -62,7 +62,7 @@ class StudyStatus:
 
 def study_status(study: PlannedStudy) -> StudyStatus:
     """Done, failed and pending cells per arm and fraction; the rows of failed cells."""
-    from study.run.lock import RunLock
+    from study.runner.lock import RunLock
 
     statuses = study.store.statuses()
     table = state_table(study, statuses)
@@ -119,7 +119,7 @@ def study_plan(study: PlannedStudy, jobs: int | None) -> StudyPlan:
 def cost_lines(study: PlannedStudy, data: CheckedData, statuses: dict[str, str], jobs: int) -> list[str]:
     """n_train per fraction (with a warning for a grouped fraction far off its share) and the estimated time of
     each arm's cells and of all of them, against jobs workers."""
-    from study.run import cost
+    from study.runner import cost
 
     sizes = cost.subsets(data.dataset, data.splits, study.protocol)
     pending = {cell.run_id for cell in study.cells if cell.run_id not in statuses}

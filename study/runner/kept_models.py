@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from study.run.events import RunEvents
+from study.runner.events import RunEvents
 from study.store.results import ResultStore
 
 if TYPE_CHECKING:

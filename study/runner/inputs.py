@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from study.analysis.sequential import SequentialRecord
     from study.data.dataset import Dataset
-    from study.run.events import RunEvents
+    from study.runner.events import RunEvents
 
 
 @dataclass
