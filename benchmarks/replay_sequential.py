@@ -17,7 +17,7 @@ import pandas as pd
 
 from study.analysis.replay import DESIGNS, EVERY_CELL, replay
 from study.analysis.sequential import SequentialPlan, with_seeds
-from study.analysis.summaries import flagged, of_plan
+from study.analysis.summaries import finished_cells, flagged
 from study.plan.cells import plan_cells
 from study.protocol.arms import protocol_arms
 from study.protocol.schema import Protocol, load_protocol
@@ -31,7 +31,7 @@ def stored_cells(source: Path, protocol: Protocol, plan: SequentialPlan) -> pd.D
         store = ResultStore(source.parent, source.name)
         fingerprint = (store.dataset_info() or {})["fingerprint"]
         planned = [cell.run_id for cell in plan_cells(with_seeds(protocol, plan.seeds(plan.max_seeds)), fingerprint)]
-        return flagged(of_plan(store.cells(), planned)[0])
+        return finished_cells(store, planned)
     cells = pd.read_csv(source)
     arms = {arm.label: arm for arm in protocol_arms(protocol)}
     cells = cells.assign(depth=[arms[label].depth for label in cells["arm"]],

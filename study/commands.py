@@ -5,78 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 
 from study.core.errors import StudyError
-from study.runner.events import RunEvents
 from study.runner.inputs import PlannedStudy, open_study
 from study.runner.options import RunOptions
-
-
-class PrintedEvents(RunEvents):
-    """A run's events as the command line shows them: remarks on stderr, steps of the run on stdout."""
-
-    def __init__(self, progress: bool = True):
-        self.show_progress = progress
-
-    def stored_fingerprint(self, error: Exception, path: Path) -> None:
-        print(f"note: the dataset cannot be read here ({error}); run ids use the fingerprint the last run stored in "
-              f"{path}", file=sys.stderr)
-
-    def skipped_files(self, count: int, path: Path) -> None:
-        print(f"note: skipped {count} unreadable or missing image files (dataset.on_bad_file: skip); listed in {path}",
-              file=sys.stderr)
-
-    def waiting(self, root: Path, holder: str) -> None:
-        print(f"waiting: another `study run` is writing {root} ({holder})", file=sys.stderr, flush=True)
-
-    def conformed(self, files: int) -> None:
-        print(f"{files} stored files written before the store's schema rewritten in it (values unchanged)")
-
-    def adopted(self, cells: int, results_dir: Path) -> None:
-        print(f"{cells} cells copied from other protocols' stores in {results_dir} (same run ids: the same settings, "
-              "data and seeds)")
-
-    def connected(self, cluster: str) -> None:
-        print(f"running on {cluster}", flush=True)
-
-    def trial(self, unit, outcome, metric: str) -> None:
-        value = "-" if outcome.value is None else f"{outcome.value:.3f}"
-        print(f"[tuning] {unit.label} fraction={unit.fraction:g} trial {outcome.number}: {outcome.state} "
-              f"{metric}={value} ({outcome.seconds:.0f} s)", file=sys.stderr, flush=True)
-
-    def progress(self, total: int, done: int, expected: dict[str, float], workers: int):
-        from study.runner.progress import SweepProgress
-
-        return SweepProgress(total, done, expected, workers, enabled=self.show_progress)
-
-    def training_for_models(self, cells: int) -> None:
-        print(f"training {cells} cells stored without their model again, to keep their models (their stored results "
-              "stay as they are)", flush=True)
-
-    def model_not_kept(self, cell: str, error: str) -> None:
-        print(f"note: no model kept for {cell}: training it again failed ({error})", file=sys.stderr)
-
-    def models_kept(self, count: int, folder: Path, mode: str) -> None:
-        which = "the best cell of each arm and fraction by validation" if mode == "best" else "every done cell"
-        print(f"{count} models kept in {folder} ({which}; `study predict MODEL IMAGES` applies one)")
-
-    def no_feature_map(self, error: Exception) -> None:
-        print(f"note: no feature map for the report ({type(error).__name__}: {error})", file=sys.stderr)
-
-    def looks_planned(self, plan) -> None:
-        print(f"until decided: looks planned at {', '.join(map(str, plan.counts()))} seeds ({plan.method})",
-              flush=True)
-
-    def targeted(self, seeds: int, pairs: list[tuple[str, float]], every: int) -> None:
-        print(f"seeds up to {seeds} train {len(pairs)} of {every} arm x fraction pairs: those the open claims read",
-              flush=True)
-
-    def look(self, number: int, looks: int, seeds: int, open_claims: list[str], futile: list[str]) -> None:
-        state = f"undecided: {', '.join(open_claims)}" if open_claims else (
-            "no claim open" if futile else "every claim decided")
-        undecidable = f"; undecidable within the planned seeds (futility): {', '.join(futile)}" if futile else ""
-        print(f"look {number} of {looks} at {seeds} seeds: {state}{undecidable}", flush=True)
+from study.runner.printed import PrintedEvents, start_line
 
 
 def _open(args: argparse.Namespace, stored_fingerprint: bool = False, stored_first: bool = False) -> PlannedStudy:
@@ -211,9 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = prepare_run(planned, options)
     for line in start.share_warnings:
         print(line, file=sys.stderr)
-    where = f"with {start.jobs} worker(s)" if args.executor == "local" else f"on {args.executor}"
-    print(f"{planned.protocol.name}: {len(planned.cells)} cells, {len(planned.cells) - len(start.todo)} stored, "
-          f"{len(start.todo)} to run {where}")
+    print(start_line(planned, start, args.executor))
     if args.dry_run:
         if planned.units:
             print(f"would first tune {len(planned.units)} arm(s), {planned.protocol.tuning.trials} trials each; cells "
@@ -226,11 +157,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"({plan.method})")
         return 0
     outcome = run_study(planned, options, start, PrintedEvents(progress=not args.no_progress))
-    where = f"results in {planned.store.root}"
-    if outcome.report is not None:
-        where += f", report in {outcome.report.parent}"
     summary = outcome.summary
-    print(f"{summary.line(outcome.seconds)}; {where}")
+    print(f"{summary.line(outcome.seconds)}; results in {planned.store.root}")
+    _print_lines(outcome.claim_lines())
+    if outcome.report is not None:
+        print(f"report: {outcome.report}")
     for error in summary.errors:
         print(f"failed: {error}", file=sys.stderr)
     if summary.stopped:

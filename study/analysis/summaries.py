@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from scipy import stats
@@ -15,6 +16,9 @@ from scipy import stats
 from study.analysis.stats import CONFIDENCE
 from study.core.vocabulary import LOWER_IS_BETTER, METRICS, CellStatus
 from study.protocol.strategies import arm_sort_key
+
+if TYPE_CHECKING:
+    from study.store.results import ResultStore
 
 # metrics that do not depend on the default argmax rule: a cell collapsed to one class at that rule keeps them
 RULE_FREE_METRICS = {"auc", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op"}
@@ -59,6 +63,12 @@ def of_plan(cells: pd.DataFrame, planned: Collection[str]) -> tuple[pd.DataFrame
         return cells, 0
     inside = cells["run_id"].isin(set(planned))
     return cells[inside].reset_index(drop=True), int((~inside).sum())
+
+
+def finished_cells(store: ResultStore, planned: Collection[str]) -> pd.DataFrame:
+    """The finished results: the planned cells the store holds as done, flagged as `flagged` does, in arm,
+    fraction and seed order."""
+    return flagged(of_plan(store.cells(), planned)[0])
 
 
 def no_ranking(cells: pd.DataFrame) -> pd.Series:

@@ -510,8 +510,15 @@ def parse_protocol(text: str, filename: str = "<protocol>") -> Protocol:
         raise validation_error(exc, data, node, filename, Protocol) from None
 
 
-def field_error(path: str | Path, loc: tuple, message: str) -> ProtocolError:
-    """A ProtocolError in the FILE:LINE: field: message template, for checks that need more than the file."""
-    return located_error(str(path), yaml.compose(Path(path).read_text(), Loader=yaml.SafeLoader), loc, message)
+def protocol_yaml(protocol: Protocol) -> str:
+    """A protocol as YAML text that loads back equal to it: the fields that were set, defaults left out."""
+    return yaml.safe_dump(protocol.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+
+
+def field_error(path: str | Path, loc: tuple, message: str, text: str | None = None) -> ProtocolError:
+    """A ProtocolError in the FILE:LINE: field: message template, for checks that need more than the file; text:
+    the protocol's YAML when it is not the file at path (a protocol built in Python)."""
+    source = Path(path).read_text() if text is None else text
+    return located_error(str(path), yaml.compose(source, Loader=yaml.SafeLoader), loc, message)
 
 

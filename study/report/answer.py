@@ -179,12 +179,24 @@ def claim_sentences(claims: pd.DataFrame) -> list[str]:
     return [_claim_sentence(row) for row in claims.itertuples(index=False)]
 
 
+def claim_lines(claims: pd.DataFrame) -> list[str]:
+    """One short line per claim for a terminal: its verdict, its id and own words, the effect and p."""
+    return [f"{row.verdict.upper()}: {_heading(row)} ({_effect(row)})" for row in claims.itertuples(index=False)]
+
+
 def _claim_sentence(row) -> str:
-    effect = "no effect measured" if pd.isna(row.effect) else (
-        f"effect {estimate(row.effect, row.ci_low, row.ci_high, sign=True)} over {int(row.effect_seeds)} seed(s), "
-        f"p {pval(row.p)}")
-    heading = f"{row.text} ({row.claim})" if row.text else row.claim
-    return f"{heading}: {row.verdict.upper()}, because {row.reason}. Tested: {row.statement} ({effect})."
+    return f"{_heading(row)}: {row.verdict.upper()}, because {row.reason}. Tested: {row.statement} ({_effect(row)})."
+
+
+def _heading(row) -> str:
+    return f"{row.text} ({row.claim})" if row.text else row.claim
+
+
+def _effect(row) -> str:
+    if pd.isna(row.effect):
+        return "no effect measured"
+    return (f"effect {estimate(row.effect, row.ci_low, row.ci_high, sign=True)} over {int(row.effect_seeds)} "
+            f"seed(s), p {pval(row.p)}")
 
 
 def same_pair_sentences(recommended: pd.DataFrame, details: pd.DataFrame) -> list[str]:

@@ -72,17 +72,21 @@ def build_report(protocol: Protocol, store: ResultStore, out_dir: Path, planned:
     """Write the report of the protocol's stored results under out_dir: the cells whose run ids are planned, whatever
     else the store holds (so that it is the same report whatever other versions of the protocol stored); index.html
     is the first path returned."""
-    features = features_path(store.root, protocol.backbone.name, protocol.dataset.size)
-    dataset_info = store.dataset_info() or {}
-    document = report_document(protocol, of_plan(store.cells(), planned)[0],
-                               functools.lru_cache(maxsize=None)(store.predictions), features,
-                               tuning_choices=list(current_choices(store.tuning_records(), protocol).values()),
-                               sequential=record_for(protocol, store.sequential()),
-                               official_split=dataset_info.get("official_split"),
-                               split=store.split(), class_names=dataset_info.get("class_names"))
-    paths = write_document(document, out_dir)
+    paths = write_document(stored_document(protocol, store, planned), out_dir)
     log.info("report written to %s", out_dir)
     return paths
+
+
+def stored_document(protocol: Protocol, store: ResultStore, planned: Collection[str]) -> Document:
+    """The report of the planned cells in the store, as a document (nothing written)."""
+    features = features_path(store.root, protocol.backbone.name, protocol.dataset.size)
+    dataset_info = store.dataset_info() or {}
+    return report_document(protocol, of_plan(store.cells(), planned)[0],
+                           functools.lru_cache(maxsize=None)(store.predictions), features,
+                           tuning_choices=list(current_choices(store.tuning_records(), protocol).values()),
+                           sequential=record_for(protocol, store.sequential()),
+                           official_split=dataset_info.get("official_split"),
+                           split=store.split(), class_names=dataset_info.get("class_names"))
 
 
 def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, features: Path,

@@ -73,7 +73,6 @@ def section(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, recom
             predictions: Predictions, split: pd.DataFrame | None, names: list[str]) -> Section:
     """Per-class rates at the operating point and ROC curves of the arms the Answer compares (recommended: the
     Answer's recommendations)."""
-    spec = protocol.report
     arms = compared_arms(recommended)
     rates = per_class_table(done, arms, predictions, split)
     title = "Per class: operating point and ROC curves"

@@ -24,10 +24,10 @@ class Comparison:
 def published_comparison(protocol: Protocol, store: ResultStore, planned: Collection[str]) -> Comparison:
     """The run's arms at fraction 1 (mean ± sd over seeds of the planned cells) beside the published numbers for its
     dataset; without any, only the run's rows, without the columns that tell the two apart."""
-    from study.analysis.summaries import flagged, of_plan, summarize
+    from study.analysis.summaries import finished_cells, summarize
     from study.report.references import REFERENCES, comparison, references_for
 
-    done = flagged(of_plan(store.cells(), planned)[0])
+    done = finished_cells(store, planned)
     frame = comparison(protocol, summarize(done))
     ours = bool((frame["kind"] == "this run").any())
     if references_for(protocol):

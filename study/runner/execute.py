@@ -4,7 +4,7 @@ cluster or here, one sweep or look by look until the claims are decided, then th
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,8 @@ from study.runner.inputs import CheckedData, PlannedStudy, study_data
 from study.runner.options import RunOptions, worker_jobs
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from study.analysis.sequential import SequentialPlan
     from study.execution.scheduler import SweepSummary
 
@@ -60,17 +62,27 @@ def looks(study: PlannedStudy, options: RunOptions) -> SequentialPlan | None:
 
 @dataclass
 class RunOutcome:
-    """What a run did: its sweep's summary and seconds, and the report's first file (None when the sweep stopped)."""
+    """What a run did: its sweep's summary and seconds, the report's index.html and its tables by name (None and
+    empty when the sweep stopped before the report)."""
 
     summary: SweepSummary
     seconds: float
     report: Path | None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def claim_lines(self) -> list[str]:
+        """Each claim's verdict in a line (none without claims or a report)."""
+        from study.report.answer import claim_lines
+
+        claims = self.tables.get("claims")
+        return [] if claims is None else claim_lines(claims)
 
 
 def run_study(study: PlannedStudy, options: RunOptions, start: RunStart, events: RunEvents) -> RunOutcome:
     """Run every cell the store lacks (tuning first, when the protocol tunes), on the cluster the options name or
     here, then build the report unless the sweep stopped."""
-    from study.report.build import build_report
+    from study.report.build import stored_document
+    from study.report.render.files import write_document
     from study.runner.sweep import sweep
     from study.runner.until_decided import sweep_until_decided
 
@@ -81,10 +93,11 @@ def run_study(study: PlannedStudy, options: RunOptions, start: RunStart, events:
             events.connected(cluster.describe())
         run = sweep_until_decided if options.until_decided else sweep
         outcome = run(study, options, start.data, start.jobs, cluster, events)
-    report = None
-    if not outcome.summary.stopped:
-        report = build_report(study.protocol, study.store, study.report_dir, study.planned_ids)[0]
-    return RunOutcome(outcome.summary, outcome.seconds, report)
+    if outcome.summary.stopped:
+        return RunOutcome(outcome.summary, outcome.seconds, None)
+    document = stored_document(study.protocol, study.store, study.planned_ids)
+    report = write_document(document, study.report_dir)[0]
+    return RunOutcome(outcome.summary, outcome.seconds, report, document.frames())
 
 
 def _cluster(options: RunOptions, cells: int, threads: int):

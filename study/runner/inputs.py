@@ -15,7 +15,7 @@ import pandas as pd
 
 from study.plan.cells import Cell, plan_cells, plan_units
 from study.plan.tuning import TuningUnit
-from study.protocol.schema import Protocol, load_protocol
+from study.protocol.schema import Protocol, parse_protocol
 from study.store.results import ResultStore
 from study.store.tuning import current_choices
 
@@ -33,7 +33,8 @@ class PlannedStudy:
 
     protocol: Protocol  # with the seeds a run with --until-decided added
     declared: Protocol  # as its file declares it
-    protocol_path: Path
+    protocol_path: Path  # the file, or a name in angle brackets for a protocol built in Python
+    protocol_text: str  # its YAML, stored beside the cells
     data_dir: Path | None
     results_dir: Path
     store: ResultStore
@@ -49,10 +50,11 @@ class PlannedStudy:
         return [cell.run_id for cell in self.cells]
 
 
-def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_dir: str | None,
+def open_study(protocol: Path | Protocol, results_dir: Path, report_dir: Path, data_dir: str | None,
                events: RunEvents | None = None, stored_fingerprint: bool = False,
                stored_first: bool = False) -> PlannedStudy:
-    """The protocol at protocol_path, planned against its store in results_dir; with stored_fingerprint, a dataset
+    """The protocol (a file, or one built in Python), planned against its store in results_dir; with
+    stored_fingerprint, a dataset
     that cannot be read here is identified by the fingerprint the last run stored (dataset.json), told to events;
     with stored_first, the stored fingerprint is used without reading the data at all (commands that read the store
     alone: they work on any machine, in seconds)."""
@@ -60,7 +62,8 @@ def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_di
 
     from study.analysis.sequential import record_for
 
-    declared = load_protocol(protocol_path)
+    protocol_path, text = protocol_source(protocol)
+    declared = parse_protocol(text, str(protocol_path))
     data = resolve_data_dir(data_dir)
     store = ResultStore(results_dir, declared.name)
     stored = (store.dataset_info() or {}).get("fingerprint") if stored_first else None
@@ -69,8 +72,21 @@ def open_study(protocol_path: Path, results_dir: Path, report_dir: Path, data_di
     record = record_for(declared, stored_record)
     protocol = with_added_seeds(declared, record, stored_record)
     cells = _planned_cells(protocol, fingerprint, store, record)
-    return PlannedStudy(protocol, declared, protocol_path, data, results_dir, store, cells,
+    return PlannedStudy(protocol, declared, protocol_path, text, data, results_dir, store, cells,
                         report_dir / protocol.name, fingerprint, plan_units(protocol, fingerprint), record)
+
+
+def protocol_source(protocol: Path | Protocol) -> tuple[Path, str]:
+    """Where a protocol comes from (its file, or `<name>` for one built in Python) and its YAML text."""
+    from study.core.errors import ProtocolError
+    from study.protocol.schema import protocol_yaml
+
+    if isinstance(protocol, Protocol):
+        return Path(f"<{protocol.name}>"), protocol_yaml(protocol)
+    try:
+        return Path(protocol), Path(protocol).read_text()
+    except OSError as exc:
+        raise ProtocolError(f"{protocol}: cannot read protocol ({exc.strerror})") from None
 
 
 def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore | None,
@@ -143,9 +159,10 @@ def split_seeds(protocol: Protocol) -> list[int | None]:
 
 
 def checked_dataset(protocol: Protocol, protocol_path: Path, data_dir: Path | None,
-                    cache_dir: Path | None) -> CheckedData:
+                    cache_dir: Path | None, text: str | None = None) -> CheckedData:
     """The protocol's dataset, split, after checking that every fraction can draw from every class of every
-    seed's training split (decoded images cached in cache_dir, when given)."""
+    seed's training split (decoded images cached in cache_dir, when given); text: the protocol's YAML when it is
+    not the file at protocol_path."""
     from study.data.sources import load_dataset
     from study.data.splits import ensure_split, fraction_shortfall, seed_split
     from study.protocol.schema import field_error, resplit_refusal
@@ -153,19 +170,20 @@ def checked_dataset(protocol: Protocol, protocol_path: Path, data_dir: Path | No
     spec = protocol.dataset
     loaded = load_dataset(spec, data_dir, cache_dir)
     if spec.resplit and loaded.split is not None:
-        raise field_error(protocol_path, ("dataset", "resplit"), resplit_refusal("train/val/test folders"))
+        raise field_error(protocol_path, ("dataset", "resplit"), resplit_refusal("train/val/test folders"), text)
     dataset = ensure_split(loaded, spec)
     splits = {seed: seed_split(dataset, spec, seed).split for seed in split_seeds(protocol)}
     training = {seed: dataset.labels[split == "train"] for seed, split in splits.items()}
     problem = fraction_shortfall(training, dataset.class_names, protocol.fractions)
     if problem:
-        raise field_error(protocol_path, ("fractions",), problem)
+        raise field_error(protocol_path, ("fractions",), problem, text)
     return CheckedData(dataset, splits, official=loaded.split is not None)
 
 
 def study_data(study: PlannedStudy) -> CheckedData:
     """The study's dataset, checked, its decoded images cached in the results directory."""
-    return checked_dataset(study.protocol, study.protocol_path, study.data_dir, study.results_dir / ".cache")
+    return checked_dataset(study.protocol, study.protocol_path, study.data_dir, study.results_dir / ".cache",
+                           study.protocol_text)
 
 
 def split_rows(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> pd.DataFrame:
@@ -190,7 +208,7 @@ def store_inputs(study: PlannedStudy, data: CheckedData, events: RunEvents) -> N
                             "class_names": list(dataset.class_names),
                             "official_split": data.official, "source_file": dataset.source_file,
                             "skipped_files": len(dataset.skipped), "skipped": list(dataset.skipped)})
-    store.put_protocol(Path(study.protocol_path).read_text())
+    store.put_protocol(study.protocol_text)
     if dataset.skipped:
         events.skipped_files(len(dataset.skipped), store.root / "dataset.json")
 
@@ -203,12 +221,14 @@ class Validation:
     dataset: Dataset | None
 
 
-def validate(protocol_path: Path, data_dir: str | None) -> Validation:
-    """Check a protocol; with a data directory (or a synthetic source), also its data, as plan does."""
+def validate(protocol: Path | Protocol, data_dir: str | None) -> Validation:
+    """Check a protocol (a file, or one built in Python); with a data directory (or a synthetic source), also its
+    data, as plan does."""
     from study.data.sources import resolve_data_dir
 
-    protocol = load_protocol(protocol_path)
+    protocol_path, text = protocol_source(protocol)
+    loaded = parse_protocol(text, str(protocol_path))
     data = resolve_data_dir(data_dir)
-    if data is None and protocol.dataset.source != "synthetic":
-        return Validation(protocol, None)
-    return Validation(protocol, checked_dataset(protocol, protocol_path, data, cache_dir=None).dataset)
+    if data is None and loaded.dataset.source != "synthetic":
+        return Validation(loaded, None)
+    return Validation(loaded, checked_dataset(loaded, protocol_path, data, None, text).dataset)

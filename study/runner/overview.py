@@ -136,11 +136,11 @@ def decidability_lines(study: PlannedStudy) -> Iterator[str]:
     """Per claim: whether the seeds can decide it, and with a stored pilot, the seeds it needs."""
     from study.analysis.claims import evaluate_claims
     from study.analysis.decidability import capacity_lines, pilot_lines
-    from study.analysis.summaries import flagged, of_plan
+    from study.analysis.summaries import finished_cells
 
     protocol = study.protocol
     yield from capacity_lines(protocol)
-    done = flagged(of_plan(study.store.cells(), study.planned_ids)[0])
+    done = finished_cells(study.store, study.planned_ids)
     if protocol.claims and not done.empty:
         summary, _ = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions)
         yield f"from the {len(done)} stored cells (a pilot):"

@@ -40,7 +40,7 @@ def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedD
     last look is made; the seeds a look adds train only the cells the open claims read. The outcome counts the
     cells of every look."""
     from study.analysis.sequential import LAST_LOOK_MADE, SequentialRecord, make_look, target_look, with_seeds
-    from study.analysis.summaries import flagged, of_plan
+    from study.analysis.summaries import finished_cells
 
     protocol = study.declared
     record = SequentialRecord(sequential_plan(protocol, study.protocol_path, options))
@@ -62,7 +62,7 @@ def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedD
         summary = replace(summary, done=trained, retries=retries, skipped=summary.total - trained - summary.failed)
         if summary.stopped or summary.failed:
             return SweepOutcome(summary, elapsed)
-        done = flagged(of_plan(study.store.cells(), study.planned_ids)[0])
+        done = finished_cells(study.store, study.planned_ids)
         look = make_look(done, protocol, record, count)
         still_open, futile = look.still_open, futile + look.futile
         events.look(len(record.looks), len(counts), count, still_open, futile)

@@ -48,5 +48,9 @@ class Document:
     def tables(self) -> list[Table]:
         return [item for section in self.sections for item in section.items if isinstance(item, Table)]
 
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """Each table's numbers by the table's name (its CSV file's stem)."""
+        return {table.name: table.data if table.data is not None else table.display for table in self.tables()}
+
     def figures(self) -> list[Figure]:
         return [item for section in self.sections for item in section.items if isinstance(item, Figure)]
