@@ -2,7 +2,7 @@
 used of the sequential design (looks at 3, 5, 7, 9 and 10 seeds), with and without its futility rule, beside fixed
 designs of 3 and 10 seeds, for true advantages of 0 to 2 seed spreads; then the cells a study of three claims
 (advantages 0, 1 and 2 seed spreads, each on its own two arms) trains with every arm at every look, with targeted
-looks, and with targeted looks and futility. Prints Markdown tables (the README's).
+looks, and with targeted looks and futility. Prints Markdown tables (those of docs/guide/until-decided.md).
 
     python benchmarks/sequential_design.py [--claims 2000] [--studies 500]
 """

@@ -197,13 +197,13 @@ def test_invalid_claims_and_report_options_name_line_and_field(extra, expected):
         parse_protocol(protocol_text(extra=extra), "synth.yaml")
 
 
-def test_readme_report_and_claims_examples_are_valid():
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_protocol_guide_report_and_claims_examples_are_valid():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "protocol.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
     base = next(block for block in blocks if block.startswith("name: truncation"))
     extra = [block for block in blocks if block.startswith(("report:", "claims:"))]
     assert len(extra) == 2
-    protocol = parse_protocol(base + "".join(extra), "README.md")
+    protocol = parse_protocol(base + "".join(extra), "protocol.md")
     assert protocol.report.target == 0.85 and protocol.claims[0].side("b") == ["finetune(depth=all)"]
 
 
@@ -295,14 +295,14 @@ def test_a_claim_over_fractions_is_decided_by_all_of_its_data():
     assert (detail["verdict"] != Verdict.SUPPORTED).any() and "fraction by fraction (Holm)" in summary["reason"]
 
 
-def readme_section(title: str) -> str:
-    """The text of the README section under `### title`, up to the next heading."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    return re.split(r"^#+ ", readme.split(f"\n### {title}\n", 1)[1], flags=re.MULTILINE)[0]
+def report_page_section(title: str) -> str:
+    """The text of the report page's section under `## title`, up to the next heading."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "report.md").read_text()
+    return re.split(r"^#+ ", page.split(f"\n## {title}\n", 1)[1], flags=re.MULTILINE)[0]
 
 
-def test_readme_states_the_rule_the_code_applies():
-    first_paragraph = readme_section("How a claim gets its verdict").split("\n\n")[0]
+def test_report_page_states_the_rule_the_code_applies():
+    first_paragraph = report_page_section("How a claim gets its verdict").split("\n\n")[0]
     assert " ".join(first_paragraph.split()) == " ".join(RULE.split())
 
 

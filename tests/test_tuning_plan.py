@@ -93,15 +93,15 @@ def test_bad_tuning_options_give_one_line(tuning, expected):
     assert "\n" not in str(caught.value)
 
 
-def test_readme_tuning_example_is_valid():
+def test_protocol_guide_tuning_example_is_valid():
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "protocol.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
     base = next(block for block in blocks if block.startswith("name: truncation"))
     example = next(block for block in blocks if block.startswith("tuning:"))
     base = "\n".join(line for line in base.splitlines() if not line.startswith("tuning:")) + "\n"
-    protocol = parse_protocol(base + example, "README.md")
+    protocol = parse_protocol(base + example, "protocol.md")
     assert protocol.tuning.space.weight_decay.high == 1e-2 and protocol.tuning.fraction == 1.0
     assert protocol.tuning_metric() == "val_auc"

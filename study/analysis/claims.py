@@ -1,7 +1,7 @@
 """The protocol's claims tested on flagged done cells (see analysis.flagged): a verdict per claim and per fraction.
 
-RULE (below) is the rule in words, its numbers taken from the code; the report prints it and the README quotes it
-(a test checks they agree).
+RULE (below) is the rule in words, its numbers taken from the code; the report prints it and the documentation's
+report page (docs/guide/report.md) quotes it (a test checks they agree).
 """
 
 from __future__ import annotations

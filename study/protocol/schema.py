@@ -57,7 +57,7 @@ class DatasetBase(Strict):
 
 
 class MedmnistSpec(DatasetBase):
-    source: Literal["medmnist"]
+    source: Literal["medmnist"] = Field(description="a 2D MedMNIST v2 dataset, with its official train/val/test split")
     name: str = Field(description="MedMNIST flag, e.g. breastmnist; dataset.size picks <name>.npz or <name>_<px>.npz")
 
     @field_validator("name")
@@ -73,22 +73,27 @@ class MedmnistSpec(DatasetBase):
 
 
 class FolderSpec(DatasetBase):
-    source: Literal["folder"]
-    path: str = Field(description="folder of class subfolders (optionally under train/val/test folders)")
+    source: Literal["folder"] = Field(description="a folder of images, one subfolder per class")
+    path: str = Field(description="folder of class subfolders (optionally under train/val/test folders), relative to "
+                      "the data directory")
 
 
 class CsvSpec(DatasetBase):
-    source: Literal["csv"]
-    path: str = Field(description="CSV manifest; image paths are relative to the CSV's folder")
-    path_column: str = "path"
-    label_column: str = "label"
-    group_column: str | None = None
-    split_column: str | None = None
+    source: Literal["csv"] = Field(description="a CSV manifest of image paths and labels")
+    path: str = Field(description="CSV manifest, relative to the data directory; image paths are relative to the "
+                      "CSV's folder")
+    path_column: str = Field("path", description="the column of image paths, relative to the CSV's folder")
+    label_column: str = Field("label", description="the column of labels (names or integers)")
+    group_column: str | None = Field(
+        None, description="patient or study column: a group stays on one side of every split and subset"
+    )
+    split_column: str | None = Field(None, description="column of train, val or test: the source's own split")
 
 
 class DicomSpec(DatasetBase):
-    source: Literal["dicom"]
-    path: str = Field(description="folder of class subfolders of DICOM files, or a CSV manifest (a path ending .csv)")
+    source: Literal["dicom"] = Field(description="single-frame DICOM files, read with pydicom")
+    path: str = Field(description="folder of class subfolders of DICOM files, or a CSV manifest (a path ending .csv), "
+                      "relative to the data directory")
     path_column: str = Field("path", description="manifest: the column of DICOM paths, relative to the CSV's folder")
     label_column: str = Field("label", description="manifest: the column of labels")
     group_by: Literal["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "none"] = Field(
@@ -97,11 +102,11 @@ class DicomSpec(DatasetBase):
 
 
 class SyntheticSpec(DatasetBase):
-    source: Literal["synthetic"]
-    classes: int = Field(2, ge=2, le=20)
-    per_class: int = Field(60, ge=4, le=5000)
-    channels: Literal[1, 3] = 1
-    noise: float = Field(0.35, ge=0, le=2)
+    source: Literal["synthetic"] = Field(description="generated images (oriented stripes under noise), no files")
+    classes: int = Field(2, ge=2, le=20, description="number of classes")
+    per_class: int = Field(60, ge=4, le=5000, description="images per class")
+    channels: Literal[1, 3] = Field(1, description="grey (1) or RGB (3) images")
+    noise: float = Field(0.35, ge=0, le=2, description="noise level, relative to the pattern's contrast")
 
 
 DatasetSpec = Annotated[Union[MedmnistSpec, FolderSpec, CsvSpec, DicomSpec, SyntheticSpec],
@@ -112,7 +117,9 @@ DatasetSpec = Annotated[Union[MedmnistSpec, FolderSpec, CsvSpec, DicomSpec, Synt
 class BackboneSpec(Strict):
     name: str = Field(description="architecture from the block maps (study plan prints them)")
     weights: str = Field("imagenet", description="imagenet, none, or a path to a Keras weights file")
-    width: int | None = Field(None, ge=4, le=256, description="base channel count of the cnn backbone")
+    width: int | None = Field(
+        None, ge=4, le=256, description="cnn only: channels of its first stage, doubling per stage (null: 32)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -137,17 +144,23 @@ Depth = int | Literal["all"]
 
 
 class HeadSpec(Strict):
-    kind: Literal["linear", "mlp"] = "linear"
+    kind: Literal["linear", "mlp"] = Field(
+        "linear", description="linear: the output layer alone; mlp: hidden dense layers with ReLU, then the output "
+        "layer"
+    )
     units: tuple[int, ...] = Field((256,), description="hidden layer widths of an mlp head")
-    dropout: float = Field(0.5, ge=0, lt=1)
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout after each hidden layer of an mlp head")
 
 
 class StrategySpec(Strict):
-    name: Literal[STRATEGY_NAMES]
+    name: Literal[STRATEGY_NAMES] = Field(description="what trains: the network from scratch, a head on the frozen "
+                                          "backbone, the top blocks (finetune), or a cut backbone (truncate)")
     depth: Depth | list[Depth] | None = Field(None, description="top blocks that train (finetune, truncate)")
     at: int | list[int] | None = Field(None, description="block after which the backbone is cut (truncate)")
-    head: Literal["linear", "mlp"] | HeadSpec = "linear"
-    lr: LearningRates | None = None
+    head: Literal["linear", "mlp"] | HeadSpec = Field(
+        "linear", description="the new head: linear, mlp, or its settings"
+    )
+    lr: LearningRates | None = Field(None, description="this strategy's learning rates (default: train.lr)")
     backbone: BackboneSpec | None = Field(None, description="this strategy's own network (default: the protocol's)")
 
     @model_validator(mode="after")
@@ -177,8 +190,8 @@ class StrategySpec(Strict):
 
 # -------------------------------------------------------------------------------------------- training
 class LearningRates(Strict):
-    backbone: float = Field(1e-4, gt=0, le=1)
-    head: float = Field(1e-3, gt=0, le=1)
+    backbone: float = Field(1e-4, gt=0, le=1, description="the pretrained blocks that train")
+    head: float = Field(1e-3, gt=0, le=1, description="the new head, and every layer of a network trained from scratch")
     output: float | None = Field(None, gt=0, le=1, description="the head's output layer (default: head)")
 
 
@@ -186,22 +199,31 @@ StrategySpec.model_rebuild()
 
 
 class EarlyStopping(Strict):
-    monitor: Literal["val_auc", "val_loss", "val_accuracy", "val_balanced_accuracy"] = "val_auc"
-    patience: int = Field(5, ge=1)
+    monitor: Literal["val_auc", "val_loss", "val_accuracy", "val_balanced_accuracy"] = Field(
+        "val_auc", description="validation metric whose best epoch's weights are kept"
+    )
+    patience: int = Field(5, ge=1, description="epochs without improvement before training stops")
 
 
 class TrainSpec(Strict):
-    epochs: int = Field(30, ge=1, le=10000)
-    batch_size: int = Field(32, ge=1, le=4096)
-    lr: LearningRates = LearningRates()
-    optimizer: Literal["adam", "sgd"] = "adam"
-    weight_decay: float = Field(0.0, ge=0)
-    class_weight: Literal["balanced", "none"] = "balanced"
+    epochs: int = Field(30, ge=1, le=10000, description="maximum epochs")
+    batch_size: int = Field(32, ge=1, le=4096, description="images per optimisation step")
+    lr: LearningRates = Field(LearningRates(), description="learning rates of the pretrained part and of the new head")
+    optimizer: Literal["adam", "sgd"] = Field(
+        "adam", description="adam (AdamW with weight_decay) or sgd (momentum 0.9)"
+    )
+    weight_decay: float = Field(0.0, ge=0, description="weight decay (0: none)")
+    class_weight: Literal["balanced", "none"] = Field(
+        "balanced", description="balanced weighs the loss by inverse class frequency"
+    )
     batchnorm: Literal["frozen", "train"] = Field(
         "frozen", description="pretrained batch norm: frozen keeps inference mode even in blocks that train"
     )
     augment: bool = Field(False, description="random horizontal flips and small shifts of training images")
-    early_stopping: EarlyStopping | None = EarlyStopping()
+    early_stopping: EarlyStopping | None = Field(
+        EarlyStopping(), description="on the validation split, keeping the best epoch's weights; null: train every "
+        "epoch and keep the best by validation loss"
+    )
     min_steps: int = Field(
         500, ge=0, le=1_000_000,
         description="optimisation steps every cell gets at least: small subsets take several passes per epoch",
@@ -246,15 +268,15 @@ class LogRange(OrderedRange):
 class DropoutRange(OrderedRange):
     """A uniform range of the mlp head's dropout."""
 
-    low: float = Field(ge=0, lt=1)
-    high: float = Field(ge=0, lt=1)
+    low: float = Field(ge=0, lt=1, description="smallest dropout tried")
+    high: float = Field(ge=0, lt=1, description="largest dropout tried")
 
 
 class EpochRange(OrderedRange):
     """A range of whole epoch counts (uniform)."""
 
-    low: int = Field(ge=1, le=10000)
-    high: int = Field(ge=1, le=10000)
+    low: int = Field(ge=1, le=10000, description="fewest epochs tried")
+    high: int = Field(ge=1, le=10000, description="most epochs tried")
 
 
 class SearchSpace(Strict):
@@ -273,7 +295,7 @@ class SearchSpace(Strict):
 class PrunerSpec(Strict):
     """Optuna's median pruner: stop a trial whose validation value falls below the median of earlier trials."""
 
-    kind: Literal["median", "none"] = "median"
+    kind: Literal["median", "none"] = Field("median", description="none: no pruning")
     startup_trials: int = Field(3, ge=0, description="finished trials before any trial is pruned")
     warmup_epochs: int = Field(1, ge=0, description="epochs every trial runs before it may be pruned")
 
@@ -284,7 +306,9 @@ TuningMetric = Literal["val_auc", "val_loss", "val_accuracy", "val_balanced_accu
 class TuningSpec(Strict):
     """Per-strategy hyperparameter search on the validation split; the chosen values replace the protocol's."""
 
-    engine: Literal["optuna", "keras_tuner"] = "optuna"
+    engine: Literal["optuna", "keras_tuner"] = Field(
+        "optuna", description="Optuna (TPE sampler, pruning) or KerasTuner (Bayesian optimisation, no pruning)"
+    )
     trials: int = Field(8, ge=1, le=1000, description="trials per tuned arm (the same budget for every arm)")
     metric: TuningMetric | None = Field(None, description="validation metric; default train.early_stopping.monitor")
     scope: Literal["once", "per_fraction"] = Field(
@@ -292,8 +316,8 @@ class TuningSpec(Strict):
     )
     fraction: float | None = Field(None, gt=0, le=1, description="scope once: the fraction tuned at (default largest)")
     seed: int = Field(0, ge=0, description="seed of the tuning subset, initialisation and sampler")
-    space: SearchSpace = SearchSpace()
-    pruner: PrunerSpec = PrunerSpec()
+    space: SearchSpace = Field(SearchSpace(), description="the ranges searched")
+    pruner: PrunerSpec = Field(PrunerSpec(), description="when Optuna stops a trial early")
 
     @model_validator(mode="after")
     def _fraction_fits_scope(self) -> TuningSpec:
@@ -333,10 +357,12 @@ class ClaimSpec(Strict):
     text: str = Field("", description="the claim in words, with its source")
     a: Side = Field(description="an arm label, a strategy name, or a list of them; trend: arm labels in order")
     b: Side | None = Field(None, description="an arm label, a strategy name, or a list of them (not for trend)")
-    kind: Literal["better", "not_worse", "trend"] = "better"
+    kind: Literal["better", "not_worse", "trend"] = Field(
+        "better", description="better; not_worse (needs margin > 0); trend (a lists arms in order, no b)"
+    )
     margin: float = Field(0.0, ge=0, lt=1, description="not_worse: how much worse a may be")
     metric: ClaimMetric | None = Field(None, description="default report.metric")
-    fractions: Literal["all"] | list[float] = "all"
+    fractions: Literal["all"] | list[float] = Field("all", description="all, or a list of the protocol's fractions")
     alpha: float | None = Field(None, gt=0, lt=0.5, description="default report.alpha")
     exclude_degenerate: bool | None = Field(None, description="default report.exclude_degenerate")
 
@@ -365,16 +391,18 @@ class ClaimSpec(Strict):
 # -------------------------------------------------------------------------------------------- protocol
 class Protocol(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="results go to <results dir>/<name>/")
-    description: str = ""
-    dataset: DatasetSpec
-    backbone: BackboneSpec
-    strategies: list[StrategySpec] = Field(min_length=1)
+    description: str = Field("", description="free text, shown in the report title")
+    dataset: DatasetSpec = Field(description="the images and their labels, by source")
+    backbone: BackboneSpec = Field(description="the network of every strategy that names none of its own")
+    strategies: list[StrategySpec] = Field(
+        min_length=1, description="how the network trains; a list in depth or at gives one arm per value"
+    )
     fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(min_length=1, description="shares of the training split")
     seeds: int | list[int] = Field(3, description="a count (seeds 0..n-1) or an explicit list")
-    train: TrainSpec = TrainSpec()
-    run: RunSpec = RunSpec()
+    train: TrainSpec = Field(TrainSpec(), description="how every cell trains")
+    run: RunSpec = Field(RunSpec(), description="failing cells and kept models; never part of a run id")
     tuning: TuningSpec | None = Field(None, description="tune learning rates (and more) per arm on validation")
-    report: ReportSpec = ReportSpec()
+    report: ReportSpec = Field(ReportSpec(), description="options of the report; never part of a run id")
     claims: list[ClaimSpec] = Field(default_factory=list, description="claims the report tests")
 
     @field_validator("fractions")

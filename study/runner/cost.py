@@ -5,7 +5,8 @@ mean over the finished cells (a sum of means is the expected total; medians woul
 store of the results directory, with the same arm label, backbone and width, input size, training settings that
 set the work (epochs, batch size, min_steps, early stopping, threads, augmentation, batch norm) and number of
 training images. Elsewhere it comes from a per-image rate (`rate_seconds`):
-an upper bound that assumes every epoch runs, from rates measured on stored cells (README: "Cost before running").
+an upper bound that assumes every epoch runs, from rates measured on stored cells (docs/benchmarks.md, "Cost before
+running").
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def configure_tensorflow(threads: int) -> None:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # retracing notices: every cell traces its own functions on purpose
-    # Keras' note that MobileNet(V2) at sizes without their own file use the 224 px weights (README: offline set-up)
+    # Keras' note that MobileNet(V2) at sizes without their own file use the 224 px weights (docs/install.md)
     warnings.filterwarnings("ignore", message=r".*will be loaded as the default", category=UserWarning)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

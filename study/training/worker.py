@@ -54,7 +54,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> CellResult:
     dataset = caches.load_for(context, cell.seed)
     if context.fingerprint is not None and dataset.fingerprint != context.fingerprint:
         raise DataError(f"the dataset this worker ({platform.node()}) reads under {context.data_dir} differs from "
-                        "the driver's; give every worker the same data directory (README: Running on a cluster)")
+                        "the driver's; give every worker the same data directory (docs: Running on a cluster)")
     images = caches.preprocessed_images(context, settings["backbone"]["name"])
     die_if_asked(cell)
     indices = cell_indices(dataset, cell.fraction, cell.seed)
