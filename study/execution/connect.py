@@ -1,7 +1,9 @@
-"""Connecting to a cluster: check that its address listens, then open a Dask or Ray cluster of worker processes."""
+"""Connecting to a cluster: check that its packages are installed and its address listens, then open a Dask or Ray
+cluster of worker processes."""
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +13,15 @@ from study.core.errors import StudyError
 from study.execution.cluster import CONNECT_SECONDS, Cluster
 
 EXECUTORS = ("local", "dask", "ray")
+# each cluster executor's name in messages and the modules of the extra (pyproject.toml) that installs it
+PACKAGES = {"dask": ("Dask", ("dask", "distributed")), "ray": ("Ray", ("ray", "psutil"))}
+
+
+def require_packages(kind: str) -> None:
+    """Raise a one-line StudyError when the extra of the cluster executor `kind` is not installed; import nothing."""
+    name, modules = PACKAGES[kind]
+    if any(importlib.util.find_spec(module) is None for module in modules):
+        raise StudyError(f'--executor {kind} needs {name}: pip install "study[{kind}]"')
 
 
 def check_listening(address: str) -> None:

@@ -34,19 +34,23 @@ class RunStart:
 
 
 def check_options(options: RunOptions) -> None:
-    """Refuse flags that need another flag."""
+    """Refuse flags that need another flag, and a cluster executor whose packages are not installed: before the
+    study is opened, so that nothing is read, trained or stored."""
+    from study.execution.connect import PACKAGES, require_packages
+
     if options.address is not None and options.executor == "local":
         raise StudyError("--address needs --executor dask or --executor ray")
     if not options.until_decided and (options.max_seeds or options.seeds_per_round):
         raise StudyError("--max-seeds and --seeds-per-round need --until-decided")
+    if options.executor in PACKAGES:
+        require_packages(options.executor)
 
 
 def prepare_run(study: PlannedStudy, options: RunOptions) -> RunStart:
-    """Check the options and the data; what the run will work on."""
+    """Check the data (the options are checked first, `check_options`); what the run will work on."""
     from study.execution.scheduler import cells_to_run
     from study.runner.cost import share_warnings, subsets
 
-    check_options(options)
     jobs = worker_jobs(options.jobs, study.protocol)
     data = study_data(study)
     warnings = share_warnings(subsets(data.dataset, data.splits, study.protocol))
