@@ -80,10 +80,12 @@ class FolderSpec(DatasetBase):
 class CsvSpec(DatasetBase):
     source: Literal["csv"]
     path: str = Field(description="CSV manifest; image paths are relative to the CSV's folder")
-    path_column: str = "path"
-    label_column: str = "label"
-    group_column: str | None = None
-    split_column: str | None = None
+    path_column: str = Field("path", description="the column of image paths, relative to the CSV's folder")
+    label_column: str = Field("label", description="the column of labels (names or integers)")
+    group_column: str | None = Field(
+        None, description="optional patient or study column: whole groups stay on one side of every split and subset"
+    )
+    split_column: str | None = Field(None, description="optional column of train, val or test")
 
 
 class DicomSpec(DatasetBase):
@@ -146,7 +148,9 @@ class StrategySpec(Strict):
     name: Literal[STRATEGY_NAMES]
     depth: Depth | list[Depth] | None = Field(None, description="top blocks that train (finetune, truncate)")
     at: int | list[int] | None = Field(None, description="block after which the backbone is cut (truncate)")
-    head: Literal["linear", "mlp"] | HeadSpec = "linear"
+    head: Literal["linear", "mlp"] | HeadSpec = Field(
+        "linear", description="the new head: linear, mlp, or {kind: mlp, units: [256], dropout: 0.5}"
+    )
     lr: LearningRates | None = None
     backbone: BackboneSpec | None = Field(None, description="this strategy's own network (default: the protocol's)")
 
@@ -177,8 +181,8 @@ class StrategySpec(Strict):
 
 # -------------------------------------------------------------------------------------------- training
 class LearningRates(Strict):
-    backbone: float = Field(1e-4, gt=0, le=1)
-    head: float = Field(1e-3, gt=0, le=1)
+    backbone: float = Field(1e-4, gt=0, le=1, description="the pretrained part's learning rate")
+    head: float = Field(1e-3, gt=0, le=1, description="the new head's learning rate")
     output: float | None = Field(None, gt=0, le=1, description="the head's output layer (default: head)")
 
 
@@ -186,14 +190,16 @@ StrategySpec.model_rebuild()
 
 
 class EarlyStopping(Strict):
-    monitor: Literal["val_auc", "val_loss", "val_accuracy", "val_balanced_accuracy"] = "val_auc"
-    patience: int = Field(5, ge=1)
+    monitor: Literal["val_auc", "val_loss", "val_accuracy", "val_balanced_accuracy"] = Field(
+        "val_auc", description="the validation value watched"
+    )
+    patience: int = Field(5, ge=1, description="epochs without improvement before training stops")
 
 
 class TrainSpec(Strict):
-    epochs: int = Field(30, ge=1, le=10000)
-    batch_size: int = Field(32, ge=1, le=4096)
-    lr: LearningRates = LearningRates()
+    epochs: int = Field(30, ge=1, le=10000, description="maximum epochs")
+    batch_size: int = Field(32, ge=1, le=4096, description="images per optimisation step")
+    lr: LearningRates = Field(LearningRates(), description="learning rates of the pretrained part and of the new head")
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = Field(0.0, ge=0)
     class_weight: Literal["balanced", "none"] = "balanced"
@@ -201,7 +207,10 @@ class TrainSpec(Strict):
         "frozen", description="pretrained batch norm: frozen keeps inference mode even in blocks that train"
     )
     augment: bool = Field(False, description="random horizontal flips and small shifts of training images")
-    early_stopping: EarlyStopping | None = EarlyStopping()
+    early_stopping: EarlyStopping | None = Field(
+        EarlyStopping(), description="stop when the monitored validation value has not improved for patience epochs "
+        "and keep the best epoch's weights; null trains every epoch"
+    )
     min_steps: int = Field(
         500, ge=0, le=1_000_000,
         description="optimisation steps every cell gets at least: small subsets take several passes per epoch",
@@ -336,7 +345,9 @@ class ClaimSpec(Strict):
     kind: Literal["better", "not_worse", "trend"] = "better"
     margin: float = Field(0.0, ge=0, lt=1, description="not_worse: how much worse a may be")
     metric: ClaimMetric | None = Field(None, description="default report.metric")
-    fractions: Literal["all"] | list[float] = "all"
+    fractions: Literal["all"] | list[float] = Field(
+        "all", description="the fractions it is tested at: all, or a list of the protocol's fractions"
+    )
     alpha: float | None = Field(None, gt=0, lt=0.5, description="default report.alpha")
     exclude_degenerate: bool | None = Field(None, description="default report.exclude_degenerate")
 
@@ -365,11 +376,15 @@ class ClaimSpec(Strict):
 # -------------------------------------------------------------------------------------------- protocol
 class Protocol(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="results go to <results dir>/<name>/")
-    description: str = ""
+    description: str = Field("", description="free text, shown in the report title")
     dataset: DatasetSpec
     backbone: BackboneSpec
-    strategies: list[StrategySpec] = Field(min_length=1)
-    fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(min_length=1, description="shares of the training split")
+    strategies: list[StrategySpec] = Field(
+        min_length=1, description="how the pretrained network is used; a list in depth or at gives one arm per value"
+    )
+    fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        min_length=1, description="shares of the training split, each > 0 and <= 1"
+    )
     seeds: int | list[int] = Field(3, description="a count (seeds 0..n-1) or an explicit list")
     train: TrainSpec = TrainSpec()
     run: RunSpec = RunSpec()
