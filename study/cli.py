@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--data-dir", default=None, help="dataset folder (default: $STUDY_DATA_DIR); without "
                           "one, only the protocol is checked")
     commands.add_parser("datasets", help="the dataset sources and where they look for files")
+    init = commands.add_parser("init", help="write a commented protocol for a dataset, then show its cost")
+    init.add_argument("data", help="a folder of class subfolders (images or DICOM files), a CSV manifest, or a "
+                      "MedMNIST name such as breastmnist; found as given, else in the data directory")
+    init.add_argument("--out", type=Path, default=Path("protocol.yaml"), help="protocol file to write (default "
+                      "protocol.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite --out when it exists")
+    init.add_argument("--data-dir", default=None, help="dataset folder (default: $STUDY_DATA_DIR)")
+    init.add_argument("--results-dir", type=Path, default=Path("results"),
+                      help="where results live: stored cells' times inform the estimate (default results/)")
     predict = commands.add_parser("predict", help="apply a kept model to images: class probabilities as CSV")
     predict.add_argument("model", type=Path, help="a kept model: results/<name>/models/<run id>.keras")
     predict.add_argument("images", type=Path, help="a folder of images (searched recursively) or one image file")

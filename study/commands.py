@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections.abc import Iterable
 
 from study.core.errors import StudyError
@@ -74,24 +75,63 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_grid(planned: PlannedStudy) -> None:
+    """The size of the planned grid."""
+    protocol, cells = planned.protocol, len(planned.cells)
+    fractions, seeds = len(protocol.fractions), len(protocol.seed_list())
+    print(f"protocol {protocol.name}: {cells} cells = {fractions} fractions x {seeds} seeds x "
+          f"{cells // (fractions * seeds)} arms")
+
+
+def _print_cost(planned: PlannedStudy, plan) -> None:
+    """What the pending cells cost, and whether the seeds can decide each claim."""
+    print(f"to run: {plan.to_run} cells, each up to {planned.protocol.train.epochs} epochs (early stopping may end "
+          "them sooner)")
+    _print_lines(plan.cost)
+    _print_lines(plan.decidability)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     """The cells, what is done, and the backbone's block map."""
     from study.runner.overview import study_plan
 
     planned = _open(args)
     plan = study_plan(planned, args.jobs)
-    protocol, cells = planned.protocol, len(planned.cells)
-    fractions, seeds = len(protocol.fractions), len(protocol.seed_list())
-    print(f"protocol {protocol.name}: {cells} cells = {fractions} fractions x {seeds} seeds x "
-          f"{cells // (fractions * seeds)} arms")
+    _print_grid(planned)
     print(f"block map of {plan.block_map.name} (at: k keeps blocks 0..k; depth: d trains the top d blocks):")
     for index, block in enumerate(plan.block_map.blocks):
         print(f"  {index:>2}  {block.name:<12} ends at layer {block.last_layer}")
     _print_lines(plan.tuning)
     print(plan.table.to_string(index=False))
-    print(f"to run: {plan.to_run} cells, each up to {protocol.train.epochs} epochs (early stopping may end them sooner)")
-    _print_lines(plan.cost)
-    _print_lines(plan.decidability)
+    _print_cost(planned, plan)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write a commented protocol for a dataset; print its cost, whether its claims can be decided, and what to type
+    next."""
+    from study.core.files import write_atomic
+    from study.data.sources import resolve_data_dir
+    from study.runner.overview import study_plan
+    from study.runner.scaffold import write_protocol
+
+    out = args.out
+    if out.exists() and not args.force:
+        raise StudyError(f"{out} exists; add --force to overwrite it, or name another file with --out")
+    written = write_protocol(args.data, resolve_data_dir(args.data_dir), args.results_dir / ".cache")
+    try:
+        write_atomic(out, written.text.encode())
+    except OSError as exc:
+        raise StudyError(f"cannot write {out}: {exc.strerror or exc}") from None
+    for warning in written.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{out}: protocol {written.protocol.name!r} for the {written.found} ({written.facts})")
+    planned = open_study(out, args.results_dir, Path("report"), args.data_dir, PrintedEvents())
+    plan = study_plan(planned, None)
+    _print_grid(planned)
+    _print_cost(planned, plan)
+    flags = "" if args.data_dir is None else f" --data-dir {args.data_dir}"
+    print(f"next: study run {out}{flags}")
     return 0
 
 

@@ -9,14 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.commands import study_command
+from helpers.dicom import write_dicom
 from helpers.protocols import protocol_file_text
 from pydicom.data import get_testdata_file
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import (
-    ExplicitVRLittleEndian,
-    SecondaryCaptureImageStorage,
-    generate_uid,
-)
 
 from study.core.errors import DataError
 from study.data.dataset import SPLITS
@@ -25,31 +20,6 @@ from study.data.sources import load_dataset, source_fingerprint
 from study.data.splits import ensure_split, seed_split
 from study.protocol.schema import DicomSpec, parse_protocol
 from study.store.results import ResultStore
-
-
-def write_dicom(path: Path, pixels: np.ndarray, patient: str = "p0", photometric: str = "MONOCHROME2",
-                frames: int = 1, **tags) -> Path:
-    """A single- (or multi-) frame monochrome DICOM file of uint8 or uint16 pixels (frames x) rows x columns."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    header = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    header.SOPClassUID, header.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    header.PatientID, header.Modality = patient, "OT"
-    header.StudyInstanceUID, header.SeriesInstanceUID = generate_uid(), generate_uid()
-    bits = pixels.dtype.itemsize * 8
-    header.Rows, header.Columns = pixels.shape[-2:]
-    header.SamplesPerPixel, header.PhotometricInterpretation = 1, photometric
-    header.BitsAllocated, header.BitsStored, header.HighBit, header.PixelRepresentation = bits, bits, bits - 1, 0
-    if frames > 1:
-        header.NumberOfFrames = frames
-    for name, value in tags.items():
-        setattr(header, name, value)
-    header.PixelData = pixels.tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header.save_as(path, enforce_file_format=True)
-    return path
 
 
 def _tile(values) -> np.ndarray:

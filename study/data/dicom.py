@@ -31,7 +31,7 @@ def dicom_source(spec, data_dir: Path | None) -> FileSource:
                    "group_column": None, "split_column": None}
         listed, missing = read_manifest(root, columns, spec.on_bad_file)
     else:
-        listed, missing = _class_folders(root), []
+        listed, missing = class_records(root), []
     records, unreadable = [], []
     for record in listed:
         try:
@@ -52,7 +52,7 @@ class _Unreadable(DataError):
     """A file whose DICOM header cannot be read."""
 
 
-def _class_folders(root: Path) -> list[Record]:
+def class_records(root: Path) -> list[Record]:
     """One record per DICOM file below each class subfolder of root, labelled with the subfolder's name."""
     folders = subfolders(root)
     if not folders:

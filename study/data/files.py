@@ -20,7 +20,7 @@ from study.data.images import IMAGE_SUFFIXES, read_images
 
 log = logging.getLogger(__name__)
 
-_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _MASK_STEM = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)  # BUSI's segmentation masks: benign (1)_mask.png, ..._mask_1
 
 
@@ -100,8 +100,8 @@ def folder_source(path: str, data_dir: Path | None, on_bad_file: str = "fail") -
         raise DataError(f"image folder {root} not found{relative_hint(path, data_dir)}")
     tops = subfolders(root)
     names = {folder.name.lower() for folder in tops}
-    layout = [(folder, _SPLIT_NAMES[folder.name.lower()]) for folder in tops] \
-        if "train" in names and names <= set(_SPLIT_NAMES) else [(root, None)]
+    layout = [(folder, SPLIT_NAMES[folder.name.lower()]) for folder in tops] \
+        if "train" in names and names <= set(SPLIT_NAMES) else [(root, None)]
     records = []
     for base, split in layout:
         class_folders = subfolders(base)
@@ -196,7 +196,7 @@ def _csv_record(csv_path: Path, line: int, row: dict, columns: dict[str, str | N
     split, split_column, group_column = None, columns["split_column"], columns["group_column"]
     if split_column is not None:
         value = cell(split_column)
-        split = _SPLIT_NAMES.get(value.lower())
+        split = SPLIT_NAMES.get(value.lower())
         if split is None:
             raise DataError(f"{where}: {split_column} is {value!r}; expected train, val or test")
     group = cell(group_column) if group_column is not None else None

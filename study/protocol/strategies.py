@@ -31,6 +31,7 @@ class Strategy:
     """One way of using the pretrained network (docs: design, Vocabulary)."""
 
     name: str
+    meaning: str  # what trains, in words (the README's strategies table)
     needs: dict[str, str]  # protocol fields it must have, each with what it means
     takes: frozenset[str]  # protocol fields it may have (depth, at)
     depth: str | None  # the depth of every arm (None: from the protocol's depth; truncate without depth: all)
@@ -79,16 +80,19 @@ def _with_cut(name: str, depth: str, truncate_at: int | None, head: str) -> str:
 
 
 STRATEGIES = {strategy.name: strategy for strategy in (
-    Strategy("scratch", {}, frozenset(), "all", pretrained=False, searched_rates=("lr_head",), sorted_by=None,
-             family=None, labelled=_plain),
-    Strategy("frozen", {}, frozenset(), "0", pretrained=True, searched_rates=("lr_head",), sorted_by=None,
-             family=Family.DEPTH, labelled=_with_head),
-    Strategy("finetune", {"depth": "a number of top blocks, a list of them, or all"}, frozenset({"depth"}), None,
-             pretrained=True, searched_rates=("lr_head", "lr_backbone"), sorted_by="depth", family=Family.DEPTH,
-             labelled=_with_depth),
-    Strategy("truncate", {"at": "the block after which the backbone is cut"}, frozenset({"depth", "at"}), None,
-             pretrained=True, searched_rates=("lr_head", "lr_backbone"), sorted_by="truncate_at", family=Family.CUT,
-             labelled=_with_cut),
+    Strategy("scratch", "the backbone architecture from random initialisation; every layer trains", {}, frozenset(),
+             "all", pretrained=False, searched_rates=("lr_head",), sorted_by=None, family=None, labelled=_plain),
+    Strategy("frozen", "the pretrained backbone frozen (batch norm in inference mode), a new head trains: with a "
+             "linear head the linear probe", {}, frozenset(), "0", pretrained=True, searched_rates=("lr_head",),
+             sorted_by=None, family=Family.DEPTH, labelled=_with_head),
+    Strategy("finetune", "the top depth blocks of the pretrained backbone train, the rest stay frozen; depth 0 is "
+             "frozen, depth all is full fine-tuning", {"depth": "a number of top blocks, a list of them, or all"},
+             frozenset({"depth"}), None, pretrained=True, searched_rates=("lr_head", "lr_backbone"),
+             sorted_by="depth", family=Family.DEPTH, labelled=_with_depth),
+    Strategy("truncate", "the pretrained backbone cut after block at, pooled, a new head; all of it trains (TTL), or "
+             "with depth only the top depth of the kept blocks", {"at": "the block after which the backbone is cut"},
+             frozenset({"depth", "at"}), None, pretrained=True, searched_rates=("lr_head", "lr_backbone"),
+             sorted_by="truncate_at", family=Family.CUT, labelled=_with_cut),
 )}
 STRATEGY_NAMES = tuple(STRATEGIES)
 FIELDS = ("at", "depth")  # the protocol fields some strategies take, in the order they are checked

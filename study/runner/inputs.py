@@ -164,7 +164,7 @@ def checked_dataset(protocol: Protocol, protocol_path: Path, data_dir: Path | No
     seed's training split (decoded images cached in cache_dir, when given); text: the protocol's YAML when it is
     not the file at protocol_path."""
     from study.data.sources import load_dataset
-    from study.data.splits import ensure_split, fraction_shortfall, seed_split
+    from study.data.splits import ensure_split, fraction_shortfall
     from study.protocol.schema import field_error, resplit_refusal
 
     spec = protocol.dataset
@@ -172,12 +172,23 @@ def checked_dataset(protocol: Protocol, protocol_path: Path, data_dir: Path | No
     if spec.resplit and loaded.split is not None:
         raise field_error(protocol_path, ("dataset", "resplit"), resplit_refusal("train/val/test folders"), text)
     dataset = ensure_split(loaded, spec)
-    splits = {seed: seed_split(dataset, spec, seed).split for seed in split_seeds(protocol)}
-    training = {seed: dataset.labels[split == "train"] for seed, split in splits.items()}
-    problem = fraction_shortfall(training, dataset.class_names, protocol.fractions)
+    splits = seed_splits(dataset, protocol)
+    problem = fraction_shortfall(training_labels(dataset, splits), dataset.class_names, protocol.fractions)
     if problem:
         raise field_error(protocol_path, ("fractions",), problem, text)
     return CheckedData(dataset, splits, official=loaded.split is not None)
+
+
+def seed_splits(dataset: Dataset, protocol: Protocol) -> dict[int | None, np.ndarray]:
+    """The split of each seed whose cells train (split_seeds), of a dataset that has its fixed split."""
+    from study.data.splits import seed_split
+
+    return {seed: seed_split(dataset, protocol.dataset, seed).split for seed in split_seeds(protocol)}
+
+
+def training_labels(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> dict[int | None, np.ndarray]:
+    """The labels of each split's training images."""
+    return {seed: dataset.labels[split == "train"] for seed, split in splits.items()}
 
 
 def study_data(study: PlannedStudy) -> CheckedData:
