@@ -24,6 +24,7 @@ from statsmodels.stats.proportion import proportion_confint
 from study.analysis.resampling import Predictions, resampled_sums
 from study.analysis.stats import CONFIDENCE
 from study.core.operating_point import apply_operating_point
+from study.core.vocabulary import MACRO_METRICS
 from study.data.splits import training_subsets
 
 COUNTS = ("tp", "fn", "fp", "tn")
@@ -98,8 +99,7 @@ def training_prior(split: pd.DataFrame | None, seed: int, fraction: float, n_cla
     seed's block, else the fixed split); None without a stored split."""
     if split is None:
         return None
-    own = split["seed"].eq(seed).fillna(False)
-    block = split[own] if own.any() else split[split["seed"].isna()]
+    block = seed_block(split, seed)
     train = block[block["split"] == "train"]
     if train.empty:
         return None
@@ -107,6 +107,35 @@ def training_prior(split: pd.DataFrame | None, seed: int, fraction: float, n_cla
     groups = train["group"].to_numpy(dtype=str) if train["group"].notna().any() else None
     subset = training_subsets(labels, groups, [fraction], int(seed))[fraction]
     return np.bincount(labels[subset], minlength=n_classes) / len(subset)
+
+
+def seed_block(split: pd.DataFrame, seed) -> pd.DataFrame:
+    """The rows of the split a cell of seed trained on: the seed's block, else the fixed split."""
+    own = split["seed"].eq(seed).fillna(False)
+    return split[own] if own.any() else split[split["seed"].isna()]
+
+
+def untested_classes(done: pd.DataFrame, split: pd.DataFrame | None, n_classes: int) -> list[list[int]]:
+    """Per done cell, the classes its stored test split holds no image of (none known without a stored split)."""
+    if split is None or split.empty:
+        return [[] for _ in range(len(done))]
+    absent = {}
+    for seed in done["seed"].unique():
+        block = seed_block(split, seed)
+        tested = set(block.loc[block["split"] == "test", "label"].astype(int))
+        absent[seed] = [k for k in range(n_classes) if k not in tested]
+    return [absent[seed] for seed in done["seed"]]
+
+
+def unmeasured(done: pd.DataFrame, split: pd.DataFrame | None, names: list[str]) -> pd.DataFrame:
+    """done with an `untested_classes` column (the names of the classes its test split lacks, ", "-joined) and, for
+    those cells, the metrics averaged over classes (MACRO_METRICS) set to NaN: stored values of such cells average
+    over the classes present only, so they measure another task."""
+    absent = untested_classes(done, split, len(names))
+    untested = pd.Series([", ".join(names[k] for k in classes) for classes in absent], index=done.index)
+    lacking = untested.ne("")
+    return done.assign(untested_classes=untested, **{metric: done[metric].where(~lacking)
+                                                     for metric in MACRO_METRICS if metric in done.columns})
 
 
 def operating_predictions(frame: pd.DataFrame, cell: pd.Series, split: pd.DataFrame | None) -> np.ndarray | None:

@@ -9,6 +9,8 @@ CLASSIFICATION_METRICS = ("accuracy", "auc", "balanced_accuracy", "f1_macro", "t
 OPERATING_METRICS = ("accuracy_op", "balanced_accuracy_op", "f1_macro_op")  # at the rule chosen on validation
 ORDINAL_METRICS = ("kappa_quadratic", "mae_class")  # with dataset.ordinal only
 METRICS = CLASSIFICATION_METRICS + OPERATING_METRICS + ORDINAL_METRICS  # every stored test metric, in report order
+# averages over every class: undefined (NaN) for a test set that lacks a class
+MACRO_METRICS = ("auc", "balanced_accuracy", "f1_macro", "balanced_accuracy_op", "f1_macro_op")
 LOWER_IS_BETTER = frozenset({"log_loss", "mae_class", "val_loss"})  # metrics and validation monitors
 KEEP_MODELS = ("none", "best", "all")  # trained models a run keeps: none, each arm x fraction's best, every cell's
 

@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from study.data.images import IMAGE_SUFFIXES, read_images
 log = logging.getLogger(__name__)
 
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a label written as a number
 _MASK_STEM = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)  # BUSI's segmentation masks: benign (1)_mask.png, ..._mask_1
 
 
@@ -155,7 +157,7 @@ def read_manifest(csv_path: Path, columns: dict[str, str | None], on_bad_file: s
                 if column is not None and column not in found:
                     raise DataError(f"{csv_path}: no column {column!r} (the dataset's {setting}); columns found: "
                                     f"{', '.join(found) or 'none'}")
-            records, lines, missing = [], {}, []
+            records, lines, missing, labels = [], {}, [], {}
             for row in reader:
                 try:
                     record = _csv_record(csv_path, reader.line_num, row, columns)
@@ -168,6 +170,7 @@ def read_manifest(csv_path: Path, columns: dict[str, str | None], on_bad_file: s
                     raise DataError(f"{csv_path}:{reader.line_num}: image {record.id!r} is listed again "
                                     f"(first on line {lines[record.id]})")
                 lines[record.id] = reader.line_num
+                _check_label(csv_path, reader.line_num, record.label, labels, columns["label_column"])
                 records.append(record)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{csv_path}: not a readable UTF-8 CSV file ({exc})") from None
@@ -177,6 +180,18 @@ def read_manifest(csv_path: Path, columns: dict[str, str | None], on_bad_file: s
         log.warning("skipped %d manifest rows whose image is missing (dataset.on_bad_file: skip), e.g. %s",
                     len(missing), missing[0])
     return records, missing
+
+
+def _check_label(csv_path: Path, line: int, label: str, seen: dict, column: str) -> None:
+    """Refuse a label that is the number of another label written differently (1 and 1.0, 01, +1, 1e0): as text they
+    would be two classes. seen maps each number to its first spelling and line."""
+    if not _NUMBER.fullmatch(label):
+        return
+    first, first_line = seen.setdefault(Decimal(label), (label, line))
+    if first != label:
+        raise DataError(f"{csv_path}:{line}: {column} {label!r} is the number of {first!r} (line {first_line}) "
+                        "written differently; labels are read as text, so these would be two classes: write each "
+                        "class one way")
 
 
 def _csv_record(csv_path: Path, line: int, row: dict, columns: dict[str, str | None]) -> Record:

@@ -68,8 +68,8 @@ folder     path: a folder with one subfolder of images per class ({suffixes}; se
            <image>_mask_1.png, as in the original BUSI download) are skipped. Optional train/ val/ test/ folders
            above the class folders fix the split. Class names are the subfolder names, sorted.
 csv        path: a CSV manifest; path_column holds image paths relative to the CSV's folder, label_column the
-           labels (names or integers, sorted), optional group_column (patient, study) and split_column
-           (train/val/test).
+           labels (names or integers, sorted; read as text with spaces trimmed, so a number written two ways,
+           1 and 1.0, is an error), optional group_column (patient, study) and split_column (train/val/test).
 dicom      path: a folder with one subfolder of DICOM files per class (*.dcm, *.dicom, or any file with the
            DICM marker; searched recursively), or a CSV manifest (path ending .csv) with path_column and
            label_column like csv. Single-frame images only (a multi-frame file is an error naming it). Pixels:
@@ -82,7 +82,8 @@ synthetic  Generated images (classes, per_class, channels, noise): oriented stri
 Images are decoded once, resized to size x size with the resize filter (default bilinear; non-square images are
 stretched) and cached per source fingerprint, size and filter. A file that cannot be decoded, or a CSV row whose file is missing, stops the run
 naming it; with dataset.on_bad_file: skip it is left out, listed in results/<name>/dataset.json and counted. Sources without a split get a stratified, group-aware one (val_fraction,
-test_fraction, split_seed; with resplit: true, one per seed)."""
+test_fraction, split_seed; with resplit: true, one per seed). Every class needs validation and test images in every
+seed's split, the source's own included."""
 
 
 def _open(spec, data_dir: Path | None):

@@ -153,6 +153,28 @@ def fraction_shortfall(training_labels: dict[int | None, np.ndarray], class_name
     return None
 
 
+def split_shortfall(labels: np.ndarray, class_names: list[str], splits: dict[int | None, np.ndarray],
+                    official: bool) -> str | None:
+    """Why a class is not measured by every split (seed None: the fixed one; official: the source made it), or None
+    when every class of every split has validation and test images."""
+    labels = np.asarray(labels, dtype=np.int64)
+    for seed, split in splits.items():
+        counts = {name: np.bincount(labels[split == name], minlength=len(class_names)) for name in SPLITS}
+        for k, class_name in enumerate(class_names):
+            if counts["val"][k] and counts["test"][k]:
+                continue
+            total = sum(int(per_class[k]) for per_class in counts.values())
+            which = ("the source's own split" if official else "the fixed split" if seed is None
+                     else f"seed {seed}'s split")
+            fix = ("give it images in the source's validation and test parts" if official else
+                   "add images of it (3 or more, from 3 or more groups where images carry one)")
+            return (f"class {class_name!r} has {total} image{'s' if total != 1 else ''}: {counts['train'][k]} in "
+                    f"training, {counts['val'][k]} in validation, {counts['test'][k]} in test ({which}); every "
+                    f"class needs images in validation and test, or its metrics are not measured: {fix}, or remove "
+                    "the class")
+    return None
+
+
 def _smallest_fraction(images: int) -> float:
     """The smallest fraction of three significant digits whose share of `images` rounds to at least one image (and
     so of every larger class)."""

@@ -83,7 +83,8 @@ class CsvSpec(DatasetBase):
     path: str = Field(description="CSV manifest, relative to the data directory; image paths are relative to the "
                       "CSV's folder")
     path_column: str = Field("path", description="the column of image paths, relative to the CSV's folder")
-    label_column: str = Field("label", description="the column of labels (names or integers)")
+    label_column: str = Field("label", description="the column of labels (names or integers; read as text, spaces "
+                              "trimmed; 1 beside 1.0 or 01 is an error)")
     group_column: str | None = Field(
         None, description="patient or study column: a group stays on one side of every split and subset"
     )
@@ -95,7 +96,7 @@ class DicomSpec(DatasetBase):
     path: str = Field(description="folder of class subfolders of DICOM files, or a CSV manifest (a path ending .csv), "
                       "relative to the data directory")
     path_column: str = Field("path", description="manifest: the column of DICOM paths, relative to the CSV's folder")
-    label_column: str = Field("label", description="manifest: the column of labels")
+    label_column: str = Field("label", description="manifest: the column of labels, read as for csv")
     group_by: Literal["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "none"] = Field(
         "PatientID", description="the header tag whose value groups images: a group never crosses a split"
     )

@@ -220,9 +220,21 @@ def same_pair_sentences(recommended: pd.DataFrame, details: pd.DataFrame) -> lis
 def reading_warnings(done: pd.DataFrame, summary: pd.DataFrame, split: pd.DataFrame | None, seeded: bool,
              grouped: bool) -> list[str]:
     """The warnings that change how to read the answer (none: an empty list)."""
-    found = [_degenerate_warning(done), _group_warning(seeded, grouped), _seed_warning(summary),
-             _share_warning(done, split)]
+    found = [_untested_warning(done), _degenerate_warning(done), _group_warning(seeded, grouped),
+             _seed_warning(summary), _share_warning(done, split)]
     return [f"Warning: {text}" for text in found if text]
+
+
+def _untested_warning(done: pd.DataFrame) -> str:
+    """Cells whose test split lacks a class (study.analysis.per_class.unmeasured): their macro metrics are empty."""
+    lacking = done["untested_classes"][done["untested_classes"].ne("")] if "untested_classes" in done else []
+    if not len(lacking):
+        return ""
+    return (f"{len(lacking)} of {len(done)} cells were tested without any image of some class ("
+            f"{'; '.join(sorted(set(lacking)))}): their AUC, balanced accuracy and F1, averages over every class, "
+            "are not defined, so they are left empty and out of every mean (not averaged over the classes present); "
+            "tables/cells.csv names each cell's untested_classes. Give every class validation and test images and "
+            "run again.")
 
 
 def _degenerate_warning(done: pd.DataFrame) -> str:

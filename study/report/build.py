@@ -22,6 +22,7 @@ from study.analysis.claims import RULE as CLAIM_RULE
 from study.analysis.claims import evaluate_claims
 from study.analysis.curves import MIN_SIZES, fit_curves
 from study.analysis.embedding import FeaturesError, features_path, tsne_map
+from study.analysis.per_class import unmeasured
 from study.analysis.sequential import FUTILITY_POWER, SequentialRecord, look_table, record_for, verdicts
 from study.analysis.significance import (
     TWO_LEVEL_RESAMPLES,
@@ -61,7 +62,7 @@ CELL_COLUMNS = [  # the per-cell table written to tables/cells.csv (columns a ce
     "resize", "lr_backbone", "lr_head", "lr_output", "accuracy", "top2_accuracy", "balanced_accuracy", "auc",
     "f1_macro", "log_loss", "accuracy_op", "balanced_accuracy_op", "f1_macro_op", "kappa_quadratic", "mae_class",
     "operating_rule", "operating_point", "majority_rate", "max_predicted_share", "degenerate", "no_ranking",
-    "collapsed", "epochs", "best_epoch", "steps",
+    "collapsed", "untested_classes", "epochs", "best_epoch", "steps",
     "steps_per_epoch", "precise_bn", "monitor", "monitor_value", "train_seconds", "trace_seconds", "threads",
     "source_file", "adopted_from", "error",
 ]
@@ -103,6 +104,9 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     title = f"{protocol.name}: {protocol.description}".rstrip(": ")
     done = flagged(cells)
     failed = cells[cells["status"] == CellStatus.FAILED] if "status" in cells.columns else cells.iloc[0:0]
+    if not done.empty:
+        names = classes.class_names(done, predictions, class_names, features)
+        done = unmeasured(done, split, names)
     sections = [_overview(protocol, done, failed, official_split, split),
                 _tuning(protocol, done, tuning_choices or [])]
     sections = [section for section in sections if section is not None]
@@ -115,7 +119,6 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     curves = fit_curves(summary, spec.metric, spec.target)
     pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric, predictions=predictions), done, spec.metric)
     sizes = answer.sizes_needed(done, summary, curves, spec.metric, spec.target)
-    names = classes.class_names(done, predictions, class_names, features)
     recommended = answer.recommendations(done, summary, pairwise, spec.metric, spec.alpha)
     sections = [
         _answer(protocol, done, summary, curves, sizes, recommended, claims, official_split, split),

@@ -95,6 +95,7 @@ def section(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, recom
         "those pooled counts and its Wilson interval: the usual interval for one model on one test set, which over "
         "several seeds counts each seed's predictions as images of their own and leaves the seeds' variation out. "
         "A rate of 0 or 1 on every seed gets a bootstrap interval of no width; its Wilson interval does not.",
+        *_untested(done),
         "The ROC curves are of the same arms: per fraction, each seed's curve thin and the curve of the seeds' test "
         "predictions pooled thick"
         + (f", of P(class 1) against {names[1]}; a cross marks the mean operating point over seeds (1 - "
@@ -108,6 +109,15 @@ def section(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, recom
                            "test images] over seeds", tables.per_class(rates), rates),
         *_roc_items(points, summary, arms, _operating(rates, binary)),
     ])
+
+
+def _untested(done: pd.DataFrame) -> list[str]:
+    """A sentence on the classes some cells' test splits hold no image of (study.analysis.per_class.unmeasured)."""
+    untested = sorted(set(done["untested_classes"]) - {""}) if "untested_classes" in done else []
+    if not untested:
+        return []
+    return [(f"Some cells' test splits hold no image of {'; '.join(untested)}: such a class's sensitivity is the "
+             "mean over the seeds whose test split holds it, and '-' where none does; TP + FN counts its test images.")]
 
 
 def _roc_items(points: pd.DataFrame, summary: pd.DataFrame, arms: list[tuple[float, str, str]],

@@ -105,7 +105,8 @@ def learning_curves(summary: pd.DataFrame, curves: pd.DataFrame, metric: str, ta
     drawn = len(fits) and fits["a"].notna().any()
     axes.set_title(f"{metric} vs training-set size: mean and 95% CI over seeds; "
                    + ("dashed: fitted a - b n^-c" if drawn else "no curve fitted (see the learning-curve fits)"))
-    axes.legend(fontsize="small", loc="best")
+    if axes.get_legend_handles_labels()[0]:  # nothing drawn where the metric is NaN in every cell
+        axes.legend(fontsize="small", loc="best")
     return figure
 
 

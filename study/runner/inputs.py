@@ -1,7 +1,7 @@
 """What a command needs loaded: the protocol, its store and planned cells, and the dataset checked against it.
 
-The dataset is checked before anything runs: every fraction must draw from every class of every seed's training
-split. A run stores what it ran on beside its cells: the split of each seed, the dataset's description and the
+The dataset is checked before anything runs: every class of every seed's split must have validation and test images,
+and every fraction must draw from every class of its training split. A run stores what it ran on beside its cells: the split of each seed, the dataset's description and the
 protocol file.
 """
 
@@ -160,11 +160,11 @@ def split_seeds(protocol: Protocol) -> list[int | None]:
 
 def checked_dataset(protocol: Protocol, protocol_path: Path, data_dir: Path | None,
                     cache_dir: Path | None, text: str | None = None) -> CheckedData:
-    """The protocol's dataset, split, after checking that every fraction can draw from every class of every
-    seed's training split (decoded images cached in cache_dir, when given); text: the protocol's YAML when it is
-    not the file at protocol_path."""
+    """The protocol's dataset, split, after checking that every class of every seed's split has validation and
+    test images and that every fraction can draw from every class of its training split (decoded images cached in
+    cache_dir, when given); text: the protocol's YAML when it is not the file at protocol_path."""
     from study.data.sources import load_dataset
-    from study.data.splits import ensure_split, fraction_shortfall
+    from study.data.splits import ensure_split, fraction_shortfall, split_shortfall
     from study.protocol.schema import field_error, resplit_refusal
 
     spec = protocol.dataset
@@ -173,6 +173,9 @@ def checked_dataset(protocol: Protocol, protocol_path: Path, data_dir: Path | No
         raise field_error(protocol_path, ("dataset", "resplit"), resplit_refusal("train/val/test folders"), text)
     dataset = ensure_split(loaded, spec)
     splits = seed_splits(dataset, protocol)
+    unmeasured = split_shortfall(dataset.labels, dataset.class_names, splits, loaded.split is not None)
+    if unmeasured:
+        raise field_error(protocol_path, ("dataset",), unmeasured, text)
     problem = fraction_shortfall(training_labels(dataset, splits), dataset.class_names, protocol.fractions)
     if problem:
         raise field_error(protocol_path, ("fractions",), problem, text)

@@ -12,34 +12,47 @@ from study.core.operating_point import apply_operating_point
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """Accuracy, top-2 accuracy (3+ classes, else NaN), balanced accuracy, macro one-vs-rest AUC, macro F1,
-    log loss, and the degeneracy indicators majority_rate and max_predicted_share."""
+    log loss, and the degeneracy indicators majority_rate and max_predicted_share.
+
+    The macro metrics (AUC, balanced accuracy, F1) average over every class: where labels lack a class they are
+    NaN, not an average over the classes present, which would measure another task (scikit-learn warns or raises).
+    """
     n_classes = probabilities.shape[1]
     classes = np.arange(n_classes)
     predicted = probabilities.argmax(axis=1)
-    present = np.unique(labels)
-    result = {
+    measured = every_class(labels, n_classes)
+    return {
         "accuracy": float(sk.accuracy_score(labels, predicted)),
         "top2_accuracy": (
             float(sk.top_k_accuracy_score(labels, probabilities, k=2, labels=classes)) if n_classes > 2 else np.nan
         ),
-        "balanced_accuracy": float(sk.balanced_accuracy_score(labels, predicted)),
-        "auc": _auc(labels, probabilities, present),
-        "f1_macro": float(sk.f1_score(labels, predicted, average="macro", labels=present, zero_division=0)),
+        **_macro(labels, predicted, n_classes, measured),
+        "auc": _auc(labels, probabilities) if measured else np.nan,
         "log_loss": _log_loss(labels, probabilities, classes),
         "majority_rate": float(np.bincount(labels, minlength=n_classes).max() / len(labels)),
         "max_predicted_share": float(np.bincount(predicted, minlength=n_classes).max() / len(labels)),
     }
-    return result
 
 
-def _auc(labels: np.ndarray, probabilities: np.ndarray, present: np.ndarray) -> float:
-    if len(present) < 2:
-        return np.nan
+def every_class(labels: np.ndarray, n_classes: int) -> bool:
+    """Whether labels hold every one of the n_classes classes, so that averages over classes are defined."""
+    return len(np.unique(labels)) == n_classes
+
+
+def _macro(labels: np.ndarray, predicted: np.ndarray, n_classes: int, measured: bool, suffix: str = "") -> dict:
+    """Balanced accuracy and macro F1 over every class; NaN unless labels hold every class (measured)."""
+    if not measured:
+        return {f"balanced_accuracy{suffix}": np.nan, f"f1_macro{suffix}": np.nan}
+    return {f"balanced_accuracy{suffix}": float(sk.balanced_accuracy_score(labels, predicted)),
+            f"f1_macro{suffix}": float(sk.f1_score(labels, predicted, average="macro", labels=np.arange(n_classes),
+                                                   zero_division=0))}
+
+
+def _auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
     if probabilities.shape[1] == 2:
         return float(sk.roc_auc_score(labels, probabilities[:, 1]))
-    # macro one-vs-rest over the classes present in this split
-    scores = [sk.roc_auc_score(labels == c, probabilities[:, c]) for c in present]
-    return float(np.mean(scores))
+    # macro one-vs-rest over every class
+    return float(np.mean([sk.roc_auc_score(labels == c, probabilities[:, c]) for c in range(probabilities.shape[1])]))
 
 
 def _log_loss(labels: np.ndarray, probabilities: np.ndarray, classes: np.ndarray) -> float:
@@ -83,11 +96,9 @@ def choose_operating_point(labels: np.ndarray, probabilities: np.ndarray, prior:
 
 def operating_metrics(labels: np.ndarray, probabilities: np.ndarray, rule: str, point: float,
                       prior: np.ndarray) -> dict[str, float]:
-    """Accuracy, balanced accuracy and macro F1 of the test predictions at the validation-chosen rule."""
+    """Accuracy, balanced accuracy and macro F1 of the test predictions at the validation-chosen rule (the macro
+    ones NaN where labels lack a class)."""
     predicted = apply_operating_point(probabilities, rule, point, prior)
-    present = np.unique(labels)
-    return {
-        "accuracy_op": float(sk.accuracy_score(labels, predicted)),
-        "balanced_accuracy_op": float(sk.balanced_accuracy_score(labels, predicted)),
-        "f1_macro_op": float(sk.f1_score(labels, predicted, average="macro", labels=present, zero_division=0)),
-    }
+    n_classes = probabilities.shape[1]
+    return {"accuracy_op": float(sk.accuracy_score(labels, predicted)),
+            **_macro(labels, predicted, n_classes, every_class(labels, n_classes), "_op")}
