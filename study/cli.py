@@ -1,8 +1,9 @@
 """Command line: thin commands over the library. Results go to stdout, errors to stderr.
 
 Exit codes: 0 success, 1 a failure (missing data, failed cells, busy or unwritable results, a stopped sweep),
-2 a usage or protocol error, 141 when the reader of stdout closed it early (`study plan P | head -1`): the status a
-shell reports for a command that SIGPIPE ended, without a traceback.
+2 a usage or protocol error, 130 on Ctrl-C and 143 on SIGTERM (both end alike: one line, finished cells kept, no
+worker left), 141 when the reader of stdout closed it early (`study plan P | head -1`): the status a shell reports
+for a command that SIGPIPE ended, without a traceback.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from study.core.errors import ProtocolError, StudyError
@@ -18,6 +21,15 @@ from study.core.vocabulary import KEEP_MODELS
 
 log = logging.getLogger("study")
 CLOSED_PIPE = 141  # 128 + SIGPIPE
+INTERRUPTED = "interrupted: finished cells are stored; run the same command again to resume"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: it unwinds as Ctrl-C does, stopping the workers on its way."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     from study import commands
 
     handler = getattr(commands, f"cmd_{args.command}")
+    main_thread = threading.current_thread() is threading.main_thread()  # where Python runs signal handlers
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         code = handler(args)
         sys.stdout.flush()  # a reader that closed the pipe shows here, not in the flush at exit
@@ -110,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted: finished cells are stored; run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(INTERRUPTED, file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _discard_stdout() -> None:

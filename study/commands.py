@@ -178,10 +178,13 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every cell the store lacks, store each result as it finishes, then build the report."""
     from study.runner.execute import check_options, looks, prepare_run, run_study
+    from study.runner.lock import RunLock
 
     options = _run_options(args)
     check_options(options)
     planned = _open(args)
+    if not (args.wait or args.dry_run):
+        RunLock(planned.store.root).refuse_if_held()
     start = prepare_run(planned, options)
     for line in start.share_warnings:
         print(line, file=sys.stderr)

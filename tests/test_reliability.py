@@ -285,8 +285,9 @@ def test_cli_run_refused_while_locked(tmp_path, capsys):
     finally:
         holder.kill()
         holder.wait()
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert code == 1 and f"(pid {holder.pid} on" in err and len(err.strip().splitlines()) == 1
+    assert out == ""  # the refusal alone: no "N cells, M to run" before it
 
 
 # ----------------------------------------------------------------------------------- protocol changes, prune

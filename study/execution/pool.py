@@ -41,8 +41,22 @@ def worker_pool(jobs: int, log_dir: str | None = None):
     share it."""
     from joblib.externals.loky import get_reusable_executor
 
+    _quiet_resource_trackers()
     return get_reusable_executor(max_workers=jobs, timeout=IDLE_WORKER_SECONDS, initializer=start_worker,
                                  initargs=(os.getpid(), log_dir), env=_thread_limits(jobs))
+
+
+TRACKER_WARNINGS = "ignore:resource_tracker:UserWarning"
+
+
+def _quiet_resource_trackers() -> None:
+    """Keep the resource trackers' shutdown warning off the terminal. loky's and multiprocessing's tracker
+    processes, started with the pool, outlive a driver that was killed or interrupted, then unlink the semaphores
+    it left and warn "resource_tracker: There appear to be N leaked semlock objects": nothing is lost, and they
+    take their warning filters from the environment they inherit from this process."""
+    filters = os.environ.get("PYTHONWARNINGS", "")
+    if TRACKER_WARNINGS not in filters.split(","):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [filters, TRACKER_WARNINGS]))
 
 
 def start_worker(parent_pid: int, log_dir: str | None) -> None:

@@ -38,8 +38,8 @@ def validation_error(exc: ValidationError, data: Any, node: yaml.Node, filename:
 
 def located_error(filename: str, node: yaml.Node, loc: tuple, message: str) -> ProtocolError:
     """FILE:LINE: field: message, with the line of loc (or of its nearest parent present) in the document."""
-    field = ".".join(str(part) for part in loc) or "(top level)"
-    return ProtocolError(f"{filename}:{_line_of(node, loc)}: {field}: {message}")
+    field = ".".join(_short(str(part)) for part in loc) or "(top level)"
+    return ProtocolError(f"{filename}:{_line_of(node, loc)}: {field}: {_short(message, 1000)}")
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -149,7 +149,13 @@ def _shown(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return f"a list of {len(value)}"
-    return repr(value)
+    return _short(repr(value))
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """text on one line, cut to limit characters: a value or key may be as long as the file."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _allowed_keys(loc: tuple, data: Any, root: type) -> list[str]:

@@ -26,6 +26,7 @@ from study.protocol.errors import (
     located_error,
     validation_error,
 )
+from study.protocol.reading import parse_yaml, read_protocol_text
 from study.protocol.strategies import FIELDS, STRATEGIES, STRATEGY_NAMES
 
 
@@ -514,23 +515,12 @@ def _unknown_name(name: str, names: list[str]) -> str:
 
 def load_protocol(path: str | Path) -> Protocol:
     """Read and validate a protocol file; raise ProtocolError naming file, line and field."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ProtocolError(f"{path}: cannot read protocol ({exc.strerror})") from None
-    return parse_protocol(text, str(path))
+    return parse_protocol(read_protocol_text(path), str(path))
 
 
 def parse_protocol(text: str, filename: str = "<protocol>") -> Protocol:
     """Validate protocol text; filename only appears in error messages."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise ProtocolError(f"{filename}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    node, data = parse_yaml(text, filename)
     if not isinstance(data, dict):
         raise ProtocolError(f"{filename}:1: a protocol is a mapping of fields (name, dataset, ...), got {type(data).__name__}")
     try:
@@ -547,7 +537,7 @@ def protocol_yaml(protocol: Protocol) -> str:
 def field_error(path: str | Path, loc: tuple, message: str, text: str | None = None) -> ProtocolError:
     """A ProtocolError in the FILE:LINE: field: message template, for checks that need more than the file; text:
     the protocol's YAML when it is not the file at path (a protocol built in Python)."""
-    source = Path(path).read_text() if text is None else text
-    return located_error(str(path), yaml.compose(source, Loader=yaml.SafeLoader), loc, message)
+    source = read_protocol_text(path) if text is None else text
+    return located_error(str(path), parse_yaml(source, str(path))[0], loc, message)
 
 

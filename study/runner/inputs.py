@@ -78,15 +78,12 @@ def open_study(protocol: Path | Protocol, results_dir: Path, report_dir: Path, d
 
 def protocol_source(protocol: Path | Protocol) -> tuple[Path, str]:
     """Where a protocol comes from (its file, or `<name>` for one built in Python) and its YAML text."""
-    from study.core.errors import ProtocolError
+    from study.protocol.reading import read_protocol_text
     from study.protocol.schema import protocol_yaml
 
     if isinstance(protocol, Protocol):
         return Path(f"<{protocol.name}>"), protocol_yaml(protocol)
-    try:
-        return Path(protocol), Path(protocol).read_text()
-    except OSError as exc:
-        raise ProtocolError(f"{protocol}: cannot read protocol ({exc.strerror})") from None
+    return Path(protocol), read_protocol_text(protocol)
 
 
 def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore | None,

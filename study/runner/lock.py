@@ -51,11 +51,20 @@ class RunLock:
         except Timeout:
             holder = self.holder()
             if not wait:
-                raise StudyError(f"{self.root}: another `study run` is writing these results ({holder}); wait for "
-                                 "it to finish, add --wait to start when it does, or use another --results-dir") from None
+                raise self._refusal(holder) from None
             if on_wait:
                 on_wait(holder)
             self._lock.acquire()
+
+    def refuse_if_held(self) -> None:
+        """The refusal acquire gives while another run holds the lock, raised before anything is printed or read."""
+        holder = self.held_elsewhere()
+        if holder is not None:
+            raise self._refusal(holder)
+
+    def _refusal(self, holder: str) -> StudyError:
+        return StudyError(f"{self.root}: another `study run` is writing these results ({holder}); wait for it to "
+                          "finish, add --wait to start when it does, or use another --results-dir")
 
     def release(self) -> None:
         """Drop the holder file, then the lock."""

@@ -56,6 +56,7 @@ from study.store.schema import (
 )
 
 log = logging.getLogger(__name__)
+_warned: set[Path] = set()  # unreadable files already warned of: every step of a command reads the store again
 
 CELLS_DIR = "cells"
 PREDICTIONS_DIR = "predictions"
@@ -143,7 +144,7 @@ class ResultStore:
             try:
                 columns = pq.read_table(path, columns=["run_id", "status"]).to_pydict()
             except (OSError, pa.ArrowInvalid) as exc:
-                log.warning("ignoring unreadable result file %s (%s)", path, exc)
+                _warn_once("ignoring unreadable result file %s (%s)", path, exc)
                 continue
             found.update(zip(columns["run_id"], columns["status"]))
         return found
@@ -277,8 +278,15 @@ def _read(path: Path, schema_for: Callable[[list[str]], pa.Schema]) -> pa.Table 
             log.warning("%s: leaving out columns the store's schema lacks: %s", path, ", ".join(extra))
         return conform(table, schema)
     except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        log.warning("ignoring unreadable result file %s (%s)", path, exc)
+        _warn_once("ignoring unreadable result file %s (%s)", path, exc)
         return None
+
+
+def _warn_once(message: str, path: Path, exc: Exception) -> None:
+    """Log the problem of an unreadable file the first time this process meets it."""
+    if path not in _warned:
+        _warned.add(path)
+        log.warning(message, path, exc)
 
 
 def _conform_file(path: Path, schema_for: Callable[[list[str]], pa.Schema]) -> bool:
@@ -294,7 +302,7 @@ def _conform_file(path: Path, schema_for: Callable[[list[str]], pa.Schema]) -> b
         table = conform(pq.read_table(path), schema)
         _write_table(table, path)
     except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        log.warning("%s: not rewritten in the store's schema (%s)", path, exc)
+        _warn_once("%s: not rewritten in the store's schema (%s)", path, exc)
         return False
     return True
 
