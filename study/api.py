@@ -80,7 +80,8 @@ class Study:
             max_seeds: int | None = None, seeds_per_round: int | None = None,
             keep_models: str | None = None, progress: bool = True) -> RunOutcome:
         """Run every cell the store lacks and build the report, with the options of `study run` (executor: local,
-        dask or ray); the outcome holds the sweep's summary, the report's index.html and its tables by name."""
+        dask or ray); the outcome holds the sweep's summary, the report's index.html and its tables by name (and
+        report_error when the report folder cannot be written)."""
         from study.runner.execute import prepare_run, run_study
 
         planned = self._planned()

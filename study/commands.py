@@ -208,13 +208,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"report: {outcome.report}")
     for error in summary.errors:
         print(f"failed: {error}", file=sys.stderr)
+    if outcome.report_error is not None:
+        print(f"error: {outcome.report_error}", file=sys.stderr)
     if summary.stopped:
         print(f"error: the sweep stopped: {summary.stopped}", file=sys.stderr)
         return 1
     if summary.failed:
         print("run again with --retry-failed to retry the failed cells", file=sys.stderr)
         return 1
-    return 0
+    return 0 if outcome.report_error is None else 1
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

@@ -48,3 +48,12 @@ def sync_folder(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def writable(path: Path) -> bool:
+    """Whether path could be written: it, or the nearest folder above it that exists, is writable (a read-only
+    filesystem is not, also for root)."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return os.access(existing, os.W_OK)

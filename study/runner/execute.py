@@ -67,12 +67,14 @@ def looks(study: PlannedStudy, options: RunOptions) -> SequentialPlan | None:
 @dataclass
 class RunOutcome:
     """What a run did: its sweep's summary and seconds, the report's index.html and its tables by name (None and
-    empty when the sweep stopped before the report)."""
+    empty when the sweep stopped before the report), and why the report could not be written (its folder
+    read-only or full: report None, the tables kept)."""
 
     summary: SweepSummary
     seconds: float
     report: Path | None
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    report_error: StudyError | None = None
 
     def claim_lines(self) -> list[str]:
         """Each claim's verdict in a line (none without claims or a report)."""
@@ -84,7 +86,8 @@ class RunOutcome:
 
 def run_study(study: PlannedStudy, options: RunOptions, start: RunStart, events: RunEvents) -> RunOutcome:
     """Run every cell the store lacks (tuning first, when the protocol tunes), on the cluster the options name or
-    here, then build the report unless the sweep stopped."""
+    here, then build the report unless the sweep stopped (a report that cannot be written is told in the outcome:
+    the cells are stored)."""
     from study.report.build import stored_document
     from study.report.render.files import write_document
     from study.runner.sweep import sweep
@@ -100,7 +103,10 @@ def run_study(study: PlannedStudy, options: RunOptions, start: RunStart, events:
     if outcome.summary.stopped:
         return RunOutcome(outcome.summary, outcome.seconds, None)
     document = stored_document(study.protocol, study.store, study.planned_ids)
-    report = write_document(document, study.report_dir)[0]
+    try:
+        report = write_document(document, study.report_dir)[0]
+    except StudyError as exc:
+        return RunOutcome(outcome.summary, outcome.seconds, None, document.frames(), exc)
     return RunOutcome(outcome.summary, outcome.seconds, report, document.frames())
 
 

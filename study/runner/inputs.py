@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from study.core.files import writable
 from study.plan.cells import Cell, plan_cells, plan_units
 from study.plan.tuning import TuningUnit
 from study.protocol.schema import Protocol, parse_protocol
@@ -192,8 +193,10 @@ def training_labels(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> d
 
 
 def study_data(study: PlannedStudy) -> CheckedData:
-    """The study's dataset, checked, its decoded images cached in the results directory."""
-    return checked_dataset(study.protocol, study.protocol_path, study.data_dir, study.results_dir / ".cache",
+    """The study's dataset, checked, its decoded images cached in the results directory (not cached when the
+    results directory cannot be written: `plan` reads a read-only store)."""
+    cache = study.results_dir / ".cache"
+    return checked_dataset(study.protocol, study.protocol_path, study.data_dir, cache if writable(cache) else None,
                            study.protocol_text)
 
 

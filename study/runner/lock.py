@@ -21,6 +21,11 @@ from study.core.errors import StudyError
 from study.core.failures import fatal_store_error
 from study.core.files import write_atomic
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 log = logging.getLogger(__name__)
 
 
@@ -72,7 +77,23 @@ class RunLock:
         self._lock.release()
 
     def held_elsewhere(self) -> str | None:
-        """The holder's description while another process holds the lock, else None (never blocks)."""
+        """The holder's description while another process holds the lock, else None (never blocks). It opens the
+        lock file for reading alone, so a read-only store is probed too (a shared flock conflicts with the run's)."""
+        if fcntl is None:  # Windows: the lock is probed as a run takes it
+            return self._probe_writing()
+        try:
+            descriptor = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self.holder()
+        finally:
+            os.close(descriptor)
+        return None
+
+    def _probe_writing(self) -> str | None:
         if not self.path.exists():
             return None
         probe = FileLock(str(self.path), thread_local=False)

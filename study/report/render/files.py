@@ -1,15 +1,22 @@
 """Writing a report document to disk: index.html, report.md, tables/*.csv and *.tex, figures/*.png and *.svg.
 
-Every file is written atomically (study.core.files); tables and figures left over from an earlier build and not
-written this time are removed, so the folder always matches the document.
+The report is written as a unit: every file goes into a hidden folder beside the report's (`.<name>.<random>.building`,
+same filesystem), which is then swapped in (the old folder renamed aside as `.<name>.<random>.replaced`, the new one
+renamed in, the old one removed). A failed or killed build leaves the last good report (or none), never half of one;
+the folders a killed build left behind are removed by the next one. The folder holds the document alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
+import uuid
 from pathlib import Path
 
-from study.core.files import write_atomic
+from study.core.errors import StudyError
+from study.core.files import sync_folder, write_atomic
 from study.report.render.document import Document
 from study.report.render.html import html_page
 from study.report.render.latex import latex_table
@@ -18,34 +25,76 @@ from study.report.render.markdown import markdown
 log = logging.getLogger(__name__)
 
 FLOAT_FORMAT = "%.10g"
+BUILDING, REPLACED = "building", "replaced"  # the suffixes of a folder being built, and of one being swapped out
 
 
 def write_document(document: Document, out_dir: Path) -> list[Path]:
-    """Write every format of the document under out_dir; index.html is the first path returned."""
+    """Write every format of the document as the folder out_dir, whole or not at all; index.html is the first path
+    returned. A folder that cannot be written (read-only, full) raises a one-line StudyError."""
     out_dir = Path(out_dir)
-    for folder in ("tables", "figures"):
-        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(out_dir)
+        building = _hidden(out_dir, BUILDING)
+        os.mkdir(building)
+        try:
+            written = _write_files(document, building)
+            _swap_in(building, out_dir)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+    except OSError as exc:
+        raise StudyError(f"cannot write the report in {out_dir}: {exc.strerror or exc}; free space or choose "
+                         "another --report-dir, then run `study report`") from None
+    return [out_dir / path.relative_to(building) for path in written]
+
+
+def _hidden(out_dir: Path, suffix: str) -> Path:
+    return out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:12]}.{suffix}")
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Remove the hidden folders an earlier build of out_dir left when it was killed."""
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.[0-9a-f]{{12}}\.({BUILDING}|{REPLACED})")
+    for path in sorted(out_dir.parent.iterdir()):
+        if pattern.fullmatch(path.name) and path.is_dir():
+            log.info("removing %s, left by a report build that did not finish", path)
+            shutil.rmtree(path)
+
+
+def _write_files(document: Document, folder: Path) -> list[Path]:
+    """Every file of the document under folder; index.html first."""
+    for subfolder in ("tables", "figures"):
+        (folder / subfolder).mkdir()
     written = [
-        write_atomic(out_dir / "index.html", html_page(document).encode()),
-        write_atomic(out_dir / "report.md", markdown(document).encode()),
+        write_atomic(folder / "index.html", html_page(document).encode()),
+        write_atomic(folder / "report.md", markdown(document).encode()),
     ]
     for table in document.tables():
         data = table.data if table.data is not None else table.display
         csv = data.to_csv(index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
-        written.append(write_atomic(out_dir / "tables" / f"{table.name}.csv", csv.encode()))
+        written.append(write_atomic(folder / "tables" / f"{table.name}.csv", csv.encode()))
         if table.display is not None:
             tex = latex_table(table.display, table.caption, table.name)
-            written.append(write_atomic(out_dir / "tables" / f"{table.name}.tex", tex.encode()))
+            written.append(write_atomic(folder / "tables" / f"{table.name}.tex", tex.encode()))
     for figure in document.figures():
-        written.append(write_atomic(out_dir / "figures" / f"{figure.name}.png", figure.png))
-        written.append(write_atomic(out_dir / "figures" / f"{figure.name}.svg", figure.svg))
-    _remove_stale(out_dir, set(written))
+        written.append(write_atomic(folder / "figures" / f"{figure.name}.png", figure.png))
+        written.append(write_atomic(folder / "figures" / f"{figure.name}.svg", figure.svg))
     return written
 
 
-def _remove_stale(out_dir: Path, keep: set[Path]) -> None:
-    for folder in ("tables", "figures"):
-        for path in sorted((out_dir / folder).iterdir()):
-            if path.is_file() and path.suffix in {".csv", ".tex", ".png", ".svg"} and path not in keep:
-                log.info("removing %s from an earlier report build", path)
-                path.unlink()
+def _swap_in(building: Path, out_dir: Path) -> None:
+    """Put the built folder at out_dir: the old one (if any) renamed aside, the new one renamed in, the old removed."""
+    old = None
+    if out_dir.exists():
+        old = _hidden(out_dir, REPLACED)
+        os.rename(out_dir, old)
+    try:
+        os.rename(building, out_dir)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out_dir)
+        raise
+    sync_folder(out_dir.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
