@@ -42,7 +42,7 @@ def test_an_unreadable_stray_file_is_warned_of_once(tmp_path, caplog):
         store.cells()
         store.statuses()
         store.conform_files()
-    assert len(caplog.records) == 1 and "ignoring unreadable result file" in caplog.records[0].getMessage()
+    assert len(caplog.records) == 1 and "stray.parquet: unreadable" in caplog.records[0].getMessage()
 
 
 def start_driver(tmp_path: Path, protocol: Path) -> subprocess.Popen:

@@ -3,12 +3,14 @@ applied to the test images written as PNG files gives back each kept cell's stor
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -176,13 +178,18 @@ def test_a_run_killed_mid_sweep_resumes_without_losing_or_duplicating_kept_model
 
 def test_a_model_is_kept_once_its_description_is_written_and_leftovers_of_a_kill_are_removed(tmp_path):
     store = ResultStore(tmp_path, "keep")
-    store.models.put(KeptModel("whole", b"model bytes", {"run_id": "whole"}))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as keras_file:  # a .keras file is a zip archive
+        keras_file.writestr("config.json", "{}")
+    store.models.put(KeptModel("whole", archive.getvalue(), {"run_id": "whole"}))
+    store.models.put(KeptModel("damaged", b"not a zip archive", {"run_id": "damaged"}))
     store.models.keras_path("torn").write_bytes(b"killed before its description")
     (store.models.folder / ".whole.keras.0123456789ab.tmp").write_bytes(b"killed mid-write")
-    assert store.models.kept() == {"whole"}
+    assert store.models.kept() == {"whole"}  # a damaged model is not kept: the next run trains it again
     assert store.remove_temporary() == 2
-    assert sorted(path.name for path in store.models.folder.iterdir()) == ["whole.json", "whole.keras"]
-    store.remove(["whole"])  # prune removes a result's kept model with it
+    assert sorted(path.name for path in store.models.folder.iterdir()) == [
+        "damaged.json", "damaged.keras", "whole.json", "whole.keras"]
+    store.remove(["whole", "damaged"])  # prune removes a result's kept model with it
     assert list(store.models.folder.iterdir()) == []
 
 
@@ -198,7 +205,13 @@ def test_predict_errors_are_one_line_naming_the_file(kept_best, tmp_path, capsys
     Image.fromarray(np.full((16, 16), 128, dtype=np.uint8)).save(tmp_path / "images" / "fine.png")
     (tmp_path / "images" / "broken.png").write_bytes(b"not an image")
     images = str(tmp_path / "images")
+    (tmp_path / "fine").mkdir()
+    Image.fromarray(np.full((16, 16), 128, dtype=np.uint8)).save(tmp_path / "fine" / "fine.png")
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(model.read_bytes()[:100])  # truncated
+    damaged.with_suffix(".json").write_bytes(store.models.info_path(model.stem).read_bytes())
     cases = [
+        (damaged, tmp_path / "fine", f"cannot read the kept model {damaged} ("),
         (tmp_path / "missing.keras", images, f"model file {tmp_path / 'missing.keras'} not found"),
         (alone, images, f"{alone} has no description {tmp_path / 'alone.json'} beside it"),
         (model, tmp_path / "nowhere", f"image folder {tmp_path / 'nowhere'} not found"),

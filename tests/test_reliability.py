@@ -43,6 +43,11 @@ def context() -> WorkerContext:
     return WorkerContext(dataset={}, data_dir=None, cache_dir=None, threads=1)
 
 
+def one_prediction(run_id: str) -> pd.DataFrame:
+    """A done cell's predictions (one test image): a done row is stored with them."""
+    return pd.DataFrame({"run_id": run_id, "image_id": ["x"], "label": [0], "predicted": [0], "prob_0": [1.0]})
+
+
 def fake_run(outcomes: list):
     """A stand-in for the worker's training step: raises or succeeds in the order given, then succeeds."""
     calls = []
@@ -54,7 +59,7 @@ def fake_run(outcomes: list):
             raise outcome
         row = cell_row(cell, started)
         row.update(status="done", auc=0.9)
-        return row, None, None
+        return row, one_prediction(cell.run_id), None
 
     run.calls = calls
     return run
@@ -147,7 +152,7 @@ def test_a_dying_executor_stops_the_sweep_keeping_what_finished(tmp_path, monkey
 
     def dying(todo, context, jobs, retries, cluster=None):
         row = cell_row(todo[0], datetime.now())
-        yield {**row, "status": "done"}, None, None
+        yield {**row, "status": "done"}, one_prediction(row["run_id"]), None
         raise RuntimeError("A worker process managed by the executor was unexpectedly terminated.\nSIGKILL(-9)")
 
     monkeypatch.setattr(scheduler, "execute", dying)
@@ -168,7 +173,7 @@ def test_unwritable_store_stops_the_sweep_with_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pq, "write_table", full)
     summary = run_sweep(cells, store, context(), jobs=1)
-    assert summary.done == 0 and summary.stopped.startswith(f"cannot write results in {store.cells_dir}")
+    assert summary.done == 0 and summary.stopped.startswith(f"cannot write results in {store.predictions_dir}")
     assert "the disk is full" in summary.stopped and "\n" not in summary.stopped
     assert not [path for path in store.root.rglob("*") if path.suffix == ".tmp"]
 

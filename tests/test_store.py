@@ -24,6 +24,11 @@ def row(run_id: str, status: str = "done", auc: float = 0.9) -> dict:
     return cell_row(replace(CELL, run_id=run_id), datetime.now(timezone.utc)) | {"status": status, "auc": auc}
 
 
+def predictions_of(run_id: str) -> pd.DataFrame:
+    """One test image's predictions: a done cell is stored with its predictions."""
+    return pd.DataFrame({"run_id": run_id, "image_id": ["x"], "label": [0], "predicted": [0], "prob_0": [1.0]})
+
+
 def test_put_and_read_back(tmp_path):
     store = ResultStore(tmp_path, "demo")
     predictions = pd.DataFrame({"run_id": "a", "image_id": ["x", "y"], "label": [0, 1], "predicted": [1, 0],
@@ -39,7 +44,7 @@ def test_put_and_read_back(tmp_path):
 
 def test_torn_and_temporary_files_are_ignored(tmp_path):
     store = ResultStore(tmp_path, "demo")
-    store.put(row("a"), None)
+    store.put(row("a"), predictions_of("a"))
     (store.cells_dir / "torn.parquet").write_bytes(b"PAR1 not really")
     (store.cells_dir / ".b.x1y2.tmp").write_bytes(b"half written")
     assert list(store.cells()["run_id"]) == ["a"]
@@ -48,10 +53,22 @@ def test_torn_and_temporary_files_are_ignored(tmp_path):
 def test_retry_replaces_failed_row(tmp_path):
     store = ResultStore(tmp_path, "demo")
     store.put(row("a", "failed"), None)
-    store.put(row("a", "done", 0.8), None)
+    store.put(row("a", "done", 0.8), predictions_of("a"))
     cells = store.cells()
     assert len(cells) == 1 and cells.loc[0, "status"] == "done"
     assert not list(store.cells_dir.glob(".*"))
+
+
+def test_a_done_cell_whose_predictions_are_gone_is_pending_until_stored_again(tmp_path, caplog):
+    store = ResultStore(tmp_path, "demo")
+    store.put(row("a"), predictions_of("a"))
+    store.put(row("b"), predictions_of("b"))
+    (store.predictions_dir / "a.parquet").unlink()
+    assert set(store.statuses()) == {"b"} and list(store.cells()["run_id"]) == ["b"]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{store.predictions_dir / 'a.parquet'}: missing; its cell counts as pending: `study run` runs it again"]
+    store.put(row("a", "done", 0.7), predictions_of("a"))  # the run replaces its row
+    assert sorted(store.cells()["run_id"]) == ["a", "b"] and store.row("a")["auc"] == 0.7
 
 
 def test_empty_store(tmp_path):
@@ -107,7 +124,7 @@ def test_a_row_with_a_column_the_schema_lacks_is_refused(tmp_path):
 def write_old_format(store: ResultStore) -> None:
     """Cells, predictions and split as written before the schema: each file's types inferred from its values."""
     for run_id, truncate_at in (("a", None), ("b", 3)):
-        old = row(run_id) | {"truncate_at": truncate_at, "failure": None}
+        old = row(run_id, "failed" if truncate_at else "done") | {"truncate_at": truncate_at, "failure": None}
         old.pop("cpu")
         store.cells_dir.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist([old]), store.cells_dir / f"{run_id}.parquet")

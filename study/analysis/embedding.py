@@ -9,6 +9,7 @@ fixed random state, on one thread.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,15 @@ class FeaturesError(Exception):
     """The features file exists but cannot be used; the message says why."""
 
 
+def readable_features(path: Path) -> bool:
+    """Whether path holds a features file with every array (else the run writes it again)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return set(KEYS) <= set(data.files)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return False
+
+
 def tsne_map(path: Path) -> Embedding:
     """The t-SNE map of the training images in a features file; FeaturesError when the file is unusable."""
     from sklearn.decomposition import PCA
@@ -56,8 +66,9 @@ def tsne_map(path: Path) -> Embedding:
             if missing:
                 raise FeaturesError(f"{path}: missing array(s) {', '.join(missing)}; expected {', '.join(KEYS)}")
             arrays = {key: data[key] for key in KEYS}
-    except (OSError, ValueError) as exc:
-        raise FeaturesError(f"{path}: not a readable npz of string and number arrays ({exc})") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise FeaturesError(f"{path}: not a readable npz of string and number arrays ({exc}); `study run` "
+                            "writes it again") from None
     train = np.flatnonzero(arrays["split"].astype(str) == "train")
     if len(train) < MIN_IMAGES:
         raise FeaturesError(f"{path}: {len(train)} training images, the map needs {MIN_IMAGES} or more")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.core.errors import DataError
+from study.core.errors import DataError, StudyError
 from study.data.files import image_files
 from study.data.images import IMAGE_SUFFIXES, read_images
 from study.store.models import model_info
@@ -29,7 +29,11 @@ def predict_images(model_path: Path, images: Path) -> pd.DataFrame:
     configure_tensorflow(available_cores())
     import keras
 
-    model = keras.saving.load_model(model_path, compile=False)
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as exc:  # a truncated or garbage file: Keras raises what its zip or HDF5 reader raised
+        raise StudyError(f"cannot read the kept model {model_path} ({' '.join(str(exc).split())[:300]}); `study run "
+                         "--keep-models best|all` trains its cell again") from None
     probabilities = predictor(model)(preprocess(info["backbone"], pixels))
     classes = info["class_names"]
     frame = pd.DataFrame(probabilities, columns=classes)

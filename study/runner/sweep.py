@@ -109,16 +109,17 @@ def tune(study: PlannedStudy, context: WorkerContext, jobs: int, cluster: Cluste
 
 def export_features(study: PlannedStudy, context: WorkerContext, jobs: int, cluster: Cluster | None,
                     events: RunEvents) -> None:
-    """Store the pretrained backbone's features once per protocol (no pretrained weights, no map).
+    """Store the pretrained backbone's features once per protocol (no pretrained weights, no map), and again when
+    the stored file is missing, truncated or garbage.
 
     A worker computes them; this process writes them, as it writes every result."""
-    from study.analysis.embedding import features_path
+    from study.analysis.embedding import features_path, readable_features
     from study.execution.local import run_task
     from study.training.feature_map import feature_map, write_feature_map
 
     protocol = study.protocol
     path = features_path(study.store.root, protocol.backbone.name, protocol.dataset.size)
-    if protocol.backbone.weights == "none" or path.exists():
+    if protocol.backbone.weights == "none" or readable_features(path):
         return
     settings = {"dataset": protocol.dataset.model_dump(exclude={"path"}), "backbone": protocol.backbone.model_dump()}
     try:

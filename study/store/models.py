@@ -4,7 +4,8 @@ Contract:
 - `results/<protocol>/models/<run_id>.keras` holds the cell's model from preprocessed images to class
   probabilities; `<run_id>.json` beside it describes it (`KeptModel.info`: input size, resize filter, backbone and
   its preprocessing, class names, the cell's arm, fraction, seed and validation value).
-- A model is kept when both files are there: the `.keras` file is written first and its description last, each
+- A model is kept when both files are there and readable (a damaged one is trained again by the next run that keeps
+  models): the `.keras` file is written first and its description last, each
   atomically (`study.store.files`); removal deletes the description first. A `.keras` file without its
   description is a leftover of a killed run, removed by the next run under its lock.
 - The driver alone writes them (a worker sends the file back with its cell's result), before the cell's row.
@@ -13,6 +14,7 @@ Contract:
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +57,9 @@ class ModelFiles:
         return path
 
     def kept(self) -> set[str]:
-        """The run ids whose model and description are both stored."""
+        """The run ids whose model and description are both stored and readable (a damaged one is trained again)."""
         return {path.stem for path in self.folder.glob(f"*{INFO_SUFFIX}")
-                if not path.name.startswith(".") and self.keras_path(path.stem).exists()}
+                if not path.name.startswith(".") and _readable(path, self.keras_path(path.stem))}
 
     def remove(self, run_ids: list[str]) -> None:
         """Delete the kept models of run_ids (call under the run lock)."""
@@ -76,6 +78,15 @@ class ModelFiles:
         return len(leftovers)
 
 
+def _readable(info_path: Path, keras_path: Path) -> bool:
+    """Whether a description parses and its Keras file is a whole zip archive."""
+    try:
+        json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return zipfile.is_zipfile(keras_path)
+
+
 def model_info(keras_path: Path) -> dict[str, Any]:
     """The description stored beside a kept model's `.keras` file; a StudyError naming what is missing."""
     keras_path = Path(keras_path)
@@ -89,4 +100,5 @@ def model_info(keras_path: Path) -> dict[str, Any]:
         raise StudyError(f"{keras_path} has no description {info_path} beside it; give a model that "
                          "study run --keep-models kept (its .keras and .json files together)") from None
     except (OSError, ValueError) as exc:
-        raise StudyError(f"cannot read the model description {info_path}: {exc}") from None
+        raise StudyError(f"cannot read the model description {info_path}: {exc}; `study run --keep-models best|all` "
+                         "trains its cell again") from None

@@ -4,15 +4,18 @@ Contract:
 - `results/<protocol>/cells/<run_id>.parquet` holds one row; `predictions/<run_id>.parquet` the per-image test
   probabilities, with the class names (`predictions.attrs["class_names"]`, in the file's schema metadata; absent in
   files written before them). A cell's predictions are written before its row, so a row on disk always has its
-  predictions.
+  predictions; a done row whose predictions file is missing or does not parse is not done: `cells` and `statuses`
+  leave it out (one warning), so it counts as pending and the next run runs it again, replacing its row.
 - Every file is written in its schema, declared once in `study.store.schema` (the row's columns and types), so that
   `cells/` and `predictions/` read as one table in any parquet reader; a row with a column the schema lacks is
   refused with a StudyError. Files written before the schema are cast to it when read, and `conform_files`
   (called by `study run` under its lock) rewrites them in it once, values unchanged.
 - Writes go through `study.core.files.write_atomic` (a hidden temporary file in the same folder, flushed, renamed,
-  the folder flushed): a file is present whole or not at all. Readers ignore temporary files and any file that does not parse.
-- Finished rows never change, except that `put` of a failed cell's run id again (a retry) replaces it (and the
-  one rewrite of a file written before the schema, above).
+  the folder flushed): a file is present whole or not at all. Readers ignore temporary files, and read any file
+  that does not parse as absent, with one warning per file naming what heals it (docs/guide/store.md, "When a store
+  file is damaged").
+- Finished rows never change, except that `put` of a run id again replaces its row: a failed cell's (a retry), or a
+  done cell's whose predictions were lost (and the one rewrite of a file written before the schema, above).
 - The split the cells were trained on is stored in `split.parquet`, one block of rows per seed with
   `dataset.resplit` (the seed column null for the fixed split every seed shares); what the dataset load found and
   skipped, and the class names, in `dataset.json`. Temporary files a killed run left behind are removed by the
@@ -33,14 +36,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from study.core.errors import StudyError
+from study.core.vocabulary import CellStatus
 from study.store.files import write_store_file
 from study.store.models import KeptModel, ModelFiles
 from study.store.schema import (
@@ -56,12 +62,14 @@ from study.store.schema import (
 )
 
 log = logging.getLogger(__name__)
-_warned: set[Path] = set()  # unreadable files already warned of: every step of a command reads the store again
 
 CELLS_DIR = "cells"
 PREDICTIONS_DIR = "predictions"
 CHOSEN_DIR = "tuning/chosen"
 LOGS_DIR = "logs"
+RERUN = "its cell counts as pending: `study run` runs it again"
+REWRITE = "read as absent: `study run` writes it again"
+_WARNED: set[Path] = set()  # the damaged files warned about in this process
 
 
 class ResultStore:
@@ -105,17 +113,16 @@ class ResultStore:
         return _read_split(self.root / "split.parquet")
 
     def dataset_info(self) -> dict | None:
-        """What the dataset load found (dataset.json), or None when absent or unreadable."""
-        try:
-            return json.loads((self.root / "dataset.json").read_text())
-        except (OSError, ValueError):
-            return None
+        """What the dataset load found (dataset.json), or None when absent or unreadable (one warning)."""
+        return _read_json(self.root / "dataset.json", REWRITE)
 
     # ------------------------------------------------------------------------------------------ reading
     def cells(self) -> pd.DataFrame:
-        """Every stored cell, one row each, ignoring torn or temporary files."""
+        """Every stored cell, one row each, ignoring torn or temporary files and done rows without their predictions."""
         tables = [_read(path, _cells_schema) for path in sorted(self.cells_dir.glob("*.parquet"))]
-        return pa.concat_tables([CELLS.empty_table(), *filter(None, tables)]).to_pandas()
+        cells = pa.concat_tables([CELLS.empty_table(), *filter(None, tables)]).to_pandas()
+        complete = [self._complete(run_id, status) for run_id, status in zip(cells["run_id"], cells["status"])]
+        return cells.loc[np.array(complete, dtype=bool)].reset_index(drop=True)
 
     def predictions(self, run_id: str) -> pd.DataFrame | None:
         """The per-image test predictions of one cell, or None when absent or unreadable; the stored class names in
@@ -138,16 +145,33 @@ class ResultStore:
         return table.to_pylist()[0] if table is not None and table.num_rows else None
 
     def statuses(self) -> dict[str, str]:
-        """run_id -> status of every stored cell (two columns read per file, no data frame: status starts fast)."""
+        """run_id -> status of every stored cell (two columns read per file, no data frame: status starts fast); a
+        done row without its predictions is left out (pending)."""
         found = {}
         for path in sorted(self.cells_dir.glob("*.parquet")):
             try:
                 columns = pq.read_table(path, columns=["run_id", "status"]).to_pydict()
             except (OSError, pa.ArrowInvalid) as exc:
-                _warn_once("ignoring unreadable result file %s (%s)", path, exc)
+                _warn_once(path, f"unreadable ({_one_line(exc)}); {RERUN}")
                 continue
-            found.update(zip(columns["run_id"], columns["status"]))
+            found.update((run_id, status) for run_id, status in zip(columns["run_id"], columns["status"])
+                         if self._complete(run_id, status))
         return found
+
+    def _complete(self, run_id: str, status: str) -> bool:
+        """Whether a stored row stands: a failed one, or a done one whose predictions file is there and parses."""
+        if status != CellStatus.DONE:
+            return True
+        path = self.predictions_dir / f"{run_id}.parquet"
+        try:
+            pq.read_metadata(path)
+            return True
+        except FileNotFoundError:
+            why = "missing"
+        except (OSError, pa.ArrowInvalid) as exc:
+            why = f"unreadable ({_one_line(exc)})"
+        _warn_once(path, f"{why}; {RERUN}")
+        return False
 
     def put_tuning(self, record: dict) -> Path:
         """Store a tuning unit's choice (record["key"] names it); a later choice for the same key replaces it."""
@@ -158,11 +182,9 @@ class ResultStore:
         """Every stored tuning choice, by unit key; unreadable files are ignored."""
         records = {}
         for path in sorted(self.chosen_dir.glob("*.json")):
-            try:
-                record = json.loads(path.read_text())
+            record = _read_json(path, "read as absent: `study run` stores the choice again from the tuning database")
+            if record is not None and "key" in record:
                 records[record["key"]] = record
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring unreadable tuning record %s (%s)", path, exc)
         return records
 
     # ---------------------------------------------------------------------------------------- housekeeping
@@ -179,11 +201,9 @@ class ResultStore:
         write_store_file(self.root / "sequential.json", json.dumps(record, indent=1, sort_keys=True).encode())
 
     def sequential(self) -> dict | None:
-        """The stored sequential record, or None when no run added seeds (or the file does not parse)."""
-        try:
-            return json.loads((self.root / "sequential.json").read_text())
-        except (OSError, ValueError):
-            return None
+        """The stored sequential record, or None when no run added seeds (or the file does not parse: one warning)."""
+        return _read_json(self.root / "sequential.json", "read as absent: `study run --until-decided` makes the "
+                          "looks again (the cells stored are not trained again)")
 
     def conform_files(self) -> int:
         """Rewrite in the declared schema, values unchanged, every cell, prediction and split file written before it;
@@ -213,10 +233,16 @@ class ResultStore:
 
 
 def _read_split(path: Path) -> pd.DataFrame | None:
-    """A stored split; a file written before the seed and group columns existed reads as the fixed split."""
+    """A stored split, None when absent or unreadable (one warning); a file written before the seed and group
+    columns existed reads as the fixed split."""
     if not path.exists():
         return None
-    split = conform(pq.read_table(path), SPLIT).to_pandas()
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        _warn_once(path, f"unreadable ({_one_line(exc)}); {REWRITE}")
+        return None
+    split = conform(table, SPLIT).to_pandas()
     return split.assign(seed=split["seed"].astype("Int64"), group=split["group"].astype(object))
 
 
@@ -278,15 +304,8 @@ def _read(path: Path, schema_for: Callable[[list[str]], pa.Schema]) -> pa.Table 
             log.warning("%s: leaving out columns the store's schema lacks: %s", path, ", ".join(extra))
         return conform(table, schema)
     except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        _warn_once("ignoring unreadable result file %s (%s)", path, exc)
+        _warn_once(path, f"unreadable ({_one_line(exc)}); {RERUN}")
         return None
-
-
-def _warn_once(message: str, path: Path, exc: Exception) -> None:
-    """Log the problem of an unreadable file the first time this process meets it."""
-    if path not in _warned:
-        _warned.add(path)
-        log.warning(message, path, exc)
 
 
 def _conform_file(path: Path, schema_for: Callable[[list[str]], pa.Schema]) -> bool:
@@ -301,10 +320,36 @@ def _conform_file(path: Path, schema_for: Callable[[list[str]], pa.Schema]) -> b
             return False
         table = conform(pq.read_table(path), schema)
         _write_table(table, path)
-    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        _warn_once("%s: not rewritten in the store's schema (%s)", path, exc)
+    except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError):  # unreadable: its reader warns
         return False
     return True
+
+
+def _read_json(path: Path, remedy: str) -> dict | None:
+    """A stored JSON object, or None when absent, or unreadable (a warning naming the file and the remedy)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        data = exc
+    if isinstance(data, dict):
+        return data
+    why = _one_line(data) if isinstance(data, Exception) else "not a JSON object"
+    _warn_once(path, f"unreadable ({why}); {remedy}")
+    return None
+
+
+def _warn_once(path: Path, message: str) -> None:
+    """Warn about a damaged file once per process: a command reads some files several times."""
+    if path not in _WARNED:
+        _WARNED.add(path)
+        log.warning("%s: %s", path, message)
+
+
+def _one_line(error: object) -> str:
+    """An error as one line, without pyarrow's repetition of the file's path."""
+    return re.sub(r"^Could not open Parquet input source '[^']*': ", "", " ".join(str(error).split()))
 
 
 def _write_table(table: pa.Table, path: Path) -> Path:

@@ -4,17 +4,20 @@ The driver alone asks and tells (TPE sampler, seeded). Workers open the same sto
 validation value to their running trial and ask the median pruner whether to stop (SQLite serialises the writes;
 connections wait up to a minute for the lock). Trials left RUNNING by a killed run are marked failed with the
 user attribute `interrupted` and their values are queued again, so a resumed search ends with exactly `trials`
-complete, pruned or failed trials.
+complete, pruned or failed trials. A database that SQLite cannot read stops the command with one line naming it: deleting
+it searches again (its trials run again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from study.core.errors import StudyError
 from study.core.vocabulary import direction
 from study.plan.tuning import TuningUnit
 from study.protocol.schema import Protocol
@@ -30,6 +33,20 @@ INTERRUPTED = "interrupted"
 def database_path(root: Path, protocol: Protocol) -> Path:
     """`<results>/<name>/tuning/optuna-<name>-<scope>.db`."""
     return Path(root) / "tuning" / f"optuna-{protocol.name}-{protocol.tuning.scope}.db"
+
+
+@contextlib.contextmanager
+def readable(path: Path):
+    """Turn SQLite finding path damaged (not a database, malformed) into a StudyError saying how to heal it."""
+    from sqlalchemy.exc import DatabaseError, OperationalError
+
+    try:
+        yield
+    except DatabaseError as exc:
+        if isinstance(exc, OperationalError):  # locked, or the folder unwritable: not damage
+            raise
+        raise StudyError(f"{path}: not a readable Optuna database ({exc.orig}); delete it and `study run` searches "
+                         "again (its trials run again)") from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -79,12 +96,14 @@ class OptunaSearch(UnitSearch):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.url = f"sqlite:///{path}"
         startup = max(1, min(10, self.budget // 2))
-        self.study = optuna.create_study(
-            storage=storage(self.url), study_name=unit.name, direction=direction(self.metric), load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=protocol.tuning.seed, n_startup_trials=startup),
-            pruner=pruner(protocol.tuning.pruner.model_dump()),
-        )
-        self._requeue_interrupted()
+        with readable(path):
+            self.study = optuna.create_study(
+                storage=storage(self.url), study_name=unit.name, direction=direction(self.metric),
+                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=protocol.tuning.seed,
+                                                                        n_startup_trials=startup),
+                pruner=pruner(protocol.tuning.pruner.model_dump()),
+            )
+            self._requeue_interrupted()
 
     def _requeue_interrupted(self) -> None:
         from optuna.trial import TrialState
@@ -152,9 +171,10 @@ def progress(root: Path, protocol: Protocol, unit: TuningUnit) -> int:
     import optuna
     from optuna.trial import TrialState
 
-    try:
-        study = optuna.load_study(study_name=unit.name, storage=storage(f"sqlite:///{path}"))
-    except KeyError:
-        return 0
     ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sum(not t.user_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False, states=ended))
+    with readable(path):
+        try:
+            study = optuna.load_study(study_name=unit.name, storage=storage(f"sqlite:///{path}"))
+        except KeyError:
+            return 0
+        return sum(not t.user_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False, states=ended))
