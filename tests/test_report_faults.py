@@ -170,14 +170,20 @@ def test_a_killed_report_leaves_the_last_one_and_the_next_cleans_up(study):
     assert sorted(files(report / "tiny")) == sorted(before)
 
 
-@pytest.mark.parametrize("fault", ["full", "read-only"])
-def test_report_into_a_full_or_read_only_folder_is_one_line(study, mounts, read_only, fault):
+def unwritable_folder(study: Path, mounts, read_only, fault: str) -> Path:
+    """A report folder that is a full tmpfs or a read-only view."""
     target = study / "elsewhere"
     target.mkdir()
     if fault == "full":
         mounts("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target))
     else:
         read_only(target)
+    return target
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_report_into_a_full_or_read_only_folder_is_one_line(study, mounts, read_only, fault):
+    target = unwritable_folder(study, mounts, read_only, fault)
     stored = files(study / "results")
     failed = study_command("report", str(study / "tiny.yaml"), *dirs(study, report=target))
     error_line(failed, target, FULL if fault == "full" else "Read-only file system")
@@ -187,12 +193,7 @@ def test_report_into_a_full_or_read_only_folder_is_one_line(study, mounts, read_
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["full", "read-only"])
 def test_run_into_a_full_or_read_only_report_folder_keeps_its_cells(study, mounts, read_only, fault):
-    target = study / "elsewhere"
-    target.mkdir()
-    if fault == "full":
-        mounts("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target))
-    else:
-        read_only(target)
+    target = unwritable_folder(study, mounts, read_only, fault)
     run_id = drop_one_cell(study / "results")
     failed = study_command("run", str(study / "tiny.yaml"), *dirs(study, report=target), "--jobs", "2",
                            "--no-progress")  # workers write TensorFlow's start-up lines to their logs
