@@ -177,15 +177,10 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every cell the store lacks, store each result as it finishes, then build the report."""
-    from study.runner.execute import check_options, looks, prepare_run, run_study
-    from study.runner.lock import RunLock
+    from study.runner.execute import looks, run_study, start_run
 
     options = _run_options(args)
-    check_options(options)
-    planned = _open(args)
-    if not (args.wait or args.dry_run):
-        RunLock(planned.store.root).refuse_if_held()
-    start = prepare_run(planned, options)
+    planned, start = start_run(lambda: _open(args), options, args.dry_run)
     for line in start.share_warnings:
         print(line, file=sys.stderr)
     print(start_line(planned, start, args.executor))

@@ -141,6 +141,16 @@ def test_a_folder_too_small_for_four_fractions_says_so(tmp_path, capsys):
     assert_fractions_keep_every_class(out, tmp_path)
 
 
+def test_a_class_the_split_leaves_without_test_images_is_refused_before_anything_is_written(tmp_path, capsys):
+    write_images(tmp_path / "small", {"a": 2, "b": 8})
+    out = tmp_path / "small.yaml"
+    out.write_text("mine\n")
+    code, stdout, stderr = init(tmp_path, capsys, str(tmp_path / "small"), "--out", str(out), "--force")
+    assert code == 1 and stdout == "" and len(stderr.splitlines()) == 1
+    assert stderr.startswith(f"error: image folder {tmp_path / 'small'}: class 'a' has 2 images: ")
+    assert out.read_text() == "mine\n"
+
+
 def test_an_existing_out_file_is_kept_without_force(tmp_path, capsys):
     write_images(tmp_path / "scans", {"a": 20, "b": 20})
     out = tmp_path / "protocol.yaml"

@@ -43,6 +43,11 @@ def test_an_unreadable_stray_file_is_warned_of_once(tmp_path, caplog):
         store.statuses()
         store.conform_files()
     assert len(caplog.records) == 1 and "stray.parquet: unreadable" in caplog.records[0].getMessage()
+    (store.cells_dir / "stray.parquet").write_bytes(b"damaged again, another way")
+    with caplog.at_level(logging.WARNING, logger="study.store.results"):
+        store.statuses()
+        store.cells()
+    assert len(caplog.records) == 2  # a file damaged again (a notebook's long process) is told again, once
 
 
 def start_driver(tmp_path: Path, protocol: Path) -> subprocess.Popen:

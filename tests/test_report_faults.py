@@ -18,6 +18,8 @@ import pytest
 from helpers.commands import PROJECT, study_command
 from helpers.protocols import write_tiny_protocol
 
+from study.report.render.document import Document, Section
+from study.report.render.files import write_document
 from study.runner.lock import RunLock
 
 PAGE = 4096  # tmpfs charges each file whole pages
@@ -159,7 +161,7 @@ def kill_while_building(protocol: Path, report: Path) -> None:
 def test_a_killed_report_leaves_the_last_one_and_the_next_cleans_up(study):
     report = study / "report"
     before = files(report / "tiny")
-    other = report / ".tiny2.0123456789ab.building"  # another protocol's build, going on
+    other = report / ".tiny2.1-0123456789ab.building"  # another protocol's build, going on
     other.mkdir()
     kill_while_building(study / "tiny.yaml", report)
     assert files(report / "tiny") == before
@@ -237,3 +239,19 @@ def test_status_on_a_read_only_view_sees_the_run_writing(study, mounts):
         lock.release()
     assert status.returncode == 0, status.stderr
     assert f"a run is writing these results now (pid {os.getpid()} on" in status.stdout
+
+
+def test_a_report_folder_that_is_a_link_is_replaced_by_each_build(tmp_path):
+    """The first build swaps the link out for a folder; the link (not its target) goes, and later builds work."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "kept.txt").write_text("not the report's")
+    (tmp_path / "report").mkdir()
+    out = tmp_path / "report" / "tiny"
+    out.symlink_to(elsewhere)
+    document = Document("tiny", [Section("Results", ["No finished cells."])])
+    for _ in range(2):
+        write_document(document, out)
+        assert (out / "index.html").is_file() and not out.is_symlink()
+        assert sorted(path.name for path in (tmp_path / "report").iterdir()) == ["tiny"]
+    assert (elsewhere / "kept.txt").read_text() == "not the report's"

@@ -57,3 +57,14 @@ def writable(path: Path) -> bool:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     return os.access(existing, os.W_OK)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

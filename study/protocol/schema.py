@@ -531,7 +531,7 @@ def parse_protocol(text: str, filename: str = "<protocol>") -> Protocol:
 
 def protocol_yaml(protocol: Protocol) -> str:
     """A protocol as YAML text that loads back equal to it: the fields that were set, defaults left out."""
-    return yaml.safe_dump(protocol.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+    return yaml.safe_dump(protocol.model_dump(mode="json", exclude_unset=True, warnings=False), sort_keys=False)
 
 
 def field_error(path: str | Path, loc: tuple, message: str, text: str | None = None) -> ProtocolError:

@@ -3,6 +3,7 @@ cluster or here, one sweep or look by look until the claims are decided, then th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from study.core.backend import require_tensorflow
 from study.core.errors import StudyError
+from study.core.vocabulary import KEEP_MODELS
 from study.plan.cells import Cell
 from study.runner.events import RunEvents
 from study.runner.inputs import CheckedData, PlannedStudy, study_data
@@ -36,18 +38,35 @@ class RunStart:
 def check_options(options: RunOptions) -> None:
     """Refuse flags that need another flag, and a cluster executor whose packages are not installed: before the
     study is opened, so that nothing is read, trained or stored."""
-    from study.execution.connect import PACKAGES, require_packages
+    from study.execution.connect import EXECUTORS, PACKAGES, require_packages
 
     if options.address is not None and options.executor == "local":
         raise StudyError("--address needs --executor dask or --executor ray")
     if not options.until_decided and (options.max_seeds or options.seeds_per_round):
         raise StudyError("--max-seeds and --seeds-per-round need --until-decided")
+    if options.executor not in EXECUTORS:
+        raise StudyError(f"unknown executor {options.executor!r}: one of {', '.join(EXECUTORS)}")
+    if options.keep_models is not None and options.keep_models not in KEEP_MODELS:
+        raise StudyError(f"unknown keep_models {options.keep_models!r}: one of {', '.join(KEEP_MODELS)}")
     if options.executor in PACKAGES:
         require_packages(options.executor)
 
 
+def start_run(open_planned: Callable[[], PlannedStudy], options: RunOptions, dry_run: bool = False
+              ) -> tuple[PlannedStudy, RunStart]:
+    """Check the options before anything is read, open the study, refuse while another run writes its results
+    (unless the options wait, or nothing will run), and check the data: the study and what the run works on."""
+    from study.runner.lock import RunLock
+
+    check_options(options)
+    planned = open_planned()
+    if not (options.wait or dry_run):
+        RunLock(planned.store.root).refuse_if_held()
+    return planned, prepare_run(planned, options)
+
+
 def prepare_run(study: PlannedStudy, options: RunOptions) -> RunStart:
-    """Check the data (the options are checked first, `check_options`); what the run will work on."""
+    """Check the data (the options are checked first: `start_run`); what the run will work on."""
     from study.execution.scheduler import cells_to_run
     from study.runner.cost import share_warnings, subsets
 

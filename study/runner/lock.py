@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from study.core.errors import StudyError
 from study.core.failures import fatal_store_error
-from study.core.files import write_atomic
+from study.core.files import process_alive, write_atomic
 
 try:
     import fcntl
@@ -111,7 +111,7 @@ class RunLock:
             described = f"pid {info['pid']} on {info['host']} since {info['started']}"
         except (OSError, ValueError, KeyError, TypeError):
             return f"holder unknown: {self.holder_path.name} is missing or unreadable"
-        if info["host"] == platform.node() and not _alive(info["pid"]):
+        if info["host"] == platform.node() and not process_alive(info["pid"]):
             described += ", which has ended: a process it started still holds the lock; end that process"
         return described
 
@@ -120,13 +120,3 @@ class RunLock:
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         write_atomic(self.holder_path, json.dumps(info).encode())
 
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid runs on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True

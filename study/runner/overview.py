@@ -3,7 +3,7 @@ before a run, its block map, cost and whether its seeds can decide its claims.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -95,7 +95,7 @@ class StudyPlan:
     cost: list[str]  # n_train per fraction, share warnings, estimated time per arm and in all
     # per claim, whether the seeds can decide it (and with a pilot, the seeds it needs); computed as it is read, so
     # that what the pilot's power analysis warns comes after the lines before it
-    decidability: Iterator[str]
+    decidability: Iterable[str]
 
     @property
     def to_run(self) -> int:

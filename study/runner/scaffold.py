@@ -53,7 +53,7 @@ def write_protocol(data: str, data_dir: Path | None, cache_dir: Path | None) -> 
     """The commented protocol for DATA (a folder, CSV manifest, DICOM folder or MedMNIST name); its images decoded
     once, cached in cache_dir when given."""
     from study.data.sources import load_dataset
-    from study.data.splits import ensure_split, fraction_shortfall
+    from study.data.splits import ensure_split, fraction_shortfall, split_shortfall
 
     found = survey(data, data_dir, SIZE)
     section = {key: value for key, value in found.section.items() if value is not None} | {"size": SIZE}
@@ -64,7 +64,11 @@ def write_protocol(data: str, data_dir: Path | None, cache_dir: Path | None) -> 
         section |= SPLIT
         draft = _draft(found.name, section)
     dataset = ensure_split(loaded, draft.dataset)
-    training = training_labels(dataset, seed_splits(dataset, draft))
+    splits = seed_splits(dataset, draft)
+    unmeasured = split_shortfall(dataset.labels, dataset.class_names, splits, own_split)
+    if unmeasured:
+        raise StudyError(f"{found.found}: {unmeasured}")
+    training = training_labels(dataset, splits)
     names = dataset.class_names
     fractions = [f for f in LADDER if fraction_shortfall(training, names, [f]) is None]
     if not fractions:

@@ -69,7 +69,7 @@ CHOSEN_DIR = "tuning/chosen"
 LOGS_DIR = "logs"
 RERUN = "its cell counts as pending: `study run` runs it again"
 REWRITE = "read as absent: `study run` writes it again"
-_WARNED: set[Path] = set()  # the damaged files warned about in this process
+_WARNED: set[tuple] = set()  # the damaged files (path, mtime, size) warned about in this process
 
 
 class ResultStore:
@@ -341,9 +341,15 @@ def _read_json(path: Path, remedy: str) -> dict | None:
 
 
 def _warn_once(path: Path, message: str) -> None:
-    """Warn about a damaged file once per process: a command reads some files several times."""
-    if path not in _WARNED:
-        _WARNED.add(path)
+    """Warn about a damaged file once per process and version of the file: a command reads some files several times,
+    and a notebook's process sees a file damaged again after a repair."""
+    try:
+        stat = path.stat()
+        version = (path, stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = (path, None, None)
+    if version not in _WARNED:
+        _WARNED.add(version)
         log.warning("%s: %s", path, message)
 
 

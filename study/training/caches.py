@@ -26,33 +26,40 @@ def _spec(dataset_json: str):
 
 
 @functools.lru_cache(maxsize=2)
-def _dataset(dataset_json: str, data_dir: str | None, cache_dir: str | None) -> Dataset:
+def _dataset(dataset_json: str, data_dir: str | None, cache_dir: str | None, fingerprint: str | None
+             ) -> Dataset:
+    """The dataset, loaded once per process and version of its files (fingerprint: the driver's; a worker kept
+    alive across runs reads edited files again)."""
     spec = _spec(dataset_json)
     loaded = load_dataset(spec, Path(data_dir) if data_dir else None, Path(cache_dir) if cache_dir else None)
     return ensure_split(loaded, spec)
 
 
 @functools.lru_cache(maxsize=16)
-def _seed_dataset(dataset_json: str, data_dir: str | None, cache_dir: str | None, seed: int | None) -> Dataset:
-    return seed_split(_dataset(dataset_json, data_dir, cache_dir), _spec(dataset_json), seed)
+def _seed_dataset(dataset_json: str, data_dir: str | None, cache_dir: str | None, seed: int | None,
+                  fingerprint: str | None) -> Dataset:
+    return seed_split(_dataset(dataset_json, data_dir, cache_dir, fingerprint), _spec(dataset_json), seed)
 
 
 @functools.lru_cache(maxsize=2)
-def _preprocessed(dataset_json: str, data_dir: str | None, cache_dir: str | None, backbone: str) -> np.ndarray:
+def _preprocessed(dataset_json: str, data_dir: str | None, cache_dir: str | None, backbone: str,
+                  fingerprint: str | None) -> np.ndarray:
     from study.training.models.backbones import preprocess
 
-    return preprocess(backbone, _dataset(dataset_json, data_dir, cache_dir).images)
+    return preprocess(backbone, _dataset(dataset_json, data_dir, cache_dir, fingerprint).images)
 
 
 def load_for(context: WorkerContext, seed: int | None) -> Dataset:
     """The dataset of a context, loaded once per process, with the split the cells of seed train on: the same
     fixed split for every seed (and for seed None) unless dataset.resplit gives each seed its own."""
-    return _seed_dataset(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir, seed)
+    return _seed_dataset(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir, seed,
+                         context.fingerprint)
 
 
 def preprocessed_images(context: WorkerContext, backbone: str) -> np.ndarray:
     """Every image of the context's dataset, preprocessed for the backbone, computed once per process."""
-    return _preprocessed(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir, backbone)
+    return _preprocessed(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir, backbone,
+                         context.fingerprint)
 
 
 _TRAINERS: OrderedDict[str, tuple] = OrderedDict()  # structure key -> (Trainer, FreshStart or None), most recent last

@@ -1,9 +1,10 @@
 """Writing a report document to disk: index.html, report.md, tables/*.csv and *.tex, figures/*.png and *.svg.
 
-The report is written as a unit: every file goes into a hidden folder beside the report's (`.<name>.<random>.building`,
-same filesystem), which is then swapped in (the old folder renamed aside as `.<name>.<random>.replaced`, the new one
-renamed in, the old one removed). A failed or killed build leaves the last good report (or none), never half of one;
-the folders a killed build left behind are removed by the next one. The folder holds the document alone.
+The report is written as a unit: every file goes into a hidden folder beside the report's
+(`.<name>.<pid>-<random>.building`, same filesystem), which is then swapped in (the old folder renamed aside as
+`.<name>.<pid>-<random>.replaced`, the new one renamed in, the old one removed). A failed or killed build leaves the
+last good report (or none), never half of one; the folders a killed build left behind (its process gone) are removed
+by the next one. The folder holds the document alone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from study.core.errors import StudyError
-from study.core.files import sync_folder, write_atomic
+from study.core.files import process_alive, sync_folder, write_atomic
 from study.report.render.document import Document
 from study.report.render.html import html_page
 from study.report.render.latex import latex_table
@@ -50,16 +51,26 @@ def write_document(document: Document, out_dir: Path) -> list[Path]:
 
 
 def _hidden(out_dir: Path, suffix: str) -> Path:
-    return out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:12]}.{suffix}")
+    return out_dir.with_name(f".{out_dir.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.{suffix}")
 
 
 def _remove_leftovers(out_dir: Path) -> None:
-    """Remove the hidden folders an earlier build of out_dir left when it was killed."""
-    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.[0-9a-f]{{12}}\.({BUILDING}|{REPLACED})")
+    """Remove the hidden folders an earlier build of out_dir left when it was killed (a build still running in
+    another process keeps its own)."""
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.(\d+)-[0-9a-f]{{12}}\.({BUILDING}|{REPLACED})")
     for path in sorted(out_dir.parent.iterdir()):
-        if pattern.fullmatch(path.name) and path.is_dir():
+        match = pattern.fullmatch(path.name)
+        if match and not process_alive(int(match.group(1))):
             log.info("removing %s, left by a report build that did not finish", path)
-            shutil.rmtree(path)
+            _remove(path)
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder, or a link or file in its place (a report folder may be a link elsewhere)."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_files(document: Document, folder: Path) -> list[Path]:
@@ -97,4 +108,4 @@ def _swap_in(building: Path, out_dir: Path) -> None:
         raise
     sync_folder(out_dir.parent)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
