@@ -36,9 +36,9 @@ def _texts(document) -> list[str]:
 
 
 def _split(train: int) -> pd.DataFrame:
-    """A fixed stored split with `train` training images and no groups."""
+    """A fixed stored split with `train` training images and no groups, both classes on each side."""
     return pd.DataFrame({"seed": pd.array([None] * (train + 10), dtype="Int64"),
-                         "image_id": [f"i{k}" for k in range(train + 10)], "label": 0,
+                         "image_id": [f"i{k}" for k in range(train + 10)], "label": [k % 2 for k in range(train + 10)],
                          "group": pd.array([None] * (train + 10), dtype=object),
                          "split": ["train"] * train + ["test"] * 10})
 
