@@ -110,7 +110,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     """Write a commented protocol for a dataset; print its cost, whether its claims can be decided, and what to type
     next."""
-    from study.core.files import write_atomic
+    from study.core.atomic_files import write_atomic
     from study.data.sources import resolve_data_dir
     from study.runner.overview import study_plan
     from study.runner.scaffold import write_protocol
@@ -236,7 +236,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Apply a kept model to a folder of images; per image the class probabilities and the predicted class, as CSV."""
-    from study.core.files import write_atomic
+    from study.core.atomic_files import write_atomic
     from study.runner.predict import predict_images
 
     frame = predict_images(args.model, args.images)

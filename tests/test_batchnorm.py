@@ -37,7 +37,7 @@ def train_a_few_steps(cell, start_after_frozen: bool):
 
     from study.training.features import compute_block_outputs
     from study.training.models.backbones import preprocess
-    from study.training.models.strategies import build_arm_model
+    from study.training.models.arm_network import build_arm_model
     from study.training.train import Trainer
 
     keras.utils.set_random_seed(0)

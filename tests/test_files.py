@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from study.core.files import write_atomic
+from study.core.atomic_files import write_atomic
 
 
 def test_bytes_and_writer_forms_write_the_file(tmp_path):

@@ -19,7 +19,7 @@ from helpers.commands import PROJECT, study_command
 from helpers.protocols import write_tiny_protocol
 
 from study.report.render.document import Document, Section
-from study.report.render.files import write_document
+from study.report.render.output_folder import write_document
 from study.runner.lock import RunLock
 
 PAGE = 4096  # tmpfs charges each file whole pages

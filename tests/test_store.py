@@ -13,7 +13,7 @@ from study.core.errors import StudyError
 from study.plan.cells import plan_cells
 from study.protocol.schema import parse_protocol
 from study.store.results import ResultStore
-from study.store.schema import CELLS
+from study.store.columns import CELLS
 from study.training.rows import cell_row
 
 CELL = plan_cells(parse_protocol(protocol_file_text("one_frozen_cell")), "fingerprint")[0]

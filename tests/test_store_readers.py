@@ -11,7 +11,7 @@ import pytest
 from helpers.protocols import protocol_file_text
 
 from study.cli import main
-from study.store.schema import CELLS
+from study.store.columns import CELLS
 
 pytestmark = pytest.mark.slow  # the tests share one store built by three real runs (about 12 s)
 

@@ -27,7 +27,7 @@ def cells():
 def build(cell, start_after_frozen: bool = False):
     import keras
 
-    from study.training.models.strategies import build_arm_model
+    from study.training.models.arm_network import build_arm_model
 
     keras.utils.set_random_seed(0)
     return build_arm_model(cell.settings, 3, start_after_frozen)

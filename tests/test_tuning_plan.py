@@ -7,7 +7,7 @@ import pytest
 from helpers.protocols import protocol_file_text
 
 from study.plan.cells import plan_cells, plan_units
-from study.plan.tuning import space_for
+from study.plan.tuning_units import space_for
 from study.protocol.schema import parse_protocol
 
 TUNED = protocol_file_text("tuning_three_arms")
@@ -56,7 +56,7 @@ def test_cells_await_tuning_then_train_with_the_chosen_values():
 
 
 def test_a_changed_budget_continues_tuning():
-    from study.store.tuning import current_choices
+    from study.store.tuning_choices import current_choices
 
     protocol = parse_protocol(TUNED)
     unit = plan_units(protocol, "data")[0]

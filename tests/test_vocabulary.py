@@ -27,7 +27,7 @@ from study.protocol.schema import (
     StrategySpec,
     TuningMetric,
 )
-from study.protocol.strategies import (
+from study.protocol.strategy_registry import (
     FIELDS,
     STRATEGIES,
     STRATEGY_NAMES,

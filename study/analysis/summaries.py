@@ -15,7 +15,7 @@ from scipy import stats
 
 from study.analysis.stats import CONFIDENCE
 from study.core.vocabulary import LOWER_IS_BETTER, METRICS, CellStatus
-from study.protocol.strategies import arm_sort_key
+from study.protocol.strategy_registry import arm_sort_key
 
 if TYPE_CHECKING:
     from study.store.results import ResultStore
@@ -97,7 +97,7 @@ def excluded_for(metric: str, cells: pd.DataFrame) -> pd.Series:
 
 def arm_order(cells: pd.DataFrame) -> list[str]:
     """The distinct arms of cells (frames with the stored ARM_COLUMNS) in the stable report order: scratch, frozen,
-    finetune by depth (numbers, then all), truncate by cut (study.protocol.strategies.arm_sort_key)."""
+    finetune by depth (numbers, then all), truncate by cut (study.protocol.strategy_registry.arm_sort_key)."""
     arms = cells[ARM_COLUMNS].drop_duplicates("arm")
     keys = [arm_sort_key(strategy, str(depth), None if pd.isna(at) else int(at), str(arm))
             for arm, strategy, depth, at in arms.itertuples(index=False)]

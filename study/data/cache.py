@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.core.files import write_atomic
+from study.core.atomic_files import write_atomic
 from study.data.dataset import Dataset
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def read_cache(path: Path, fingerprint: str) -> Dataset | None:
 
 
 def write_cache(path: Path, dataset: Dataset) -> None:
-    """Write the arrays onto path atomically (study.core.files); a failure only costs the cache."""
+    """Write the arrays onto path atomically (study.core.atomic_files); a failure only costs the cache."""
     arrays = {"images": dataset.images, "labels": dataset.labels, "ids": dataset.ids,
               "class_names": np.array(dataset.class_names, dtype=str)}
     optional = {"groups": dataset.groups, "split": dataset.split,

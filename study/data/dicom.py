@@ -10,7 +10,7 @@ from pathlib import Path
 from study.core.errors import DataError
 from study.data.datadir import relative_hint, resolve_path
 from study.data.dicom_pixels import dicom_pixels
-from study.data.files import FileSource, Record, read_manifest, subfolders
+from study.data.image_files import FileSource, Record, read_manifest, subfolders
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from study.core.errors import DataError
 from study.data.cache import cache_file, read_cache, write_cache
 from study.data.datadir import ENV_VAR, resolve_data_dir
 from study.data.dataset import Dataset
-from study.data.files import csv_source, folder_source
+from study.data.image_files import csv_source, folder_source
 from study.data.images import IMAGE_SUFFIXES
 from study.data.medmnist import Medmnist
 from study.data.medmnist_files import user_cache

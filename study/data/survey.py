@@ -12,7 +12,7 @@ from pathlib import Path
 from study.core.errors import DataError
 from study.data.dicom import SUFFIXES as DICOM_SUFFIXES
 from study.data.dicom import class_records
-from study.data.files import SPLIT_NAMES, folder_source, read_manifest
+from study.data.image_files import SPLIT_NAMES, folder_source, read_manifest
 from study.data.images import IMAGE_SUFFIXES
 from study.data.medmnist_files import find_medmnist
 from study.data.medmnist_table import FLAGS

@@ -61,7 +61,7 @@ def dispatch_order(cells: list[Cell]) -> list[Cell]:
     stay together so each worker reuses its traced model. The first cell on cached features computes the features
     of every cached arm (features.cached_blocks): it goes first, so that no worker waits for them at the end.
     """
-    from study.training.models.strategies import frozen_boundary
+    from study.training.models.arm_network import frozen_boundary
 
     arm_rank = {label: rank for rank, label in enumerate(dict.fromkeys(cell.arm.label for cell in cells))}
     cached = {cell.run_id: frozen_boundary(cell.settings) is not None for cell in cells}

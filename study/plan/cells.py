@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from study.plan.tuning import TuningUnit, make_unit, tuned_arm, tuned_settings
+from study.plan.tuning_units import TuningUnit, make_unit, tuned_arm, tuned_settings
 from study.protocol.arms import Arm, protocol_arms
 from study.protocol.schema import Protocol
-from study.protocol.strategies import STRATEGIES
+from study.protocol.strategy_registry import STRATEGIES
 
 RESULT_FORMAT = 2  # bump when the meaning of stored results changes; it changes every run id
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from study.core.errors import ProtocolError
-from study.protocol.strategies import STRATEGIES
+from study.protocol.strategy_registry import STRATEGIES
 
 if TYPE_CHECKING:
     from study.protocol.schema import BackboneSpec, HeadSpec, Protocol, StrategySpec

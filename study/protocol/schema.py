@@ -20,14 +20,14 @@ from study.core.vocabulary import KEEP_MODELS
 from study.data.medmnist_table import FLAGS as MEDMNIST_FLAGS
 from study.protocol.arms import as_list, expand_arms
 from study.protocol.blocks import BLOCK_MAPS
-from study.protocol.errors import (
+from study.protocol.messages import (
     FieldError,
     did_you_mean,
     located_error,
     validation_error,
 )
 from study.protocol.reading import parse_yaml, read_protocol_text
-from study.protocol.strategies import FIELDS, STRATEGIES, STRATEGY_NAMES
+from study.protocol.strategy_registry import FIELDS, STRATEGIES, STRATEGY_NAMES
 
 
 class Strict(BaseModel):

@@ -48,12 +48,12 @@ from study.core.vocabulary import METRICS, CellStatus, Direction, direction
 from study.data.splits import source_has_split, split_description
 from study.protocol.arms import expand_arms, protocol_arms
 from study.protocol.schema import Protocol
-from study.protocol.strategies import STRATEGIES, STRATEGY_NAMES, Family
+from study.protocol.strategy_registry import STRATEGIES, STRATEGY_NAMES, Family
 from study.report import answer, classes, figures, references, tables
 from study.report.render.document import Document, Figure, Section, Table
-from study.report.render.files import write_document
+from study.report.render.output_folder import write_document
 from study.store.results import ResultStore
-from study.store.tuning import current_choices
+from study.store.tuning_choices import current_choices
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import numpy as np
 from study.core.vocabulary import CellStatus
 from study.data.splits import training_subsets
 from study.protocol.blocks import backbone_info
-from study.protocol.strategies import blocks_kept, blocks_trained
+from study.protocol.strategy_registry import blocks_kept, blocks_trained
 from study.training.train import steps_per_epoch
 
 if TYPE_CHECKING:

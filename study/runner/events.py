@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from study.analysis.sequential import SequentialPlan
     from study.execution.scheduler import SweepSummary
     from study.plan.cells import Cell
-    from study.plan.tuning import TuningUnit
+    from study.plan.tuning_units import TuningUnit
     from study.training.trial import TrialOutcome
 
 

@@ -65,22 +65,22 @@ def start_run(open_planned: Callable[[], PlannedStudy], options: RunOptions, dry
     return planned, prepare_run(planned, options)
 
 
-def prepare_run(study: PlannedStudy, options: RunOptions) -> RunStart:
+def prepare_run(planned: PlannedStudy, options: RunOptions) -> RunStart:
     """Check the data (the options are checked first: `start_run`); what the run will work on."""
     from study.execution.scheduler import cells_to_run
     from study.runner.cost import share_warnings, subsets
 
-    jobs = worker_jobs(options.jobs, study.protocol)
-    data = study_data(study)
-    warnings = share_warnings(subsets(data.dataset, data.splits, study.protocol))
-    return RunStart(data, jobs, cells_to_run(study.cells, study.store, options.retry_failed), warnings)
+    jobs = worker_jobs(options.jobs, planned.protocol)
+    data = study_data(planned)
+    warnings = share_warnings(subsets(data.dataset, data.splits, planned.protocol))
+    return RunStart(data, jobs, cells_to_run(planned.cells, planned.store, options.retry_failed), warnings)
 
 
-def looks(study: PlannedStudy, options: RunOptions) -> SequentialPlan | None:
+def looks(planned: PlannedStudy, options: RunOptions) -> SequentialPlan | None:
     """The looks a run with --until-decided plans (None without it)."""
     from study.runner.until_decided import sequential_plan
 
-    return sequential_plan(study.declared, study.protocol_path, options) if options.until_decided else None
+    return sequential_plan(planned.declared, planned.protocol_path, options) if options.until_decided else None
 
 
 @dataclass
@@ -103,27 +103,27 @@ class RunOutcome:
         return [] if claims is None else claim_lines(claims)
 
 
-def run_study(study: PlannedStudy, options: RunOptions, start: RunStart, events: RunEvents) -> RunOutcome:
+def run_study(planned: PlannedStudy, options: RunOptions, start: RunStart, events: RunEvents) -> RunOutcome:
     """Run every cell the store lacks (tuning first, when the protocol tunes), on the cluster the options name or
     here, then build the report unless the sweep stopped (a report that cannot be written is told in the outcome:
     the cells are stored)."""
     from study.report.build import stored_document
-    from study.report.render.files import write_document
+    from study.report.render.output_folder import write_document
     from study.runner.sweep import sweep
     from study.runner.until_decided import sweep_until_decided
 
     if options.executor == "local" and start.todo:  # cluster workers bring their own TensorFlow
         require_tensorflow()
-    with _cluster(options, len(start.todo), study.protocol.train.threads) as cluster:
+    with _cluster(options, len(start.todo), planned.protocol.train.threads) as cluster:
         if cluster is not None:
             events.connected(cluster.describe())
         run = sweep_until_decided if options.until_decided else sweep
-        outcome = run(study, options, start.data, start.jobs, cluster, events)
+        outcome = run(planned, options, start.data, start.jobs, cluster, events)
     if outcome.summary.stopped:
         return RunOutcome(outcome.summary, outcome.seconds, None)
-    document = stored_document(study.protocol, study.store, study.planned_ids)
+    document = stored_document(planned.protocol, planned.store, planned.planned_ids)
     try:
-        report = write_document(document, study.report_dir)[0]
+        report = write_document(document, planned.report_dir)[0]
     except StudyError as exc:
         return RunOutcome(outcome.summary, outcome.seconds, None, document.frames(), exc)
     return RunOutcome(outcome.summary, outcome.seconds, report, document.frames())

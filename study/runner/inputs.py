@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from study.core.files import writable
+from study.core.atomic_files import writable
 from study.plan.cells import Cell, plan_cells, plan_units
-from study.plan.tuning import TuningUnit
+from study.plan.tuning_units import TuningUnit
 from study.protocol.schema import Protocol, parse_protocol
 from study.store.results import ResultStore
-from study.store.tuning import current_choices
+from study.store.tuning_choices import current_choices
 
 if TYPE_CHECKING:
     import numpy as np
@@ -119,10 +119,10 @@ def with_added_seeds(protocol: Protocol, record: SequentialRecord | None, stored
     return protocol
 
 
-def replan(study: PlannedStudy, protocol: Protocol, record: SequentialRecord) -> None:
+def replan(planned: PlannedStudy, protocol: Protocol, record: SequentialRecord) -> None:
     """Plan the study's cells again for a protocol with other seeds, as the looks of record target them."""
-    study.protocol, study.record = protocol, record
-    study.cells = _planned_cells(protocol, study.fingerprint, study.store, record)
+    planned.protocol, planned.record = protocol, record
+    planned.cells = _planned_cells(protocol, planned.fingerprint, planned.store, record)
 
 
 def _planned_cells(protocol: Protocol, fingerprint: str, store: ResultStore,
@@ -192,12 +192,12 @@ def training_labels(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> d
     return {seed: dataset.labels[split == "train"] for seed, split in splits.items()}
 
 
-def study_data(study: PlannedStudy) -> CheckedData:
+def study_data(planned: PlannedStudy) -> CheckedData:
     """The study's dataset, checked, its decoded images cached in the results directory (not cached when the
     results directory cannot be written: `plan` reads a read-only store)."""
-    cache = study.results_dir / ".cache"
-    return checked_dataset(study.protocol, study.protocol_path, study.data_dir, cache if writable(cache) else None,
-                           study.protocol_text)
+    cache = planned.results_dir / ".cache"
+    return checked_dataset(planned.protocol, planned.protocol_path, planned.data_dir, cache if writable(cache) else None,
+                           planned.protocol_text)
 
 
 def split_rows(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> pd.DataFrame:
@@ -212,17 +212,17 @@ def split_rows(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> pd.Dat
     }) for seed, split in splits.items()], ignore_index=True)
 
 
-def store_inputs(study: PlannedStudy, data: CheckedData, events: RunEvents) -> None:
+def store_inputs(planned: PlannedStudy, data: CheckedData, events: RunEvents) -> None:
     """The split of each seed, the dataset's class names and skipped files, and the protocol, stored beside the
     cells."""
-    store = study.store
+    store = planned.store
     dataset = data.dataset
     store.put_split(split_rows(dataset, data.splits))
     store.put_dataset_info({"fingerprint": dataset.fingerprint, "images": len(dataset),
                             "class_names": list(dataset.class_names),
                             "official_split": data.official, "source_file": dataset.source_file,
                             "skipped_files": len(dataset.skipped), "skipped": list(dataset.skipped)})
-    store.put_protocol(study.protocol_text)
+    store.put_protocol(planned.protocol_text)
     if dataset.skipped:
         events.skipped_files(len(dataset.skipped), store.root / "dataset.json")
 

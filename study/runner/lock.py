@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from study.core.errors import StudyError
 from study.core.failures import fatal_store_error
-from study.core.files import process_alive, write_atomic
+from study.core.atomic_files import process_alive, write_atomic
 
 try:
     import fcntl

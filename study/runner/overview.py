@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 STATES = tuple(state.value for state in (CellStatus.DONE, CellStatus.FAILED, CellStatus.PENDING))  # table columns
 
 
-def state_table(study: PlannedStudy, statuses: dict[str, str]) -> pd.DataFrame:
+def state_table(planned: PlannedStudy, statuses: dict[str, str]) -> pd.DataFrame:
     """Done, failed and pending cells per arm (in the protocol's order) and fraction."""
     rows = [
         {
@@ -27,26 +27,26 @@ def state_table(study: PlannedStudy, statuses: dict[str, str]) -> pd.DataFrame:
             "fraction": cell.fraction,
             "state": statuses.get(cell.run_id, CellStatus.PENDING.value),
         }
-        for cell in study.cells
+        for cell in planned.cells
     ]
     table = pd.crosstab([pd.Series([r["arm"] for r in rows], name="arm"), pd.Series([r["fraction"] for r in rows], name="fraction")],
                         pd.Series([r["state"] for r in rows], name="state"))
     for state in STATES:
         if state not in table:
             table[state] = 0
-    order = list(dict.fromkeys(cell.arm.label for cell in study.cells))
+    order = list(dict.fromkeys(cell.arm.label for cell in planned.cells))
     table = table[list(STATES)].reset_index()
     table["arm"] = pd.Categorical(table["arm"], categories=order, ordered=True)
     return table.sort_values(["arm", "fraction"]).reset_index(drop=True)
 
 
-def tuning_lines(study: PlannedStudy) -> list[str]:
+def tuning_lines(planned: PlannedStudy) -> list[str]:
     """Tuning progress of a tuned protocol (nothing without tuning:)."""
-    if study.protocol.tuning is None:
+    if planned.protocol.tuning is None:
         return []
     from study.tuning.phase import tuning_lines as unit_lines
 
-    return unit_lines(study.protocol, study.store, study.units)
+    return unit_lines(planned.protocol, planned.store, planned.units)
 
 
 @dataclass
@@ -60,25 +60,25 @@ class StudyStatus:
     failed: list[dict]  # the stored rows of failed planned cells, in plan order
 
 
-def study_status(study: PlannedStudy) -> StudyStatus:
+def study_status(planned: PlannedStudy) -> StudyStatus:
     """Done, failed and pending cells per arm and fraction; the rows of failed cells."""
     from study.runner.lock import RunLock
 
-    statuses = study.store.statuses()
-    table = state_table(study, statuses)
-    holder = RunLock(study.store.root).held_elsewhere()
-    tuning = tuning_lines(study)
-    planned = study.planned_ids
-    stale = other_versions(study, statuses)
-    failed = [study.store.row(run_id) if statuses.get(run_id) == CellStatus.FAILED else None for run_id in planned]
+    statuses = planned.store.statuses()
+    table = state_table(planned, statuses)
+    holder = RunLock(planned.store.root).held_elsewhere()
+    tuning = tuning_lines(planned)
+    stale = other_versions(planned, statuses)
+    failed = [planned.store.row(run_id) if statuses.get(run_id) == CellStatus.FAILED else None
+              for run_id in planned.planned_ids]
     return StudyStatus(holder, tuning, table, stale, [row for row in failed if row is not None])
 
 
-def other_versions(study: PlannedStudy, statuses: dict[str, str] | None = None) -> int:
+def other_versions(planned: PlannedStudy, statuses: dict[str, str] | None = None) -> int:
     """How many stored results the protocol does not plan (another version of it, or other data): they stay in the
     store and are never read in place of a planned cell."""
-    stored = study.store.statuses() if statuses is None else statuses
-    return len(set(stored) - set(study.planned_ids))
+    stored = planned.store.statuses() if statuses is None else statuses
+    return len(set(stored) - set(planned.planned_ids))
 
 
 OTHER_VERSIONS = ("{} stored results are not planned by this protocol (another version of it, or other data; kept, "
@@ -102,45 +102,45 @@ class StudyPlan:
         return int(self.table[CellStatus.PENDING.value].sum())
 
 
-def study_plan(study: PlannedStudy, jobs: int | None) -> StudyPlan:
+def study_plan(planned: PlannedStudy, jobs: int | None) -> StudyPlan:
     """The study's cells against its store, with the cost of the pending ones spread over jobs workers (None: as
     run would)."""
     from study.protocol.blocks import backbone_info
 
-    data = study_data(study)
-    info = backbone_info(study.protocol.backbone.name)
-    tuning = tuning_lines(study)
-    statuses = study.store.statuses()
-    table = state_table(study, statuses)
-    return StudyPlan(info, tuning, table, cost_lines(study, data, statuses, worker_jobs(jobs, study.protocol)),
-                     decidability_lines(study))
+    data = study_data(planned)
+    info = backbone_info(planned.protocol.backbone.name)
+    tuning = tuning_lines(planned)
+    statuses = planned.store.statuses()
+    table = state_table(planned, statuses)
+    return StudyPlan(info, tuning, table, cost_lines(planned, data, statuses, worker_jobs(jobs, planned.protocol)),
+                     decidability_lines(planned))
 
 
-def cost_lines(study: PlannedStudy, data: CheckedData, statuses: dict[str, str], jobs: int) -> list[str]:
+def cost_lines(planned: PlannedStudy, data: CheckedData, statuses: dict[str, str], jobs: int) -> list[str]:
     """n_train per fraction (with a warning for a grouped fraction far off its share) and the estimated time of
     each arm's cells and of all of them, against jobs workers."""
     from study.runner import cost
 
-    sizes = cost.subsets(data.dataset, data.splits, study.protocol)
-    pending = {cell.run_id for cell in study.cells if cell.run_id not in statuses}
-    arms = cost.arm_costs(study.cells, sizes, cost.stored_seconds(study.results_dir), pending)
-    lines = [*cost.subset_lines(sizes, study.protocol.fractions), *cost.share_warnings(sizes),
+    sizes = cost.subsets(data.dataset, data.splits, planned.protocol)
+    pending = {cell.run_id for cell in planned.cells if cell.run_id not in statuses}
+    arms = cost.arm_costs(planned.cells, sizes, cost.stored_seconds(planned.results_dir), pending)
+    lines = [*cost.subset_lines(sizes, planned.protocol.fractions), *cost.share_warnings(sizes),
              *cost.cost_lines(arms, jobs)]
-    if study.units:
-        lines.append(f"not in this estimate: tuning {len(study.units)} arm(s) first, {study.protocol.tuning.trials} "
+    if planned.units:
+        lines.append(f"not in this estimate: tuning {len(planned.units)} arm(s) first, {planned.protocol.tuning.trials} "
                      "trials each, a trial costing about one cell at the fraction tuned at")
     return lines
 
 
-def decidability_lines(study: PlannedStudy) -> Iterator[str]:
+def decidability_lines(planned: PlannedStudy) -> Iterator[str]:
     """Per claim: whether the seeds can decide it, and with a stored pilot, the seeds it needs."""
     from study.analysis.claims import evaluate_claims
     from study.analysis.decidability import capacity_lines, pilot_lines
     from study.analysis.summaries import finished_cells
 
-    protocol = study.protocol
+    protocol = planned.protocol
     yield from capacity_lines(protocol)
-    done = finished_cells(study.store, study.planned_ids)
+    done = finished_cells(planned.store, planned.planned_ids)
     if protocol.claims and not done.empty:
         summary, _ = evaluate_claims(done, protocol.claims, protocol.report, protocol.fractions)
         yield f"from the {len(done)} stored cells (a pilot):"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from study.core.errors import DataError, StudyError
-from study.data.files import image_files
+from study.data.image_files import image_files
 from study.data.images import IMAGE_SUFFIXES, read_images
 from study.store.models import model_info
 

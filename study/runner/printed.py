@@ -79,8 +79,8 @@ class PrintedEvents(RunEvents):
         print(f"look {number} of {looks} at {seeds} seeds: {state}{undecidable}", flush=True)
 
 
-def start_line(study: PlannedStudy, start: RunStart, executor: str) -> str:
+def start_line(planned: PlannedStudy, start: RunStart, executor: str) -> str:
     """The line a run begins with: its cells, how many are stored, and how many will run where."""
     where = f"with {start.jobs} worker(s)" if executor == "local" else f"on {executor}"
-    return (f"{study.protocol.name}: {len(study.cells)} cells, {len(study.cells) - len(start.todo)} stored, "
+    return (f"{planned.protocol.name}: {len(planned.cells)} cells, {len(planned.cells) - len(start.todo)} stored, "
             f"{len(start.todo)} to run {where}")

@@ -8,17 +8,17 @@ from study.runner.inputs import PlannedStudy
 from study.runner.lock import RunLock
 
 
-def stale_results(study: PlannedStudy) -> pd.DataFrame:
+def stale_results(planned: PlannedStudy) -> pd.DataFrame:
     """The stored rows whose run ids the protocol no longer plans."""
-    stored = study.store.cells()
-    return stored[~stored["run_id"].isin(study.planned_ids)]
+    stored = planned.store.cells()
+    return stored[~stored["run_id"].isin(planned.planned_ids)]
 
 
-def remove_results(study: PlannedStudy, run_ids: list[str]) -> None:
+def remove_results(planned: PlannedStudy, run_ids: list[str]) -> None:
     """Delete these stored results, under the run lock."""
-    lock = RunLock(study.store.root)
+    lock = RunLock(planned.store.root)
     lock.acquire()
     try:
-        study.store.remove(run_ids)
+        planned.store.remove(run_ids)
     finally:
         lock.release()

@@ -20,7 +20,7 @@ from study.protocol import schema
 from study.protocol.blocks import BackboneInfo, backbone_info
 from study.protocol.fields import literal_values, meaning
 from study.protocol.schema import Protocol, parse_protocol
-from study.protocol.strategies import STRATEGIES
+from study.protocol.strategy_registry import STRATEGIES
 from study.runner.inputs import seed_splits, training_labels
 
 if TYPE_CHECKING:

@@ -26,25 +26,25 @@ class SweepOutcome:
     seconds: float
 
 
-def worker_context(study: PlannedStudy, data: CheckedData, keep_models: bool) -> WorkerContext:
+def worker_context(planned: PlannedStudy, data: CheckedData, keep_models: bool) -> WorkerContext:
     """What every worker of the study's sweep needs (with keep_models, each cell's trained model comes back too);
     absolute paths: cluster workers need not share this process's directory."""
     from study.training.context import WorkerContext
     from study.training.features import cached_blocks
 
     return WorkerContext(
-        dataset=study.protocol.dataset.model_dump(),
-        data_dir=str(study.data_dir.absolute()) if study.data_dir else None,
-        cache_dir=str((study.results_dir / ".cache").absolute()),
-        threads=study.protocol.train.threads,
+        dataset=planned.protocol.dataset.model_dump(),
+        data_dir=str(planned.data_dir.absolute()) if planned.data_dir else None,
+        cache_dir=str((planned.results_dir / ".cache").absolute()),
+        threads=planned.protocol.train.threads,
         fingerprint=data.dataset.fingerprint,
-        cached_blocks=cached_blocks(study.cells),
-        log_dir=str(study.store.logs_dir.absolute()),
+        cached_blocks=cached_blocks(planned.cells),
+        log_dir=str(planned.store.logs_dir.absolute()),
         keep_models=keep_models,
     )
 
 
-def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int, cluster: Cluster | None,
+def sweep(planned: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int, cluster: Cluster | None,
           events: RunEvents) -> SweepOutcome:
     """Under the run lock: store the inputs, run the sweep, settle the kept models, export the feature map."""
     from study.execution.keeping import ModelKeeper
@@ -54,7 +54,7 @@ def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int
     from study.runner.lock import RunLock
     from study.runner.reuse import adopt_finished_cells
 
-    store = study.store
+    store = planned.store
     lock = RunLock(store.root)
     lock.acquire(wait=options.wait, on_wait=lambda holder: events.waiting(store.root, holder))
     try:
@@ -62,52 +62,52 @@ def sweep(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int
         rewritten = store.conform_files()
         if rewritten:
             events.conformed(rewritten)
-        store_inputs(study, data, events)
-        adopted = adopt_finished_cells(study.cells, store)
+        store_inputs(planned, data, events)
+        adopted = adopt_finished_cells(planned.cells, store)
         if adopted:
-            events.adopted(adopted, study.results_dir)
-        mode = keep_models(options, study.protocol)
-        context = worker_context(study, data, keep_models=mode != "none")
-        if study.units:
-            study.cells = tune(study, context, jobs, cluster, events)
-        keeper = ModelKeeper(mode, study.cells, store) if mode != "none" else None
-        todo = cells_to_run(study.cells, store, options.retry_failed)  # a run we waited for may have stored some
+            events.adopted(adopted, planned.results_dir)
+        mode = keep_models(options, planned.protocol)
+        context = worker_context(planned, data, keep_models=mode != "none")
+        if planned.units:
+            planned.cells = tune(planned, context, jobs, cluster, events)
+        keeper = ModelKeeper(mode, planned.cells, store) if mode != "none" else None
+        todo = cells_to_run(planned.cells, store, options.retry_failed)  # a run we waited for may have stored some
         extra = {"skipped_files": len(data.dataset.skipped), "source_file": data.dataset.source_file}
-        expected = cell_seconds(todo, subsets(data.dataset, data.splits, study.protocol),
-                                stored_seconds(study.results_dir))
+        expected = cell_seconds(todo, subsets(data.dataset, data.splits, planned.protocol),
+                                stored_seconds(planned.results_dir))
         workers = cluster.jobs if cluster is not None else jobs
         started = time.perf_counter()
-        with events.progress(len(study.cells), len(study.cells) - len(todo), expected, workers) as progress:
-            summary = run_sweep(study.cells, store, context, jobs, options.retry_failed, on_result=progress.update,
-                                on_start=progress.started, policy=study.protocol.run, extra=extra, cluster=cluster,
+        with events.progress(len(planned.cells), len(planned.cells) - len(todo), expected, workers) as progress:
+            summary = run_sweep(planned.cells, store, context, jobs, options.retry_failed, on_result=progress.update,
+                                on_start=progress.started, policy=planned.protocol.run, extra=extra, cluster=cluster,
                                 keeper=keeper)
         if keeper is not None and not summary.stopped:
-            settle_models(keeper, context, jobs, study.protocol.run.retries, cluster, events)
+            settle_models(keeper, context, jobs, planned.protocol.run.retries, cluster, events)
         elapsed = time.perf_counter() - started
         if not summary.stopped:
-            export_features(study, context, jobs, cluster, events)
+            export_features(planned, context, jobs, cluster, events)
     finally:
         lock.release()
     return SweepOutcome(summary, elapsed)
 
 
-def tune(study: PlannedStudy, context: WorkerContext, jobs: int, cluster: Cluster | None,
+def tune(planned: PlannedStudy, context: WorkerContext, jobs: int, cluster: Cluster | None,
          events: RunEvents) -> list[Cell]:
     """Run the tuning phase (validation split only, on the cluster when one is given); the cells planned with the
     chosen values."""
     from study.tuning.phase import run_tuning
 
-    metric = study.protocol.tuning_metric()
-    choices = run_tuning(study.protocol, study.store, study.units, context, jobs,
+    metric = planned.protocol.tuning_metric()
+    choices = run_tuning(planned.protocol, planned.store, planned.units, context, jobs,
                          on_trial=lambda unit, outcome: events.trial(unit, outcome, metric), cluster=cluster)
-    cells = targeted(plan_cells(study.protocol, study.fingerprint, choices), study.record)
+    cells = targeted(plan_cells(planned.protocol, planned.fingerprint, choices), planned.record)
     awaiting = [cell.describe() for cell in cells if cell.awaiting_tuning]
     if awaiting:
         raise RuntimeError(f"internal error: cells without tuned values after tuning: {awaiting[:3]}")
     return cells
 
 
-def export_features(study: PlannedStudy, context: WorkerContext, jobs: int, cluster: Cluster | None,
+def export_features(planned: PlannedStudy, context: WorkerContext, jobs: int, cluster: Cluster | None,
                     events: RunEvents) -> None:
     """Store the pretrained backbone's features once per protocol (no pretrained weights, no map), and again when
     the stored file is missing, truncated or garbage.
@@ -117,8 +117,8 @@ def export_features(study: PlannedStudy, context: WorkerContext, jobs: int, clus
     from study.execution.local import run_task
     from study.training.feature_map import feature_map, write_feature_map
 
-    protocol = study.protocol
-    path = features_path(study.store.root, protocol.backbone.name, protocol.dataset.size)
+    protocol = planned.protocol
+    path = features_path(planned.store.root, protocol.backbone.name, protocol.dataset.size)
     if protocol.backbone.weights == "none" or readable_features(path):
         return
     settings = {"dataset": protocol.dataset.model_dump(exclude={"path"}), "backbone": protocol.backbone.model_dump()}

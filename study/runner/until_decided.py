@@ -34,7 +34,7 @@ def sequential_plan(protocol: Protocol, protocol_path: Path, options: RunOptions
         raise StudyError(str(exc)) from None
 
 
-def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int,
+def sweep_until_decided(planned: PlannedStudy, options: RunOptions, data: CheckedData, jobs: int,
                         cluster: Cluster | None, events: RunEvents) -> SweepOutcome:
     """Sweep look by look, each at more seeds, until no claim is open (each decided, or stopped for futility) or the
     last look is made; the seeds a look adds train only the cells the open claims read. The outcome counts the
@@ -42,8 +42,8 @@ def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedD
     from study.analysis.sequential import LAST_LOOK_MADE, SequentialRecord, make_look, target_look, with_seeds
     from study.analysis.summaries import finished_cells
 
-    protocol = study.declared
-    record = SequentialRecord(sequential_plan(protocol, study.protocol_path, options))
+    protocol = planned.declared
+    record = SequentialRecord(sequential_plan(protocol, planned.protocol_path, options))
     counts = record.plan.counts()
     events.looks_planned(record.plan)
     elapsed, trained, retries = 0.0, 0, 0
@@ -52,17 +52,17 @@ def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedD
         target_look(record, count, still_open, protocol)
         if count in record.targets:
             events.targeted(count, record.targets[count], len(protocol_arms(protocol)) * len(protocol.fractions))
-        study.store.put_sequential(record.to_dict())
-        replan(study, with_seeds(protocol, record.plan.seeds(count)), record)
+        planned.store.put_sequential(record.to_dict())
+        replan(planned, with_seeds(protocol, record.plan.seeds(count)), record)
         if protocol.dataset.resplit:  # the added seeds' own splits, checked and stored like the protocol's
-            data = study_data(study)
-        outcome = sweep(study, options, data, jobs, cluster, events)
+            data = study_data(planned)
+        outcome = sweep(planned, options, data, jobs, cluster, events)
         summary = outcome.summary
         elapsed, trained, retries = elapsed + outcome.seconds, trained + summary.done, retries + summary.retries
         summary = replace(summary, done=trained, retries=retries, skipped=summary.total - trained - summary.failed)
         if summary.stopped or summary.failed:
             return SweepOutcome(summary, elapsed)
-        done = finished_cells(study.store, study.planned_ids)
+        done = finished_cells(planned.store, planned.planned_ids)
         look = make_look(done, protocol, record, count)
         still_open, futile = look.still_open, futile + look.futile
         events.look(len(record.looks), len(counts), count, still_open, futile)
@@ -70,5 +70,5 @@ def sweep_until_decided(study: PlannedStudy, options: RunOptions, data: CheckedD
             break
     else:
         record.stopped = LAST_LOOK_MADE
-    study.store.put_sequential(record.to_dict())
+    planned.store.put_sequential(record.to_dict())
     return SweepOutcome(summary, elapsed)

@@ -6,7 +6,7 @@ Contract:
   its preprocessing, class names, the cell's arm, fraction, seed and validation value).
 - A model is kept when both files are there and readable (a damaged one is trained again by the next run that keeps
   models): the `.keras` file is written first and its description last, each
-  atomically (`study.store.files`); removal deletes the description first. A `.keras` file without its
+  atomically (`study.store.writing`); removal deletes the description first. A `.keras` file without its
   description is a leftover of a killed run, removed by the next run under its lock.
 - The driver alone writes them (a worker sends the file back with its cell's result), before the cell's row.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from study.core.errors import StudyError
-from study.store.files import write_store_file
+from study.store.writing import write_store_file
 
 MODELS_DIR = "models"
 MODEL_SUFFIX = ".keras"

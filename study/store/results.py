@@ -6,11 +6,11 @@ Contract:
   files written before them). A cell's predictions are written before its row, so a row on disk always has its
   predictions; a done row whose predictions file is missing or does not parse is not done: `cells` and `statuses`
   leave it out (one warning), so it counts as pending and the next run runs it again, replacing its row.
-- Every file is written in its schema, declared once in `study.store.schema` (the row's columns and types), so that
+- Every file is written in its schema, declared once in `study.store.columns` (the row's columns and types), so that
   `cells/` and `predictions/` read as one table in any parquet reader; a row with a column the schema lacks is
   refused with a StudyError. Files written before the schema are cast to it when read, and `conform_files`
   (called by `study run` under its lock) rewrites them in it once, values unchanged.
-- Writes go through `study.core.files.write_atomic` (a hidden temporary file in the same folder, flushed, renamed,
+- Writes go through `study.core.atomic_files.write_atomic` (a hidden temporary file in the same folder, flushed, renamed,
   the folder flushed): a file is present whole or not at all. Readers ignore temporary files, and read any file
   that does not parse as absent, with one warning per file naming what heals it (docs/guide/store.md, "When a store
   file is damaged").
@@ -47,9 +47,9 @@ import pyarrow.parquet as pq
 
 from study.core.errors import StudyError
 from study.core.vocabulary import CellStatus
-from study.store.files import write_store_file
+from study.store.writing import write_store_file
 from study.store.models import KeptModel, ModelFiles
-from study.store.schema import (
+from study.store.columns import (
     CELLS,
     SPLIT,
     class_names_of,

@@ -84,7 +84,7 @@ def trainer_for(cell: Cell, n_classes: int, caches: bool):
     import keras
 
     from study.training.models.fresh import FreshStart, seed_independent_trunk
-    from study.training.models.strategies import build_arm_model
+    from study.training.models.arm_network import build_arm_model
     from study.training.train import Trainer
 
     key = _structure_key(cell, n_classes)
@@ -124,7 +124,7 @@ def model_inputs(cell: Cell, context: WorkerContext, dataset: Dataset, images: n
         compute_block_outputs,
         feature_key,
     )
-    from study.training.models.strategies import frozen_boundary
+    from study.training.models.arm_network import frozen_boundary
 
     boundary = frozen_boundary(cell.settings)
     if boundary is None or not context.caches:

@@ -18,7 +18,7 @@ import study
 from study.plan.cells import Cell
 from study.protocol.blocks import backbone_info
 from study.store.models import MODEL_SUFFIX, KeptModel
-from study.training.models.strategies import ArmModel
+from study.training.models.arm_network import ArmModel
 from study.training.train import predictor
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from study.core.files import write_atomic
+from study.core.atomic_files import write_atomic
 from study.training import caches
 from study.training.context import WorkerContext
 from study.training.process import configure_tensorflow

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from study.core.files import write_atomic
+from study.core.atomic_files import write_atomic
 from study.protocol.blocks import backbone_info
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def backbone_identity(settings: dict[str, Any]) -> str:
 
 def cached_blocks(cells: Iterable[Any]) -> dict[str, list[int]]:
     """Per backbone identity, every block whose output some cell trains on (computed together on the first miss)."""
-    from study.training.models.strategies import frozen_boundary
+    from study.training.models.arm_network import frozen_boundary
 
     blocks: dict[str, set[int]] = {}
     for cell in cells:

@@ -1,6 +1,6 @@
 """The stored row of a cell: what identifies it (settings, versions, host, timestamps), and the row of a failure.
 
-Its columns are the store's contract, declared in `study.store.schema.CELLS`; the store refuses a row with a
+Its columns are the store's contract, declared in `study.store.columns.CELLS`; the store refuses a row with a
 column that schema lacks.
 """
 
@@ -16,7 +16,7 @@ import study
 from study.core.failures import FailureKind
 from study.core.vocabulary import CellStatus
 from study.plan.cells import Cell
-from study.plan.tuning import tuning_columns
+from study.plan.tuning_units import tuning_columns
 from study.training.process import cpu_model
 
 

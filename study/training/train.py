@@ -13,7 +13,7 @@ import numpy as np
 
 from study.core.errors import StudyError
 from study.training.metrics import classification_metrics
-from study.training.models.strategies import ArmModel
+from study.training.models.arm_network import ArmModel
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import itertools
 import json
 from pathlib import Path
 
-from study.core.files import write_atomic
+from study.core.atomic_files import write_atomic
 from study.core.vocabulary import direction
-from study.plan.tuning import TuningUnit
+from study.plan.tuning_units import TuningUnit
 from study.protocol.schema import Protocol
 from study.training.trial import TrialOutcome
 from study.tuning.search import UnitSearch

@@ -19,7 +19,7 @@ from typing import Any
 
 from study.core.errors import StudyError
 from study.core.vocabulary import direction
-from study.plan.tuning import TuningUnit
+from study.plan.tuning_units import TuningUnit
 from study.protocol.schema import Protocol
 from study.training.trial import TrialOutcome
 from study.tuning.search import UnitSearch
@@ -79,8 +79,8 @@ class OptunaReporter:
     def __call__(self, epoch: int, value: float) -> bool:
         import optuna
 
-        study = optuna.load_study(study_name=self.study_name, storage=storage(self.url), pruner=pruner(self.pruner))
-        trial = optuna.trial.Trial(study, self.trial_id)
+        optuna_study = optuna.load_study(study_name=self.study_name, storage=storage(self.url), pruner=pruner(self.pruner))
+        trial = optuna.trial.Trial(optuna_study, self.trial_id)
         trial.report(value, epoch)
         return trial.should_prune()
 
@@ -97,7 +97,7 @@ class OptunaSearch(UnitSearch):
         self.url = f"sqlite:///{path}"
         startup = max(1, min(10, self.budget // 2))
         with readable(path):
-            self.study = optuna.create_study(
+            self.optuna_study = optuna.create_study(
                 storage=storage(self.url), study_name=unit.name, direction=direction(self.metric),
                 load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=protocol.tuning.seed,
                                                                         n_startup_trials=startup),
@@ -108,24 +108,24 @@ class OptunaSearch(UnitSearch):
     def _requeue_interrupted(self) -> None:
         from optuna.trial import TrialState
 
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
-            self.study.tell(trial.number, state=TrialState.FAIL)
-            self.study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+        for trial in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.optuna_study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+            self.optuna_study.tell(trial.number, state=TrialState.FAIL)
+            self.optuna_study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
             log.info("%s: trial %d was interrupted; its values run again", self.unit.name, trial.number)
 
     def _counted(self):
         from optuna.trial import TrialState
 
         ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        return [t for t in self.study.get_trials(deepcopy=False, states=ended) if not t.user_attrs.get(INTERRUPTED)]
+        return [t for t in self.optuna_study.get_trials(deepcopy=False, states=ended) if not t.user_attrs.get(INTERRUPTED)]
 
     def spent(self) -> int:
         return len(self._counted())
 
     def _ask(self):
         distributions = {name: _distribution(spec) for name, spec in self.space.items()}
-        trial = self.study.ask(distributions)
+        trial = self.optuna_study.ask(distributions)
         reporter = OptunaReporter(self.url, self.unit.name, trial._trial_id, self.protocol.tuning.pruner.model_dump())
         return trial.number, trial.params, reporter
 
@@ -133,14 +133,14 @@ class OptunaSearch(UnitSearch):
         from optuna.trial import TrialState
 
         self.in_flight -= 1
-        trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, outcome.number)
-        self.study._storage.set_trial_user_attr(trial_id, "seconds", outcome.seconds)
+        trial_id = self.optuna_study._storage.get_trial_id_from_study_id_trial_number(self.optuna_study._study_id, outcome.number)
+        self.optuna_study._storage.set_trial_user_attr(trial_id, "seconds", outcome.seconds)
         if outcome.error:
-            self.study._storage.set_trial_user_attr(trial_id, "error", outcome.error.splitlines()[0])
+            self.optuna_study._storage.set_trial_user_attr(trial_id, "error", outcome.error.splitlines()[0])
         if outcome.state == "complete":
-            self.study.tell(outcome.number, outcome.value)
+            self.optuna_study.tell(outcome.number, outcome.value)
         else:
-            self.study.tell(outcome.number, state=TrialState.PRUNED if outcome.state == "pruned" else TrialState.FAIL)
+            self.optuna_study.tell(outcome.number, state=TrialState.PRUNED if outcome.state == "pruned" else TrialState.FAIL)
 
     def best(self):
         from optuna.trial import TrialState
@@ -151,7 +151,7 @@ class OptunaSearch(UnitSearch):
         seconds = float(sum(t.user_attrs.get("seconds", 0.0) for t in counted))
         if not counts["complete"]:
             return None, {}, None, counts, seconds
-        best = self.study.best_trial
+        best = self.optuna_study.best_trial
         return best.number, best.params, best.value, counts, seconds
 
 
@@ -174,7 +174,7 @@ def progress(root: Path, protocol: Protocol, unit: TuningUnit) -> int:
     ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     with readable(path):
         try:
-            study = optuna.load_study(study_name=unit.name, storage=storage(f"sqlite:///{path}"))
+            optuna_study = optuna.load_study(study_name=unit.name, storage=storage(f"sqlite:///{path}"))
         except KeyError:
             return 0
-        return sum(not t.user_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False, states=ended))
+        return sum(not t.user_attrs.get(INTERRUPTED) for t in optuna_study.get_trials(deepcopy=False, states=ended))

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from study.core.errors import StudyError
 from study.core.failures import WorkerLost
-from study.plan.tuning import TuningUnit
+from study.plan.tuning_units import TuningUnit
 from study.protocol.schema import Protocol
 from study.store.results import ResultStore
-from study.store.tuning import current_choices
+from study.store.tuning_choices import current_choices
 from study.training.trial import TrialOutcome, TrialTask, evaluate_trial
 from study.tuning.search import UnitSearch
 

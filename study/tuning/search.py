@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from study.plan.cells import Cell
-from study.plan.tuning import (
+from study.plan.tuning_units import (
     TuningUnit,
     apply_values,
     complete_values,

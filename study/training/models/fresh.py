@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from study.training.models.strategies import ArmModel, build_head
+from study.training.models.arm_network import ArmModel, build_head
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from study.core.failures import fatal_store_error
-from study.core.files import Writer, write_atomic
+from study.core.atomic_files import Writer, write_atomic
 
 
 def write_store_file(path: Path, data: bytes | Writer) -> Path:

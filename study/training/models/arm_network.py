@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from study.protocol.blocks import backbone_info
-from study.protocol.strategies import blocks_kept, blocks_trained
+from study.protocol.strategy_registry import blocks_kept, blocks_trained
 from study.training.models.backbones import build_backbone, layer_blocks, truncate
 
 TRAINED_BN_MOMENTUM = 0.9  # Keras' 0.99-0.999 leaves moving statistics near their start after a small-data run

@@ -40,7 +40,7 @@ CELLS = pa.schema(_fields(
     ("error", _TEXT, OPTIONAL),
     ("traceback", _TEXT, OPTIONAL),
     ("arm", _TEXT, REQUIRED),
-    ("strategy", _TEXT, REQUIRED),  # a name of study.protocol.strategies
+    ("strategy", _TEXT, REQUIRED),  # a name of study.protocol.strategy_registry
     ("depth", _TEXT, REQUIRED),  # a number of top blocks, or "all"
     ("truncate_at", _INT, OPTIONAL),
     ("head", _TEXT, REQUIRED),
@@ -57,7 +57,7 @@ CELLS = pa.schema(_fields(
     ("dataset_source", _TEXT, REQUIRED),
     ("source_file", _TEXT, OPTIONAL),  # the MedMNIST file read (cells stored before it was recorded lack it)
     ("settings_json", _TEXT, REQUIRED),
-    # a tuned cell's values and their source (study.plan.tuning.tuning_columns)
+    # a tuned cell's values and their source (study.plan.tuning_units.tuning_columns)
     ("tuning_engine", _TEXT, OPTIONAL),
     ("tuning_scope", _TEXT, OPTIONAL),
     ("tuning_trials", _INT, OPTIONAL),
@@ -175,10 +175,10 @@ def conformed_row(row: dict, where: str) -> pa.Table:
     the columns when the row holds one the schema does not declare or leaves a required one empty."""
     extra = undeclared(list(row), CELLS)
     if extra:
-        raise StudyError(f"{where}: columns {', '.join(extra)} are not in the store's schema (study/store/schema.py)")
+        raise StudyError(f"{where}: columns {', '.join(extra)} are not in the store's schema (study/store/columns.py)")
     empty = [field.name for field in CELLS if not field.nullable and row.get(field.name) is None]
     if empty:
-        raise StudyError(f"{where}: required columns {', '.join(empty)} are empty (study/store/schema.py)")
+        raise StudyError(f"{where}: required columns {', '.join(empty)} are empty (study/store/columns.py)")
     return pa.Table.from_pylist([row], schema=CELLS)
 
 
@@ -187,7 +187,7 @@ def conformed_frame(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
     when they differ."""
     if table.schema.names != schema.names:
         raise StudyError(f"{where}: columns {table.schema.names} differ from the store's schema {schema.names} "
-                         "(study/store/schema.py)")
+                         "(study/store/columns.py)")
     return table.cast(schema)
 
 

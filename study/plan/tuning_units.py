@@ -17,7 +17,7 @@ from typing import Any
 
 from study.protocol.arms import Arm
 from study.protocol.schema import HeadSpec, Protocol
-from study.protocol.strategies import STRATEGIES
+from study.protocol.strategy_registry import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def make_unit(protocol: Protocol, arm: Arm, base: dict[str, Any], fraction: floa
 def space_for(settings: dict[str, Any], protocol: Protocol) -> dict[str, dict[str, Any]]:
     """The parameters this arm searches, each {kind: log|linear|int, low, high}.
 
-    The learning rates are those the strategy offers (study.protocol.strategies: scratch trains every layer at the
+    The learning rates are those the strategy offers (study.protocol.strategy_registry: scratch trains every layer at the
     head rate and frozen has no trainable backbone, so neither searches lr_backbone); with space.backbone_ratio the
     backbone rate follows the head rate instead of being searched; dropout is searched only for mlp heads.
     """

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from study.core.errors import StudyError
-from study.core.files import process_alive, sync_folder, write_atomic
+from study.core.atomic_files import process_alive, sync_folder, write_atomic
 from study.report.render.document import Document
 from study.report.render.html import html_page
 from study.report.render.latex import latex_table
