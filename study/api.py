@@ -13,6 +13,7 @@ results read as DataFrames by the names the report uses.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from pathlib import Path
@@ -189,11 +190,13 @@ class Study:
 
 
 def _plain(value: Any) -> Any:
-    """A dict's values as YAML writes them: NumPy scalars and arrays as Python numbers and lists."""
+    """A dict's values as YAML writes them: NumPy scalars and arrays as Python numbers and lists, paths as text."""
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     if hasattr(value, "tolist"):  # a NumPy scalar or array
         return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     return value

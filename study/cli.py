@@ -1,7 +1,8 @@
 """Command line: thin commands over the library. Results go to stdout, errors to stderr.
 
-Exit codes: 0 success, 1 a failure (missing data, failed cells, busy or unwritable results, a stopped sweep),
-2 a usage or protocol error, 130 on Ctrl-C and 143 on SIGTERM (both end alike: one line, finished cells kept, no
+Exit codes (docs/guide/commands.md has the table): 0 success, 1 a failure (missing data, failed cells, busy or
+unwritable results, a stopped sweep), 2 a usage or protocol error (each error declares its code:
+`StudyError.exit_code`), 130 on Ctrl-C and 143 on SIGTERM (both end alike: one line, finished cells kept, no
 worker left), 141 when the reader of stdout closed it early (`study plan P | head -1`): the status a shell reports
 for a command that SIGPIPE ended, without a traceback.
 """
@@ -16,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from study.core.errors import ProtocolError, StudyError
+from study.core.errors import StudyError
 from study.core.vocabulary import KEEP_MODELS
 
 log = logging.getLogger("study")
@@ -118,12 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _discard_stdout()
         return CLOSED_PIPE
-    except ProtocolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt as exc:
         print(INTERRUPTED, file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)

@@ -75,6 +75,15 @@ def test_numpy_values_in_a_dict_load_as_numbers(tmp_path):
     assert s.protocol.seed_list() == [0, 1, 2] and s.protocol.fractions == [0.5, 1.0]
 
 
+def test_a_path_object_in_a_dict_loads_as_its_text(tmp_path):
+    folder = tmp_path / "images"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+    data = yaml.safe_load(write_tiny_protocol(tmp_path).read_text())
+    s = study.load({**data, "dataset": {"source": "folder", "path": folder}}, quiet=True)
+    assert s.protocol.dataset.path == str(folder)
+
+
 def test_an_edited_protocol_object_is_validated_again(tmp_path):
     edited = load_protocol(write_tiny_protocol(tmp_path)).model_copy(update={"train": {"epochs": 3}})
     assert study.load(edited, quiet=True).protocol.train.epochs == 3

@@ -133,6 +133,37 @@ def test_bad_protocol_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(
+    "flags, code, message",
+    [
+        ((), 0, None),
+        (("--max-seeds", "4"), 2, "error: --max-seeds and --seeds-per-round need --until-decided"),
+        (("--address", "127.0.0.1:1"), 2, "error: --address needs --executor dask or --executor ray"),
+        (("--until-decided",), 2, "--until-decided needs claims to decide, and the protocol has none"),
+        (("--executor", "nope"), 2, "invalid choice: 'nope'"),
+        (("--sharp",), 2, "unrecognized arguments: --sharp"),
+    ],
+)
+def test_exit_codes_follow_the_documented_table(tmp_path, capsys, flags, code, message):
+    """Usage errors (flags that do not go together) exit 2 like argparse's own, before anything is stored; a dry
+    run that works exits 0."""
+    from study.cli import main
+
+    protocol = write_tiny_protocol(tmp_path)
+    try:
+        returned = main(["run", str(protocol), *dirs(tmp_path), "--dry-run", *flags])
+    except SystemExit as exc:  # argparse ends on its own usage errors
+        returned = exc.code
+    err = capsys.readouterr().err
+    assert returned == code, err
+    if message is not None:
+        assert message in err
+    if message and message.startswith("error: "):  # the harness's own: one line
+        assert err.strip().startswith(message) and len(err.strip().splitlines()) == 1
+    if code:
+        assert not list(tmp_path.rglob("*.parquet"))
+
+
 def test_missing_dataset_names_file_and_setting(tmp_path):
     protocol = tmp_path / "mm.yaml"
     protocol.write_text(write_tiny_protocol(tmp_path).read_text().replace(

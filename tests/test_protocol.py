@@ -73,6 +73,41 @@ def test_invalid_protocols_name_file_line_and_field(old, new, expected):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("size: 32", 'size: "32"', r"^demo\.yaml:2: dataset\.size: .*valid integer.*got '32'$"),
+        ("seeds: [3, 7]", 'seeds: "2"', r"^demo\.yaml:10: seeds: .*got '2'$"),
+        ("epochs: 2,", "epochs: 2, augment: yes,", None),  # YAML 1.1's yes is a boolean: accepted
+        ("epochs: 2,", 'epochs: 2, augment: "yes",', r"^demo\.yaml:11: train\.augment: expected true or false, got 'yes'$"),
+        ("epochs: 2,", "epochs: 2.0,", r"^demo\.yaml:11: train\.epochs: .*valid integer.*got 2\.0$"),
+        ("epochs: 2,", "epochs: true,", r"^demo\.yaml:11: train\.epochs: .*valid integer.*got True$"),
+        ("fractions: [1.0, 0.5]", 'fractions: [1.0, "0.5"]', r"^demo\.yaml:9: fractions\.1: .*valid number.*got '0\.5'$"),
+        ("units: [16]", 'units: ["16"]', r"^demo\.yaml:6: strategies\.1\.head\.units\.0: expected a valid integer, got '16'$"),
+        ("name: demo", "name: demo\ndescription: 12", r"^demo\.yaml:2: description: expected text, got 12$"),
+    ],
+)
+def test_values_are_not_coerced(old, new, expected):
+    """Strict fields: a quoted number, a number where text is asked for, a float or a boolean where an integer is,
+    are refused with the field's line; an integer where a float is asked for, and YAML's own booleans, are not."""
+    assert old in GOOD
+    text = GOOD.replace(old, new, 1)
+    if expected is None:
+        assert parse_protocol(text, "demo.yaml").train.augment is True
+        return
+    with pytest.raises(ProtocolError, match=expected):
+        parse_protocol(text, "demo.yaml")
+
+
+def test_exponents_without_a_point_are_numbers():
+    """1e-3 is a number (YAML 1.2), not the text PyYAML's YAML 1.1 makes of it, which a strict field refuses."""
+    protocol = parse_protocol(GOOD.replace("lr: {backbone: 1.0e-5, head: 1.0e-3}", "lr: {backbone: 1e-5, head: 1E-3}"),
+                              "demo.yaml")
+    assert (protocol.train.lr.backbone, protocol.train.lr.head) == (1e-5, 1e-3)
+    assert parse_protocol(GOOD.replace("fractions: [1.0, 0.5]", "fractions: [1, 5e-1]"), "demo.yaml").fractions == [
+        0.5, 1.0]
+
+
 def test_yaml_syntax_error_names_line():
     with pytest.raises(ProtocolError, match=r"^demo\.yaml:3: not valid YAML"):
         parse_protocol("name: x\ndataset: {source: synthetic\nbackbone: [\n", "demo.yaml")

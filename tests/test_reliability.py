@@ -20,8 +20,8 @@ from helpers.commands import PROJECT, study_command
 from helpers.protocols import protocol_file_text, write_tiny_protocol
 
 from study.cli import main
-from study.core.errors import StudyError
-from study.core.failures import FailureKind, failure_kind
+from study.core.errors import DataError, StudyError
+from study.core.failures import FailureKind, FatalError, failure_kind
 from study.execution.lifeline import still_running
 from study.execution.scheduler import dispatch_order, run_sweep
 from study.plan.cells import plan_cells
@@ -77,6 +77,11 @@ def fake_run(outcomes: list):
         (StudyError("bad settings"), FailureKind.DETERMINISTIC),
         (PermissionError(errno.EACCES, "Permission denied"), FailureKind.DETERMINISTIC),
         (OSError(errno.ENOSPC, "No space left on device"), FailureKind.FATAL),
+        (KeyError("epochs"), FailureKind.DETERMINISTIC),  # a programming error fails again
+        (AttributeError("'NoneType' object has no attribute 'trials'"), FailureKind.DETERMINISTIC),
+        (FatalError("cannot write results"), FailureKind.FATAL),  # declared by the raising code
+        (DataError("missing.png: no such file"), FailureKind.DETERMINISTIC),
+        (type("Flaky", (StudyError,), {"failure": FailureKind.RETRYABLE})("try again"), FailureKind.RETRYABLE),
     ],
 )
 def test_failure_kinds(exc, kind):

@@ -218,9 +218,9 @@ def test_added_seeds_train_only_the_cells_open_claims_read(tmp_path):
 def test_until_decided_needs_claims_and_the_seed_options_need_it(tmp_path, capsys):
     protocol = tmp_path / "p.yaml"
     protocol.write_text(TWO_ARMS.replace("claims:", "unused:").split("unused:")[0])
-    assert main(["run", str(protocol), "--results-dir", str(tmp_path / "r"), "--until-decided"]) == 1
+    assert main(["run", str(protocol), "--results-dir", str(tmp_path / "r"), "--until-decided"]) == 2
     assert "--until-decided needs claims" in capsys.readouterr().err
-    assert main(["run", str(protocol), "--results-dir", str(tmp_path / "r"), "--max-seeds", "5"]) == 1
+    assert main(["run", str(protocol), "--results-dir", str(tmp_path / "r"), "--max-seeds", "5"]) == 2
     assert "need --until-decided" in capsys.readouterr().err
 
 

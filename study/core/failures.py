@@ -1,22 +1,22 @@
-"""Failure kinds of a cell (KerasTuner's): tried again, failed for good, or fatal to the whole sweep."""
+"""Failure kinds of a cell (KerasTuner's): tried again, failed for good, or fatal to the whole sweep.
+
+The package's own errors declare their kind (`StudyError.failure`); errors of Python, NumPy, TensorFlow and the
+operating system get one by their type here.
+"""
 
 from __future__ import annotations
 
-import enum
 import errno
 from dataclasses import dataclass
 
 from study.core.errors import StudyError
-
-
-class FailureKind(enum.StrEnum):
-    RETRYABLE = "retryable"  # an ordinary error (a flaky read, a lost resource): tried again up to run.retries
-    DETERMINISTIC = "deterministic"  # the settings fail the same way every time (shape, value, NaN loss): no retry
-    FATAL = "fatal"  # the results cannot be written (read-only, no permission, disk full): the sweep stops
+from study.core.vocabulary import FailureKind
 
 
 class FatalError(StudyError):
     """A condition no cell can get past (the store cannot be written); the sweep stops with this message."""
+
+    failure = FailureKind.FATAL
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,19 @@ class WorkerLost:
     attempts: int  # times the driver ran it
 
 
-# errors whose cause lies in the settings or the data, so a second attempt fails the same way
-_DETERMINISTIC = (ValueError, TypeError, ArithmeticError, NotImplementedError, AssertionError, StudyError)
+# errors whose cause lies in the settings, the data or the code, so a second attempt fails the same way
+_DETERMINISTIC = (ValueError, TypeError, ArithmeticError, NotImplementedError, AssertionError, LookupError,
+                  AttributeError, NameError)
 _DETERMINISTIC_NAMES = {"InvalidArgumentError", "UnimplementedError", "FailedPreconditionError"}  # tf.errors
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # in a cell: no other cell can write its caches either
 FATAL_ERRNOS = _DISK_FULL | {errno.EACCES, errno.EPERM}  # on a store write
 
 
 def failure_kind(exc: BaseException) -> FailureKind:
-    """Which kind of failure an exception raised while running a cell is."""
+    """Which kind of failure an exception raised while running a cell is: the kind it declares, else the one its
+    type implies."""
+    if isinstance(exc, StudyError):
+        return exc.failure
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
         return FailureKind.FATAL
     if isinstance(exc, PermissionError):

@@ -1,5 +1,5 @@
 """The words every stage shares, defined once: the test metrics and which way each is better, the state of a cell,
-and the verdict of a claim. Values are the strings the store and the report have always held."""
+what a failure means, and the verdict of a claim. Values are the strings the store and the report have always held."""
 
 from __future__ import annotations
 
@@ -39,6 +39,14 @@ class CellStatus(enum.StrEnum):
     RUNNING = "running"  # dispatched in this sweep; a crash leaves it absent from the store, so it runs again
     DONE = "done"  # stored with metrics; never runs again
     FAILED = "failed"  # stored with its error; runs again only with --retry-failed
+
+
+class FailureKind(enum.StrEnum):
+    """What a failed cell's error means for the sweep (KerasTuner's kinds); the store holds it with the row."""
+
+    RETRYABLE = "retryable"  # an ordinary error (a flaky read, a lost resource): tried again up to run.retries
+    DETERMINISTIC = "deterministic"  # the settings fail the same way every time (shape, value, NaN loss): no retry
+    FATAL = "fatal"  # the results cannot be written (read-only, no permission, disk full): the sweep stops
 
 
 class Verdict(enum.StrEnum):

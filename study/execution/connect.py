@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from study.core.errors import StudyError
+from study.core.errors import StudyError, UsageError
 from study.execution.cluster import CONNECT_SECONDS, Cluster
 
 EXECUTORS = ("local", "dask", "ray")
@@ -32,7 +32,7 @@ def check_listening(address: str) -> None:
     except ValueError:
         host, port = None, None
     if not host or port is None:
-        raise StudyError(f"--address {address}: expected HOST:PORT (for example tcp://10.0.0.5:8786 or 10.0.0.5:6379)")
+        raise UsageError(f"--address {address}: expected HOST:PORT (for example tcp://10.0.0.5:8786 or 10.0.0.5:6379)")
     try:
         socket.create_connection((host, port), timeout=CONNECT_SECONDS).close()
     except OSError as exc:
@@ -55,7 +55,7 @@ def open_cluster(kind: str, address: str | None, jobs: int | None, cells: int, t
 
         cluster = RayCluster.connect(address, jobs, cells, threads)
     else:
-        raise StudyError(f"--executor {kind}: expected one of {', '.join(EXECUTORS)}")
+        raise UsageError(f"--executor {kind}: expected one of {', '.join(EXECUTORS)}")
     try:
         yield cluster
     finally:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -31,9 +32,18 @@ from study.protocol.strategy_registry import FIELDS, STRATEGIES, STRATEGY_NAMES
 
 
 class Strict(BaseModel):
-    """Base for every protocol section: unknown keys are errors, values are not coerced silently."""
+    """Base for every protocol section: unknown keys are errors, and values are not coerced (pydantic's strict
+    mode): `size: "32"`, `seeds: "2"` and `augment: "yes"` are refused, not read as 32, 2 and True. An integer is
+    still a number where a float is asked for, and a YAML list is a sequence where a tuple is (`Sequence`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _tuple_of_list(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+Sequence = BeforeValidator(_tuple_of_list)  # YAML has lists only: a list where a fixed-length tuple is asked for
 
 
 # ----------------------------------------------------------------------------------------------- dataset
@@ -150,7 +160,7 @@ class HeadSpec(Strict):
         "linear", description="linear: the output layer alone; mlp: hidden dense layers with ReLU, then the output "
         "layer"
     )
-    units: tuple[int, ...] = Field((256,), description="hidden layer widths of an mlp head")
+    units: Annotated[tuple[int, ...], Sequence] = Field((256,), description="hidden layer widths of an mlp head")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout after each hidden layer of an mlp head")
 
 
@@ -344,7 +354,7 @@ class ReportSpec(Strict):
     target: float | None = Field(None, gt=0, le=1, description="metric value whose training size the curves estimate")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of tests and claims")
     exclude_degenerate: bool = Field(True, description="leave degenerate cells out of claims")
-    mcnemar: list[tuple[str, str]] | None = Field(
+    mcnemar: list[Annotated[tuple[str, str], Sequence]] | None = Field(
         None, description="pairs of strategies or arms whose best cells McNemar compares; default every pair"
     )
     confusion_fraction: float | None = Field(None, description="fraction of the confusion matrices (default largest)")

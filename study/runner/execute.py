@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from study.core.backend import require_tensorflow
-from study.core.errors import StudyError
+from study.core.errors import StudyError, UsageError
 from study.core.vocabulary import KEEP_MODELS
 from study.plan.cells import Cell
 from study.runner.events import RunEvents
@@ -41,13 +41,13 @@ def check_options(options: RunOptions) -> None:
     from study.execution.connect import EXECUTORS, PACKAGES, require_packages
 
     if options.address is not None and options.executor == "local":
-        raise StudyError("--address needs --executor dask or --executor ray")
+        raise UsageError("--address needs --executor dask or --executor ray")
     if not options.until_decided and (options.max_seeds or options.seeds_per_round):
-        raise StudyError("--max-seeds and --seeds-per-round need --until-decided")
+        raise UsageError("--max-seeds and --seeds-per-round need --until-decided")
     if options.executor not in EXECUTORS:
-        raise StudyError(f"unknown executor {options.executor!r}: one of {', '.join(EXECUTORS)}")
+        raise UsageError(f"unknown executor {options.executor!r}: one of {', '.join(EXECUTORS)}")
     if options.keep_models is not None and options.keep_models not in KEEP_MODELS:
-        raise StudyError(f"unknown keep_models {options.keep_models!r}: one of {', '.join(KEEP_MODELS)}")
+        raise UsageError(f"unknown keep_models {options.keep_models!r}: one of {', '.join(KEEP_MODELS)}")
     if options.executor in PACKAGES:
         require_packages(options.executor)
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from study.core.errors import StudyError
+from study.core.errors import StudyError, UsageError
 from study.protocol.arms import protocol_arms
 from study.protocol.schema import Protocol
 from study.runner.events import RunEvents
@@ -26,7 +26,7 @@ def sequential_plan(protocol: Protocol, protocol_path: Path, options: RunOptions
     from study.analysis.sequential import SequentialPlan
 
     if not protocol.claims:
-        raise StudyError(f"{protocol_path}: --until-decided needs claims to decide, and the protocol has none")
+        raise UsageError(f"{protocol_path}: --until-decided needs claims to decide, and the protocol has none")
     given = {"max_seeds": options.max_seeds, "seeds_per_round": options.seeds_per_round}
     try:
         return SequentialPlan(protocol.seed_list(), **{name: value for name, value in given.items() if value})
