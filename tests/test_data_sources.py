@@ -11,12 +11,7 @@ from PIL import Image
 
 from study.core.errors import DataError
 from study.data.dataset import split_indices
-from study.data.sources import (
-    describe_sources,
-    load_dataset,
-    resolve_data_dir,
-    source_fingerprint,
-)
+from study.data.sources import describe_sources, load_dataset, resolve_data_dir, source_fingerprint
 from study.data.splits import ensure_split
 from study.protocol.schema import CsvSpec, FolderSpec, MedmnistSpec, SyntheticSpec
 
@@ -53,12 +48,6 @@ def test_data_dir_flag_wins_over_environment(monkeypatch, tmp_path):
     assert resolve_data_dir(None) == tmp_path / "env"
     monkeypatch.delenv("STUDY_DATA_DIR")
     assert resolve_data_dir(None) is None
-
-
-def test_describe_sources_names_every_source_and_the_setting():
-    text = describe_sources()
-    for word in ("medmnist", "folder", "csv", "dicom", "synthetic", "--data-dir", "STUDY_DATA_DIR", "<name>.npz"):
-        assert word in text
 
 
 # ------------------------------------------------------------------------------------------------- medmnist
@@ -304,15 +293,13 @@ def test_csv_integer_labels_sort_as_numbers(busi_dir, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ synthetic
-def test_synthetic_is_deterministic_and_shaped():
+def test_synthetic_draws_its_classes_evenly_and_keeps_a_class_s_images_as_others_change():
     spec = SyntheticSpec(source="synthetic", classes=3, per_class=10, channels=3, size=32)
     first, second = load_dataset(spec, None, None), load_dataset(spec, None, None)
-    assert first.images.tobytes() == second.images.tobytes() and first.fingerprint == second.fingerprint
+    assert first.images.tobytes() == second.images.tobytes()
     assert first.images.shape == (30, 32, 32, 3) and np.bincount(first.labels).tolist() == [10, 10, 10]
     assert first.split is None and first.ids[5] == "synthetic/5"
     assert first.images.std() > 10  # not blank
-    noisier = SyntheticSpec(source="synthetic", classes=3, per_class=10, channels=3, size=32, noise=0.5)
-    assert source_fingerprint(noisier, None) != first.fingerprint
     more = load_dataset(SyntheticSpec(source="synthetic", classes=3, per_class=12, channels=3, size=32), None, None)
     np.testing.assert_array_equal(more.images[:10], first.images[:10])  # a class's images stay put
 

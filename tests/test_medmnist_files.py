@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.commands import study_command, unreachable_url
+from helpers.medmnist import fake_npz
 from helpers.protocols import protocol_file_text
 
 from study.core.errors import DataError
@@ -28,18 +29,6 @@ FLAG_NAMES = ["pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamni
 
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def fake_npz(path: Path, side: int, seed: int = 0, counts=(6, 2, 4)) -> Path:
-    """A small MedMNIST-shaped file: counts train, val and test grey images of side px, labels 0 and 1 in turn."""
-    rng = np.random.default_rng(seed)
-    parts = {}
-    for split, n in zip(("train", "val", "test"), counts):
-        parts[f"{split}_images"] = rng.integers(0, 256, (n, side, side), dtype=np.uint8)
-        parts[f"{split}_labels"] = (np.arange(n) % 2).reshape(n, 1).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **parts)
-    return path
 
 
 class _Quiet(SimpleHTTPRequestHandler):

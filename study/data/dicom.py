@@ -18,34 +18,49 @@ RULES = "dicom-1"  # the fingerprint's kind: bump it when the pixel rules of stu
 SUFFIXES = (".dcm", ".dicom")  # in class folders, other files count only when they carry the DICM marker
 
 
-def dicom_source(spec, data_dir: Path | None) -> FileSource:
+class DicomSource(FileSource):
     """The DICOM files under spec.path's class subfolders, or those a CSV manifest (spec.path ending .csv) lists with
-    their labels; each file's group is its spec.group_by header value."""
-    root = resolve_path(spec.path, data_dir)
-    manifest = root.suffix.lower() == ".csv"
-    if not (root.is_file() if manifest else root.is_dir()):
-        what = "DICOM manifest" if manifest else "DICOM folder"
-        raise DataError(f"{what} {root} not found{relative_hint(spec.path, data_dir)}")
-    if manifest:
-        columns = {"path_column": spec.path_column, "label_column": spec.label_column,
-                   "group_column": None, "split_column": None}
-        listed, missing = read_manifest(root, columns, spec.on_bad_file)
-    else:
-        listed, missing = class_records(root), []
-    records, unreadable = [], []
-    for record in listed:
-        try:
-            records.append(replace(record, group=_group(record.path, spec.group_by)))
-        except _Unreadable as exc:
-            if spec.on_bad_file != "skip":
-                raise DataError(f"{exc}; replace or remove the file, or set dataset.on_bad_file: skip") from None
-            unreadable.append(str(exc))
-    if unreadable:
-        log.warning("skipped %d unreadable DICOM files (dataset.on_bad_file: skip), e.g. %s", len(unreadable),
-                    unreadable[0])
-    if not records:
-        raise DataError(f"{root}: no readable DICOM file" + (f" (first: {unreadable[0]})" if unreadable else ""))
-    return FileSource(RULES, records, root, spec.on_bad_file, tuple(missing + unreadable), decode=dicom_pixels)
+    their labels; each file's group is its spec.group_by header value. pydicom is imported only when files are read."""
+
+    name = "dicom"
+
+    @classmethod
+    def open(cls, spec, data_dir: Path | None) -> DicomSource:
+        root = resolve_path(spec.path, data_dir)
+        manifest = root.suffix.lower() == ".csv"
+        if not (root.is_file() if manifest else root.is_dir()):
+            what = "DICOM manifest" if manifest else "DICOM folder"
+            raise DataError(f"{what} {root} not found{relative_hint(spec.path, data_dir)}")
+        if manifest:
+            columns = {"path_column": spec.path_column, "label_column": spec.label_column,
+                       "group_column": None, "split_column": None}
+            listed, missing = read_manifest(root, columns, spec.on_bad_file)
+        else:
+            listed, missing = class_records(root), []
+        records, unreadable = [], []
+        for record in listed:
+            try:
+                records.append(replace(record, group=_group(record.path, spec.group_by)))
+            except _Unreadable as exc:
+                if spec.on_bad_file != "skip":
+                    raise DataError(f"{exc}; replace or remove the file, or set dataset.on_bad_file: skip") from None
+                unreadable.append(str(exc))
+        if unreadable:
+            log.warning("skipped %d unreadable DICOM files (dataset.on_bad_file: skip), e.g. %s", len(unreadable),
+                        unreadable[0])
+        if not records:
+            raise DataError(f"{root}: no readable DICOM file" + (f" (first: {unreadable[0]})" if unreadable else ""))
+        return cls(RULES, records, root, spec.on_bad_file, tuple(missing + unreadable), decode=dicom_pixels)
+
+    @classmethod
+    def description(cls) -> str:
+        return """\
+path: a folder with one subfolder of DICOM files per class (*.dcm, *.dicom, or any file with the
+DICM marker; searched recursively), or a CSV manifest (path ending .csv) with path_column and
+label_column like csv. Single-frame images only (a multi-frame file is an error naming it). Pixels:
+rescale slope and intercept (modality LUT), then the VOI LUT or the first window mapped to 0..255
+(without either, the image's own range), MONOCHROME1 inverted. group_by (PatientID, StudyInstanceUID,
+SeriesInstanceUID or none) keeps a patient's images on one side of the split; no split of its own."""
 
 
 class _Unreadable(DataError):

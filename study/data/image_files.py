@@ -18,6 +18,7 @@ from study.data.datadir import relative_hint, resolve_path
 from study.data.dataset import Dataset
 from study.data.fingerprint import Hasher
 from study.data.images import IMAGE_SUFFIXES, read_images
+from study.data.source import DataSource
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,8 @@ class Record:
     split: str | None = None
 
 
-class FileSource:
-    """A folder or CSV source: one record per image file."""
-
-    source_file = None  # one file per image
+class FileSource(DataSource):
+    """A source of one record per image file (a folder, a CSV manifest, DICOM files)."""
 
     def __init__(self, kind: str, records: list[Record], origin: Path, on_bad_file: str = "fail",
                  skipped: tuple[str, ...] = (), decode: Callable[[Path], np.ndarray] | None = None):
@@ -95,7 +94,30 @@ class FileSource:
 
 
 # ------------------------------------------------------------------------------------------------- folder
-def folder_source(path: str, data_dir: Path | None, on_bad_file: str = "fail") -> FileSource:
+class FolderSource(FileSource):
+    """A folder of class subfolders of images."""
+
+    name = "folder"
+
+    @classmethod
+    def open(cls, spec, data_dir: Path | None) -> FolderSource:
+        return folder_source(spec.path, data_dir, spec.on_bad_file)
+
+    @classmethod
+    def has_split(cls, spec) -> None:
+        return None  # train/ val/ test/ folders, where they exist
+
+    @classmethod
+    def description(cls) -> str:
+        suffixes = ", ".join(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
+        return f"""\
+path: a folder with one subfolder of images per class ({suffixes}; searched
+recursively; other files ignored). Segmentation masks beside the images (<image>_mask.png,
+<image>_mask_1.png, as in the original BUSI download) are skipped. Optional train/ val/ test/ folders
+above the class folders fix the split. Class names are the subfolder names, sorted."""
+
+
+def folder_source(path: str, data_dir: Path | None, on_bad_file: str = "fail") -> FolderSource:
     """The images under path's class subfolders, split by train/ val/ test/ folders above them if present."""
     root = resolve_path(path, data_dir)
     if not root.is_dir():
@@ -116,7 +138,7 @@ def folder_source(path: str, data_dir: Path | None, on_bad_file: str = "fail") -
                 raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                                 "add images or remove the folder")
             records += [Record(file, file.relative_to(root).as_posix(), folder.name, None, split) for file in files]
-    return FileSource("folder", records, root, on_bad_file)
+    return FolderSource("folder", records, root, on_bad_file)
 
 
 def subfolders(folder: Path) -> list[Path]:
@@ -134,15 +156,31 @@ def image_files(folder: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------------- csv
-def csv_source(spec, data_dir: Path | None) -> FileSource:
+class CsvSource(FileSource):
     """The images a CSV manifest lists, with their labels and optional groups and split."""
-    csv_path = resolve_path(spec.path, data_dir)
-    if not csv_path.is_file():
-        raise DataError(f"CSV manifest {csv_path} not found{relative_hint(spec.path, data_dir)}")
-    columns = {"path_column": spec.path_column, "label_column": spec.label_column,
-               "group_column": spec.group_column, "split_column": spec.split_column}
-    records, missing = read_manifest(csv_path, columns, spec.on_bad_file)
-    return FileSource("csv", records, csv_path, spec.on_bad_file, tuple(missing))
+
+    name = "csv"
+
+    @classmethod
+    def open(cls, spec, data_dir: Path | None) -> CsvSource:
+        csv_path = resolve_path(spec.path, data_dir)
+        if not csv_path.is_file():
+            raise DataError(f"CSV manifest {csv_path} not found{relative_hint(spec.path, data_dir)}")
+        columns = {"path_column": spec.path_column, "label_column": spec.label_column,
+                   "group_column": spec.group_column, "split_column": spec.split_column}
+        records, missing = read_manifest(csv_path, columns, spec.on_bad_file)
+        return cls("csv", records, csv_path, spec.on_bad_file, tuple(missing))
+
+    @classmethod
+    def has_split(cls, spec) -> bool:
+        return spec.split_column is not None
+
+    @classmethod
+    def description(cls) -> str:
+        return """\
+path: a CSV manifest; path_column holds image paths relative to the CSV's folder, label_column the
+labels (names or integers, sorted; read as text with spaces trimmed, so a number written two ways,
+1 and 1.0, is an error), optional group_column (patient, study) and split_column (train/val/test)."""
 
 
 def read_manifest(csv_path: Path, columns: dict[str, str | None], on_bad_file: str) -> tuple[list[Record], list[str]]:

@@ -11,21 +11,42 @@ from study.core.errors import DataError
 from study.data.dataset import SPLITS, Dataset
 from study.data.fingerprint import Hasher
 from study.data.images import is_grey, resize_all
-from study.data.medmnist_files import find_medmnist
-from study.data.medmnist_table import FLAGS
+from study.data.medmnist_files import find_medmnist, user_cache
+from study.data.medmnist_table import FLAGS, URL_VAR
+from study.data.source import DataSource
 
 
-class Medmnist:
+class Medmnist(DataSource):
     """One MedMNIST .npz file: 2D grey or RGB images, one label each, and the official train/val/test split."""
 
-    def __init__(self, name: str, size: int, data_dir: Path | None):
-        self.name = name
-        self.path = (found := find_medmnist(name, size, data_dir)).path
+    name = "medmnist"
+
+    def __init__(self, flag: str, size: int, data_dir: Path | None):
+        self.flag = flag
+        self.path = (found := find_medmnist(flag, size, data_dir)).path
         self.source_file = found.describe()
+
+    @classmethod
+    def open(cls, spec, data_dir: Path | None) -> Medmnist:
+        return cls(spec.name, spec.size, data_dir)
+
+    @classmethod
+    def has_split(cls, spec) -> bool:
+        return True
+
+    @classmethod
+    def description(cls) -> str:
+        return f"""\
+A 2D MedMNIST v2 dataset (name: breastmnist, pneumoniamnist, ...) with its official train/val/test split.
+Its files <name>.npz (28 px), <name>_64.npz, <name>_128.npz and <name>_224.npz (MedMNIST+) are
+looked for in the data directory, else in
+{user_cache()}. Of those there, the smallest of at least size px is read, else the largest;
+with none there, the file of that size (the 28 px one for other sizes) is downloaded from the
+MedMNIST Zenodo record (or ${URL_VAR}) and its MD5 checked."""
 
     def fingerprint(self) -> str:
         hasher = Hasher("medmnist")
-        hasher.text(self.name)
+        hasher.text(self.flag)
         hasher.file(self.path)
         return hasher.hexdigest()
 
@@ -51,7 +72,7 @@ class Medmnist:
         split = np.concatenate([np.full(len(part[1]), name, dtype="<U5") for name, part in parts.items()])
         ids = np.array([f"{name}/{i}" for name, part in parts.items() for i in range(len(part[1]))], dtype=str)
         return Dataset(images=resize_all(images.astype(np.uint8), size, resize), labels=labels,
-                       class_names=_class_names(self.name, int(labels.max()) + 1), ids=ids, groups=None,
+                       class_names=_class_names(self.flag, int(labels.max()) + 1), ids=ids, groups=None,
                        split=split, fingerprint=fingerprint)
 
 

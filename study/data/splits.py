@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from study.data.dataset import SPLITS, Dataset
+from study.data.registry import source_class
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +256,7 @@ def split_description(spec, official: bool | None = None) -> str:
 
 def source_has_split(spec) -> bool | None:
     """Whether the spec's source comes with a train/val/test split; None where only its files tell (a folder)."""
-    if spec.source == "folder":
-        return None
-    return spec.source == "medmnist" or (spec.source == "csv" and spec.split_column is not None)
+    return source_class(spec.source).has_split(spec)
 
 
 def _warn_shared_groups(dataset: Dataset) -> None:

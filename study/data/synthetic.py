@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from study.data.dataset import Dataset
 from study.data.fingerprint import Hasher
+from study.data.source import DataSource
 
 _SYNTHETIC_SEED = 7_2025
 _CONTRAST = 60.0  # grey levels of a pattern's peak; noise is relative to it
 
 
-class Synthetic:
+class Synthetic(DataSource):
     """Oriented stripe patches (one orientation per class, jittered) at random places, a weaker patch of
     random orientation as a distractor, and Gaussian noise of std noise x the pattern contrast."""
 
-    source_file = None  # generated, not read
+    name = "synthetic"
+    reads_files = False
 
     def __init__(self, classes: int, per_class: int, channels: int, noise: float):
         self.classes, self.per_class, self.channels, self.noise = classes, per_class, channels, noise
+
+    @classmethod
+    def open(cls, spec, data_dir: Path | None) -> Synthetic:
+        return cls(spec.classes, spec.per_class, spec.channels, spec.noise)
+
+    @classmethod
+    def description(cls) -> str:
+        return """\
+Generated images (classes, per_class, channels, noise): oriented stripe patches at random places
+under Gaussian noise, one orientation per class. No files; for tests and quick checks."""
 
     def fingerprint(self) -> str:
         hasher = Hasher("synthetic")

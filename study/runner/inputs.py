@@ -236,13 +236,14 @@ class Validation:
 
 
 def validate(protocol: Path | Protocol, data_dir: str | None) -> Validation:
-    """Check a protocol (a file, or one built in Python); with a data directory (or a synthetic source), also its
-    data, as plan does."""
+    """Check a protocol (a file, or one built in Python); with a data directory (or a source that reads no files),
+    also its data, as plan does."""
+    from study.data.registry import source_class
     from study.data.sources import resolve_data_dir
 
     protocol_path, text = protocol_source(protocol)
     loaded = parse_protocol(text, str(protocol_path))
     data = resolve_data_dir(data_dir)
-    if data is None and loaded.dataset.source != "synthetic":
+    if data is None and source_class(loaded.dataset.source).reads_files:
         return Validation(loaded, None)
     return Validation(loaded, checked_dataset(loaded, protocol_path, data, None, text).dataset)
