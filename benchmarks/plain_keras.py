@@ -247,8 +247,9 @@ def run_cell(cell, context: WorkerContext, images: np.ndarray, n_classes: int) -
     parts = cell_indices(dataset, cell.fraction, cell.seed)
     data = {part: (images[index], dataset.labels[index]) for part, index in parts.items()}
     keras.utils.set_random_seed(cell.seed)
-    model, groups = build(cell.settings, n_classes)
-    result = fit(model, groups, data, cell.settings["train"], cell.seed, n_classes)
+    settings = cell.settings.as_dict()  # the plain record, read independently of the harness's code
+    model, groups = build(settings, n_classes)
+    result = fit(model, groups, data, settings["train"], cell.seed, n_classes)
     seconds = time.perf_counter() - clock
     x_test, y_test = data["test"]
     test_auc = auc(y_test, model.predict(x_test, batch_size=PREDICT_BATCH, verbose=0))

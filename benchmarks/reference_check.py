@@ -232,8 +232,8 @@ def keras_loop(cell: Cell, data: dict, n_classes: int) -> np.ndarray:
     import keras
     import tensorflow as tf
 
-    settings, arm = cell.settings, cell.settings["arm"]
-    train = settings["train"]
+    settings = cell.settings.as_dict()  # the plain record, read independently of the harness's code
+    arm, train = settings["arm"], settings["train"]
     (x, y), (xv, yv), (xt, _) = data["train"], data["val"], data["test"]
     keras.utils.set_random_seed(cell.seed)
     model, (backbone, hidden, output) = reference_model(settings, x.shape[1:], n_classes)
@@ -274,7 +274,7 @@ def linear_probe(cell: Cell, features: np.ndarray, labels: np.ndarray, parts: di
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    weight = "balanced" if cell.settings["train"]["class_weight"] == "balanced" else None
+    weight = "balanced" if cell.settings.train.class_weight == "balanced" else None
     (x, y), (xv, yv) = ((features[parts[p]], labels[parts[p]]) for p in ("train", "val"))
     fits = [make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight=weight, max_iter=5000)).fit(x, y)
             for c in C_GRID]
@@ -285,12 +285,12 @@ def linear_probe(cell: Cell, features: np.ndarray, labels: np.ndarray, parts: di
 def reference_cell(cell: Cell, context: WorkerContext, memo: dict) -> dict:
     """Test metrics of the reference implementation for one cell, on the harness's data."""
     dataset = load_for(context, cell.seed)
-    images = preprocessed_images(context, cell.settings["backbone"]["name"])
+    images = preprocessed_images(context, cell.settings.backbone.name)
     parts = cell_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)
     clock = time.perf_counter()
     if cell.arm.strategy == "frozen" and cell.arm.head.kind == "linear":
-        p = linear_probe(cell, pooled_features(cell.settings, images, memo), dataset.labels, parts)
+        p = linear_probe(cell, pooled_features(cell.settings.as_dict(), images, memo), dataset.labels, parts)
     else:
         data = {part: (images[index], dataset.labels[index]) for part, index in parts.items()}
         p = keras_loop(cell, data, n_classes)
@@ -302,7 +302,7 @@ def reference_cell(cell: Cell, context: WorkerContext, memo: dict) -> dict:
 
 def has_reference(cell: Cell) -> bool:
     """Whether the cell's network is a keras.applications model."""
-    return backbone_info(cell.settings["backbone"]["name"]).keras_class is not None
+    return backbone_info(cell.settings.backbone.name).keras_class is not None
 
 
 # ------------------------------------------------------------------------------------------------ table

@@ -48,7 +48,7 @@ def train_a_few_steps(cell, start_after_frozen: bool):
         images = compute_block_outputs(cell.settings, [arm.input_block], images, 0)[arm.input_block]
     labels = np.arange(24) % 2
     before = batchnorm_state(arm.model)
-    trainer = Trainer(arm, cell.settings["train"])
+    trainer = Trainer(arm, cell.settings.train)
     trainer.reset(arm.model.variables, lr_backbone=1e-2, lr_head=1e-2)
     trainer.fit({"train": (images, labels), "val": (images, labels)}, seed=0, n_classes=2)
     return before, batchnorm_state(arm.model), arm

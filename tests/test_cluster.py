@@ -168,6 +168,7 @@ def test_a_killed_driver_leaves_the_cluster_it_was_given_running(tmp_path, dask_
 def test_feature_map_comes_back_from_a_dask_worker_as_computed_here(tmp_path, dask_cluster):
     from study.execution.dask import DaskCluster
     from study.execution.local import run_task
+    from study.plan.cells import network_settings
     from study.protocol.schema import load_protocol
     from study.training.context import WorkerContext
     from study.training.feature_map import feature_map
@@ -175,7 +176,7 @@ def test_feature_map_comes_back_from_a_dask_worker_as_computed_here(tmp_path, da
     protocol = load_protocol(write_tiny_protocol(tmp_path))
     context = WorkerContext(dataset=protocol.dataset.model_dump(), data_dir=None, cache_dir=str(tmp_path / "cache"),
                             threads=1)
-    settings = {"dataset": protocol.dataset.model_dump(exclude={"path"}), "backbone": protocol.backbone.model_dump()}
+    settings = network_settings(protocol)
     remote = run_task(feature_map, context, settings, jobs=2, cluster=DaskCluster(dask_cluster[1], None, jobs=2))
     here = run_task(feature_map, context, settings, jobs=1)
     assert remote.keys() == here.keys() and remote["features"].shape == (60, here["features"].shape[1])

@@ -66,7 +66,7 @@ def test_a_pilot_store_makes_plan_estimate_from_its_cells(tmp_path, capsys):
 
 def test_rate_scales_with_images_pixels_backbone_and_trained_blocks(tmp_path):
     cells = {cell.arm.label: cell for cell in plan_cells(load_protocol(write_tiny_protocol(tmp_path)), "data")}
-    scratch, finetune = cells["scratch"].settings, cells["finetune(depth=1)"].settings
+    scratch, finetune = cells["scratch"].settings.as_dict(), cells["finetune(depth=1)"].settings.as_dict()
     assert cost.rate_seconds(scratch, 64) == pytest.approx(2 * cost.rate_seconds(scratch, 32))  # epochs x batches
     bigger = {**scratch, "dataset": {**scratch["dataset"], "size": 32}}
     assert cost.rate_seconds(bigger, 32) == pytest.approx(4 * cost.rate_seconds(scratch, 32))

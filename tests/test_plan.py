@@ -19,7 +19,7 @@ def test_grid_is_fraction_by_seed_by_arm():
 
 def test_scratch_uses_no_weights_and_head_rate():
     scratch = plan_cells(parse_protocol(BASE), "data")[0]
-    assert scratch.settings["backbone"]["weights"] == "none"
+    assert scratch.settings.backbone.weights == "none"
     assert scratch.arm.lr_backbone == scratch.arm.lr_head == 1e-3
 
 
@@ -49,8 +49,8 @@ def test_a_strategy_with_its_own_backbone_is_its_own_arm_and_leaves_other_ids_al
     cells = plan_cells(parse_protocol(own), "data")
     small = [cell for cell in cells if cell.arm.label == "scratch[cnn-4]"]
     assert len(small) == 2 * 2
-    assert small[0].settings["backbone"] == {"name": "cnn", "weights": "none", "width": 4}
-    assert "backbone" not in small[0].settings["arm"]
+    assert small[0].settings.as_dict()["backbone"] == {"name": "cnn", "weights": "none", "width": 4}
+    assert "backbone" not in small[0].settings.as_dict()["arm"]
     assert set(run_ids(BASE)) < {cell.run_id for cell in cells}
 
 
@@ -59,7 +59,7 @@ def test_an_output_layer_rate_changes_only_the_arms_that_set_it():
     cells = plan_cells(parse_protocol(with_output), "data")
     frozen = [cell for cell in cells if cell.arm.label == "frozen"]
     assert {cell.arm.lr_output for cell in frozen} == {1e-2}
-    assert frozen[0].settings["arm"]["lr_output"] == 1e-2
+    assert frozen[0].settings.arm.lr_output == 1e-2
     others = {cell.run_id for cell in cells if cell.arm.label != "frozen"}
     assert others < set(run_ids(BASE)) and not {cell.run_id for cell in frozen} & set(run_ids(BASE))
 
@@ -70,7 +70,7 @@ def test_protocols_without_tuning_keep_their_run_ids():
     planned = run_ids(BASE)
     assert planned[:2] == ["58a93ed3ff1d51872f18", "5e89c836bb567f296aea"]  # the ids of result format 2
     assert hashlib.sha256(",".join(planned).encode()).hexdigest()[:16] == "3898e4eedd5111ac"
-    assert all("tuned" not in cell.settings for cell in plan_cells(parse_protocol(BASE), "data"))
+    assert all("tuned" not in cell.settings.as_dict() for cell in plan_cells(parse_protocol(BASE), "data"))
 
 
 def test_protocols_without_resplit_keep_their_run_ids():

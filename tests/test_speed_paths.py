@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from helpers.protocols import protocol_file_text
@@ -85,8 +87,8 @@ def test_block_outputs_from_one_pass_equal_those_of_separate_passes(protocol, ce
     from study.training.caches import preprocessed_images
     from study.training.features import compute_block_outputs
 
-    settings, seed = cells[0].settings, cells[0].seed
-    images = preprocessed_images(context(protocol, tmp_path), settings["backbone"]["name"])[:40]
+    settings, seed = cells[0].settings.network, cells[0].seed
+    images = preprocessed_images(context(protocol, tmp_path), settings.backbone.name)[:40]
     together = compute_block_outputs(settings, [1, 3], images, seed)
     for block in (1, 3):
         np.testing.assert_array_equal(together[block], compute_block_outputs(settings, [block], images, seed)[block])
@@ -173,6 +175,6 @@ def test_the_first_cached_cell_stores_every_block_the_sweep_needs(protocol, cell
 def test_cached_block_outputs_are_keyed_by_the_resize_filter(cells):
     from study.training.features import feature_key
 
-    settings = cells[0].settings
-    lanczos = {**settings, "dataset": {**settings["dataset"], "resize": "lanczos"}}
+    settings = cells[0].settings.network
+    lanczos = replace(settings, dataset=replace(settings.dataset, resize="lanczos"))
     assert feature_key(settings, 1, "data", 0) != feature_key(lanczos, 1, "data", 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from helpers.protocols import protocol_file_text
@@ -10,6 +12,7 @@ from sklearn import metrics as sk
 from study.data.sources import load_dataset, source_fingerprint
 from study.data.splits import ensure_split
 from study.plan.cells import plan_cells
+from study.plan.settings import EarlyStopping
 from study.protocol.schema import parse_protocol
 from study.training.context import WorkerContext
 from study.training.metrics import classification_metrics
@@ -84,7 +87,7 @@ def largest_changes(cell, groups, **rates) -> list[float]:
     y = np.arange(48) % 3
     variables = groups(arm)
     before = [[v.numpy().copy() for v in group] for group in variables]
-    trainer = Trainer(arm, {**cell.settings["train"], "early_stopping": None, "epochs": 2})
+    trainer = Trainer(arm, replace(cell.settings.train, early_stopping=None, epochs=2))
     trainer.reset(arm.model.variables, **rates)
     trainer.fit({"train": (x, y), "val": (x, y)}, seed=0, n_classes=3)
     return [max(np.abs(v.numpy() - b).max() for v, b in zip(group, start)) for group, start in zip(variables, before)]
@@ -116,7 +119,7 @@ def test_early_stopping_keeps_the_best_validation_epoch(cells):
     rng = np.random.default_rng(2)
     x = rng.random((30, 16, 16, 3), dtype=np.float32)
     y = np.arange(30) % 3
-    trainer = Trainer(arm, {**cell.settings["train"], "epochs": 6, "early_stopping": {"monitor": "val_loss", "patience": 2}})
+    trainer = Trainer(arm, replace(cell.settings.train, epochs=6, early_stopping=EarlyStopping("val_loss", 2)))
     trainer.reset(arm.model.variables, 1e-3, 5e-1)
     result = trainer.fit({"train": (x, y), "val": (x[::-1], y[::-1])}, 0, 3)
     losses = [entry["val_loss"] for entry in result.history]

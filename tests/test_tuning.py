@@ -61,7 +61,7 @@ def test_tuning_beats_a_bad_default_learning_rate(engine, tmp_path):
     again = run_tuning(protocol, store, units, context, jobs=1, on_trial=lambda unit, outcome: trained.append(outcome))
     assert again == choices and len(trained) == 5, "a tuned unit is not tuned again"
     cells = plan_cells(protocol, fingerprint, choices)
-    assert cells[0].arm.lr_head == record["values"]["lr_head"] == cells[0].settings["tuned"]["values"]["lr_head"]
+    assert cells[0].arm.lr_head == record["values"]["lr_head"] == cells[0].settings.tuned.chosen()["lr_head"]
 
 
 def test_a_trial_trains_the_arm_with_its_own_network_and_output_layer_rate(tmp_path):
@@ -73,8 +73,8 @@ def test_a_trial_trains_the_arm_with_its_own_network_and_output_layer_rate(tmp_p
     task = open_search(unit, protocol, tmp_path).ask()
     arm = task.cell.arm
     assert arm.label == "scratch[cnn-4]" == unit.label and arm.backbone.width == 4 and arm.lr_output == 0.02
-    assert arm.lr_head == task.cell.settings["arm"]["lr_head"] != 1.0e-3  # the trial's own value
-    assert task.cell.settings["backbone"]["width"] == 4
+    assert arm.lr_head == task.cell.settings.arm.lr_head != 1.0e-3  # the trial's own value
+    assert task.cell.settings.backbone.width == 4
 
 
 class Guarded(np.ndarray):

@@ -49,8 +49,8 @@ def test_cells_await_tuning_then_train_with_the_chosen_values():
     assert {cell.run_id for cell in cells}.isdisjoint(cell.run_id for cell in waiting)
     frozen = next(cell for cell in cells if cell.arm.label == "frozen(mlp)")
     assert (frozen.arm.lr_head, frozen.arm.head.dropout) == (0.02, 0.25)
-    assert frozen.settings["arm"]["head"]["dropout"] == 0.25
-    assert frozen.settings["tuned"]["values"]["dropout"] == 0.25
+    assert frozen.settings.arm.head.dropout == 0.25
+    assert frozen.settings.tuned.chosen()["dropout"] == 0.25
     other = {unit.key: choice(unit, lr_head=0.03, dropout=0.25) for unit in units}
     assert {c.run_id for c in plan_cells(protocol, "data", other)}.isdisjoint(c.run_id for c in cells)
 

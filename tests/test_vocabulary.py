@@ -15,6 +15,7 @@ from study.core.vocabulary import (
     METRICS,
     CellStatus,
     Direction,
+    TrialStatus,
     Verdict,
     direction,
     higher_is_better,
@@ -126,3 +127,4 @@ def test_enum_values_are_the_stored_strings():
     assert [str(kind) for kind in FailureKind] == ["retryable", "deterministic", "fatal"]
     assert [str(verdict) for verdict in Verdict] == ["supported", "contradicted", "inconclusive"]
     assert [str(way) for way in Direction] == ["maximize", "minimize"]
+    assert [str(state) for state in TrialStatus] == ["complete", "pruned", "failed"]

@@ -1,5 +1,6 @@
-"""The words every stage shares, defined once: the test metrics and which way each is better, the state of a cell,
-what a failure means, and the verdict of a claim. Values are the strings the store and the report have always held."""
+"""The words every stage shares, defined once: the test metrics and which way each is better, the state of a cell
+and of a tuning trial, what a failure means, and the verdict of a claim. Values are the strings the store and the
+report have always held."""
 
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ class CellStatus(enum.StrEnum):
     RUNNING = "running"  # dispatched in this sweep; a crash leaves it absent from the store, so it runs again
     DONE = "done"  # stored with metrics; never runs again
     FAILED = "failed"  # stored with its error; runs again only with --retry-failed
+
+
+class TrialStatus(enum.StrEnum):
+    """How a tuning trial ended; the engines count trials by it."""
+
+    COMPLETE = "complete"  # trained to the end (or its early stop): scored by its kept epoch
+    PRUNED = "pruned"  # stopped after an epoch because its validation curve lagged behind earlier trials
+    FAILED = "failed"  # raised (e.g. the loss diverged) or its worker was lost
 
 
 class FailureKind(enum.StrEnum):

@@ -6,8 +6,15 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
+from study.plan.settings import (
+    ArmSettings,
+    BackboneSettings,
+    CellSettings,
+    DatasetSettings,
+    NetworkSettings,
+    TrainSettings,
+)
 from study.plan.tuning_units import TuningUnit, make_unit, tuned_arm, tuned_settings
 from study.protocol.arms import Arm, protocol_arms
 from study.protocol.schema import Protocol
@@ -25,7 +32,7 @@ class Cell:
     arm: Arm
     fraction: float
     seed: int
-    settings: dict[str, Any]  # resolved dataset, backbone and training settings (what the run id hashes)
+    settings: CellSettings  # resolved dataset, backbone, training and arm settings (what the run id hashes)
 
     def describe(self) -> str:
         return f"{self.arm.label} fraction={self.fraction:g} seed={self.seed}"
@@ -33,7 +40,7 @@ class Cell:
     @property
     def awaiting_tuning(self) -> bool:
         """True for a cell of a tuned protocol whose arm has no chosen values yet (it cannot run)."""
-        return "tuned" in self.settings and self.settings["tuned"] is None
+        return self.settings.awaiting_tuning
 
 
 def weights_fingerprint(weights: str) -> str:
@@ -46,32 +53,36 @@ def weights_fingerprint(weights: str) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def cell_settings(protocol: Protocol, arm: Arm) -> dict[str, Any]:
-    """Everything besides fraction and seed that changes a cell's result, as plain data."""
-    dataset = protocol.dataset.model_dump(exclude={"path", "on_bad_file"})  # neither changes a stored result
-    for flag in ("resplit", "ordinal"):
-        if not dataset[flag]:
-            del dataset[flag]  # so protocols without it keep their run ids
+def dataset_settings(protocol: Protocol) -> DatasetSettings:
+    """The dataset section as cells carry it: neither its path nor on_bad_file changes a stored result."""
+    return DatasetSettings.from_record(protocol.dataset.model_dump(exclude={"path", "on_bad_file"}))
+
+
+def network_settings(protocol: Protocol) -> NetworkSettings:
+    """The protocol's backbone on its dataset (what the report's map of the data is computed with)."""
+    return NetworkSettings(dataset_settings(protocol), BackboneSettings.from_record(protocol.backbone.model_dump()))
+
+
+def cell_settings(protocol: Protocol, arm: Arm) -> CellSettings:
+    """Everything besides fraction and seed that changes a cell's result."""
     backbone = (arm.backbone or protocol.backbone).model_dump()
     if not STRATEGIES[arm.strategy].pretrained:
         backbone["weights"] = "none"
     described = {**asdict(arm), "head": arm.head.model_dump()}
-    del described["backbone"]  # it is settings["backbone"]
-    if arm.lr_output is None:
-        del described["lr_output"]  # so protocols without it keep their run ids
-    return {
-        "dataset": dataset,
-        "backbone": backbone,
-        "train": protocol.train.model_dump(exclude={"lr"}),
-        "arm": described,
-    }
+    del described["backbone"]  # it is settings.backbone
+    return CellSettings(
+        dataset=dataset_settings(protocol),
+        backbone=BackboneSettings.from_record(backbone),
+        train=TrainSettings.from_record(protocol.train.model_dump(exclude={"lr"})),
+        arm=ArmSettings.from_record(described),
+    )
 
 
-def run_id(settings: dict[str, Any], fraction: float, seed: int, dataset_fingerprint: str, weights_print: str) -> str:
+def run_id(settings: CellSettings, fraction: float, seed: int, dataset_fingerprint: str, weights_print: str) -> str:
     """A stable hash of everything that changes a cell's result (not comments, key order or report options)."""
     payload = {
         "format": RESULT_FORMAT,
-        "settings": settings,
+        "settings": settings.as_dict(),
         "fraction": fraction,
         "seed": seed,
         "dataset": dataset_fingerprint,
@@ -108,8 +119,8 @@ def plan_cells(protocol: Protocol, dataset_fingerprint: str, chosen: dict[str, d
                 if protocol.tuning is not None:
                     unit = make_unit(protocol, arm, settings, fraction, dataset_fingerprint)
                     settings = tuned_settings(settings, (chosen or {}).get(unit.key))
-                    cell_arm = tuned_arm(arm, settings) if settings["tuned"] else arm
-                weights = weights_fingerprint(settings["backbone"]["weights"])
+                    cell_arm = tuned_arm(arm, settings) if settings.tuned else arm
+                weights = weights_fingerprint(settings.backbone.weights)
                 identifier = run_id(settings, fraction, seed, dataset_fingerprint, weights)
                 cells.append(Cell(identifier, protocol.name, cell_arm, fraction, seed, settings))
     return cells

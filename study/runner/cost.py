@@ -22,6 +22,7 @@ import numpy as np
 
 from study.core.vocabulary import CellStatus
 from study.data.splits import training_subsets
+from study.plan.settings import TrainSettings
 from study.protocol.blocks import backbone_info
 from study.protocol.strategy_registry import blocks_kept, blocks_trained
 from study.training.train import steps_per_epoch
@@ -144,7 +145,7 @@ def stored_seconds(results_dir: Path) -> dict[str, list[float]]:
 def rate_seconds(settings: dict[str, Any], n_train: int) -> float:
     """A cell's time by the per-image rate: every epoch's steps x batch size x the arm's milliseconds per image."""
     train = settings["train"]
-    images = train["epochs"] * steps_per_epoch(n_train, train) * train["batch_size"]
+    images = train["epochs"] * steps_per_epoch(n_train, TrainSettings.from_record(train)) * train["batch_size"]
     pixels = (settings["dataset"]["size"] / REFERENCE_SIZE) ** 2
     return images * _ms_per_image(settings) * _backbone_cost(settings["backbone"]) * pixels / 1000
 
@@ -166,8 +167,9 @@ def _backbone_cost(backbone: dict[str, Any]) -> float:
 
 def estimate(cell: Cell, n_train: int, stored: dict[str, list[float]]) -> tuple[float, str]:
     """A cell's seconds and where the number comes from (STORED or RATE)."""
-    seconds = stored.get(cost_key(cell.settings, cell.arm.label, n_train))
-    return (fmean(seconds), STORED) if seconds else (rate_seconds(cell.settings, n_train), RATE)
+    settings = cell.settings.as_dict()  # the stored cells' settings_json holds the same record
+    seconds = stored.get(cost_key(settings, cell.arm.label, n_train))
+    return (fmean(seconds), STORED) if seconds else (rate_seconds(settings, n_train), RATE)
 
 
 def cell_seconds(cells: list[Cell], sizes: dict[tuple, Subset], stored: dict[str, list[float]]) -> dict[str, float]:

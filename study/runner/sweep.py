@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from study.plan.cells import Cell, plan_cells
+from study.plan.cells import Cell, network_settings, plan_cells
 from study.runner.events import RunEvents
 from study.runner.inputs import CheckedData, PlannedStudy, store_inputs, targeted
 from study.runner.options import RunOptions, keep_models
@@ -121,8 +121,7 @@ def export_features(planned: PlannedStudy, context: WorkerContext, jobs: int, cl
     path = features_path(planned.store.root, protocol.backbone.name, protocol.dataset.size)
     if protocol.backbone.weights == "none" or readable_features(path):
         return
-    settings = {"dataset": protocol.dataset.model_dump(exclude={"path"}), "backbone": protocol.backbone.model_dump()}
     try:
-        write_feature_map(path, run_task(feature_map, context, settings, jobs=jobs, cluster=cluster))
+        write_feature_map(path, run_task(feature_map, context, network_settings(protocol), jobs=jobs, cluster=cluster))
     except Exception as exc:  # the map is an extra: the sweep's results stand without it
         events.no_feature_map(exc)

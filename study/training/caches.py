@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +70,10 @@ _FEATURES: dict[str | None, FeatureCache] = {}
 
 def _structure_key(cell: Cell, n_classes: int) -> str:
     """Cells with equal keys build models of identical structure: only seed, fraction, rates and epochs differ."""
-    settings = {key: value for key, value in cell.settings.items() if key != "tuned"}
-    arm = {k: v for k, v in settings["arm"].items() if k not in {"lr_backbone", "lr_head", "lr_output"}}
-    train = {k: v for k, v in settings["train"].items() if k != "epochs"}
-    return json.dumps({**settings, "arm": arm, "train": train, "n_classes": n_classes}, sort_keys=True, default=str)
+    settings = cell.settings
+    structure = replace(settings, arm=replace(settings.arm, lr_backbone=0.0, lr_head=0.0, lr_output=None),
+                        train=replace(settings.train, epochs=0), tuned=None, awaiting_tuning=False)
+    return json.dumps([structure.as_dict(), n_classes], sort_keys=True, default=str)
 
 
 def trainer_for(cell: Cell, n_classes: int, caches: bool):
@@ -98,7 +99,7 @@ def trainer_for(cell: Cell, n_classes: int, caches: bool):
         fresh = build_arm_model(cell.settings, n_classes, start_after_frozen=caches)
         initial = fresh.model.variables
         if trainer is None:
-            trainer = Trainer(fresh, cell.settings["train"])
+            trainer = Trainer(fresh, cell.settings.train)
             if caches and seed_independent_trunk(cell.settings):
                 start = FreshStart(fresh, cell.seed, cell.settings, n_classes)
                 start = start if start.usable else None
@@ -129,9 +130,10 @@ def model_inputs(cell: Cell, context: WorkerContext, dataset: Dataset, images: n
     boundary = frozen_boundary(cell.settings)
     if boundary is None or not context.caches:
         return images
-    blocks = {boundary, *context.cached_blocks.get(backbone_identity(cell.settings), ())}
-    keys = {block: feature_key(cell.settings, block, dataset.fingerprint, cell.seed) for block in blocks}
+    network = cell.settings.network
+    blocks = {boundary, *context.cached_blocks.get(backbone_identity(network), ())}
+    keys = {block: feature_key(network, block, dataset.fingerprint, cell.seed) for block in blocks}
     return feature_cache(context).get_or_compute(
-        feature_key(cell.settings, None, dataset.fingerprint, cell.seed), keys, boundary,
-        lambda missing: compute_block_outputs(cell.settings, missing, images, cell.seed),
+        feature_key(network, None, dataset.fingerprint, cell.seed), keys, boundary,
+        lambda missing: compute_block_outputs(network, missing, images, cell.seed),
     )

@@ -31,9 +31,9 @@ def image_model(arm_model: ArmModel, cell: Cell):
     model = arm_model.model
     if arm_model.input_block is None:
         return model
-    prefix = frozen_prefix(cell.settings, [arm_model.input_block], cell.seed)
+    prefix = frozen_prefix(cell.settings.network, [arm_model.input_block], cell.seed)
     prefix.trainable = False
-    size = cell.settings["dataset"]["size"]
+    size = cell.settings.dataset.size
     images = keras.Input((size, size, 3), name="image")
     return keras.Model(images, model(prefix(images)), name=model.name)
 
@@ -64,19 +64,19 @@ def kept_model(cell: Cell, arm_model: ArmModel, class_names: list[str], row: dic
 def model_description(cell: Cell, class_names: list[str], row: dict, difference: float) -> dict[str, Any]:
     """What applying a kept model needs (input size, resize filter, backbone and its preprocessing, class names) and
     which cell it is."""
-    dataset, backbone = cell.settings["dataset"], cell.settings["backbone"]
+    dataset, backbone = cell.settings.dataset, cell.settings.backbone
     return {
         "run_id": cell.run_id,
         "protocol": cell.protocol,
         "arm": cell.arm.label,
         "fraction": cell.fraction,
         "seed": cell.seed,
-        "backbone": backbone["name"],
-        "weights": backbone["weights"],
-        "size": dataset["size"],
-        "resize": dataset.get("resize", "bilinear"),
-        "preprocessing": backbone_info(backbone["name"]).preprocessing,
-        "input": (f"N x {dataset['size']} x {dataset['size']} x 3 float32: images resized with the resize filter, "
+        "backbone": backbone.name,
+        "weights": backbone.weights,
+        "size": dataset.size,
+        "resize": dataset.resize,
+        "preprocessing": backbone_info(backbone.name).preprocessing,
+        "input": (f"N x {dataset.size} x {dataset.size} x 3 float32: images resized with the resize filter, "
                   "grey repeated to 3 channels, then the backbone's preprocessing (study.training.models.backbones."
                   "preprocess)"),
         "class_names": list(class_names),

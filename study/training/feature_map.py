@@ -4,17 +4,17 @@ worker and stored by the driver as one .npz."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from study.core.atomic_files import write_atomic
+from study.plan.settings import NetworkSettings
 from study.training import caches
 from study.training.context import WorkerContext
 from study.training.process import configure_tensorflow
 
 
-def feature_map(context: WorkerContext, settings: dict[str, Any]) -> dict[str, np.ndarray]:
+def feature_map(context: WorkerContext, network: NetworkSettings) -> dict[str, np.ndarray]:
     """The pooled output of the whole frozen backbone for every image, with labels, ids and split (the report's map).
 
     The split is the fixed one of split_seed, also with dataset.resplit (whose cells each train on their own)."""
@@ -23,12 +23,12 @@ def feature_map(context: WorkerContext, settings: dict[str, Any]) -> dict[str, n
 
     configure_tensorflow(context.threads)
     dataset = caches.load_for(context, None)
-    images = caches.preprocessed_images(context, settings["backbone"]["name"])
-    last = len(backbone_info(settings["backbone"]["name"]).blocks) - 1
-    keys = {last: feature_key(settings, last, dataset.fingerprint, seed=0)}
+    images = caches.preprocessed_images(context, network.backbone.name)
+    last = len(backbone_info(network.backbone.name).blocks) - 1
+    keys = {last: feature_key(network, last, dataset.fingerprint, seed=0)}
     maps = caches.feature_cache(context).get_or_compute(
-        feature_key(settings, None, dataset.fingerprint, seed=0), keys, last,
-        lambda missing: compute_block_outputs(settings, missing, images, seed=0),
+        feature_key(network, None, dataset.fingerprint, seed=0), keys, last,
+        lambda missing: compute_block_outputs(network, missing, images, seed=0),
     )
     return {
         "features": maps.mean(axis=(1, 2)).astype("float32"),

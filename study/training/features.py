@@ -21,6 +21,7 @@ import numpy as np
 from filelock import FileLock
 
 from study.core.atomic_files import write_atomic
+from study.plan.settings import NetworkSettings
 from study.protocol.blocks import backbone_info
 
 log = logging.getLogger(__name__)
@@ -29,30 +30,30 @@ FEATURE_FORMAT = 1  # bump when the way features are computed changes
 BATCH = 128
 
 
-def feature_key(settings: dict[str, Any], boundary: int | None, dataset_fingerprint: str, seed: int) -> str:
+def feature_key(network: NetworkSettings, boundary: int | None, dataset_fingerprint: str, seed: int) -> str:
     """What identifies the output of blocks 0..boundary for every image of the dataset; with boundary None, the
     group of every boundary of that backbone (the name of the lock its computations share)."""
-    backbone = settings["backbone"]
+    backbone = network.backbone
     payload = {
         "format": FEATURE_FORMAT,
         "dataset": dataset_fingerprint,
-        "size": settings["dataset"]["size"],
-        "resize": settings["dataset"].get("resize"),  # the images' filter: the decoded-image cache keys it too
-        "backbone": backbone["name"],
-        "width": backbone.get("width"),
-        "weights": backbone["weights"],
-        "preprocessing": backbone_info(backbone["name"]).preprocessing,
+        "size": network.dataset.size,
+        "resize": network.dataset.resize,  # the images' filter: the decoded-image cache keys it too
+        "backbone": backbone.name,
+        "width": backbone.width,
+        "weights": backbone.weights,
+        "preprocessing": backbone_info(backbone.name).preprocessing,
         "boundary": boundary,
         # random initial weights depend on the seed, pretrained ones do not
-        "seed": seed if backbone["weights"] == "none" else None,
+        "seed": None if backbone.pretrained else seed,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def backbone_identity(settings: dict[str, Any]) -> str:
+def backbone_identity(network: NetworkSettings) -> str:
     """The backbone and input size of a cell's settings: cells with equal identities share cached block outputs."""
-    backbone = settings["backbone"]
-    return json.dumps([backbone["name"], backbone.get("width"), backbone["weights"], settings["dataset"]["size"]])
+    backbone = network.backbone
+    return json.dumps([backbone.name, backbone.width, backbone.weights, network.dataset.size])
 
 
 def cached_blocks(cells: Iterable[Any]) -> dict[str, list[int]]:
@@ -63,15 +64,15 @@ def cached_blocks(cells: Iterable[Any]) -> dict[str, list[int]]:
     for cell in cells:
         boundary = frozen_boundary(cell.settings)
         if boundary is not None:
-            blocks.setdefault(backbone_identity(cell.settings), set()).add(boundary)
+            blocks.setdefault(backbone_identity(cell.settings.network), set()).add(boundary)
     return {identity: sorted(found) for identity, found in blocks.items()}
 
 
-def compute_block_outputs(settings: dict[str, Any], boundaries: list[int], images: np.ndarray,
+def compute_block_outputs(network: NetworkSettings, boundaries: list[int], images: np.ndarray,
                           seed: int) -> dict[int, np.ndarray]:
     """The outputs of blocks 0..b of the cell's backbone (inference mode) for preprocessed images, for every b in
     `boundaries`, from one build and one pass over the images."""
-    prefix = frozen_prefix(settings, boundaries, seed)
+    prefix = frozen_prefix(network, boundaries, seed)
     parts: dict[int, list[np.ndarray]] = {b: [] for b in boundaries}
     for start in range(0, len(images), BATCH):
         outputs = prefix(images[start : start + BATCH], training=False)
@@ -80,17 +81,17 @@ def compute_block_outputs(settings: dict[str, Any], boundaries: list[int], image
     return {boundary: np.concatenate(arrays) for boundary, arrays in parts.items()}
 
 
-def frozen_prefix(settings: dict[str, Any], boundaries: list[int], seed: int):
+def frozen_prefix(network: NetworkSettings, boundaries: list[int], seed: int):
     """The cell's backbone as built for its cell (under its seed, for random initial weights), as a model from
     images to the outputs of blocks 0..b for every b in `boundaries` (one output when there is one)."""
     import keras
 
     from study.training.models.backbones import build_backbone
 
-    backbone = settings["backbone"]
-    info = backbone_info(backbone["name"])
+    backbone = network.backbone
+    info = backbone_info(backbone.name)
     keras.utils.set_random_seed(seed)  # the same draw as the cell's own build, for random initial weights
-    base = build_backbone(backbone["name"], backbone["weights"], settings["dataset"]["size"], backbone.get("width"))
+    base = build_backbone(backbone.name, backbone.weights, network.dataset.size, backbone.width)
     outputs = [base.get_layer(info.blocks[b].last_layer).output for b in boundaries]
     return keras.Model(base.input, outputs if len(outputs) > 1 else outputs[0], name="frozen_blocks")
 

@@ -31,7 +31,7 @@ def cell_row(cell: Cell, started: datetime) -> dict:
             return None
 
     arm = cell.arm
-    backbone = cell.settings["backbone"]
+    settings = cell.settings
     return {
         "run_id": cell.run_id,
         "protocol": cell.protocol,
@@ -48,14 +48,14 @@ def cell_row(cell: Cell, started: datetime) -> dict:
         "lr_output": arm.lr_output if arm.lr_output is not None else arm.lr_head,
         "fraction": cell.fraction,
         "seed": cell.seed,
-        "backbone": backbone["name"],
-        "weights": backbone["weights"],
-        "size": cell.settings["dataset"]["size"],
-        "resize": cell.settings["dataset"].get("resize"),
-        "threads": cell.settings["train"].get("threads"),
-        "dataset_source": cell.settings["dataset"]["source"],
-        "settings_json": json.dumps(cell.settings, sort_keys=True, default=str),
-        **tuning_columns(cell.settings),
+        "backbone": settings.backbone.name,
+        "weights": settings.backbone.weights,
+        "size": settings.dataset.size,
+        "resize": settings.dataset.resize,
+        "threads": settings.train.threads,
+        "dataset_source": settings.dataset.source,
+        "settings_json": json.dumps(settings.as_dict(), sort_keys=True, default=str),
+        **tuning_columns(settings),
         "study_version": study.__version__,
         "tensorflow_version": version("tensorflow-cpu") or version("tensorflow"),
         "keras_version": version("keras"),

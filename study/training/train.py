@@ -7,18 +7,18 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from study.core.errors import StudyError
+from study.core.vocabulary import higher_is_better
+from study.plan.settings import EarlyStopping, TrainSettings
 from study.training.metrics import classification_metrics
 from study.training.models.arm_network import ArmModel
 
 log = logging.getLogger(__name__)
 
 PREDICT_BATCH = 256
-MINIMISED = {"val_loss"}
 
 EpochHook = Callable[[int, np.ndarray], None]
 
@@ -49,12 +49,12 @@ def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
     return weights.astype("float32")
 
 
-def steps_per_epoch(n_train: int, train: dict[str, Any]) -> int:
+def steps_per_epoch(n_train: int, train: TrainSettings) -> int:
     """Optimisation steps of one epoch: one pass over the subset, or more when that would leave the whole run
     below train.min_steps (a subset of a few dozen images takes several passes per epoch, so that every cell gets
     at least min_steps updates if it trains all its epochs, as BiT's schedule does by dataset size)."""
-    one_pass = math.ceil(n_train / train["batch_size"])
-    return max(one_pass, math.ceil(train.get("min_steps", 0) / train["epochs"]))
+    one_pass = math.ceil(n_train / train.batch_size)
+    return max(one_pass, math.ceil(train.min_steps / train.epochs))
 
 
 def epoch_batches(rng: np.random.Generator, n_train: int, batch: int, steps: int) -> list[np.ndarray]:
@@ -86,11 +86,11 @@ class Trainer:
     optimizer slot is set to what a fresh build and a fresh optimizer would hold.
     """
 
-    def __init__(self, arm_model: ArmModel, train: dict[str, Any]):
+    def __init__(self, arm_model: ArmModel, train: TrainSettings):
         self.arm_model = arm_model
         self.train = train
         self.optimizers = [
-            (variables, _optimizer(train["optimizer"], 1e-3, train["weight_decay"]))
+            (variables, _optimizer(train.optimizer, 1e-3, train.weight_decay))
             for variables in arm_model.variable_groups()
         ]
         for variables, optimizer in self.optimizers:
@@ -195,18 +195,18 @@ def _fit(trainer: Trainer, data: dict[str, tuple[np.ndarray, np.ndarray]], seed:
     x_val, y_val = data["val"]
     train = trainer.train
     model = trainer.arm_model.model
-    weight_of_class = class_weights(y_train, n_classes, train["class_weight"])
+    weight_of_class = class_weights(y_train, n_classes, train.class_weight)
     rng = np.random.default_rng(seed)
-    stopping = train["early_stopping"] or {"monitor": "val_loss", "patience": train["epochs"] + 1}
-    monitor, patience = stopping["monitor"], stopping["patience"]
-    sign = -1.0 if monitor in MINIMISED else 1.0
+    stopping = train.early_stopping or EarlyStopping(monitor="val_loss", patience=train.epochs + 1)
+    monitor, patience = stopping.monitor, stopping.patience
+    sign = 1.0 if higher_is_better(monitor) else -1.0
     steps = steps_per_epoch(len(x_train), train)
     best = FitResult(epochs=0, best_epoch=0, best_value=-math.inf, steps_per_epoch=steps)
     best_weights = None
     rates = trainer.learning_rates()
-    for epoch in range(1, train["epochs"] + 1):
+    for epoch in range(1, train.epochs + 1):
         losses = []
-        for index in epoch_batches(rng, len(x_train), train["batch_size"], steps):
+        for index in epoch_batches(rng, len(x_train), train.batch_size, steps):
             labels = y_train[index]
             losses.append(float(trainer.step(x_train[index], labels.astype("int32"), weight_of_class[labels])))
         best.steps += len(losses)
@@ -226,7 +226,7 @@ def _fit(trainer: Trainer, data: dict[str, tuple[np.ndarray, np.ndarray]], seed:
             log.debug("early stop at epoch %d (best %d)", epoch, best.best_epoch)
             break
     model.set_weights(best_weights)
-    best.precise_bn = recompute_batchnorm_statistics(model, x_train, train["batch_size"])
+    best.precise_bn = recompute_batchnorm_statistics(model, x_train, train.batch_size)
     return best
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from typing import Protocol as Interface
 
+from study.core.vocabulary import TrialStatus
 from study.plan.cells import Cell
 from study.training.context import WorkerContext
 
@@ -50,7 +51,7 @@ class TrialOutcome:
 
     unit: str
     number: int
-    state: str  # complete, pruned or failed
+    state: TrialStatus
     value: float | None = None
     curve: list[float] = field(default_factory=list)
     epochs: int = 0
@@ -67,11 +68,12 @@ def evaluate_trial(context: WorkerContext, task: TrialTask) -> TrialOutcome:
     try:
         return _evaluate(task, context, curve, clock)
     except TrialPruned:
-        return TrialOutcome(task.unit, task.number, "pruned", curve[-1] if curve else None, curve, len(curve),
+        return TrialOutcome(task.unit, task.number, TrialStatus.PRUNED, curve[-1] if curve else None, curve, len(curve),
                             time.perf_counter() - clock, parts=("train", "val"), worker=_this_worker())
     except Exception as exc:  # a failed trial is an outcome (e.g. a rate so high the loss diverges)
         log.debug("trial %s/%d failed", task.unit, task.number, exc_info=True)
-        return TrialOutcome(task.unit, task.number, "failed", None, curve, len(curve), time.perf_counter() - clock,
+        return TrialOutcome(task.unit, task.number, TrialStatus.FAILED, None, curve, len(curve),
+                            time.perf_counter() - clock,
                             error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}",
                             worker=_this_worker())
 
@@ -89,7 +91,7 @@ def _evaluate(task: TrialTask, context: WorkerContext, curve: list[float], clock
     configure_tensorflow(context.threads)
     cell = task.cell
     dataset = caches.load_for(context, cell.seed)
-    images = caches.preprocessed_images(context, cell.settings["backbone"]["name"])
+    images = caches.preprocessed_images(context, cell.settings.backbone.name)
     die_if_asked(cell)
     indices = train_val_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)
@@ -108,5 +110,5 @@ def _evaluate(task: TrialTask, context: WorkerContext, curve: list[float], clock
     value = curve[result.best_epoch - 1]
     if not math.isfinite(value):
         raise ValueError(f"the validation {task.metric} is {value}")
-    return TrialOutcome(task.unit, task.number, "complete", value, curve, result.epochs, time.perf_counter() - clock,
-                        parts=tuple(indices), worker=_this_worker())
+    return TrialOutcome(task.unit, task.number, TrialStatus.COMPLETE, value, curve, result.epochs,
+                        time.perf_counter() - clock, parts=tuple(indices), worker=_this_worker())

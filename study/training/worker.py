@@ -55,7 +55,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> CellResult:
     if context.fingerprint is not None and dataset.fingerprint != context.fingerprint:
         raise DataError(f"the dataset this worker ({platform.node()}) reads under {context.data_dir} differs from "
                         "the driver's; give every worker the same data directory (docs: Running on a cluster)")
-    images = caches.preprocessed_images(context, settings["backbone"]["name"])
+    images = caches.preprocessed_images(context, settings.backbone.name)
     die_if_asked(cell)
     indices = cell_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)
@@ -86,7 +86,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> CellResult:
         steps_per_epoch=result.steps_per_epoch,
         precise_bn=result.precise_bn,
         history_json=json.dumps(result.history),
-        monitor=(settings["train"]["early_stopping"] or {}).get("monitor", "val_loss"),
+        monitor=settings.train.monitor,
         monitor_value=result.best_value,
         train_seconds=train_seconds,
         trace_seconds=trainer.trace_seconds,
@@ -98,7 +98,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> CellResult:
         caches=context.caches,
         **{name: scores[name] for name in (*CLASSIFICATION_METRICS, "majority_rate", "max_predicted_share")},
         **operating_metrics(labels, probabilities, rule, point, prior),
-        **(ordinal_metrics(labels, probabilities) if settings["dataset"].get("ordinal") else {}),
+        **(ordinal_metrics(labels, probabilities) if settings.dataset.ordinal else {}),
         operating_rule=rule,
         operating_point=point,
     )

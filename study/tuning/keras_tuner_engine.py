@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from study.core.atomic_files import write_atomic
-from study.core.vocabulary import direction
+from study.core.vocabulary import TrialStatus, direction
 from study.plan.tuning_units import TuningUnit
 from study.protocol.schema import Protocol
 from study.training.trial import TrialOutcome
@@ -72,7 +72,7 @@ class KerasTunerSearch(UnitSearch):
     def tell(self, outcome: TrialOutcome) -> None:
         self.in_flight -= 1
         trial = self._running.pop(outcome.number)
-        if outcome.state == "complete":
+        if outcome.state == TrialStatus.COMPLETE:
             self.oracle.update_trial(trial.trial_id, {self.metric: outcome.value})
             trial.status = "COMPLETED"
         else:
@@ -83,10 +83,10 @@ class KerasTunerSearch(UnitSearch):
 
     def best(self):
         ended = self._ended()
-        counts = {"complete": sum(t.status == "COMPLETED" for t in ended), "pruned": 0,
-                  "failed": sum(t.status == "FAILED" for t in ended)}
+        counts = {TrialStatus.COMPLETE.value: sum(t.status == "COMPLETED" for t in ended), TrialStatus.PRUNED.value: 0,
+                  TrialStatus.FAILED.value: sum(t.status == "FAILED" for t in ended)}
         seconds = float(sum(_seconds(Path(self.oracle._project_dir) / f"trial_{t.trial_id}") for t in ended))
-        if not counts["complete"]:
+        if not counts[TrialStatus.COMPLETE]:
             return None, {}, None, counts, seconds
         best = self.oracle.get_best_trials(1)[0]
         return int(best.trial_id), dict(best.hyperparameters.values), float(best.score), counts, seconds

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from study.core.errors import StudyError
-from study.core.vocabulary import direction
+from study.core.vocabulary import TrialStatus, direction
 from study.plan.tuning_units import TuningUnit
 from study.protocol.schema import Protocol
 from study.training.trial import TrialOutcome
@@ -137,19 +137,20 @@ class OptunaSearch(UnitSearch):
         self.optuna_study._storage.set_trial_user_attr(trial_id, "seconds", outcome.seconds)
         if outcome.error:
             self.optuna_study._storage.set_trial_user_attr(trial_id, "error", outcome.error.splitlines()[0])
-        if outcome.state == "complete":
+        if outcome.state == TrialStatus.COMPLETE:
             self.optuna_study.tell(outcome.number, outcome.value)
         else:
-            self.optuna_study.tell(outcome.number, state=TrialState.PRUNED if outcome.state == "pruned" else TrialState.FAIL)
+            self.optuna_study.tell(outcome.number, state=TrialState.PRUNED if outcome.state == TrialStatus.PRUNED else TrialState.FAIL)
 
     def best(self):
         from optuna.trial import TrialState
 
         counted = self._counted()
-        counts = {state: sum(t.state == value for t in counted) for state, value in
-                  (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED), ("failed", TrialState.FAIL))}
+        counts = {state.value: sum(t.state == value for t in counted) for state, value in
+                  ((TrialStatus.COMPLETE, TrialState.COMPLETE), (TrialStatus.PRUNED, TrialState.PRUNED),
+                   (TrialStatus.FAILED, TrialState.FAIL))}
         seconds = float(sum(t.user_attrs.get("seconds", 0.0) for t in counted))
-        if not counts["complete"]:
+        if not counts[TrialStatus.COMPLETE]:
             return None, {}, None, counts, seconds
         best = self.optuna_study.best_trial
         return best.number, best.params, best.value, counts, seconds

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from study.core.errors import StudyError
 from study.core.failures import WorkerLost
+from study.core.vocabulary import TrialStatus
 from study.plan.tuning_units import TuningUnit
 from study.protocol.schema import Protocol
 from study.store.results import ResultStore
@@ -101,7 +102,7 @@ def dispatch(searches: list[UnitSearch], context: WorkerContext, jobs: int,
 
 def lost_trial(task: TrialTask, lost: WorkerLost) -> TrialOutcome:
     """The failed outcome of a trial given up because its worker process died each time it ran."""
-    return TrialOutcome(task.unit, task.number, "failed", error=f"WorkerLost: {lost.reason}")
+    return TrialOutcome(task.unit, task.number, TrialStatus.FAILED, error=f"WorkerLost: {lost.reason}")
 
 
 def tuning_lines(protocol: Protocol, store: ResultStore, units: list[TuningUnit]) -> list[str]:

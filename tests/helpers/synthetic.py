@@ -15,6 +15,7 @@ from helpers.protocols import protocol_file_text
 from study.analysis.sequential import with_seeds
 from study.data.sources import source_fingerprint
 from study.plan.cells import plan_cells
+from study.plan.settings import CellSettings
 from study.protocol.schema import load_protocol, parse_protocol
 from study.store.results import ResultStore
 
@@ -46,7 +47,7 @@ def cell_row(arm: str, fraction: float, seed: int, auc: float, **overrides) -> d
         "auc": auc, "f1_macro": auc - 0.07, "log_loss": 1.2 - auc, "majority_rate": 0.5, "max_predicted_share": 0.6,
         "epochs": 10, "best_epoch": 7, "monitor": "val_auc", "monitor_value": auc, "train_seconds": 1.0,
         "lr_backbone": 1e-4, "lr_head": 1e-3, "dataset_source": "synthetic",
-        "settings_json": json.dumps(arm_settings()[arm], sort_keys=True),
+        "settings_json": json.dumps(arm_settings()[arm].as_dict(), sort_keys=True),
         "study_version": "0.1.0", "tensorflow_version": "2.16", "keras_version": "3.3", "numpy_version": "1.26",
         "python_version": "3.11", "hostname": "synthetic", "started_at": "2024-01-01T00:00:00",
         "finished_at": f"2024-01-01T00:00:{seed:02d}",
@@ -55,7 +56,7 @@ def cell_row(arm: str, fraction: float, seed: int, auc: float, **overrides) -> d
 
 
 @functools.cache
-def arm_settings() -> dict[str, dict]:
+def arm_settings() -> dict[str, CellSettings]:
     """Each arm's cell settings, as the protocol's plan resolves them."""
     return {cell.arm.label: cell.settings for cell in plan_cells(parse_protocol(protocol_text()), "synthetic")}
 

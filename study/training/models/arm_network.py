@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from study.plan.settings import CellSettings, HeadSettings
 from study.protocol.blocks import backbone_info
 from study.protocol.strategy_registry import blocks_kept, blocks_trained
 from study.training.models.backbones import build_backbone, layer_blocks, truncate
@@ -39,36 +40,34 @@ class ArmModel:
         return self.backbone_variables, hidden, self.output_variables
 
 
-def frozen_boundary(settings: dict[str, Any]) -> int | None:
+def frozen_boundary(settings: CellSettings) -> int | None:
     """The last block that stays frozen when the model can start after it, else None."""
-    info = backbone_info(settings["backbone"]["name"])
-    arm = settings["arm"]
-    kept = blocks_kept(arm["truncate_at"], len(info.blocks))
-    trained = blocks_trained(arm["depth"], kept)
-    if trained == kept or settings["train"]["augment"]:
+    info = backbone_info(settings.backbone.name)
+    kept = blocks_kept(settings.arm.truncate_at, len(info.blocks))
+    trained = blocks_trained(settings.arm.depth, kept)
+    if trained == kept or settings.train.augment:
         return None
     return kept - trained - 1
 
 
-def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen: bool = True) -> ArmModel:
+def build_arm_model(settings: CellSettings, n_classes: int, start_after_frozen: bool = True) -> ArmModel:
     """The model of one cell's arm, with frozen blocks marked non-trainable."""
     import keras
 
-    backbone, arm, train = settings["backbone"], settings["arm"], settings["train"]
-    size = settings["dataset"]["size"]
-    info = backbone_info(backbone["name"])
-    base = build_backbone(backbone["name"], backbone["weights"], size, backbone.get("width"))
+    backbone, arm, train = settings.backbone, settings.arm, settings.train
+    size = settings.dataset.size
+    info = backbone_info(backbone.name)
+    base = build_backbone(backbone.name, backbone.weights, size, backbone.width)
     block_of = dict(zip((layer.name for layer in base.layers), layer_blocks(base, info)))
-    if arm["truncate_at"] is not None:
-        base = truncate(base, info, arm["truncate_at"])
-    kept = blocks_kept(arm["truncate_at"], len(info.blocks))
-    trained = blocks_trained(arm["depth"], kept)
+    if arm.truncate_at is not None:
+        base = truncate(base, info, arm.truncate_at)
+    kept = blocks_kept(arm.truncate_at, len(info.blocks))
+    trained = blocks_trained(arm.depth, kept)
     first_trained = kept - trained
     for layer in base.layers:  # the input layer maps to block -1 and holds no weights
         layer.trainable = block_of.get(layer.name, -1) >= first_trained
 
-    pretrained = backbone["weights"] != "none"
-    keep_bn_frozen = trained == 0 or (pretrained and train["batchnorm"] == "frozen")
+    keep_bn_frozen = trained == 0 or (backbone.pretrained and train.batchnorm == "frozen")
     if keep_bn_frozen:
         freeze_batchnorm(base)
     else:
@@ -76,7 +75,7 @@ def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen
     input_block = frozen_boundary(settings) if start_after_frozen else None
     if input_block is None:
         inputs = keras.Input((size, size, 3), name="image")
-        features = _augment(inputs) if train["augment"] else inputs
+        features = _augment(inputs) if train.augment else inputs
         trunk = base
     else:
         boundary = base.get_layer(info.blocks[input_block].last_layer).output
@@ -86,8 +85,8 @@ def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen
     if trunk is not None:
         features = trunk(features)
     random_state_before_head = random.getstate()  # Keras draws each default initializer seed from `random`
-    outputs = _head(features, arm["head"], n_classes)
-    model = keras.Model(inputs, outputs, name=f"{backbone['name']}_{arm['strategy']}")
+    outputs = _head(features, arm.head, n_classes)
+    model = keras.Model(inputs, outputs, name=f"{backbone.name}_{arm.strategy}")
     backbone_ids = {id(variable) for variable in base.trainable_variables}
     head_variables = [v for v in model.trainable_variables if id(v) not in backbone_ids]
     return ArmModel(
@@ -103,12 +102,12 @@ def build_arm_model(settings: dict[str, Any], n_classes: int, start_after_frozen
     )
 
 
-def build_head(settings: dict[str, Any], n_classes: int, feature_shape: tuple) -> Any:
+def build_head(settings: CellSettings, n_classes: int, feature_shape: tuple) -> Any:
     """The arm's head alone, as a model from the trunk's output (feature_shape) to probabilities."""
     import keras
 
     inputs = keras.Input(feature_shape, name="trunk_output")
-    return keras.Model(inputs, _head(inputs, settings["arm"]["head"], n_classes), name="head")
+    return keras.Model(inputs, _head(inputs, settings.arm.head, n_classes), name="head")
 
 
 def _augment(images):
@@ -118,14 +117,14 @@ def _augment(images):
     return keras.layers.RandomTranslation(0.05, 0.05, name="augment_shift")(images)
 
 
-def _head(features, head: dict[str, Any], n_classes: int):
+def _head(features, head: HeadSettings, n_classes: int):
     import keras
 
     features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-    if head["kind"] == "mlp":
-        for index, units in enumerate(head["units"]):
+    if head.kind == "mlp":
+        for index, units in enumerate(head.units):
             features = keras.layers.Dense(units, activation="relu", name=f"head_dense{index + 1}")(features)
-            features = keras.layers.Dropout(head["dropout"], name=f"head_dropout{index + 1}")(features)
+            features = keras.layers.Dropout(head.dropout, name=f"head_dropout{index + 1}")(features)
     return keras.layers.Dense(n_classes, activation="softmax", name="head_out")(features)
 
 

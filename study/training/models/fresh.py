@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any
 
 import numpy as np
 
+from study.plan.settings import CellSettings
 from study.training.models.arm_network import ArmModel, build_head
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,9 @@ KERAS_SEED_DRAW = (1, int(1e9))  # keras.src.random.seed_generator.make_default_
 MAX_DRAWS = 100_000  # a backbone makes a few hundred layers; more means Keras draws its seeds differently
 
 
-def seed_independent_trunk(settings: dict[str, Any]) -> bool:
+def seed_independent_trunk(settings: CellSettings) -> bool:
     """Whether everything below the head starts at the same values for every seed."""
-    return settings["backbone"]["weights"] != "none" and not settings["train"]["augment"]
+    return settings.backbone.pretrained and not settings.train.augment
 
 
 def draws_before(seed: int, state: tuple) -> int | None:
@@ -42,7 +42,7 @@ def draws_before(seed: int, state: tuple) -> int | None:
 class FreshStart:
     """Initial variable values of one model structure for any seed, from one full build under `seed`."""
 
-    def __init__(self, arm_model: ArmModel, seed: int, settings: dict[str, Any], n_classes: int):
+    def __init__(self, arm_model: ArmModel, seed: int, settings: CellSettings, n_classes: int):
         model = arm_model.model
         self.settings, self.n_classes = settings, n_classes
         self.values = [variable.numpy() for variable in model.variables]
