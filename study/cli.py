@@ -19,6 +19,7 @@ from pathlib import Path
 
 from study.core.errors import StudyError
 from study.core.vocabulary import KEEP_MODELS
+from study.execution.registry import EXECUTORS
 
 log = logging.getLogger("study")
 CLOSED_PIPE = 141  # 128 + SIGPIPE
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--jobs", type=int, default=None,
                      help="cells at once (default: one per core; on a cluster, one per Dask worker or Ray CPU)")
-    run.add_argument("--executor", choices=("local", "dask", "ray"), default="local",
+    run.add_argument("--executor", choices=tuple(EXECUTORS), default="local",
                      help="where cells run: local processes, a Dask or a Ray cluster (default local)")
     run.add_argument("--address", default=None,
                      help="the running Dask scheduler or Ray cluster to use (default: start one on this machine)")

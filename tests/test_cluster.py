@@ -15,6 +15,7 @@ import pytest
 from helpers.commands import PROJECT, study_command
 from helpers.protocols import protocol_file_text, write_tiny_protocol
 
+from study.execution.registry import EXECUTORS
 from study.execution.remote import writable_cache_dir
 from study.store.results import ResultStore
 
@@ -194,9 +195,13 @@ def test_ray_cluster_matches_local(tmp_path, local_smoke, ray_address):
 
 
 # ------------------------------------------------------------------------------ clusters started by run
+LOOPBACK = {"dask": "tcp://127.0.0.1:", "ray": "127.0.0.1:"}  # where each cluster executor started here listens
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("executor, where", [("dask", "tcp://127.0.0.1:"), ("ray", "127.0.0.1:")])
-def test_without_address_a_local_cluster_runs_the_cells(tmp_path, executor, where):
+@pytest.mark.parametrize("executor", [name for name in EXECUTORS if name != "local"])
+def test_without_address_a_local_cluster_runs_the_cells(tmp_path, executor):
+    where = LOOPBACK[executor]
     protocol = write_tiny_protocol(tmp_path, seeds=1)
     result = run_driver(str(protocol), *dirs(tmp_path), "--executor", executor, "--jobs", "2")
     assert result.returncode == 0, result.stderr

@@ -23,6 +23,7 @@ from study.cli import main
 from study.core.errors import DataError, StudyError
 from study.core.failures import FailureKind, FatalError, failure_kind
 from study.execution.lifeline import still_running
+from study.execution.registry import EXECUTORS
 from study.execution.scheduler import dispatch_order, run_sweep
 from study.plan.cells import plan_cells
 from study.protocol.schema import RunSpec, load_protocol
@@ -468,9 +469,9 @@ def _die_when_told(item: str) -> tuple[str, int]:
 @pytest.mark.integration
 def test_a_task_that_kills_its_worker_is_given_up_alone_and_the_others_finish():
     from study.core.failures import WorkerLost
-    from study.execution.pool import run_pooled
+    from study.execution.pool import LocalPool
 
-    outcomes = dict(run_pooled(_die_when_told, ["a", "deadly", "b", "c", "d"], jobs=2))
+    outcomes = dict(LocalPool(2).map_unordered(_die_with, ["a", "deadly", "b", "c", "d"], context()))
     lost = outcomes.pop("deadly")
     assert isinstance(lost, WorkerLost) and lost.attempts == 2
     assert lost.reason.startswith("its worker process died twice, the second time running it alone in a fresh "
@@ -513,7 +514,7 @@ def victim(protocol: Path, index: int = 1):
     return plan_cells(loaded, source_fingerprint(loaded.dataset, None))[index]
 
 
-LOST = {  # how each executor's stored error begins for a cell that kills every worker running it
+LOST = {  # how each registered executor's stored error begins for a cell that kills every worker running it
     "local": "WorkerLost: its worker process died twice, the second time running it alone in a fresh process: "
              "killed by SIGKILL, likely out of memory",
     "dask": "WorkerLost: the Dask scheduler gave up on it, the worker processes running it died",
@@ -522,7 +523,7 @@ LOST = {  # how each executor's stored error begins for a cell that kills every 
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("executor", LOST)
+@pytest.mark.parametrize("executor", EXECUTORS)
 def test_a_cell_that_kills_its_worker_is_stored_failed_and_the_sweep_goes_on(tmp_path, executor):
     protocol = write_tiny_protocol(tmp_path, seeds=1)
     deadly = victim(protocol)

@@ -9,30 +9,19 @@ the cluster gives up on because its workers kept dying is stored failed (`Worker
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from abc import abstractmethod
 
 from study.core.failures import WorkerLost
-from study.training.context import WorkerContext
+from study.execution.executor import Executor
 
 CONNECT_SECONDS = 10
 
 
-class Cluster(ABC):
-    """A connected cluster: submit work, wait for some of it, fetch results, let go."""
+class Cluster(Executor):
+    """A connected Dask or Ray cluster: submit work, wait for some of it, fetch results, let go."""
 
     kind: str
     address: str  # where it runs, for messages
-    jobs: int  # cells in flight at once
-
-    @abstractmethod
-    def submit(self, function, context: WorkerContext, item):
-        """Start function(context, item) on one worker, alone in its process (one cell or task at a time); a handle
-        for wait_any and result."""
-
-    @abstractmethod
-    def wait_any(self, handles: list) -> list:
-        """Block until at least one handle has finished; the finished ones."""
 
     @abstractmethod
     def result(self, handle):
@@ -43,41 +32,11 @@ class Cluster(ABC):
         """How the cluster says it gave up on a task because the worker processes running it died; None when exc
         says something else (the driver lost the cluster: fatal)."""
 
-    @abstractmethod
-    def cancel(self, handles: list) -> None:
-        """Drop cells that have not finished."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Disconnect, and stop the cluster if this process started it."""
-
     def describe(self) -> str:
         """The cluster in words, for the line `run` prints before the sweep."""
         return f"the {self.kind} cluster at {self.address} ({self.jobs} cell(s) at a time)"
 
-    def map_unordered(self, function, items: Iterable, context: WorkerContext) -> Iterator[tuple]:
-        """(item, function(context, item), or WorkerLost) for each item, at most `jobs` in flight, as each finishes
-        (`study.execution.local.map_unordered` on this cluster).
-
-        The next item is taken only when a worker is free, so a generator may depend on results already yielded (a
-        tuning engine asks for its next trial after it was told the last one); unfinished items are cancelled when
-        the consumer stops."""
-        running: dict = {}  # handle -> item
-        try:
-            for item in items:
-                running[self.submit(function, context, item)] = item
-                while len(running) >= self.jobs:
-                    yield from self._finished(running)
-            while running:
-                yield from self._finished(running)
-        finally:
-            self.cancel(list(running))
-
-    def _finished(self, running: dict) -> Iterator[tuple]:
-        for handle in self.wait_any(list(running)):
-            yield running.pop(handle), self._outcome(handle)
-
-    def _outcome(self, handle):
+    def outcome(self, handle):
         """What a finished handle returned, or WorkerLost when the cluster gave up on it because its workers died."""
         try:
             return self.result(handle)

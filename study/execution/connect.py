@@ -1,9 +1,7 @@
-"""Connecting to a cluster: check that its packages are installed and its address listens, then open a Dask or Ray
-cluster of worker processes."""
+"""Connecting to a cluster: check that its address listens, then open the registered executor it names."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,17 +9,7 @@ from urllib.parse import urlsplit
 
 from study.core.errors import StudyError, UsageError
 from study.execution.cluster import CONNECT_SECONDS, Cluster
-
-EXECUTORS = ("local", "dask", "ray")
-# each cluster executor's name in messages and the modules of the extra (pyproject.toml) that installs it
-PACKAGES = {"dask": ("Dask", ("dask", "distributed")), "ray": ("Ray", ("ray", "psutil"))}
-
-
-def require_packages(kind: str) -> None:
-    """Raise a one-line StudyError when the extra of the cluster executor `kind` is not installed; import nothing."""
-    name, modules = PACKAGES[kind]
-    if any(importlib.util.find_spec(module) is None for module in modules):
-        raise StudyError(f'--executor {kind} needs {name}: pip install "study[{kind}]"')
+from study.execution.registry import executor_kind
 
 
 def check_listening(address: str) -> None:
@@ -42,21 +30,9 @@ def check_listening(address: str) -> None:
 
 @contextmanager
 def open_cluster(kind: str, address: str | None, jobs: int | None, cells: int, threads: int) -> Iterator[Cluster]:
-    """A connected Dask or Ray cluster: the one at address, or a local one of separate worker processes; each cell
-    trains with `threads` TensorFlow threads."""
+    """A connected cluster of the registered executor `kind`: the one at address, or a local one of separate worker
+    processes; each cell trains with `threads` TensorFlow threads."""
     if address is not None:
         check_listening(address)
-    if kind == "dask":
-        from study.execution.dask import DaskCluster
-
-        cluster = DaskCluster.connect(address, jobs, cells, threads)
-    elif kind == "ray":
-        from study.execution.ray import RayCluster
-
-        cluster = RayCluster.connect(address, jobs, cells, threads)
-    else:
-        raise UsageError(f"--executor {kind}: expected one of {', '.join(EXECUTORS)}")
-    try:
+    with executor_kind(kind).open(address, jobs, cells, threads) as cluster:
         yield cluster
-    finally:
-        cluster.close()

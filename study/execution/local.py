@@ -1,10 +1,10 @@
 """How work runs: in this process, in fresh local worker processes (joblib's loky backend), or on a cluster.
 
 `map_unordered` is the one route from the driver to workers: the sweep's cells (`execute`), the tuning trials
-(`study.tuning.phase`) and single tasks (`run_task`) all go through it. It yields each (item, outcome) as soon as
-it finishes, in any order; an item given up because its worker process died comes back as `WorkerLost`, and a cell
-as a failed row (`lost_cell`). Workers never write the store; the driver does. The local pool lives in
-`study.execution.pool`, Dask and Ray clusters in `study.execution.cluster`.
+(`study.tuning.phase`) and single tasks (`run_task`) all go through it, to an executor (`study.execution.executor`).
+It yields each (item, outcome) as soon as it finishes, in any order; an item given up because its worker process
+died comes back as `WorkerLost`, and a cell as a failed row (`lost_cell`). Workers never write the store; the driver
+does. The executors are named in `study.execution.registry`.
 """
 
 from __future__ import annotations
@@ -67,22 +67,16 @@ def available_cores() -> int:
 
 def map_unordered(function: Callable[[WorkerContext, Any], Any], items: Iterable, context: WorkerContext, jobs: int,
                   cluster: Cluster | None = None) -> Iterator[tuple[Any, Any]]:
-    """(item, function(context, item)) for each item, as each finishes: on the cluster when one is given, else in
-    this process when jobs is 1, else in the pool of `jobs` fresh local worker processes (loky starts them clean,
-    never forking TensorFlow) that end with this one and are shared by every call (with their caches).
+    """(item, function(context, item)) for each item, as each finishes (`Executor.map_unordered`): on the cluster when
+    one is given, else on the local executor of `jobs` workers (this process for one; else fresh local worker
+    processes, started clean by loky, never forking TensorFlow, that end with this one and are shared by every call
+    with their caches).
 
-    At most `jobs` items (the cluster's own `jobs`) run at once, and the next item is taken only when a worker is
-    free, so items may be a generator that depends on outcomes already yielded. An item whose worker process died
-    comes back with WorkerLost in place of what it returned: locally after it ran again alone in a fresh process
-    and died there too; on a cluster after the cluster's own retries. An exception the function raised is raised
-    here. Closing the iterator stops the workers and the tasks they run."""
-    if cluster is not None:
-        return cluster.map_unordered(function, items, context)
-    if jobs <= 1:
-        return ((item, function(context, item)) for item in items)
-    from study.execution.pool import run_pooled
+    An item whose worker process died comes back with WorkerLost in place of what it returned: locally after it ran
+    again alone in a fresh process and died there too; on a cluster after the cluster's own retries."""
+    from study.execution.local_executor import local_executor
 
-    return run_pooled(partial(function, context), items, jobs, context.log_dir)
+    return (cluster or local_executor(jobs)).map_unordered(function, items, context)
 
 
 def execute(cells: Iterable[Cell], context: WorkerContext, jobs: int, retries: int = 0,

@@ -2,7 +2,7 @@
 
 Every worker process ends with the driver (`lifeline.end_with_parent`). When one dies (the kernel's OOM killer,
 a segfault), loky breaks the pool: every task in flight fails with the same TerminatedWorkerError and nothing
-says whose worker died. `run_pooled` therefore runs each task that was in flight again, one after another, alone
+says whose worker died. `LocalPool` therefore runs each task that was in flight again, one after another, alone
 in a fresh process of its own: a task whose process dies there too is certainly one that kills its worker, and is
 given up (`WorkerLost`, with the exit status and peak memory of that process); the others finish. The remaining
 tasks go on in a fresh pool.
@@ -20,15 +20,18 @@ import os
 import pickle
 import signal
 import sys
-from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
-from itertools import islice
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study.core.failures import WorkerLost
+from study.execution.executor import Executor
 from study.execution.lifeline import end_with_parent
+
+if TYPE_CHECKING:
+    from study.training.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -87,61 +90,85 @@ def write_output_to(log_dir: str) -> None:
     os.close(fd)
 
 
+THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                 "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
 def _thread_limits(jobs: int) -> dict[str, str]:
-    """The thread limits joblib gives its loky workers: OpenMP, BLAS and the like at cores / jobs, unless set."""
-    from joblib._parallel_backends import LokyBackend
+    """The thread limits joblib gives its loky workers: OpenMP, BLAS and the like at cores / jobs unless set, and
+    TBB's schedulers coordinating between processes (ENABLE_IPC) unless set."""
+    from joblib import cpu_count
 
-    return LokyBackend()._prepare_worker_env(n_jobs=jobs)
-
-
-def run_pooled(function, items: Iterable, jobs: int, log_dir: str | None = None) -> Iterator[tuple[Any, Any]]:
-    """function(item) for each item in `jobs` worker processes, at most `jobs` at a time (the next item is taken
-    only when a worker is free), their output in log_dir (when given); yields (item, what it returned, or
-    WorkerLost) as each finishes. Stopping early kills the workers and the tasks they run."""
-    pending = iter(items)
-    running: dict[Future, Any] = {}  # task -> item
-    pool = None
-    try:
-        while True:
-            for item in list(islice(pending, jobs - len(running))):
-                pool = pool or worker_pool(jobs, log_dir)
-                running[pool.submit(function, item)] = item
-            if not running:
-                return
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            if any(map(_worker_died, done)):
-                done, _ = wait(running)  # the pool broke: every task in flight has failed with it, or had finished
-                pool.shutdown(wait=True)  # its other workers are gone before a lost task runs alone
-                pool = None  # the next worker_pool is a fresh one
-            finished = {future: running.pop(future) for future in done}
-            for future, item in finished.items():
-                if not _worker_died(future):
-                    yield item, future.result()
-            yield from _run_lost(function, [item for future, item in finished.items() if _worker_died(future)],
-                                 log_dir)
-    finally:
-        if running:
-            pool.shutdown(wait=False, kill_workers=True)
+    limits = {name: os.environ.get(name, str(max(cpu_count() // jobs, 1))) for name in THREAD_LIMITS}
+    return limits if "ENABLE_IPC" in os.environ else {**limits, "ENABLE_IPC": "1"}
 
 
-def _worker_died(future: Future) -> bool:
-    """Whether a finished task failed because a worker process of its pool died."""
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
+@dataclass(eq=False)
+class PoolTask:
+    """A task in the pool: its future, and what it runs (to run it again alone when its worker died)."""
 
-    return isinstance(future.exception(), TerminatedWorkerError)
+    future: Future
+    function: Any
+    item: Any
+
+    def worker_died(self) -> bool:
+        """Whether the task failed because a worker process of its pool died."""
+        from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+        return isinstance(self.future.exception(), TerminatedWorkerError)
 
 
-def _run_lost(function, lost: list, log_dir: str | None) -> Iterator[tuple[Any, Any]]:
-    """Run each task of a broken pool again, alone; a task whose process dies again is given up."""
-    if lost:
-        log.warning("a worker process died; running the %d task(s) it took down again, each alone in a fresh process",
-                    len(lost))
-    for item in lost:
-        outcome = run_alone(function, item, log_dir)
+class LocalPool(Executor):
+    """`jobs` fresh local worker processes (joblib's reusable loky pool, shared by every LocalPool of as many jobs and
+    started at the first item), their output in the context's log folder."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self.pool = None
+        self.log_dir: str | None = None
+
+    def submit(self, function, context: WorkerContext, item) -> PoolTask:
+        self.pool = self.pool or worker_pool(self.jobs, context.log_dir)
+        self.log_dir = context.log_dir
+        task = partial(function, context)
+        return PoolTask(self.pool.submit(task, item), task, item)
+
+    def wait_any(self, handles: list[PoolTask]) -> list[PoolTask]:
+        """The finished tasks, those whose worker died last: when one died, the pool broke, and every task in flight
+        failed with it or had finished; the pool is then shut down (a lost task runs alone with no other worker
+        left) and the next task starts a fresh one."""
+        by_future = {task.future: task for task in handles}
+        done, _ = wait(by_future, return_when=FIRST_COMPLETED)
+        if any(by_future[future].worker_died() for future in done):
+            done, _ = wait(by_future)
+            self.pool.shutdown(wait=True)
+            self.pool = None
+            lost = sum(by_future[future].worker_died() for future in done)
+            log.warning("a worker process died; running the %d task(s) it took down again, each alone in a fresh "
+                        "process", lost)
+        return sorted((by_future[future] for future in done), key=PoolTask.worker_died)
+
+    def outcome(self, handle: PoolTask):
+        """What the task returned; a task whose worker died runs again alone, and is given up when it dies there too."""
+        if not handle.worker_died():
+            return handle.future.result()
+        outcome = run_alone(handle.function, handle.item, self.log_dir)
         if isinstance(outcome, ProcessDeath):
-            outcome = WorkerLost(f"its worker process died twice, the second time running it alone in a fresh process: "
-                                 f"{outcome.describe()}", attempts=2)
-        yield item, outcome
+            return WorkerLost(f"its worker process died twice, the second time running it alone in a fresh process: "
+                              f"{outcome.describe()}", attempts=2)
+        return outcome
+
+    def cancel(self, handles: list) -> None:
+        """Kill the workers and the tasks they run."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, kill_workers=True)
+            self.pool = None
+
+    def close(self) -> None:
+        """End the pool's workers (`map_unordered` of `study.execution.local` leaves them to the next call)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
 
 
 @dataclass(frozen=True)

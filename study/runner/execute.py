@@ -38,18 +38,16 @@ class RunStart:
 def check_options(options: RunOptions) -> None:
     """Refuse flags that need another flag, and a cluster executor whose packages are not installed: before the
     study is opened, so that nothing is read, trained or stored."""
-    from study.execution.connect import EXECUTORS, PACKAGES, require_packages
+    from study.execution.registry import executor_kind
 
     if options.address is not None and options.executor == "local":
         raise UsageError("--address needs --executor dask or --executor ray")
     if not options.until_decided and (options.max_seeds or options.seeds_per_round):
         raise UsageError("--max-seeds and --seeds-per-round need --until-decided")
-    if options.executor not in EXECUTORS:
-        raise UsageError(f"unknown executor {options.executor!r}: one of {', '.join(EXECUTORS)}")
+    executor = executor_kind(options.executor)
     if options.keep_models is not None and options.keep_models not in KEEP_MODELS:
         raise UsageError(f"unknown keep_models {options.keep_models!r}: one of {', '.join(KEEP_MODELS)}")
-    if options.executor in PACKAGES:
-        require_packages(options.executor)
+    executor.require_packages()
 
 
 def start_run(open_planned: Callable[[], PlannedStudy], options: RunOptions, dry_run: bool = False

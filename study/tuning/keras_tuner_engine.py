@@ -33,7 +33,7 @@ class KerasTunerSearch(UnitSearch):
     def __init__(self, unit: TuningUnit, protocol: Protocol, root: Path):
         import keras_tuner
 
-        super().__init__(unit, protocol)
+        super().__init__(unit, protocol, root)
         hyperparameters = keras_tuner.HyperParameters()
         for name, spec in self.space.items():
             if spec["kind"] == "int":
@@ -46,11 +46,13 @@ class KerasTunerSearch(UnitSearch):
             max_trials=self.budget, hyperparameters=hyperparameters, seed=protocol.tuning.seed + 1,
             num_initial_points=max(1, min(10, self.budget // 2)), max_consecutive_failed_trials=self.budget + 1,
         )
-        self.oracle._display.verbose = 0  # the library prints trial banners otherwise
+        self.oracle.verbose = 0  # the library prints trial banners otherwise
         directory = projects_dir(root)
         directory.mkdir(parents=True, exist_ok=True)
+        self.project_dir = directory / unit.name
+        # a tuner sets its oracle's project; the oracle has no public setter (keras-tuner is pinned below 2 for it)
         self.oracle._set_project_dir(str(directory), unit.name)
-        if (directory / unit.name / "oracle.json").exists():
+        if (self.project_dir / "oracle.json").exists():
             self.oracle.reload()  # running trials of a killed run are queued again
         self._tuner_ids = itertools.count()
         self._running = {}
@@ -69,8 +71,7 @@ class KerasTunerSearch(UnitSearch):
         self._running[number] = trial
         return number, dict(trial.hyperparameters.values), None
 
-    def tell(self, outcome: TrialOutcome) -> None:
-        self.in_flight -= 1
+    def _tell(self, outcome: TrialOutcome) -> None:
         trial = self._running.pop(outcome.number)
         if outcome.state == TrialStatus.COMPLETE:
             self.oracle.update_trial(trial.trial_id, {self.metric: outcome.value})
@@ -78,18 +79,29 @@ class KerasTunerSearch(UnitSearch):
         else:
             trial.status, trial.message = "FAILED", (outcome.error or "").splitlines()[0] if outcome.error else None
         self.oracle.end_trial(trial)
-        seconds_path = Path(self.oracle._project_dir) / f"trial_{trial.trial_id}" / "seconds.json"
+        seconds_path = self.project_dir / f"trial_{trial.trial_id}" / "seconds.json"
         write_atomic(seconds_path, json.dumps({"seconds": outcome.seconds}).encode())
 
     def best(self):
         ended = self._ended()
         counts = {TrialStatus.COMPLETE.value: sum(t.status == "COMPLETED" for t in ended), TrialStatus.PRUNED.value: 0,
                   TrialStatus.FAILED.value: sum(t.status == "FAILED" for t in ended)}
-        seconds = float(sum(_seconds(Path(self.oracle._project_dir) / f"trial_{t.trial_id}") for t in ended))
+        seconds = float(sum(_seconds(self.project_dir / f"trial_{t.trial_id}") for t in ended))
         if not counts[TrialStatus.COMPLETE]:
             return None, {}, None, counts, seconds
         best = self.oracle.get_best_trials(1)[0]
         return int(best.trial_id), dict(best.hyperparameters.values), float(best.score), counts, seconds
+
+    @staticmethod
+    def progress(root: Path, protocol: Protocol, unit: TuningUnit) -> int:
+        """Ended trials of a unit's project, read from its trial files (no KerasTuner or TensorFlow import)."""
+        count = 0
+        for path in (projects_dir(root) / unit.name).glob("trial_*/trial.json"):
+            try:
+                count += json.loads(path.read_text()).get("status") in ENDED
+            except (OSError, ValueError):
+                continue
+        return count
 
 
 def _seconds(trial_dir: Path) -> float:
@@ -98,13 +110,3 @@ def _seconds(trial_dir: Path) -> float:
     except (OSError, ValueError, KeyError):
         return 0.0
 
-
-def progress(root: Path, unit: TuningUnit) -> int:
-    """Ended trials of a unit's project, read from its trial files (no KerasTuner or TensorFlow import)."""
-    count = 0
-    for path in (projects_dir(root) / unit.name).glob("trial_*/trial.json"):
-        try:
-            count += json.loads(path.read_text()).get("status") in ENDED
-        except (OSError, ValueError):
-            continue
-    return count

@@ -91,25 +91,31 @@ class OptunaSearch(UnitSearch):
     def __init__(self, unit: TuningUnit, protocol: Protocol, root: Path):
         import optuna
 
-        super().__init__(unit, protocol)
+        super().__init__(unit, protocol, root)
         path = database_path(root, protocol)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.url = f"sqlite:///{path}"
+        self.storage = storage(self.url)
         startup = max(1, min(10, self.budget // 2))
         with readable(path):
             self.optuna_study = optuna.create_study(
-                storage=storage(self.url), study_name=unit.name, direction=direction(self.metric),
+                storage=self.storage, study_name=unit.name, direction=direction(self.metric),
                 load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=protocol.tuning.seed,
                                                                         n_startup_trials=startup),
                 pruner=pruner(protocol.tuning.pruner.model_dump()),
             )
+            self.study_id = self.storage.get_study_id_from_name(unit.name)
             self._requeue_interrupted()
+
+    def _trial_id(self, number: int) -> int:
+        """The storage's id of the unit's trial `number`."""
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
 
     def _requeue_interrupted(self) -> None:
         from optuna.trial import TrialState
 
         for trial in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.optuna_study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+            self.storage.set_trial_user_attr(self._trial_id(trial.number), INTERRUPTED, True)
             self.optuna_study.tell(trial.number, state=TrialState.FAIL)
             self.optuna_study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
             log.info("%s: trial %d was interrupted; its values run again", self.unit.name, trial.number)
@@ -126,17 +132,17 @@ class OptunaSearch(UnitSearch):
     def _ask(self):
         distributions = {name: _distribution(spec) for name, spec in self.space.items()}
         trial = self.optuna_study.ask(distributions)
-        reporter = OptunaReporter(self.url, self.unit.name, trial._trial_id, self.protocol.tuning.pruner.model_dump())
+        reporter = OptunaReporter(self.url, self.unit.name, self._trial_id(trial.number),
+                                  self.protocol.tuning.pruner.model_dump())
         return trial.number, trial.params, reporter
 
-    def tell(self, outcome: TrialOutcome) -> None:
+    def _tell(self, outcome: TrialOutcome) -> None:
         from optuna.trial import TrialState
 
-        self.in_flight -= 1
-        trial_id = self.optuna_study._storage.get_trial_id_from_study_id_trial_number(self.optuna_study._study_id, outcome.number)
-        self.optuna_study._storage.set_trial_user_attr(trial_id, "seconds", outcome.seconds)
+        trial_id = self._trial_id(outcome.number)
+        self.storage.set_trial_user_attr(trial_id, "seconds", outcome.seconds)
         if outcome.error:
-            self.optuna_study._storage.set_trial_user_attr(trial_id, "error", outcome.error.splitlines()[0])
+            self.storage.set_trial_user_attr(trial_id, "error", outcome.error.splitlines()[0])
         if outcome.state == TrialStatus.COMPLETE:
             self.optuna_study.tell(outcome.number, outcome.value)
         else:
@@ -155,6 +161,23 @@ class OptunaSearch(UnitSearch):
         best = self.optuna_study.best_trial
         return best.number, best.params, best.value, counts, seconds
 
+    @staticmethod
+    def progress(root: Path, protocol: Protocol, unit: TuningUnit) -> int:
+        """Finished trials of a unit's study (0 when the database or the study does not exist yet)."""
+        path = database_path(root, protocol)
+        if not path.exists():
+            return 0
+        import optuna
+        from optuna.trial import TrialState
+
+        ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        with readable(path):
+            try:
+                optuna_study = optuna.load_study(study_name=unit.name, storage=storage(f"sqlite:///{path}"))
+            except KeyError:
+                return 0
+            return sum(not t.user_attrs.get(INTERRUPTED) for t in optuna_study.get_trials(deepcopy=False, states=ended))
+
 
 def _distribution(spec: dict[str, Any]):
     from optuna.distributions import FloatDistribution, IntDistribution
@@ -162,20 +185,3 @@ def _distribution(spec: dict[str, Any]):
     if spec["kind"] == "int":
         return IntDistribution(spec["low"], spec["high"])
     return FloatDistribution(spec["low"], spec["high"], log=spec["kind"] == "log")
-
-
-def progress(root: Path, protocol: Protocol, unit: TuningUnit) -> int:
-    """Finished trials of a unit's study (0 when the database or the study does not exist yet)."""
-    path = database_path(root, protocol)
-    if not path.exists():
-        return 0
-    import optuna
-    from optuna.trial import TrialState
-
-    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    with readable(path):
-        try:
-            optuna_study = optuna.load_study(study_name=unit.name, storage=storage(f"sqlite:///{path}"))
-        except KeyError:
-            return 0
-        return sum(not t.user_attrs.get(INTERRUPTED) for t in optuna_study.get_trials(deepcopy=False, states=ended))

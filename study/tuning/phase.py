@@ -22,6 +22,7 @@ from study.protocol.schema import Protocol
 from study.store.results import ResultStore
 from study.store.tuning_choices import current_choices
 from study.training.trial import TrialOutcome, TrialTask, evaluate_trial
+from study.tuning.engines import engine_search
 from study.tuning.search import UnitSearch
 
 if TYPE_CHECKING:  # the worker module imports scikit-learn; status and plan read this module
@@ -33,13 +34,7 @@ log = logging.getLogger(__name__)
 
 def open_search(unit: TuningUnit, protocol: Protocol, root: Path) -> UnitSearch:
     """The engine's search of a unit, resumed from what the results directory holds."""
-    if protocol.tuning.engine == "keras_tuner":
-        from study.tuning.keras_tuner_engine import KerasTunerSearch
-
-        return KerasTunerSearch(unit, protocol, root)
-    from study.tuning.optuna_engine import OptunaSearch
-
-    return OptunaSearch(unit, protocol, root)
+    return engine_search(protocol.tuning.engine)(unit, protocol, root)
 
 
 def run_tuning(protocol: Protocol, store: ResultStore, units: list[TuningUnit], context: WorkerContext, jobs: int,
@@ -126,10 +121,4 @@ def tuning_lines(protocol: Protocol, store: ResultStore, units: list[TuningUnit]
 
 
 def _progress(protocol: Protocol, store: ResultStore, unit: TuningUnit) -> int:
-    if protocol.tuning.engine == "keras_tuner":
-        from study.tuning.keras_tuner_engine import progress
-
-        return progress(store.root, unit)
-    from study.tuning.optuna_engine import progress
-
-    return progress(store.root, protocol, unit)
+    return engine_search(protocol.tuning.engine).progress(store.root, protocol, unit)

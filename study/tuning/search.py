@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 from study.plan.cells import Cell
@@ -16,37 +18,46 @@ from study.protocol.schema import Protocol
 from study.training.trial import EpochReporter, TrialOutcome, TrialTask
 
 
-class UnitSearch:
+class UnitSearch(ABC):
     """The resumable search of one unit: hands out at most `trials` trials in all, takes their outcomes back.
 
-    Subclasses keep the engine's state on disk after every ask and tell, so a killed run loses only the trials
-    that were running; those run again (same values) on resume and never count twice.
+    Each engine is a subclass opened as Engine(unit, protocol, root), its state kept under the results directory
+    `root` after every ask and tell, so a killed run loses only the trials that were running; those run again (same
+    values) on resume and never count twice. Engines are named in `study.tuning.engines`.
     """
 
-    def __init__(self, unit: TuningUnit, protocol: Protocol):
+    def __init__(self, unit: TuningUnit, protocol: Protocol, root: Path):
         self.unit = unit
         self.protocol = protocol
+        self.root = Path(root)
         self.budget = protocol.tuning.trials
         self.metric = protocol.tuning_metric()
         self.space = space_for(unit.base, protocol)
         self.in_flight = 0
 
     # ------------------------------------------------------------------------------- engine-specific
+    @staticmethod
+    @abstractmethod
+    def progress(root: Path, protocol: Protocol, unit: TuningUnit) -> int:
+        """Trials of the unit that finished, read from what `root` holds without importing the engine (0 before its
+        search started): what `status` and `plan` print."""
+
+    @abstractmethod
     def spent(self) -> int:
         """Trials that finished (complete, pruned or failed); interrupted ones do not count."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _ask(self) -> tuple[int, dict[str, Any], EpochReporter | None] | None:
         """The next trial's number, values and reporter, or None when the engine has no more to give."""
-        raise NotImplementedError
 
-    def tell(self, outcome: TrialOutcome) -> None:
+    @abstractmethod
+    def _tell(self, outcome: TrialOutcome) -> None:
         """Record a trial's outcome in the engine's storage."""
-        raise NotImplementedError
 
-    def best(self) -> tuple[int, dict[str, Any], float, dict[str, int], float]:
-        """The best complete trial's number, values, score; counts per state; seconds spent on counted trials."""
-        raise NotImplementedError
+    @abstractmethod
+    def best(self) -> tuple[int | None, dict[str, Any], float | None, dict[str, int], float]:
+        """The best complete trial's number, values, score (None, {}, None without one); counts per state (complete,
+        pruned, failed); seconds spent on counted trials."""
 
     # ------------------------------------------------------------------------------------- shared
     def ask(self) -> TrialTask | None:
@@ -59,6 +70,11 @@ class UnitSearch:
         number, values, reporter = asked
         self.in_flight += 1
         return TrialTask(self.unit.key, number, self.trial_cell(number, values), self.metric, reporter)
+
+    def tell(self, outcome: TrialOutcome) -> None:
+        """Record the outcome of a trial this search handed out."""
+        self.in_flight -= 1
+        self._tell(outcome)
 
     def finished(self) -> bool:
         return self.in_flight == 0 and self.spent() >= self.budget
