@@ -53,12 +53,17 @@ def _in_memory_errors(method):
         except ProtocolError as exc:
             if isinstance(self._source, Path):
                 raise
-            raise ProtocolError(_LINE.sub(r"\1:", str(exc))) from None
+            raise _without_lines(exc) from None
 
     return without_lines
 
 
 _LINE = re.compile(r"^(<[^>]*>):\d+:")
+
+
+def _without_lines(exc: ProtocolError) -> ProtocolError:
+    """The error of a protocol whose YAML is only the harness's copy, its line number left out."""
+    return ProtocolError(_LINE.sub(r"\1:", str(exc)))
 
 
 class Study:
@@ -67,21 +72,24 @@ class Study:
 
     def __init__(self, protocol: str | Path | dict[str, Any] | Protocol, results_dir: str | Path = "results",
                  report_dir: str | Path = "report", data_dir: str | Path | None = None, quiet: bool = False):
-        self._source: Path | Protocol = Path(protocol) if isinstance(protocol, (str, Path)) else protocol
-        self._source = self._checked(protocol)  # (_source first tells its errors whether to keep line numbers)
+        self._source = self._checked(protocol)
         self.results_dir, self.report_dir = Path(results_dir), Path(report_dir)
         self.data_dir = None if data_dir is None else str(data_dir)
         self.quiet = quiet
 
-    @_in_memory_errors
-    def _checked(self, protocol: str | Path | dict[str, Any] | Protocol) -> Path | Protocol:
-        """The protocol's source: a file (loaded to check it), or a protocol built in Python, validated."""
+    @staticmethod
+    def _checked(protocol: str | Path | dict[str, Any] | Protocol) -> Path | Protocol:
+        """The protocol's source: a file (loaded to check it), or a protocol built in Python, validated (its errors
+        without line numbers)."""
         if isinstance(protocol, (str, Path)):
             load_protocol(protocol)
             return Path(protocol)
-        if isinstance(protocol, dict):
-            return parse_protocol(yaml.safe_dump(_plain(protocol), sort_keys=False), "<dict>")
-        return parse_protocol(protocol_yaml(protocol), f"<{protocol.name}>")
+        try:
+            if isinstance(protocol, dict):
+                return parse_protocol(yaml.safe_dump(_plain(protocol), sort_keys=False), "<dict>")
+            return parse_protocol(protocol_yaml(protocol), f"<{protocol.name}>")
+        except ProtocolError as exc:
+            raise _without_lines(exc) from None
 
     @property
     def protocol(self) -> Protocol:

@@ -186,8 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(start_line(planned, start, args.executor))
     if args.dry_run:
         if planned.units:
-            print(f"would first tune {len(planned.units)} arm(s), {planned.protocol.tuning.trials} trials each; cells "
-                  "awaiting tuning are listed with the protocol's values and get new run ids once tuned")
+            print(f"would first tune {len(planned.units)} arm(s), {planned.protocol.tuning_spec().trials} trials "
+                  "each; cells awaiting tuning are listed with the protocol's values and get new run ids once tuned")
         for cell in start.todo:
             print(f"  would run {cell.describe()}  [{cell.run_id}]")
         plan = looks(planned, options)

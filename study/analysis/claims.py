@@ -161,6 +161,7 @@ def _fraction_row(cells, pool, claim: ClaimSpec, metric: str, sign: float, fract
     if note:
         return row | {"effect": math.nan, "ci_low": math.nan, "ci_high": math.nan, "t_p": math.nan, "w_p": math.nan,
                       "note": note}, pd.Series(dtype=float)
+    assert arm_a is not None and arm_b is not None  # a side without an arm has its note
     every = paired_values(cells, metric, arm_a, arm_b, fraction)
     kept = paired_values(pool, metric, arm_a, arm_b, fraction)
     advantage = sign * (kept["a"] - kept["b"])

@@ -60,7 +60,8 @@ def fit_curve(n, mean, sem) -> Fit:
     except (RuntimeError, ValueError, OptimizeWarning) as exc:
         return _failed(f"fit failed: {str(exc).splitlines()[0]}")
     rmse = float(np.sqrt(np.mean((inverse_power_law(n, *params) - mean) ** 2)))
-    return Fit(*(float(p) for p in params), rmse)
+    a, b, c = (float(p) for p in params)
+    return Fit(a, b, c, rmse)
 
 
 def _failed(note: str) -> Fit:

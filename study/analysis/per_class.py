@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -147,9 +148,10 @@ def operating_predictions(frame: pd.DataFrame, cell: pd.Series, split: pd.DataFr
         return probabilities.argmax(axis=1)
     prior = np.ones(probabilities.shape[1])
     if rule == "prior" and point != 0:
-        prior = training_prior(split, cell["seed"], cell["fraction"], probabilities.shape[1])
-        if prior is None:
+        trained = training_prior(split, cell["seed"], cell["fraction"], probabilities.shape[1])
+        if trained is None:
             return None
+        prior = trained
     return apply_operating_point(probabilities, rule, point, prior)
 
 
@@ -171,7 +173,7 @@ def arm_rows(cells: pd.DataFrame, predictions: Predictions, split: pd.DataFrame 
     for _, cell in cells.sort_values("seed").iterrows():
         frame = predictions(cell["run_id"])
         predicted = None if frame is None else operating_predictions(frame, cell, split)
-        if predicted is not None:
+        if frame is not None and predicted is not None:
             seeds.append((frame["label"].to_numpy(), predicted))
             rules.add(cell["operating_rule"] if isinstance(cell.get("operating_rule"), str) else ARGMAX)
             n_classes = len(probability_columns(frame))
@@ -185,7 +187,7 @@ def arm_rows(cells: pd.DataFrame, predictions: Predictions, split: pd.DataFrame 
     pooled = per_seed.sum(axis=0)
     rows = []
     for c in reported_classes(n_classes):
-        row = {"class": c, "seeds": len(seeds), "rule": ", ".join(sorted(rules)),
+        row: dict[str, Any] = {"class": c, "seeds": len(seeds), "rule": ", ".join(sorted(rules)),
                **dict(zip(COUNTS, (int(v) for v in pooled[c])))}
         for r, (rate, (numerator, denominator)) in enumerate(RATES.items()):
             trials = sum(row[name] for name in denominator)

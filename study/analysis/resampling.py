@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -106,8 +107,8 @@ def _resampled_advantage(merged: pd.DataFrame, metric: str, draws: int, rng: np.
     skips the stretch without drawing it."""
     start = repr(rng.bit_generator.state)
     keys = {side: (start, draws, metric, _digest(merged, side, metric)) for side in "ab"}
-    found = {side: _SIDES.get(key) for side, key in keys.items()}
-    missing = [side for side, known in found.items() if known is None]
+    found = {side: known for side, key in keys.items() if (known := _SIDES.get(key)) is not None}
+    missing = [side for side in keys if side not in found]
     if missing:
         values = _recomputed(merged, [_Recomputed.of(merged, side, metric) for side in missing], draws, rng)
         for side, side_values in zip(missing, values):
@@ -139,15 +140,16 @@ def _resamples(n: int, draws: int, rng: np.random.Generator) -> Iterator[tuple[s
         rng.bit_generator.state = known.end
         yield from ((rows, compact.astype(np.int64)) for rows, compact in zip(_row_blocks(draws, n), known.blocks))
         return
-    blocks = []
+    blocks: list[np.ndarray | None] = []
     for rows in _row_blocks(draws, n):
         # the same numbers as one draw of (draws, n); int32 holds the same numbers as the default int64 (both take
         # 32-bit draws below 2**32)
         counts = _multiplicities(rng.integers(0, n, size=(rows.stop - rows.start, n), dtype=np.int32), n)
         blocks.append(counts.astype(np.uint8) if counts.max(initial=0) <= np.iinfo(np.uint8).max else None)
         yield rows, counts
-    if all(block is not None for block in blocks):
-        _STRETCHES.put(key, _Stretch(blocks, rng.bit_generator.state))
+    compact = [block for block in blocks if block is not None]
+    if len(compact) == len(blocks):
+        _STRETCHES.put(key, _Stretch(compact, rng.bit_generator.state))
 
 
 def resampled_sums(weights: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -266,7 +268,7 @@ class _Remembered:
     """A side's recomputed metric on a stretch of the random stream, and the generator's state after the stretch."""
 
     values: np.ndarray
-    end: dict
+    end: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -275,27 +277,30 @@ class _Stretch:
     state after the stretch."""
 
     blocks: list[np.ndarray]
-    end: dict
+    end: Mapping[str, Any]
 
 
-class _Recent:
+_Value = TypeVar("_Value")
+
+
+class _Recent(Generic[_Value]):
     """A memo of the most recently used entries: beyond `capacity` (counted by `weight`), it forgets the least
     recently used."""
 
-    def __init__(self, capacity: int, weight: Callable[[object], int] = lambda value: 1) -> None:
+    def __init__(self, capacity: int, weight: Callable[[_Value], int] = lambda value: 1) -> None:
         self.capacity = capacity
         self.weight = weight
-        self._entries: OrderedDict[tuple, object] = OrderedDict()
+        self._entries: OrderedDict[tuple, _Value] = OrderedDict()
         self._total = 0
 
-    def get(self, key: tuple):
+    def get(self, key: tuple) -> _Value | None:
         """The remembered value, or None."""
         if key not in self._entries:
             return None
         self._entries.move_to_end(key)
         return self._entries[key]
 
-    def put(self, key: tuple, value):
+    def put(self, key: tuple, value: _Value) -> _Value:
         """Remembers a value and returns it."""
         if key in self._entries:
             self._total -= self.weight(self._entries.pop(key))
@@ -314,5 +319,5 @@ def _digest(merged: pd.DataFrame, side: str, metric: str) -> bytes:
     return digest.digest()
 
 
-_SIDES = _Recent(MEMO_SIDES)  # (stream state, draws, metric, side digest) -> _Remembered
-_STRETCHES = _Recent(MEMO_BYTES, lambda stretch: sum(block.nbytes for block in stretch.blocks))
+_SIDES: _Recent[_Remembered] = _Recent(MEMO_SIDES)  # (stream state, draws, metric, side digest) -> _Remembered
+_STRETCHES: _Recent[_Stretch] = _Recent(MEMO_BYTES, lambda stretch: sum(block.nbytes for block in stretch.blocks))

@@ -62,17 +62,18 @@ def boundaries(information: list[float], alpha: float) -> list[float]:
     previous_t = previous_spent = 0.0
     for t in information:
         increment = spent(t, alpha) - previous_spent
-        if grid is None:  # the first look: Z_1 is standard normal
+        if grid is None or density is None:  # the first look: Z_1 is standard normal
             c = float(norm.isf(increment / 2))
             grid = np.linspace(-c * math.sqrt(t), c * math.sqrt(t), GRID_POINTS)
             density = norm.pdf(grid, scale=math.sqrt(t))
         else:
             step = math.sqrt(t - previous_t)
             weights = _simpson_weights(grid) * density  # mass of the continuation region at the last look
+            last = grid
 
             def exit_probability(c: float) -> float:
                 edge = c * math.sqrt(t)
-                return float(np.sum(weights * (norm.cdf((-edge - grid) / step) + norm.sf((edge - grid) / step))))
+                return float(np.sum(weights * (norm.cdf((-edge - last) / step) + norm.sf((edge - last) / step))))
 
             c = brentq(lambda c: exit_probability(c) - increment, 0.1, 40.0, xtol=1e-9)
             edge = c * math.sqrt(t)
@@ -401,7 +402,7 @@ def study_cells(plan: SequentialPlan, deltas: list[float], studies: int = 500, a
     claims' arms, and when futility also stops claims; and the share of claims supported (targeting alone never
     changes a verdict, so the first two designs share theirs)."""
     rng = np.random.default_rng(seed)
-    cells = {"every cell": [], "targeted": [], "targeted and futility": []}
+    cells: dict[str, list[int]] = {"every cell": [], "targeted": [], "targeted and futility": []}
     supported = {"without futility": 0, "with futility": 0}
     for _ in range(studies):
         advantages = [rng.normal(delta, 1.0, plan.max_seeds) for delta in deltas]

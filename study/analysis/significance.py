@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -95,7 +95,8 @@ def _two_level(cells, metric: str, arm_a: str, arm_b: str, fraction: float, seed
 def friedman_tables(cells: pd.DataFrame, metric: str, alpha: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per fraction, the Friedman test across arms over the seeds that every arm finished (complete blocks), the
     Nemenyi critical difference, and each arm's mean rank (1 = best). Needs 3+ arms and 2+ complete seeds."""
-    tests, ranks = [], []
+    tests: list[dict[str, Any]] = []
+    ranks: list[dict[str, Any]] = []
     for fraction in sorted(cells["fraction"].unique()):
         at = cells[cells["fraction"] == fraction]
         arms = arm_order(at)

@@ -5,6 +5,7 @@ report have always held."""
 from __future__ import annotations
 
 import enum
+import typing
 
 CLASSIFICATION_METRICS = ("accuracy", "auc", "balanced_accuracy", "f1_macro", "top2_accuracy", "log_loss")
 OPERATING_METRICS = ("accuracy_op", "balanced_accuracy_op", "f1_macro_op")  # at the rule chosen on validation
@@ -13,7 +14,9 @@ METRICS = CLASSIFICATION_METRICS + OPERATING_METRICS + ORDINAL_METRICS  # every 
 # averages over every class: undefined (NaN) for a test set that lacks a class
 MACRO_METRICS = ("auc", "balanced_accuracy", "f1_macro", "balanced_accuracy_op", "f1_macro_op")
 LOWER_IS_BETTER = frozenset({"log_loss", "mae_class", "val_loss"})  # metrics and validation monitors
-KEEP_MODELS = ("none", "best", "all")  # trained models a run keeps: none, each arm x fraction's best, every cell's
+# trained models a run keeps: none, each arm x fraction's best, every cell's
+KeepModels = typing.Literal["none", "best", "all"]
+KEEP_MODELS: tuple[KeepModels, ...] = typing.get_args(KeepModels)
 
 
 class Direction(enum.StrEnum):

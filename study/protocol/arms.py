@@ -40,11 +40,12 @@ def expand_arms(strategy: StrategySpec, protocol: Protocol) -> list[Arm]:
     """The arms a strategy entry stands for (one per depth or cut point listed)."""
     entry = STRATEGIES[strategy.name]
     lr = strategy.lr or protocol.train.lr
-    own = {"head": strategy.head_spec(), "lr_head": lr.head, "lr_output": lr.output, "backbone": strategy.backbone,
-           "lr_backbone": lr.head if entry.backbone_at_head_rate else lr.backbone}
+    head = strategy.head_spec()
+    lr_backbone = lr.head if entry.backbone_at_head_rate else lr.backbone
     depths = [entry.depth] if entry.depth is not None else as_list(strategy.depth) or ["all"]
     cuts = as_list(strategy.at) if "at" in entry.takes else [None]
-    return [Arm(strategy.name, str(depth), at, **own) for at in cuts for depth in depths]
+    return [Arm(strategy.name, str(depth), at, head=head, lr_backbone=lr_backbone, lr_head=lr.head, lr_output=lr.output,
+                backbone=strategy.backbone) for at in cuts for depth in depths]
 
 
 def protocol_arms(protocol: Protocol) -> list[Arm]:

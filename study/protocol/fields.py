@@ -37,7 +37,7 @@ def literal_values(annotation) -> tuple:
     """The choices of a Literal annotation (or of a Literal or None); () for anything else."""
     options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, UnionType) else (
         annotation,)
-    options = [option for option in options if option is not NoneType]
-    if not options or any(typing.get_origin(option) is not Literal for option in options):
+    literals = [option for option in options if option is not NoneType]
+    if not literals or any(typing.get_origin(option) is not Literal for option in literals):
         return ()
-    return tuple(value for option in options for value in typing.get_args(option))
+    return tuple(value for option in literals for value in typing.get_args(option))

@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import re
 import typing
+from collections.abc import Mapping
 from typing import Any, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from study.core.errors import ProtocolError
 
@@ -115,7 +117,7 @@ _EXPECTED = {  # pydantic error type -> what the field expects, filled from the 
 }
 
 
-def _message(error: dict, data: Any, loc: tuple, root: type) -> str:
+def _message(error: ErrorDetails, data: Any, loc: tuple, root: type) -> str:
     """One template: 'expected WHAT, got VALUE' (plus a suggestion), or the validator's own sentence."""
     kind = error["type"]
     context = error.get("ctx") or {}
@@ -185,12 +187,13 @@ def _model_of(annotation: Any, node: Any) -> Any:
             return _model_of(typing.get_args(arg)[0], node)
     if isinstance(node, dict) and "source" in node:
         for candidate in candidates:
-            if node["source"] == getattr(candidate.model_fields.get("source"), "annotation", None).__args__[0]:
+            source = candidate.model_fields.get("source")
+            if source is not None and node["source"] == typing.get_args(source.annotation)[0]:
                 return candidate
     return candidates[0] if candidates else None
 
 
-def _error_loc(error: dict, data: Any) -> tuple:
+def _error_loc(error: ErrorDetails, data: Any) -> tuple:
     """The YAML key path a pydantic error belongs to."""
     raw_loc = tuple(error["loc"])
     context = (error.get("ctx") or {}).get("error")
@@ -201,7 +204,7 @@ def _error_loc(error: dict, data: Any) -> tuple:
     return _clean_loc(raw_loc, data)
 
 
-def _misspelt_tag(error: dict, data: Any) -> str | None:
+def _misspelt_tag(error: Mapping[str, Any], data: Any) -> str | None:
     """A key beside a missing union tag (e.g. 'sorce' for 'source') that is most likely the tag misspelt."""
     node = data
     for part in error["loc"]:

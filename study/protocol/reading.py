@@ -137,7 +137,7 @@ class _Loader(yaml.SafeLoader):
 
     composed = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self.composed += 1
         if self.composed > MAX_VALUES:
             raise _TooMany

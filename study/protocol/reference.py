@@ -61,8 +61,9 @@ def _sections(root: type[BaseModel]) -> dict[type[BaseModel], tuple[str, type[Ba
             if len(members) > 1:  # a union of mappings: the fields they share first, then each member's own
                 shared = _shared_base(members)
                 _add(paths, bases, shared, f"`{path}`", None, visit, path)
+                assert isinstance(info.discriminator, str)  # a union of mappings is told apart by one field
                 for member in members:
-                    tag = member.model_fields[info.discriminator].annotation.__args__[0]
+                    tag = get_args(member.model_fields[info.discriminator].annotation)[0]
                     _add(paths, bases, member, f"`{path}` with `{info.discriminator}: {tag}`", shared, visit, path)
             elif members:
                 _add(paths, bases, members[0], f"`{path}`", None, visit, path + ("[]" if _is_list(info) else ""))
@@ -176,7 +177,7 @@ def _bounds(metadata: list) -> list[str]:
 
 def _default(info: FieldInfo, anchors: dict) -> str:
     if info.default_factory is not None:
-        return f"`{_yaml(info.default_factory())}`"
+        return f"`{_yaml(info.get_default(call_default_factory=True))}`"
     value = info.default
     if value is PydanticUndefined:
         return "required"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 import yaml
 from pydantic import (
@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from study.core.errors import ProtocolError
-from study.core.vocabulary import KEEP_MODELS
+from study.core.vocabulary import KeepModels
 from study.data.medmnist_table import FLAGS as MEDMNIST_FLAGS
 from study.protocol.arms import as_list, expand_arms
 from study.protocol.blocks import BLOCK_MAPS
@@ -28,7 +28,7 @@ from study.protocol.messages import (
     validation_error,
 )
 from study.protocol.reading import parse_yaml, read_protocol_text
-from study.protocol.strategy_registry import FIELDS, STRATEGIES, STRATEGY_NAMES
+from study.protocol.strategy_registry import FIELDS, STRATEGIES, StrategyName
 
 
 class Strict(BaseModel):
@@ -165,8 +165,8 @@ class HeadSpec(Strict):
 
 
 class StrategySpec(Strict):
-    name: Literal[STRATEGY_NAMES] = Field(description="what trains: the network from scratch, a head on the frozen "
-                                          "backbone, the top blocks (finetune), or a cut backbone (truncate)")
+    name: StrategyName = Field(description="what trains: the network from scratch, a head on the frozen "
+                               "backbone, the top blocks (finetune), or a cut backbone (truncate)")
     depth: Depth | list[Depth] | None = Field(None, description="top blocks that train (finetune, truncate)")
     at: int | list[int] | None = Field(None, description="block after which the backbone is cut (truncate)")
     head: Literal["linear", "mlp"] | HeadSpec = Field(
@@ -253,7 +253,7 @@ class RunSpec(Strict):
     max_consecutive_failures: int | None = Field(
         5, ge=1, description="stop the sweep after this many failed cells in a row (null: never stop)"
     )
-    keep_models: Literal[KEEP_MODELS] = Field(
+    keep_models: KeepModels = Field(
         "none", description="trained models kept in results/<name>/models/: none, each arm x fraction's best by "
         "validation, or all (--keep-models overrides it)"
     )
@@ -262,6 +262,10 @@ class RunSpec(Strict):
 # -------------------------------------------------------------------------------------------- tuning
 class OrderedRange(Strict):
     """Base of the search ranges: low must lie below high."""
+
+    if TYPE_CHECKING:  # each range declares its own bounds as fields
+        low: float
+        high: float
 
     @model_validator(mode="after")
     def _ordered(self) -> OrderedRange:
@@ -512,6 +516,12 @@ class Protocol(Strict):
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
+    def tuning_spec(self) -> TuningSpec:
+        """The tuning section, for the steps that run only when the protocol tunes."""
+        if self.tuning is None:
+            raise ValueError(f"protocol {self.name!r} has no tuning section")
+        return self.tuning
+
 
 # ------------------------------------------------------------------------------------------- loading
 def resplit_refusal(own_split: str) -> str:
@@ -533,6 +543,7 @@ def parse_protocol(text: str, filename: str = "<protocol>") -> Protocol:
     node, data = parse_yaml(text, filename)
     if not isinstance(data, dict):
         raise ProtocolError(f"{filename}:1: a protocol is a mapping of fields (name, dataset, ...), got {type(data).__name__}")
+    assert node is not None  # a mapping is loaded from the node it was composed as
     try:
         return Protocol.model_validate(data)
     except ValidationError as exc:
@@ -548,6 +559,8 @@ def field_error(path: str | Path, loc: tuple, message: str, text: str | None = N
     """A ProtocolError in the FILE:LINE: field: message template, for checks that need more than the file; text:
     the protocol's YAML when it is not the file at path (a protocol built in Python)."""
     source = read_protocol_text(path) if text is None else text
-    return located_error(str(path), parse_yaml(source, str(path))[0], loc, message)
+    node = parse_yaml(source, str(path))[0]
+    assert node is not None  # the text of a protocol that validated is a mapping, never empty
+    return located_error(str(path), node, loc, message)
 
 

@@ -10,6 +10,7 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 
 class Family(enum.StrEnum):
@@ -95,6 +96,10 @@ STRATEGIES = {strategy.name: strategy for strategy in (
              sorted_by="truncate_at", family=Family.CUT, labelled=_with_cut),
 )}
 STRATEGY_NAMES = tuple(STRATEGIES)
+if TYPE_CHECKING:  # a Literal of names known once the registry is built is beyond a static checker
+    StrategyName = str
+else:
+    StrategyName = Literal[STRATEGY_NAMES]
 FIELDS = ("at", "depth")  # the protocol fields some strategies take, in the order they are checked
 
 

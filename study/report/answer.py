@@ -36,6 +36,7 @@ def recommendations(done: pd.DataFrame, summary: pd.DataFrame, pairwise: pd.Data
     arms = arm_order(done)
     for fraction in sorted(done["fraction"].unique()):
         best = representative_arm(done, arms, fraction)
+        assert best is not None  # the fraction is one of done's, so some arm has cells there
         runner = representative_arm(done, [arm for arm in arms if arm != best], fraction)
         point = summary[(summary["arm"] == best) & (summary["fraction"] == fraction)].iloc[0]
         diff, p = _paired_test(pairwise, fraction, best, runner)

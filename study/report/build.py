@@ -107,9 +107,8 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     if not done.empty:
         names = classes.class_names(done, predictions, class_names, features)
         done = unmeasured(done, split, names)
-    sections = [_overview(protocol, done, failed, official_split, split),
-                _tuning(protocol, done, tuning_choices or [])]
-    sections = [section for section in sections if section is not None]
+    sections = [section for section in (_overview(protocol, done, failed, official_split, split),
+                                        _tuning(protocol, done, tuning_choices or [])) if section is not None]
     if done.empty:
         sections.append(Section("Results", ["No finished cells: there is nothing to summarize yet."]))
         return Document(title, sections + [_cell_lists(done, failed)])
@@ -120,7 +119,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
     pairwise = _pairwise_with_kinds(pairwise_table(done, spec.metric, predictions=predictions), done, spec.metric)
     sizes = answer.sizes_needed(done, summary, curves, spec.metric, spec.target)
     recommended = answer.recommendations(done, summary, pairwise, spec.metric, spec.alpha)
-    sections = [
+    parts = [
         _answer(protocol, done, summary, curves, sizes, recommended, claims, official_split, split),
         *sections,
         _claims(protocol, claims, sequential, done),
@@ -136,7 +135,7 @@ def report_document(protocol: Protocol, cells: pd.DataFrame, predictions, featur
         _cell_lists(done, failed),
         _all_metrics(summary, spec.metric),
     ]
-    return Document(title, [section for section in sections if section is not None])
+    return Document(title, [section for section in parts if section is not None])
 
 
 def _answer(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame,
@@ -255,7 +254,7 @@ def _summary(done: pd.DataFrame) -> pd.DataFrame:
 def _kind_counts(done: pd.DataFrame, keys: list[str], rows: pd.DataFrame) -> dict[str, list[int]]:
     """Per row of rows (values of done's keys, in order): how many of done's cells there have no ranking and how
     many collapsed (0 where none)."""
-    counters = {kind: collections.Counter() for kind in KINDS}
+    counters: dict[str, collections.Counter[tuple]] = {kind: collections.Counter() for kind in KINDS}
     for cell in done[[*keys, *KINDS]].itertuples(index=False):
         for kind, flag in zip(KINDS, cell[len(keys):]):
             counters[kind][tuple(cell[:len(keys)])] += int(flag)
@@ -426,6 +425,7 @@ def _claims(protocol: Protocol, results: tuple, sequential: SequentialRecord | N
     summary, detail, looks = results
     paragraphs, items = [rule, TWO_LEVEL], []
     if looks is not None:
+        assert sequential is not None  # looks come from the record of a sequential run
         paragraphs.append(_sequential_paragraph(sequential))
         items.append(Table("claim_looks", "The looks of the sequential design: each claim's primary test at the "
                                           "look's seeds against its nominal level, until the look that decided it "
@@ -550,7 +550,7 @@ def _training_curves(done: pd.DataFrame) -> Section:
 
 def _pairwise_with_kinds(pairwise: pd.DataFrame, done: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The pairwise table with, per side, how many of the paired cells have no ranking and how many collapsed."""
-    columns = {f"{kind}_{side}": [] for side in ("a", "b") for kind in KINDS}
+    columns: dict[str, list[int]] = {f"{kind}_{side}": [] for side in ("a", "b") for kind in KINDS}
     for row in pairwise.itertuples(index=False):
         seeds = paired_values(done, metric, row.arm_a, row.arm_b, row.fraction)["seed"]
         for side, arm in (("a", row.arm_a), ("b", row.arm_b)):
@@ -626,7 +626,7 @@ def _mcnemar(protocol: Protocol, done: pd.DataFrame, predictions) -> Section:
     present = [s for s in STRATEGY_NAMES if s in set(done["strategy"])]
     pairs = protocol.report.mcnemar or [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
     resplit = protocol.dataset.resplit
-    frame = _mcnemar_with_kinds(mcnemar_table(done, [tuple(pair) for pair in pairs], predictions, same_seed=resplit),
+    frame = _mcnemar_with_kinds(mcnemar_table(done, [(a, b) for a, b in pairs], predictions, same_seed=resplit),
                                 done)
     chosen = ("the best pair of cells of one seed by validation score (each seed has its own test set: "
               "dataset.resplit)" if resplit else "the best single cell of each side by validation score")
@@ -640,8 +640,9 @@ def _mcnemar(protocol: Protocol, done: pd.DataFrame, predictions) -> Section:
               frame)])
 
 
-def _heatmaps(summary: pd.DataFrame, done: pd.DataFrame, spec) -> Section:
-    items, paragraphs = [], []
+def _heatmaps(summary: pd.DataFrame, done: pd.DataFrame, spec) -> Section | None:
+    items: list[Table | Figure | str] = []
+    paragraphs: list[str] = []
     family = {arm: STRATEGIES[strategy].family for arm, strategy in zip(done["arm"], done["strategy"])}
     arms = list(summary["arm"].unique())
     depth = [(a, a) for a in arms if family[a] is Family.DEPTH]
@@ -669,7 +670,7 @@ def _images(protocol: Protocol, done: pd.DataFrame, summary: pd.DataFrame, predi
     for strategy in [s for s in STRATEGY_NAMES if s in set(done["strategy"])]:
         cell = best_cell(done, [strategy], fraction)
         frame = None if cell is None else predictions(cell["run_id"])
-        if frame is None:
+        if cell is None or frame is None:
             continue
         k = len([c for c in frame.columns if c.startswith("prob_")])
         counts = confusion_matrix(frame["label"], frame["predicted"], labels=list(range(k)))
@@ -716,7 +717,7 @@ def _tsne(protocol: Protocol, features: Path, items: list) -> str:
 
 
 def _cell_lists(done: pd.DataFrame, failed: pd.DataFrame) -> Section:
-    items = []
+    items: list[Table | Figure | str] = []
     degenerate = done[done["degenerate"]] if len(done) else done
     if len(degenerate):
         kinds = [tables.degenerate_kind(*flags) for flags in zip(degenerate["no_ranking"], degenerate["collapsed"])]
@@ -753,9 +754,10 @@ def _published(protocol: Protocol, summary: pd.DataFrame) -> Section | None:
 
 def _all_metrics(summary: pd.DataFrame, shown: str) -> Section:
     metrics = [metric for metric in METRICS if metric != shown and summary[f"{metric}_mean"].notna().any()]
-    items = [Table(f"summary_{metric}", f"{metric}: mean [95% CI] over seeds"
-                   + (", at the operating point chosen on validation" if metric.endswith("_op") else ""),
-                   tables.metric_wide(summary, metric)) for metric in metrics]
+    items: list[Table | Figure | str] = [
+        Table(f"summary_{metric}", f"{metric}: mean [95% CI] over seeds"
+              + (", at the operating point chosen on validation" if metric.endswith("_op") else ""),
+              tables.metric_wide(summary, metric)) for metric in metrics]
     paragraphs = [f"The other stored test metrics ({shown} is under Learning curves), mean and 95% t interval over "
                   "seeds, clipped to the metric's range."]
     if any(metric.endswith("_op") for metric in metrics):

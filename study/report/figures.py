@@ -269,7 +269,7 @@ def critical_difference(tests: pd.DataFrame, ranks: pd.DataFrame) -> Figure:
 
 def _cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[float, float]]:
     """Maximal runs of consecutive ranks spanning less than cd (groups not told apart by the Nemenyi test)."""
-    runs = []
+    runs: list[tuple[int, int]] = []
     for start in range(len(sorted_ranks)):
         stop = start
         while stop + 1 < len(sorted_ranks) and sorted_ranks[stop + 1] - sorted_ranks[start] < cd:

@@ -35,7 +35,8 @@ def _published() -> dict[str, list[Reference]]:
     Google AutoML Vision; test AUC and ACC). MedMNIST+: the BreastMNIST figures quoted in its text.
     """
     rows: dict[str, list[Reference]] = {}
-    with resources.files(__package__).joinpath("published.csv").open(newline="") as stream:
+    with resources.as_file(resources.files(__package__).joinpath("published.csv")) as path, \
+            path.open(newline="") as stream:
         for row in csv.DictReader(stream):
             rows.setdefault(row["dataset"], []).append(Reference(
                 row["source"], row["model"], row["input_px"], row["training"],

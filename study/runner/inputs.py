@@ -7,6 +7,7 @@ protocol file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,7 +99,7 @@ def _fingerprint(protocol: Protocol, data_dir: Path | None, store: ResultStore |
         return source_fingerprint(protocol.dataset, data_dir)
     except DataError as exc:
         stored = None if store is None else (store.dataset_info() or {}).get("fingerprint")
-        if stored is None:
+        if store is None or stored is None:
             raise
         if events is not None:
             events.stored_fingerprint(exc, store.root / "dataset.json")
@@ -148,7 +149,7 @@ class CheckedData:
     official: bool
 
 
-def split_seeds(protocol: Protocol) -> list[int | None]:
+def split_seeds(protocol: Protocol) -> Sequence[int | None]:
     """The seeds whose splits cells (and tuning trials) train on: every seed with dataset.resplit, else None alone."""
     if not protocol.dataset.resplit:
         return [None]
@@ -184,7 +185,12 @@ def seed_splits(dataset: Dataset, protocol: Protocol) -> dict[int | None, np.nda
     """The split of each seed whose cells train (split_seeds), of a dataset that has its fixed split."""
     from study.data.splits import seed_split
 
-    return {seed: seed_split(dataset, protocol.dataset, seed).split for seed in split_seeds(protocol)}
+    splits: dict[int | None, np.ndarray] = {}
+    for seed in split_seeds(protocol):
+        split = seed_split(dataset, protocol.dataset, seed).split
+        assert split is not None  # a seed's split is the dataset's fixed one or one made beside it
+        splits[seed] = split
+    return splits
 
 
 def training_labels(dataset: Dataset, splits: dict[int | None, np.ndarray]) -> dict[int | None, np.ndarray]:

@@ -24,7 +24,7 @@ from study.core.atomic_files import process_alive, write_atomic
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # typeshed declares the module present on every platform
 
 log = logging.getLogger(__name__)
 

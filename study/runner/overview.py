@@ -127,8 +127,9 @@ def cost_lines(planned: PlannedStudy, data: CheckedData, statuses: dict[str, str
     lines = [*cost.subset_lines(sizes, planned.protocol.fractions), *cost.share_warnings(sizes),
              *cost.cost_lines(arms, jobs)]
     if planned.units:
-        lines.append(f"not in this estimate: tuning {len(planned.units)} arm(s) first, {planned.protocol.tuning.trials} "
-                     "trials each, a trial costing about one cell at the fraction tuned at")
+        lines.append(f"not in this estimate: tuning {len(planned.units)} arm(s) first, "
+                     f"{planned.protocol.tuning_spec().trials} trials each, a trial costing about one cell at the "
+                     "fraction tuned at")
     return lines
 
 

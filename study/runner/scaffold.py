@@ -8,7 +8,7 @@ import statistics
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -113,6 +113,7 @@ def _header(found: Survey, dataset: Dataset, own_split: bool, training: dict, fr
     lines += _comment(f"Classes (images): {_per_class(names, counts)}; {len(dataset)} images. Training split"
                       f"{'' if own_split else ' (seeded, below)'}: {_per_class(names, train_counts)}.")
     if found.group:
+        assert dataset.groups is not None  # a source whose groups the survey found loads them
         lines += _comment(f"Groups: {len(set(dataset.groups))} patients ({found.group}); a patient's images all stay "
                           "on one side of every split and subset.")
     else:
@@ -185,9 +186,11 @@ def _strategies(info: BackboneInfo, depths: list, cuts: list[int]) -> list[str]:
                      f"depth ({meaning(schema.StrategySpec, 'depth')}); at ({meaning(schema.StrategySpec, 'at')}); "
                      f"head ({meaning(schema.StrategySpec, 'head')}); lr (its own learning rates).")
     lines.append("strategies:")
-    for entry, note in (({"name": "scratch"}, ""), ({"name": "frozen", "head": "linear"}, ""),
-                        ({"name": "finetune", "depth": depths}, f": {trained}"),
-                        ({"name": "truncate", "at": cuts}, f": {kept}")):
+    entries: list[tuple[dict[str, Any], str]] = [
+        ({"name": "scratch"}, ""), ({"name": "frozen", "head": "linear"}, ""),
+        ({"name": "finetune", "depth": depths}, f": {trained}"), ({"name": "truncate", "at": cuts}, f": {kept}"),
+    ]
+    for entry, note in entries:
         lines += _comment(f"{entry['name']}: {STRATEGIES[entry['name']].meaning}{note}", 2)
         lines.append(f"  - {_flow(entry)}")
     return lines
@@ -218,7 +221,7 @@ def _claims(fractions: list[float], depths: list) -> list[str]:
     """Example claims of the shipped studies, for these fractions and depths."""
     scarce = [f for f in fractions if f <= SCARCE]
     full = f"finetune(depth={depths[-1]})"
-    claims = [
+    claims: list[dict[str, Any]] = [
         {"id": "transfer-beats-scratch", "text": "Tajbakhsh et al. 2016, claim 1 - a fine-tuned pre-trained CNN "
          "beats one trained from scratch", "a": "finetune", "b": "scratch", "exclude_degenerate": False},
         {"id": "transfer-robust-when-scarce", "text": "Tajbakhsh et al. 2016, claim 2 - fine-tuning is more robust "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from study.core.errors import StudyError, UsageError
 from study.protocol.arms import protocol_arms
@@ -27,7 +27,7 @@ def sequential_plan(protocol: Protocol, protocol_path: Path, options: RunOptions
 
     if not protocol.claims:
         raise UsageError(f"{protocol_path}: --until-decided needs claims to decide, and the protocol has none")
-    given = {"max_seeds": options.max_seeds, "seeds_per_round": options.seeds_per_round}
+    given: dict[str, Any] = {"max_seeds": options.max_seeds, "seeds_per_round": options.seeds_per_round}
     try:
         return SequentialPlan(protocol.seed_list(), **{name: value for name, value in given.items() if value})
     except ValueError as exc:
@@ -47,7 +47,8 @@ def sweep_until_decided(planned: PlannedStudy, options: RunOptions, data: Checke
     counts = record.plan.counts()
     events.looks_planned(record.plan)
     elapsed, trained, retries = 0.0, 0, 0
-    still_open, futile = [claim.id for claim in protocol.claims], []
+    still_open = [claim.id for claim in protocol.claims]
+    futile: list[str] = []
     for count in counts:
         target_look(record, count, still_open, protocol)
         if count in record.targets:

@@ -147,7 +147,7 @@ class ResultStore:
     def statuses(self) -> dict[str, str]:
         """run_id -> status of every stored cell (two columns read per file, no data frame: status starts fast); a
         done row without its predictions is left out (pending)."""
-        found = {}
+        found: dict[str, str] = {}
         for path in sorted(self.cells_dir.glob("*.parquet")):
             try:
                 columns = pq.read_table(path, columns=["run_id", "status"]).to_pydict()
@@ -343,6 +343,7 @@ def _read_json(path: Path, remedy: str) -> dict | None:
 def _warn_once(path: Path, message: str) -> None:
     """Warn about a damaged file once per process and version of the file: a command reads some files several times,
     and a notebook's process sees a file damaged again after a repair."""
+    version: tuple[Path, int | None, int | None]
     try:
         stat = path.stat()
         version = (path, stat.st_mtime_ns, stat.st_size)

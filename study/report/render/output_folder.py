@@ -83,6 +83,7 @@ def _write_files(document: Document, folder: Path) -> list[Path]:
     ]
     for table in document.tables():
         data = table.data if table.data is not None else table.display
+        assert data is not None  # a table without display has its data
         csv = data.to_csv(index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
         written.append(write_atomic(folder / "tables" / f"{table.name}.csv", csv.encode()))
         if table.display is not None:

@@ -83,10 +83,11 @@ def fit_to_page(columns: list[list[str]], caption: str) -> Layout:
     else:
         longest_word = [max(_text_width(word) for cell in column for word in _BREAKS.split(cell)) for column in columns]
         wanted = [max([word, *map(_text_width, column[1:])]) for word, column in zip(longest_word, columns)]
-        candidates = [replace(layout, widths=tuple(_column_widths(layout, columns, longest_word, wanted, caption)))
-                      for layout in _WRAPPED if sum(longest_word) <= _available(layout, len(columns))]
-        candidates = candidates or [replace(_WRAPPED[-1], widths=tuple(longest_word))]
-        heights = [_height(layout, columns, list(layout.widths), caption) for layout in candidates]
+        wrapped = [(layout, _column_widths(layout, columns, longest_word, wanted, caption))
+                   for layout in _WRAPPED if sum(longest_word) <= _available(layout, len(columns))]
+        wrapped = wrapped or [(_WRAPPED[-1], longest_word)]
+        candidates = [replace(layout, widths=tuple(widths)) for layout, widths in wrapped]
+        heights = [_height(layout, columns, widths, caption) for layout, widths in wrapped]
     return next((layout for layout, height in zip(candidates, heights) if height <= layout.page),
                 replace(candidates[0], long=True))
 
