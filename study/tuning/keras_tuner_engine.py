@@ -79,6 +79,9 @@ class KerasTunerSearch(UnitSearch):
         else:
             trial.status, trial.message = "FAILED", (outcome.error or "").splitlines()[0] if outcome.error else None
         self.oracle.end_trial(trial)
+        # end_trial saves the oracle before it drops the trial from its ongoing ones: saved again, a reloaded oracle
+        # would run the ended trial a second time
+        self.oracle.save()
         seconds_path = self.project_dir / f"trial_{trial.trial_id}" / "seconds.json"
         write_atomic(seconds_path, json.dumps({"seconds": outcome.seconds}).encode())
 
