@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from study.cli import main
 from study.core.errors import ProtocolError
-from study.protocol.blocks import BLOCK_MAPS
+from study.protocol.blocks import BACKBONES
 from study.protocol.schema import Protocol, parse_protocol
 
 VALID = protocol_file_data("every_field")
@@ -188,10 +188,10 @@ def test_every_invalid_protocol_gets_one_line_naming_file_line_and_field(case):
 
 
 @settings(max_examples=150, deadline=None)
-@given(backbone=st.sampled_from(sorted(BLOCK_MAPS)), past=st.integers(1, 50),
+@given(backbone=st.sampled_from(sorted(BACKBONES)), past=st.integers(1, 50),
        field=st.sampled_from(["at", "depth"]), in_list=st.booleans())
 def test_cut_points_and_depths_past_the_block_map_name_the_strategy(backbone, past, field, in_list):
-    blocks = len(BLOCK_MAPS[backbone].blocks)
+    blocks = len(BACKBONES[backbone].blocks)
     bad = blocks - 1 + past if field == "at" else blocks + past
     data = copy.deepcopy(VALID)
     data["backbone"] = {"name": backbone, "weights": "none"}

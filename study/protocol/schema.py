@@ -20,7 +20,7 @@ from study.core.errors import ProtocolError
 from study.core.vocabulary import KeepModels
 from study.data.medmnist_table import FLAGS as MEDMNIST_FLAGS
 from study.protocol.arms import as_list, expand_arms
-from study.protocol.blocks import BLOCK_MAPS
+from study.protocol.blocks import BACKBONES
 from study.protocol.messages import (
     FieldError,
     did_you_mean,
@@ -137,8 +137,8 @@ class BackboneSpec(Strict):
     @classmethod
     def _known(cls, value: str) -> str:
         key = value.lower()
-        if key not in BLOCK_MAPS:
-            raise ValueError(f"expected one of {sorted(BLOCK_MAPS)}, got {value!r}{did_you_mean(key, BLOCK_MAPS)}")
+        if key not in BACKBONES:
+            raise ValueError(f"expected one of {sorted(BACKBONES)}, got {value!r}{did_you_mean(key, BACKBONES)}")
         return key
 
     @field_validator("weights")
@@ -441,7 +441,7 @@ class Protocol(Strict):
     def _cut_points_exist(self) -> Protocol:
         for index, strategy in enumerate(self.strategies):
             name = strategy.backbone_spec(self.backbone).name
-            blocks = BLOCK_MAPS[name].blocks
+            blocks = BACKBONES[name].blocks
             last = len(blocks) - 1
             for at in as_list(strategy.at):
                 if at > last:

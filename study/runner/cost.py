@@ -43,10 +43,6 @@ SHARE_TOLERANCE = 0.25  # a grouped fraction whose realised share is off by more
 WHOLE_NETWORK_MS = 3.6
 TRAINED_BATCH_NORM = 1.6
 HEAD_MS = 0.05
-# Cost per image relative to MobileNetV2: Keras' CPU inference times per step for keras.applications; the cnn's
-# from the transfusion cells (width 16: 0.59, width 32: 1.26 times MobileNetV2 from scratch), in proportion to width.
-BACKBONE_COST = {"mobilenetv2": 1.0, "mobilenet": 0.87, "resnet50": 2.25, "vgg16": 2.68, "densenet121": 2.98,
-                 "efficientnetb0": 1.78, "cnn": 1.25}
 REFERENCE_SIZE = 64
 COST_TRAIN = ("epochs", "batch_size", "min_steps", "early_stopping", "threads", "augment", "batchnorm")
 
@@ -161,8 +157,10 @@ def _ms_per_image(settings: dict[str, Any]) -> float:
 
 
 def _backbone_cost(backbone: dict[str, Any]) -> float:
-    cost = BACKBONE_COST[backbone["name"]]
-    return cost * (backbone.get("width") or 32) / 32 if backbone["name"] == "cnn" else cost
+    """The network's cost per image relative to MobileNetV2 (its registry entry), in proportion to its width where
+    it has one."""
+    info = backbone_info(backbone["name"])
+    return info.cost * (backbone.get("width") or info.width) / info.width if info.width else info.cost
 
 
 def estimate(cell: Cell, n_train: int, stored: dict[str, list[float]]) -> tuple[float, str]:

@@ -170,7 +170,7 @@ def _dataset(section: dict, spec: type, own_split: bool) -> list[str]:
 
 
 def _backbone(info: BackboneInfo) -> list[str]:
-    names = ", ".join(schema.BLOCK_MAPS)
+    names = ", ".join(schema.BACKBONES)
     blocks = ", ".join(f"{index} {block.name}" for index, block in enumerate(info.blocks))
     return ["backbone:",
             *_field("name", info.name, f"{meaning(schema.BackboneSpec, 'name')}: {names}. The blocks of {info.name}, "

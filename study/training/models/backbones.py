@@ -6,24 +6,25 @@ stays cheap for `plan`, `validate` and the report.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
 from bisect import bisect_left
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from study.core.errors import StudyError
-from study.protocol.blocks import CNN_BLOCKS, BackboneInfo, backbone_info
+from study.protocol.blocks import BackboneInfo, backbone_info
 
 if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CNN_WIDTH = 32
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 _TORCH_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _TORCH_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -35,13 +36,14 @@ def build_backbone(name: str, weights: str, size: int, width: int | None = None)
     """A headless backbone on (size, size, 3) input whose output is its last block's last layer.
 
     `weights` is "imagenet" (Keras' own cache and download), "none" (random init) or a weights file.
-    `width` is the base channel count of the built-in cnn and is refused for the other backbones.
+    `width` is the base channel count of a backbone built by its own builder (the cnn) and is refused for the
+    keras.applications ones.
     """
     info = backbone_info(name)
     _check_size(info, size)
     logger.info("building %s at %d px, weights %s", info.name, size, weights)
-    if info.keras_class is None:
-        return _build_cnn(weights, size, width)
+    if info.builder is not None:
+        return _builder(info.builder)(weights, size, info.width if width is None else width)
     if width is not None:
         raise StudyError(f"width applies only to the cnn backbone, not to {info.name} (got width {width})")
     if weights == "imagenet":
@@ -50,6 +52,12 @@ def build_backbone(name: str, weights: str, size: int, width: int | None = None)
     if weights != "none":
         _load_weights_file(model, Path(weights))
     return model
+
+
+def _builder(path: str) -> Callable[[str, int, int | None], keras.Model]:
+    """The function at a dotted path ("package.module.function"), imported now."""
+    module, function = path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), function)
 
 
 def _check_size(info: BackboneInfo, size: int) -> None:
@@ -152,30 +160,6 @@ def _one_line(error: Exception | str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# ---------------------------------------------------------------------------------------------- the cnn
-def _build_cnn(weights: str, size: int, width: int | None) -> keras.Model:
-    """The built-in scratch cnn: a stem and CNN_BLOCKS conv-bn-relu-maxpool stages doubling channels."""
-    import keras
-
-    if weights != "none":
-        raise StudyError(f"the cnn backbone trains from scratch: weights must be none, got {weights!r}")
-    width = DEFAULT_CNN_WIDTH if width is None else width
-    inputs = keras.Input((size, size, 3), name="image")
-    x = _conv_bn_relu(inputs, width, "stem")
-    for i in range(1, CNN_BLOCKS + 1):
-        x = _conv_bn_relu(x, width * 2 ** (i - 1), f"block{i}")
-        x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-    return keras.Model(inputs, x, name=f"cnn_w{width}")
-
-
-def _conv_bn_relu(x, filters: int, prefix: str):
-    import keras
-
-    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
-    return keras.layers.ReLU(name=f"{prefix}_relu")(x)
-
-
 # ------------------------------------------------------------------------------------------- preprocess
 def preprocess(name: str, images: np.ndarray) -> np.ndarray:
     """uint8 N x H x W (x 1 or 3) images as float32 N x H x W x 3, scaled the way the backbone expects.
@@ -183,17 +167,33 @@ def preprocess(name: str, images: np.ndarray) -> np.ndarray:
     "tf", "caffe" and "torch" equal keras.applications.imagenet_utils.preprocess_input without
     importing TensorFlow; "none" keeps 0..255; "unit" divides by 255.
     """
-    x = _rgb_float(images)
-    mode = backbone_info(name).preprocessing
-    if mode == "tf":
-        return x / 127.5 - 1.0
-    if mode == "caffe":
-        return x[..., ::-1] - _CAFFE_MEAN_BGR
-    if mode == "torch":
-        return (x / 255.0 - _TORCH_MEAN) / _TORCH_STD
-    if mode == "unit":
-        return x / 255.0
-    return x
+    return PREPROCESSING[backbone_info(name).preprocessing](_rgb_float(images))
+
+
+def _tf(x: np.ndarray) -> np.ndarray:
+    return x / 127.5 - 1.0  # -1..1
+
+
+def _caffe(x: np.ndarray) -> np.ndarray:
+    return x[..., ::-1] - _CAFFE_MEAN_BGR  # BGR, less ImageNet's mean
+
+
+def _torch(x: np.ndarray) -> np.ndarray:
+    return (x / 255.0 - _TORCH_MEAN) / _TORCH_STD  # RGB, standardised by ImageNet's mean and deviation
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / 255.0  # 0..1
+
+
+def _kept(x: np.ndarray) -> np.ndarray:
+    return x  # 0..255: the network rescales inside
+
+
+# The preprocessing modes a registry entry may name: float32 RGB 0..255 in, the backbone's input out.
+PREPROCESSING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "tf": _tf, "caffe": _caffe, "torch": _torch, "unit": _unit, "none": _kept,
+}
 
 
 def _rgb_float(images: np.ndarray) -> np.ndarray:
