@@ -217,18 +217,18 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("executor, address, message", [
-    ("dask", "tcp://127.0.0.1:{port}", "nothing is listening there"),
-    ("ray", "127.0.0.1:{port}", "nothing is listening there"),
-    ("dask", "scheduler-without-port", "expected HOST:PORT"),
-    ("local", "127.0.0.1:{port}", "--address needs --executor dask or --executor ray"),
+@pytest.mark.parametrize("executor, address, code, message", [
+    ("dask", "tcp://127.0.0.1:{port}", 1, "nothing is listening there"),
+    ("ray", "127.0.0.1:{port}", 1, "nothing is listening there"),
+    ("dask", "scheduler-without-port", 2, "expected HOST:PORT"),  # usage errors exit 2
+    ("local", "127.0.0.1:{port}", 2, "--address needs --executor dask or --executor ray"),
 ])
-def test_bad_address_is_one_line_and_leaves_the_store_alone(tmp_path, executor, address, message):
+def test_bad_address_is_one_line_and_leaves_the_store_alone(tmp_path, executor, address, code, message):
     protocol = write_tiny_protocol(tmp_path)
     address = address.format(port=closed_port())
     started = time.monotonic()
     result = study_command("run", str(protocol), *dirs(tmp_path), "--executor", executor, "--address", address)
-    assert result.returncode == 1
+    assert result.returncode == code
     error = result.stderr.strip()
     assert error.startswith("error: ") and message in error and len(error.splitlines()) == 1
     assert time.monotonic() - started < 60

@@ -23,6 +23,7 @@ from study.training.context import WorkerContext
 # each registered executor, opened as `study run` opens it without --address; local twice: this process and a pool
 OPENED = [pytest.param((name, jobs), id=f"{name}-{jobs}", marks=[] if name == "local" else pytest.mark.integration)
           for name in EXECUTORS for jobs in ([1, 2] if name == "local" else [2])]
+WITH_WORKER_PROCESSES = [param for param in OPENED if param.id != "local-1"]  # local-1 runs in the driver itself
 
 
 @pytest.fixture(scope="module", params=OPENED)
@@ -126,9 +127,8 @@ def test_an_exception_the_function_raises_is_raised_in_the_driver(executor, cont
         list(executor.map_unordered(task, items("raise"), context))
 
 
+@pytest.mark.parametrize("executor", WITH_WORKER_PROCESSES, indirect=True)
 def test_a_killed_worker_comes_back_as_worker_lost_and_the_others_finish(executor, context):
-    if isinstance(executor, InProcess):
-        pytest.skip("no worker process of its own: killing it kills the driver")
     outcomes = dict(executor.map_unordered(task, items("a", "deadly", "b", "c"), context))
     lost = outcomes.pop(("deadly", 0.2))
     assert isinstance(lost, WorkerLost) and lost.reason and lost.attempts >= 1

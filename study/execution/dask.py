@@ -16,7 +16,7 @@ from distributed import Client, KilledWorker, LocalCluster, wait
 
 from study.core.errors import StudyError
 from study.execution.cluster import CONNECT_SECONDS, Cluster
-from study.execution.local import available_cores
+from study.training.process import available_cores
 from study.execution.remote import run_on_worker
 from study.training.context import WorkerContext
 

@@ -10,7 +10,6 @@ does. The executors are named in `study.execution.registry`.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from datetime import datetime, timezone
@@ -55,14 +54,6 @@ def cell_results(outcomes: Iterator[tuple[Cell, CellResult | WorkerLost]]) -> It
     with closing(outcomes):
         for cell, outcome in outcomes:
             yield lost_cell(cell, outcome) if isinstance(outcome, WorkerLost) else outcome
-
-
-def available_cores() -> int:
-    """Cores this process may use (the affinity mask where the platform has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def map_unordered(function: Callable[[WorkerContext, Any], Any], items: Iterable, context: WorkerContext, jobs: int,

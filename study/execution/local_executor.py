@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from study.core.errors import StudyError
+from study.core.errors import UsageError
 from study.execution.executor import Executor
 from study.execution.in_process import InProcess
-from study.execution.local import available_cores
+from study.training.process import available_cores
 
 
 def local_executor(jobs: int) -> Executor:
@@ -20,5 +20,5 @@ def local_executor(jobs: int) -> Executor:
 def open_local(address: str | None, jobs: int | None, cells: int, threads: int) -> Executor:
     """The local executor of `jobs` workers (default: one per `threads` cores), for any number of cells."""
     if address is not None:
-        raise StudyError("--address needs --executor dask or --executor ray")
+        raise UsageError("--address needs --executor dask or --executor ray")
     return local_executor(jobs or max(1, available_cores() // threads))

@@ -13,7 +13,7 @@ import os
 from study.core.errors import StudyError
 from study.execution.cluster import Cluster
 from study.execution.lifeline import reap_when_gone
-from study.execution.local import available_cores
+from study.training.process import available_cores
 from study.execution.remote import run_on_worker
 from study.training.context import WorkerContext
 

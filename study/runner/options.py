@@ -29,6 +29,6 @@ def keep_models(options: RunOptions, protocol: Protocol) -> str:
 
 def worker_jobs(jobs: int | None, protocol: Protocol) -> int:
     """jobs, else one worker per train.threads cores."""
-    from study.execution.local import available_cores
+    from study.training.process import available_cores
 
     return jobs or max(1, available_cores() // protocol.train.threads)

@@ -16,7 +16,7 @@ def predict_images(model_path: Path, images: Path) -> pd.DataFrame:
     """Per image file under `images` (a folder, searched recursively, or one file): its path, the probability of each
     class (a column per class name) and the predicted class. The images are decoded, resized with the cell's filter
     to its size and preprocessed for its backbone, as the training images were."""
-    from study.execution.local import available_cores
+    from study.training.process import available_cores
     from study.training.models.backbones import preprocess
     from study.training.process import configure_tensorflow
     from study.training.train import predictor

@@ -47,6 +47,14 @@ def keep_worker_process() -> None:
 
 
 @functools.lru_cache(maxsize=1)
+def available_cores() -> int:
+    """Cores this process may use (the affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def cpu_model() -> str:
     """The CPU's model name and widest vector instructions: training from few images can differ between CPUs."""
     name, flags = platform.processor() or platform.machine(), set()
