@@ -35,8 +35,8 @@ def score(values: dict) -> float:
 
 
 def complete(search: UnitSearch, task) -> TrialOutcome:
-    values = task.cell.settings["arm"]
-    outcome = TrialOutcome(task.unit, task.number, "complete", value=score({"lr_head": values["lr_head"]}), seconds=1.5)
+    lr_head = task.cell.settings.arm.lr_head
+    outcome = TrialOutcome(task.unit, task.number, "complete", value=score({"lr_head": lr_head}), seconds=1.5)
     search.tell(outcome)
     return outcome
 
@@ -95,7 +95,7 @@ def test_an_interrupted_trial_runs_again_and_never_counts_twice(tuned, tmp_path)
     reopened = open_search(unit, protocol, tmp_path)
     assert reopened.spent() == 1
     again = reopened.ask()
-    assert again.cell.settings["arm"]["lr_head"] == interrupted.cell.settings["arm"]["lr_head"]
+    assert again.cell.settings.arm.lr_head == interrupted.cell.settings.arm.lr_head
     complete(reopened, again)
     while (task := reopened.ask()) is not None:
         complete(reopened, task)
