@@ -42,6 +42,6 @@ def write_cache(path: Path, dataset: Dataset) -> None:
                 "skipped": np.array(dataset.skipped, dtype=str) if dataset.skipped else None}
     arrays.update({key: value for key, value in optional.items() if value is not None})
     try:
-        write_atomic(path, lambda stream: np.savez(stream, **arrays))
+        write_atomic(path, lambda stream: np.savez(stream, **arrays))  # type: ignore[arg-type]  # stubs: **arrays as allow_pickle
     except OSError as exc:
         log.warning("could not write image cache %s (%s); the next load decodes again", path, exc)

@@ -10,7 +10,7 @@ from pathlib import Path
 from study.core.errors import DataError
 from study.data.datadir import relative_hint, resolve_path
 from study.data.dicom_pixels import dicom_pixels
-from study.data.image_files import FileSource, Record, read_manifest, subfolders
+from study.data.image_files import FileSource, ManifestColumns, Record, read_manifest, subfolders
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ class DicomSource(FileSource):
             what = "DICOM manifest" if manifest else "DICOM folder"
             raise DataError(f"{what} {root} not found{relative_hint(spec.path, data_dir)}")
         if manifest:
-            columns = {"path_column": spec.path_column, "label_column": spec.label_column,
-                       "group_column": None, "split_column": None}
+            columns: ManifestColumns = {"path_column": spec.path_column, "label_column": spec.label_column,
+                                        "group_column": None, "split_column": None}
             listed, missing = read_manifest(root, columns, spec.on_bad_file)
         else:
             listed, missing = class_records(root), []

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -38,6 +39,15 @@ class Record:
     label: str
     group: str | None = None
     split: str | None = None
+
+
+class ManifestColumns(TypedDict):
+    """The CSV columns of a manifest's image paths, labels, groups and splits (None: not read)."""
+
+    path_column: str
+    label_column: str
+    group_column: str | None
+    split_column: str | None
 
 
 class FileSource(DataSource):
@@ -166,8 +176,8 @@ class CsvSource(FileSource):
         csv_path = resolve_path(spec.path, data_dir)
         if not csv_path.is_file():
             raise DataError(f"CSV manifest {csv_path} not found{relative_hint(spec.path, data_dir)}")
-        columns = {"path_column": spec.path_column, "label_column": spec.label_column,
-                   "group_column": spec.group_column, "split_column": spec.split_column}
+        columns: ManifestColumns = {"path_column": spec.path_column, "label_column": spec.label_column,
+                                    "group_column": spec.group_column, "split_column": spec.split_column}
         records, missing = read_manifest(csv_path, columns, spec.on_bad_file)
         return cls("csv", records, csv_path, spec.on_bad_file, tuple(missing))
 
@@ -183,7 +193,7 @@ labels (names or integers, sorted; read as text with spaces trimmed, so a number
 1 and 1.0, is an error), optional group_column (patient, study) and split_column (train/val/test)."""
 
 
-def read_manifest(csv_path: Path, columns: dict[str, str | None], on_bad_file: str) -> tuple[list[Record], list[str]]:
+def read_manifest(csv_path: Path, columns: ManifestColumns, on_bad_file: str) -> tuple[list[Record], list[str]]:
     """A manifest's rows as records, and "row: why" of each row whose file is missing (left out with on_bad_file:
     skip, else an error). columns maps path_column, label_column, group_column and split_column to the CSV's column
     names (None: not read)."""
@@ -195,7 +205,10 @@ def read_manifest(csv_path: Path, columns: dict[str, str | None], on_bad_file: s
                 if column is not None and column not in found:
                     raise DataError(f"{csv_path}: no column {column!r} (the dataset's {setting}); columns found: "
                                     f"{', '.join(found) or 'none'}")
-            records, lines, missing, labels = [], {}, [], {}
+            records: list[Record] = []
+            missing: list[str] = []
+            lines: dict[str, int] = {}  # image id -> its line
+            labels: dict[Decimal, tuple[str, int]] = {}  # a label's number -> its first spelling and line
             for row in reader:
                 try:
                     record = _csv_record(csv_path, reader.line_num, row, columns)
@@ -220,7 +233,7 @@ def read_manifest(csv_path: Path, columns: dict[str, str | None], on_bad_file: s
     return records, missing
 
 
-def _check_label(csv_path: Path, line: int, label: str, seen: dict, column: str) -> None:
+def _check_label(csv_path: Path, line: int, label: str, seen: dict[Decimal, tuple[str, int]], column: str) -> None:
     """Refuse a label that is the number of another label written differently (1 and 1.0, 01, +1, 1e0): as text they
     would be two classes. seen maps each number to its first spelling and line."""
     if not _NUMBER.fullmatch(label):
@@ -232,7 +245,7 @@ def _check_label(csv_path: Path, line: int, label: str, seen: dict, column: str)
                         "class one way")
 
 
-def _csv_record(csv_path: Path, line: int, row: dict, columns: dict[str, str | None]) -> Record:
+def _csv_record(csv_path: Path, line: int, row: dict, columns: ManifestColumns) -> Record:
     where = f"{csv_path}:{line}"
 
     def cell(column: str) -> str:

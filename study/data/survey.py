@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from study.core.errors import DataError
 from study.data.dicom import SUFFIXES as DICOM_SUFFIXES
 from study.data.dicom import class_records
-from study.data.image_files import SPLIT_NAMES, folder_source, read_manifest
+from study.data.image_files import SPLIT_NAMES, ManifestColumns, folder_source, read_manifest
 from study.data.images import IMAGE_SUFFIXES
 from study.data.medmnist_files import find_medmnist
 from study.data.medmnist_table import FLAGS
@@ -118,21 +119,22 @@ def _manifest(path: Path, written: str) -> Survey:
     if any(Path(row.get(paths) or "").suffix.lower() in DICOM_SUFFIXES for row in rows):
         records, _ = read_manifest(path, {"path_column": paths, "label_column": label, "group_column": None,
                                           "split_column": None}, "fail")
-        section = {"source": "dicom", "path": written, "path_column": paths, "label_column": label}
-        return _dicom(section, records, f"DICOM manifest {path}", name)
+        return _dicom({"source": "dicom", "path": written, "path_column": paths, "label_column": label}, records,
+                      f"DICOM manifest {path}", name)
     group = _column(columns, GROUP_COLUMNS)
     split = _column(columns, SPLIT_COLUMNS)
     if split is not None and not all((row.get(split) or "").strip().lower() in SPLIT_NAMES for row in rows):
         split = None  # not a train/val/test column
-    section = {"source": "csv", "path": written, "path_column": paths, "label_column": label,
-               "group_column": group, "split_column": split}
-    records, _ = read_manifest(path, {key: value for key, value in section.items() if key.endswith("_column")}, "fail")
+    columns_read: ManifestColumns = {"path_column": paths, "label_column": label, "group_column": group,
+                                     "split_column": split}
+    section = {"source": "csv", "path": written, **columns_read}
+    records, _ = read_manifest(path, columns_read, "fail")
     no_group = f"no patient column among {', '.join(columns)} (looked for patient, patient_id, subject, group, ...)"
     return Survey(section, f"CSV manifest {path}", name, None if group is None else f"column {group!r}",
                   "" if group else no_group, Counter(s for s in map(_image_size, (r.path for r in records)) if s))
 
 
-def _column(columns: list[str], names: tuple[str, ...]) -> str | None:
+def _column(columns: Sequence[str], names: tuple[str, ...]) -> str | None:
     """The first of columns whose name, in lower-case letters and digits, is one of names (in names' order)."""
     plain = {re.sub(r"[^a-z0-9]", "", column.lower()): column for column in reversed(columns)}
     return next((plain[name] for name in names if name in plain), None)
@@ -142,7 +144,8 @@ def _dicom(section: dict, records: list, found: str, name: str) -> Survey:
     """A DICOM source grouped by PatientID when every file's header has one."""
     import pydicom
 
-    sizes, unnamed = Counter(), 0
+    sizes: Counter[tuple[int, int]] = Counter()
+    unnamed = 0
     for record in records:
         try:
             header = pydicom.dcmread(record.path, stop_before_pixels=True)

@@ -35,4 +35,5 @@ def open_cluster(kind: str, address: str | None, jobs: int | None, cells: int, t
     if address is not None:
         check_listening(address)
     with executor_kind(kind).open(address, jobs, cells, threads) as cluster:
+        assert isinstance(cluster, Cluster), f"--executor {kind} opens no cluster"  # a local run opens none
         yield cluster

@@ -29,7 +29,7 @@ def _own_sizeof_sampling() -> None:
     it would make a cell's initial weights depend on the worker's traffic, and results on where a cell ran.
     """
     if not isinstance(dask.sizeof.random, random.Random):
-        dask.sizeof.random = random.Random()
+        dask.sizeof.random = random.Random()  # type: ignore[assignment]  # dask.sizeof only calls random.sample
 
 
 def dask_task(function, context: WorkerContext, item):

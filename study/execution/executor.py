@@ -9,7 +9,7 @@ once, here, on top of those steps. Each kind of executor is named once, in `stud
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Executor(ABC):
         self.close()
 
     def map_unordered(self, function: Callable[[WorkerContext, Any], Any], items: Iterable, context: WorkerContext
-                      ) -> Iterator[tuple[Any, Any]]:
+                      ) -> Generator[tuple[Any, Any], None, None]:
         """(item, function(context, item), or WorkerLost) for each item, at most `jobs` in flight, as each finishes.
 
         The next item is taken only when a worker is free, so items may be a generator that depends on outcomes

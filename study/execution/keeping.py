@@ -69,6 +69,7 @@ class ModelKeeper:
         if group.empty or self.mode == "all":
             return set(group["run_id"])
         best = best_cell(group, [group["arm"].iloc[0]], group["fraction"].iloc[0])
+        assert best is not None  # the group is not empty
         return {best["run_id"]}
 
     def _remove_unwanted(self, group: pd.DataFrame) -> None:

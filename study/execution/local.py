@@ -10,7 +10,7 @@ does. The executors are named in `study.execution.registry`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from contextlib import closing
 from datetime import datetime, timezone
 from functools import partial
@@ -49,7 +49,8 @@ def lost_cell(cell: Cell, lost: WorkerLost) -> CellResult:
     return row, None, None
 
 
-def cell_results(outcomes: Iterator[tuple[Cell, CellResult | WorkerLost]]) -> Iterator[CellResult]:
+def cell_results(outcomes: Generator[tuple[Cell, CellResult | WorkerLost], None, None]
+                 ) -> Generator[CellResult, None, None]:
     """(cell, outcome) pairs as results, a WorkerLost as lost_cell; closing this closes outcomes (stops its workers)."""
     with closing(outcomes):
         for cell, outcome in outcomes:
@@ -57,7 +58,7 @@ def cell_results(outcomes: Iterator[tuple[Cell, CellResult | WorkerLost]]) -> It
 
 
 def map_unordered(function: Callable[[WorkerContext, Any], Any], items: Iterable, context: WorkerContext, jobs: int,
-                  cluster: Cluster | None = None) -> Iterator[tuple[Any, Any]]:
+                  cluster: Cluster | None = None) -> Generator[tuple[Any, Any], None, None]:
     """(item, function(context, item)) for each item, as each finishes (`Executor.map_unordered`): on the cluster when
     one is given, else on the local executor of `jobs` workers (this process for one; else fresh local worker
     processes, started clean by loky, never forking TensorFlow, that end with this one and are shared by every call
@@ -71,7 +72,7 @@ def map_unordered(function: Callable[[WorkerContext, Any], Any], items: Iterable
 
 
 def execute(cells: Iterable[Cell], context: WorkerContext, jobs: int, retries: int = 0,
-            cluster: Cluster | None = None) -> Iterator[CellResult]:
+            cluster: Cluster | None = None) -> Generator[CellResult, None, None]:
     """Run cells through map_unordered (`jobs` local workers even for fewer cells: one pool for the whole run), each
     tried again while it fails with a retryable error; yield each (row, predictions, model) as it finishes. A cell
     whose worker process died each time it ran comes back as a failed row."""

@@ -124,7 +124,7 @@ class LocalPool(Executor):
 
     def __init__(self, jobs: int):
         self.jobs = jobs
-        self.pool = None
+        self.pool: Any | None = None  # loky's reusable executor, started at the first item
         self.log_dir: str | None = None
 
     def submit(self, function, context: WorkerContext, item) -> PoolTask:
@@ -141,8 +141,7 @@ class LocalPool(Executor):
         done, _ = wait(by_future, return_when=FIRST_COMPLETED)
         if any(by_future[future].worker_died() for future in done):
             done, _ = wait(by_future)
-            self.pool.shutdown(wait=True)
-            self.pool = None
+            self._shut_down(wait=True)
             lost = sum(by_future[future].worker_died() for future in done)
             log.warning("a worker process died; running the %d task(s) it took down again, each alone in a fresh "
                         "process", lost)
@@ -160,14 +159,16 @@ class LocalPool(Executor):
 
     def cancel(self, handles: list) -> None:
         """Kill the workers and the tasks they run."""
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, kill_workers=True)
-            self.pool = None
+        self._shut_down(wait=False, kill_workers=True)
 
     def close(self) -> None:
         """End the pool's workers (`map_unordered` of `study.execution.local` leaves them to the next call)."""
+        self._shut_down(wait=True)
+
+    def _shut_down(self, **options) -> None:
+        """Shut the pool down with loky's options, when it was started; the next item starts a fresh one."""
         if self.pool is not None:
-            self.pool.shutdown(wait=True)
+            self.pool.shutdown(**options)
             self.pool = None
 
 
@@ -269,4 +270,5 @@ def _serve(parent_pid: int, task_fd: int, result_fd: int, log_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    _serve(*map(int, sys.argv[1:4]), sys.argv[4])
+    parent_pid, task_fd, result_fd = map(int, sys.argv[1:4])
+    _serve(parent_pid, task_fd, result_fd, sys.argv[4])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from study.core.errors import StudyError
 from study.execution.cluster import Cluster
@@ -42,7 +43,7 @@ class RayCluster(Cluster):
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
-        options = {"logging_level": logging.WARNING, "log_to_driver": False}
+        options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
         if address is None:
             reap_when_gone()  # Ray's agents would outlive a killed driver by a minute
             context = ray.init(num_cpus=available_cores(), include_dashboard=False, **options)
@@ -63,7 +64,8 @@ class RayCluster(Cluster):
         jobs = jobs or max(1, cpus // threads)
         if address is None:
             jobs = max(1, min(jobs, cells))
-        return cls(context.address_info["gcs_address"], jobs, threads)
+        # ray.init is annotated BaseContext: connected to a cluster (no ray:// client address), it is a RayContext
+        return cls(context.address_info["gcs_address"], jobs, threads)  # type: ignore[attr-defined]
 
     def wait_any(self, handles: list) -> list:
         ready, _ = self.ray.wait(handles, num_returns=1)

@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from functools import reduce
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from study.core.errors import StudyError, UsageError
 
@@ -31,7 +31,8 @@ class ExecutorKind:
     def open(self, address: str | None, jobs: int | None, cells: int, threads: int) -> Executor:
         """The executor at address (or started on this machine) for `cells` cells of `threads` threads each."""
         module, path = self.opener.split(":")
-        opener = reduce(getattr, path.split("."), importlib.import_module(module))
+        root: Any = importlib.import_module(module)  # the opener is an attribute path under it
+        opener = reduce(getattr, path.split("."), root)
         return opener(address, jobs, cells, threads)
 
     def require_packages(self) -> None:

@@ -96,7 +96,7 @@ def plan_units(protocol: Protocol, dataset_fingerprint: str) -> list[TuningUnit]
     """The searches a tuned protocol needs (one per arm, or per arm and fraction), arm-major; none without tuning."""
     if protocol.tuning is None:
         return []
-    units = {}
+    units: dict[str, TuningUnit] = {}
     for arm in protocol_arms(protocol):
         for fraction in protocol.fractions:
             unit = make_unit(protocol, arm, cell_settings(protocol, arm), fraction, dataset_fingerprint)

@@ -8,7 +8,7 @@ when unset, `tuned` for a protocol without tuning), so that their run ids stay a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 Pairs = tuple[tuple[str, Any], ...]  # a frozen mapping
 
@@ -97,7 +97,7 @@ class TrainSettings:
 class HeadSettings:
     """The new head: linear, or an mlp with hidden widths and dropout."""
 
-    kind: str
+    kind: Literal["linear", "mlp"]
     units: tuple[int, ...]
     dropout: float
 
@@ -183,7 +183,7 @@ class CellSettings:
 
     def as_dict(self) -> dict[str, Any]:
         """The record the run id hashes and the store keeps as settings_json."""
-        record = {"dataset": self.dataset.as_dict(), "backbone": self.backbone.as_dict(),
+        record: dict[str, Any] = {"dataset": self.dataset.as_dict(), "backbone": self.backbone.as_dict(),
                   "train": self.train.as_dict(), "arm": self.arm.as_dict()}
         if self.tuned is not None or self.awaiting_tuning:
             record["tuned"] = self.tuned.as_dict() if self.tuned else None

@@ -42,7 +42,7 @@ class TuningUnit:
 
 def tuned_fraction(protocol: Protocol, fraction: float) -> float:
     """The fraction whose tuning a cell at `fraction` uses."""
-    tuning = protocol.tuning
+    tuning = protocol.tuning_spec()
     if tuning.scope == "per_fraction":
         return fraction
     return tuning.fraction if tuning.fraction is not None else max(protocol.fractions)
@@ -51,7 +51,7 @@ def tuned_fraction(protocol: Protocol, fraction: float) -> float:
 def make_unit(protocol: Protocol, arm: Arm, base: CellSettings, fraction: float,
               dataset_fingerprint: str) -> TuningUnit:
     """The unit that tunes an arm (with its untuned cell settings) for cells at `fraction`."""
-    tuning = protocol.tuning
+    tuning = protocol.tuning_spec()
     at = tuned_fraction(protocol, fraction)
     payload = {
         "settings": base.as_dict(), "fraction": at, "dataset": dataset_fingerprint, "engine": tuning.engine,
@@ -69,7 +69,7 @@ def space_for(settings: CellSettings, protocol: Protocol) -> dict[str, dict[str,
     head rate and frozen has no trainable backbone, so neither searches lr_backbone); with space.backbone_ratio the
     backbone rate follows the head rate instead of being searched; dropout is searched only for mlp heads.
     """
-    space = protocol.tuning.space
+    space = protocol.tuning_spec().space
     arm = settings.arm
     searched = {"lr_head": {"kind": "log", **space.lr_head.model_dump()}}
     if "lr_backbone" in STRATEGIES[arm.strategy].searched_rates and space.backbone_ratio is None:
@@ -90,7 +90,7 @@ def complete_values(values: dict[str, Any], settings: CellSettings, protocol: Pr
     if STRATEGIES[arm.strategy].backbone_at_head_rate:
         values["lr_backbone"] = values["lr_head"]
     elif "lr_backbone" not in values:
-        ratio = protocol.tuning.space.backbone_ratio
+        ratio = protocol.tuning_spec().space.backbone_ratio
         values["lr_backbone"] = values["lr_head"] * ratio if ratio is not None else arm.lr_backbone
     return values
 

@@ -23,6 +23,7 @@ def feature_map(context: WorkerContext, network: NetworkSettings) -> dict[str, n
 
     configure_tensorflow(context.threads)
     dataset = caches.load_for(context, None)
+    assert dataset.split is not None  # loaded datasets carry their split (ensure_split)
     images = caches.preprocessed_images(context, network.backbone.name)
     last = len(backbone_info(network.backbone.name).blocks) - 1
     keys = {last: feature_key(network, last, dataset.fingerprint, seed=0)}
@@ -41,4 +42,4 @@ def feature_map(context: WorkerContext, network: NetworkSettings) -> dict[str, n
 
 def write_feature_map(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Store a feature map as one .npz, written atomically."""
-    write_atomic(path, lambda stream: np.savez(stream, **arrays))
+    write_atomic(path, lambda stream: np.savez(stream, **arrays))  # type: ignore[arg-type]  # stubs: **arrays as allow_pickle

@@ -115,18 +115,22 @@ class FeatureCache:
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             with FileLock(str(self.root / f"{group}.lock")):
-                array = _load(self._path(key))
-                if array is None:
-                    missing = sorted(b for b, k in keys.items() if b == wanted or not self._path(k).exists())
+                stored = _load(_file(self.root, key))
+                if stored is None:
+                    missing = sorted(b for b, k in keys.items() if b == wanted or not _file(self.root, k).exists())
                     arrays = compute(missing)
                     for block in missing:
-                        write_atomic(self._path(keys[block]), partial(np.save, arr=arrays[block], allow_pickle=False))
-                    array = arrays[wanted]
+                        write_atomic(_file(self.root, keys[block]),
+                                     partial(np.save, arr=arrays[block], allow_pickle=False))
+                    stored = arrays[wanted]
+            array = stored
         self.memory = {key: array}  # keep one array in memory: cells are dispatched grouped by arm
         return array
 
-    def _path(self, key: str) -> Path:
-        return self.root / f"{key}.npy"
+
+def _file(root: Path, key: str) -> Path:
+    """The file of a key's array under the cache root."""
+    return root / f"{key}.npy"
 
 
 def _load(path: Path) -> np.ndarray | None:

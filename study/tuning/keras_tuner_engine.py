@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 from study.core.atomic_files import write_atomic
 from study.core.vocabulary import TrialStatus, direction
@@ -43,7 +44,7 @@ class KerasTunerSearch(UnitSearch):
                 hyperparameters.Float(name, spec["low"], spec["high"], sampling=sampling)
         self.oracle = keras_tuner.oracles.BayesianOptimizationOracle(
             objective=keras_tuner.Objective(self.metric, direction=direction(self.metric)[:3]),
-            max_trials=self.budget, hyperparameters=hyperparameters, seed=protocol.tuning.seed + 1,
+            max_trials=self.budget, hyperparameters=hyperparameters, seed=protocol.tuning_spec().seed + 1,
             num_initial_points=max(1, min(10, self.budget // 2)), max_consecutive_failed_trials=self.budget + 1,
         )
         self.oracle.verbose = 0  # the library prints trial banners otherwise
@@ -55,7 +56,7 @@ class KerasTunerSearch(UnitSearch):
         if (self.project_dir / "oracle.json").exists():
             self.oracle.reload()  # running trials of a killed run are queued again
         self._tuner_ids = itertools.count()
-        self._running = {}
+        self._running: dict[int, Any] = {}  # trial number -> its running KerasTuner trial
 
     def _ended(self):
         return [t for t in self.oracle.trials.values() if t.status in ENDED]

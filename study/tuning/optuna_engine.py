@@ -32,7 +32,7 @@ INTERRUPTED = "interrupted"
 
 def database_path(root: Path, protocol: Protocol) -> Path:
     """`<results>/<name>/tuning/optuna-<name>-<scope>.db`."""
-    return Path(root) / "tuning" / f"optuna-{protocol.name}-{protocol.tuning.scope}.db"
+    return Path(root) / "tuning" / f"optuna-{protocol.name}-{protocol.tuning_spec().scope}.db"
 
 
 @contextlib.contextmanager
@@ -99,10 +99,10 @@ class OptunaSearch(UnitSearch):
         startup = max(1, min(10, self.budget // 2))
         with readable(path):
             self.optuna_study = optuna.create_study(
-                storage=self.storage, study_name=unit.name, direction=direction(self.metric),
-                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=protocol.tuning.seed,
-                                                                        n_startup_trials=startup),
-                pruner=pruner(protocol.tuning.pruner.model_dump()),
+                storage=self.storage, study_name=unit.name,
+                direction=optuna.study.StudyDirection[direction(self.metric).name], load_if_exists=True,
+                sampler=optuna.samplers.TPESampler(seed=protocol.tuning_spec().seed, n_startup_trials=startup),
+                pruner=pruner(protocol.tuning_spec().pruner.model_dump()),
             )
             self.study_id = self.storage.get_study_id_from_name(unit.name)
             self._requeue_interrupted()

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def open_search(unit: TuningUnit, protocol: Protocol, root: Path) -> UnitSearch:
     """The engine's search of a unit, resumed from what the results directory holds."""
-    return engine_search(protocol.tuning.engine)(unit, protocol, root)
+    return engine_search(protocol.tuning_spec().engine)(unit, protocol, root)
 
 
 def run_tuning(protocol: Protocol, store: ResultStore, units: list[TuningUnit], context: WorkerContext, jobs: int,
@@ -121,4 +121,4 @@ def tuning_lines(protocol: Protocol, store: ResultStore, units: list[TuningUnit]
 
 
 def _progress(protocol: Protocol, store: ResultStore, unit: TuningUnit) -> int:
-    return engine_search(protocol.tuning.engine).progress(store.root, protocol, unit)
+    return engine_search(protocol.tuning_spec().engine).progress(store.root, protocol, unit)

@@ -30,7 +30,7 @@ class UnitSearch(ABC):
         self.unit = unit
         self.protocol = protocol
         self.root = Path(root)
-        self.budget = protocol.tuning.trials
+        self.budget = protocol.tuning_spec().trials
         self.metric = protocol.tuning_metric()
         self.space = space_for(unit.base, protocol)
         self.in_flight = 0
@@ -83,11 +83,11 @@ class UnitSearch(ABC):
         """The settings a trial trains with: the unit's, with the trial's values, at the tuning seed."""
         settings = apply_values(self.unit.base, complete_values(values, self.unit.base, self.protocol))
         return Cell(f"{self.unit.name}-trial{number}", self.protocol.name, tuned_arm(self.unit.arm, settings),
-                    self.unit.fraction, self.protocol.tuning.seed, settings)
+                    self.unit.fraction, self.protocol.tuning_spec().seed, settings)
 
     def record(self) -> dict[str, Any]:
         """The unit's choice as the store keeps it: values, score, budget and what it was spent on."""
-        tuning = self.protocol.tuning
+        tuning = self.protocol.tuning_spec()
         number, values, value, counts, seconds = self.best()
         return {
             "key": self.unit.key, "arm": self.unit.label, "fraction": self.unit.fraction, "engine": tuning.engine,

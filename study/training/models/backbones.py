@@ -68,6 +68,8 @@ def _check_size(info: BackboneInfo, size: int) -> None:
 def _keras_application(info: BackboneInfo, weights: str | None, size: int) -> keras.Model:
     import keras
 
+    if info.keras_class is None:
+        raise ValueError(f"{info.name} is built by {info.builder}, not by keras.applications")
     constructor = getattr(keras.applications, info.keras_class)
     return constructor(include_top=False, weights=weights, input_shape=(size, size, 3))
 

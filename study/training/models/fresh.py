@@ -63,6 +63,7 @@ class FreshStart:
         """The initial value of every model variable, in model.variables order, of a fresh build under `seed`."""
         import keras
 
+        assert self.draws is not None, "only a usable start gives values"
         keras.utils.set_random_seed(seed)
         for _ in range(self.draws):
             random.randint(*KERAS_SEED_DRAW)
