@@ -19,7 +19,7 @@ from pathlib import Path
 
 from study.core.errors import StudyError
 from study.core.vocabulary import KEEP_MODELS
-from study.execution.registry import EXECUTORS
+from study.execution.executor_registry import EXECUTORS
 
 log = logging.getLogger("study")
 CLOSED_PIPE = 141  # 128 + SIGPIPE

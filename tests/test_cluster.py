@@ -15,7 +15,7 @@ import pytest
 from helpers.commands import PROJECT, study_command
 from helpers.protocols import protocol_file_text, write_tiny_protocol
 
-from study.execution.registry import EXECUTORS
+from study.execution.executor_registry import EXECUTORS
 from study.execution.remote import writable_cache_dir
 from study.store.results import ResultStore
 

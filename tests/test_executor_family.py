@@ -17,7 +17,7 @@ import pytest
 
 from study.core.failures import WorkerLost
 from study.execution.in_process import InProcess
-from study.execution.registry import EXECUTORS
+from study.execution.executor_registry import EXECUTORS
 from study.training.context import WorkerContext
 
 # each registered executor, opened as `study run` opens it without --address; local twice: this process and a pool

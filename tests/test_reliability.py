@@ -23,7 +23,7 @@ from study.cli import main
 from study.core.errors import DataError, StudyError
 from study.core.failures import FailureKind, FatalError, failure_kind
 from study.execution.lifeline import still_running
-from study.execution.registry import EXECUTORS
+from study.execution.executor_registry import EXECUTORS
 from study.execution.scheduler import dispatch_order, run_sweep
 from study.plan.cells import plan_cells
 from study.protocol.schema import RunSpec, load_protocol

@@ -27,7 +27,7 @@ from pydantic import TypeAdapter
 from study.core.errors import DataError, ProtocolError
 from study.data.dataset import SPLITS
 from study.data.medmnist_table import URL_VAR
-from study.data.registry import SOURCES
+from study.data.source_registry import SOURCES
 from study.data.sources import describe_sources, load_dataset, source_fingerprint
 from study.data.splits import source_has_split
 from study.protocol.schema import DatasetSpec, parse_protocol

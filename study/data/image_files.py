@@ -19,7 +19,7 @@ from study.data.datadir import relative_hint, resolve_path
 from study.data.dataset import Dataset
 from study.data.fingerprint import Hasher
 from study.data.images import IMAGE_SUFFIXES, read_images
-from study.data.source import DataSource
+from study.data.data_source import DataSource
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from study.data.fingerprint import Hasher
 from study.data.images import is_grey, resize_all
 from study.data.medmnist_files import find_medmnist, user_cache
 from study.data.medmnist_table import FLAGS, URL_VAR
-from study.data.source import DataSource
+from study.data.data_source import DataSource
 
 
 class Medmnist(DataSource):

@@ -12,8 +12,8 @@ from study.data.cache import cache_file, read_cache, write_cache
 from study.data.datadir import ENV_VAR, resolve_data_dir
 from study.data.dataset import Dataset
 from study.data.images import IMAGE_SUFFIXES
-from study.data.registry import SOURCES, source_class
-from study.data.source import DataSource
+from study.data.source_registry import SOURCES, source_class
+from study.data.data_source import DataSource
 
 __all__ = ["ENV_VAR", "IMAGE_SUFFIXES", "describe_sources", "load_dataset", "resolve_data_dir", "source_fingerprint"]
 

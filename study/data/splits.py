@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from study.data.dataset import SPLITS, Dataset
-from study.data.registry import source_class
+from study.data.source_registry import source_class
 
 log = logging.getLogger(__name__)
 

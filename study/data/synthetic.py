@@ -8,7 +8,7 @@ import numpy as np
 
 from study.data.dataset import Dataset
 from study.data.fingerprint import Hasher
-from study.data.source import DataSource
+from study.data.data_source import DataSource
 
 _SYNTHETIC_SEED = 7_2025
 _CONTRAST = 60.0  # grey levels of a pattern's peak; noise is relative to it

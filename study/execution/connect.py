@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from study.core.errors import StudyError, UsageError
 from study.execution.cluster import CONNECT_SECONDS, Cluster
-from study.execution.registry import executor_kind
+from study.execution.executor_registry import executor_kind
 
 
 def check_listening(address: str) -> None:

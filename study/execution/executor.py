@@ -3,7 +3,7 @@ yielded as it finishes.
 
 An executor submits one item at a time, waits for some of them to finish and hands back what each returned (or
 `WorkerLost` when it gave up on an item because the worker processes running it died); `map_unordered` is written
-once, here, on top of those steps. Each kind of executor is named once, in `study.execution.registry`.
+once, here, on top of those steps. Each kind of executor is named once, in `study.execution.executor_registry`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 (`study.tuning.phase`) and single tasks (`run_task`) all go through it, to an executor (`study.execution.executor`).
 It yields each (item, outcome) as soon as it finishes, in any order; an item given up because its worker process
 died comes back as `WorkerLost`, and a cell as a failed row (`lost_cell`). Workers never write the store; the driver
-does. The executors are named in `study.execution.registry`.
+does. The executors are named in `study.execution.executor_registry`.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class RunStart:
 def check_options(options: RunOptions) -> None:
     """Refuse flags that need another flag, and a cluster executor whose packages are not installed: before the
     study is opened, so that nothing is read, trained or stored."""
-    from study.execution.registry import executor_kind
+    from study.execution.executor_registry import executor_kind
 
     if options.address is not None and options.executor == "local":
         raise UsageError("--address needs --executor dask or --executor ray")

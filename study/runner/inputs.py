@@ -244,7 +244,7 @@ class Validation:
 def validate(protocol: Path | Protocol, data_dir: str | None) -> Validation:
     """Check a protocol (a file, or one built in Python); with a data directory (or a source that reads no files),
     also its data, as plan does."""
-    from study.data.registry import source_class
+    from study.data.source_registry import source_class
     from study.data.sources import resolve_data_dir
 
     protocol_path, text = protocol_source(protocol)

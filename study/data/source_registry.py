@@ -5,7 +5,7 @@ from __future__ import annotations
 from study.data.dicom import DicomSource
 from study.data.image_files import CsvSource, FolderSource
 from study.data.medmnist import Medmnist
-from study.data.source import DataSource
+from study.data.data_source import DataSource
 from study.data.synthetic import Synthetic
 
 SOURCES: dict[str, type[DataSource]] = {  # in the order `study datasets` describes them
