@@ -88,7 +88,7 @@ def test_block_outputs_from_one_pass_equal_those_of_separate_passes(protocol, ce
     from study.training.features import compute_block_outputs
 
     settings, seed = cells[0].settings.network, cells[0].seed
-    images = preprocessed_images(context(protocol, tmp_path), settings.backbone.name)[:40]
+    images = preprocessed_images(context(protocol, tmp_path), settings.backbone.name, settings.backbone.weights)[:40]
     together = compute_block_outputs(settings, [1, 3], images, seed)
     for block in (1, 3):
         np.testing.assert_array_equal(together[block], compute_block_outputs(settings, [block], images, seed)[block])

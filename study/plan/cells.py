@@ -17,6 +17,7 @@ from study.plan.settings import (
 )
 from study.plan.tuning_units import TuningUnit, make_unit, tuned_arm, tuned_settings
 from study.protocol.arms import Arm, protocol_arms
+from study.protocol.radimagenet import RADIMAGENET
 from study.protocol.schema import Protocol
 from study.protocol.strategy_registry import STRATEGIES
 
@@ -44,8 +45,8 @@ class Cell:
 
 
 def weights_fingerprint(weights: str) -> str:
-    """What identifies the initial weights: the Keras name, none, or the file's content hash."""
-    if weights in {"imagenet", "none"}:
+    """What identifies the initial weights: the Keras name, radimagenet, none, or the file's content hash."""
+    if weights in {"imagenet", RADIMAGENET, "none"}:
         return weights
     path = Path(weights).expanduser()
     if not path.is_file():

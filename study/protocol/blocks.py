@@ -183,6 +183,24 @@ register(BackboneInfo(  # no stem block: Keras names none of the stem's layers (
     cost=2.0,
 ))
 
+register(BackboneInfo(  # no stem block, as for InceptionV3: block 0 is the unnamed stem with module mixed_5b
+    "inceptionresnetv2",
+    "InceptionResNetV2",
+    "tf",
+    75,
+    _blocks(
+        ("stem_mixed_5b", "mixed_5b"),
+        ("block35", "block35_10_ac"),  # the 10 residual Inception-A units (35 x 35 at 299 px)
+        ("mixed_6a", "mixed_6a"),  # grid reduction (to 17 x 17 at 299 px)
+        ("block17", "block17_20_ac"),  # the 20 residual Inception-B units
+        ("mixed_7a", "mixed_7a"),  # grid reduction (to 8 x 8 at 299 px)
+        ("block8_conv_7b", "conv_7b_ac"),  # the 10 residual Inception-C units and the final 1 x 1 conv
+    ),
+    # training steps, 2-core AMD EPYC, 1 thread, 96 px (`python benchmarks/backbone_cost.py inceptionresnetv2`): 4.45
+    # and 4.24 in two runs at load averages 1.3 to 2.7; inference steps 5.8 and 5.6
+    cost=4.3,
+))
+
 CNN_BLOCKS = 4  # conv-bn-relu stages of the built-in cnn after its stem
 register(BackboneInfo(
     "cnn",

@@ -21,6 +21,7 @@ from study.core.vocabulary import KeepModels
 from study.data.medmnist_table import FLAGS as MEDMNIST_FLAGS
 from study.protocol.arms import as_list, expand_arms
 from study.protocol.blocks import BACKBONES
+from study.protocol.radimagenet import RADIMAGENET, RADIMAGENET_FILES
 from study.protocol.messages import (
     FieldError,
     did_you_mean,
@@ -128,7 +129,10 @@ DatasetSpec = Annotated[Union[MedmnistSpec, FolderSpec, CsvSpec, DicomSpec, Synt
 # ---------------------------------------------------------------------------------------------- backbone
 class BackboneSpec(Strict):
     name: str = Field(description="architecture from the block maps (study plan prints them)")
-    weights: str = Field("imagenet", description="imagenet, none, or a path to a Keras weights file")
+    weights: str = Field(
+        "imagenet", description="imagenet, radimagenet (RadImageNet's file for the backbone, in Keras' models folder), "
+        "none, or a path to a Keras weights file"
+    )
     width: int | None = Field(
         None, ge=4, le=256, description="cnn only: channels of its first stage, doubling per stage (null: 32)"
     )
@@ -144,11 +148,18 @@ class BackboneSpec(Strict):
     @field_validator("weights")
     @classmethod
     def _weights(cls, value: str) -> str:
-        if value.lower() in {"imagenet", "none"}:
+        if value.lower() in {"imagenet", RADIMAGENET, "none"}:
             return value.lower()
         if not Path(value).expanduser().is_file():
             raise ValueError(f"expected imagenet, none, or the path of a weights file; no file at {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _radimagenet_has_a_file(self) -> BackboneSpec:
+        if self.weights == RADIMAGENET and self.name not in RADIMAGENET_FILES:
+            raise ValueError(f"RadImageNet weights exist for {', '.join(sorted(RADIMAGENET_FILES))} only, "
+                             f"not for {self.name}")
+        return self
 
 
 # -------------------------------------------------------------------------------------------- strategies

@@ -34,7 +34,7 @@ def predict_images(model_path: Path, images: Path) -> pd.DataFrame:
     except Exception as exc:  # a truncated or garbage file: Keras raises what its zip or HDF5 reader raised
         raise StudyError(f"cannot read the kept model {model_path} ({' '.join(str(exc).split())[:300]}); `study run "
                          "--keep-models best|all` trains its cell again") from None
-    probabilities = predictor(model)(preprocess(info["backbone"], pixels))
+    probabilities = predictor(model)(preprocess(info["backbone"], pixels, info["weights"]))
     classes = info["class_names"]
     frame = pd.DataFrame(probabilities, columns=classes)
     frame.insert(0, "path", [str(path) for path in paths])

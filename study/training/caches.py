@@ -43,11 +43,11 @@ def _seed_dataset(dataset_json: str, data_dir: str | None, cache_dir: str | None
 
 
 @functools.lru_cache(maxsize=2)
-def _preprocessed(dataset_json: str, data_dir: str | None, cache_dir: str | None, backbone: str,
+def _preprocessed(dataset_json: str, data_dir: str | None, cache_dir: str | None, backbone: str, weights: str,
                   fingerprint: str | None) -> np.ndarray:
     from study.training.models.backbones import preprocess
 
-    return preprocess(backbone, _dataset(dataset_json, data_dir, cache_dir, fingerprint).images)
+    return preprocess(backbone, _dataset(dataset_json, data_dir, cache_dir, fingerprint).images, weights)
 
 
 def load_for(context: WorkerContext, seed: int | None) -> Dataset:
@@ -57,10 +57,11 @@ def load_for(context: WorkerContext, seed: int | None) -> Dataset:
                          context.fingerprint)
 
 
-def preprocessed_images(context: WorkerContext, backbone: str) -> np.ndarray:
-    """Every image of the context's dataset, preprocessed for the backbone, computed once per process."""
+def preprocessed_images(context: WorkerContext, backbone: str, weights: str) -> np.ndarray:
+    """Every image of the context's dataset, preprocessed for the backbone and its initial weights, computed once per
+    process."""
     return _preprocessed(json.dumps(context.dataset, sort_keys=True), context.data_dir, context.cache_dir, backbone,
-                         context.fingerprint)
+                         weights, context.fingerprint)
 
 
 _TRAINERS: OrderedDict[str, tuple] = OrderedDict()  # structure key -> (Trainer, FreshStart or None), most recent last

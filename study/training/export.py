@@ -16,7 +16,7 @@ import numpy as np
 
 import study
 from study.plan.cells import Cell
-from study.protocol.blocks import backbone_info
+from study.protocol.radimagenet import preprocessing_mode
 from study.store.models import MODEL_SUFFIX, KeptModel
 from study.training.models.arm_network import ArmModel
 from study.training.train import predictor
@@ -75,7 +75,7 @@ def model_description(cell: Cell, class_names: list[str], row: dict, difference:
         "weights": backbone.weights,
         "size": dataset.size,
         "resize": dataset.resize,
-        "preprocessing": backbone_info(backbone.name).preprocessing,
+        "preprocessing": preprocessing_mode(backbone.name, backbone.weights),
         "input": (f"N x {dataset.size} x {dataset.size} x 3 float32: images resized with the resize filter, "
                   "grey repeated to 3 channels, then the backbone's preprocessing (study.training.models.backbones."
                   "preprocess)"),

@@ -24,7 +24,7 @@ def feature_map(context: WorkerContext, network: NetworkSettings) -> dict[str, n
     configure_tensorflow(context.threads)
     dataset = caches.load_for(context, None)
     assert dataset.split is not None  # loaded datasets carry their split (ensure_split)
-    images = caches.preprocessed_images(context, network.backbone.name)
+    images = caches.preprocessed_images(context, network.backbone.name, network.backbone.weights)
     last = len(backbone_info(network.backbone.name).blocks) - 1
     keys = {last: feature_key(network, last, dataset.fingerprint, seed=0)}
     maps = caches.feature_cache(context).get_or_compute(

@@ -23,6 +23,7 @@ from filelock import FileLock
 from study.core.atomic_files import write_atomic
 from study.plan.settings import NetworkSettings
 from study.protocol.blocks import backbone_info
+from study.protocol.radimagenet import preprocessing_mode
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def feature_key(network: NetworkSettings, boundary: int | None, dataset_fingerpr
         "backbone": backbone.name,
         "width": backbone.width,
         "weights": backbone.weights,
-        "preprocessing": backbone_info(backbone.name).preprocessing,
+        "preprocessing": preprocessing_mode(backbone.name, backbone.weights),
         "boundary": boundary,
         # random initial weights depend on the seed, pretrained ones do not
         "seed": None if backbone.pretrained else seed,

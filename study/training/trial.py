@@ -91,7 +91,7 @@ def _evaluate(task: TrialTask, context: WorkerContext, curve: list[float], clock
     configure_tensorflow(context.threads)
     cell = task.cell
     dataset = caches.load_for(context, cell.seed)
-    images = caches.preprocessed_images(context, cell.settings.backbone.name)
+    images = caches.preprocessed_images(context, cell.settings.backbone.name, cell.settings.backbone.weights)
     die_if_asked(cell)
     indices = train_val_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)

@@ -55,7 +55,7 @@ def _run(cell: Cell, context: WorkerContext, started: datetime) -> CellResult:
     if context.fingerprint is not None and dataset.fingerprint != context.fingerprint:
         raise DataError(f"the dataset this worker ({platform.node()}) reads under {context.data_dir} differs from "
                         "the driver's; give every worker the same data directory (docs: Running on a cluster)")
-    images = caches.preprocessed_images(context, settings.backbone.name)
+    images = caches.preprocessed_images(context, settings.backbone.name, settings.backbone.weights)
     die_if_asked(cell)
     indices = cell_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)

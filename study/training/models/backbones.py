@@ -19,6 +19,7 @@ import numpy as np
 
 from study.core.errors import StudyError
 from study.protocol.blocks import BackboneInfo, backbone_info
+from study.protocol.radimagenet import RADIMAGENET, RADIMAGENET_DOWNLOAD, RADIMAGENET_FILES, preprocessing_mode
 
 if TYPE_CHECKING:
     import keras
@@ -35,7 +36,8 @@ _URL = re.compile(r"https?://\S+")
 def build_backbone(name: str, weights: str, size: int, width: int | None = None) -> keras.Model:
     """A headless backbone on (size, size, 3) input whose output is its last block's last layer.
 
-    `weights` is "imagenet" (Keras' own cache and download), "none" (random init) or a weights file.
+    `weights` is "imagenet" (Keras' own cache and download), "radimagenet" (RadImageNet's file in Keras' models
+    folder), "none" (random init) or a weights file.
     `width` is the base channel count of a backbone built by its own builder (the cnn) and is refused for the
     keras.applications ones.
     """
@@ -49,7 +51,9 @@ def build_backbone(name: str, weights: str, size: int, width: int | None = None)
     if weights == "imagenet":
         return _build_imagenet(info, size)
     model = _keras_application(info, None, size)
-    if weights != "none":
+    if weights == RADIMAGENET:
+        _load_weights_file(model, _radimagenet_file(info))
+    elif weights != "none":
         _load_weights_file(model, Path(weights))
     return model
 
@@ -110,6 +114,22 @@ def _keras_models_dir() -> str:
     return os.path.join(home, "models") + os.sep
 
 
+def _radimagenet_file(info: BackboneInfo) -> Path:
+    """RadImageNet's file for the backbone in Keras' models folder; one line on what to get from where if absent."""
+    name = RADIMAGENET_FILES.get(info.name)
+    if name is None:
+        raise StudyError(f"RadImageNet weights exist for {', '.join(sorted(RADIMAGENET_FILES))} only, "
+                         f"not for {info.name}")
+    path = Path(_keras_models_dir()) / name
+    if not path.is_file():
+        raise StudyError(
+            f"RadImageNet weights for {info.keras_class} are not available: no file {path}; download {name} from "
+            f"RadImageNet's models folder {RADIMAGENET_DOWNLOAD} (linked from https://github.com/BMEII-AI/RadImageNet) "
+            f"and put it in {_keras_models_dir()}"
+        )
+    return path
+
+
 # ------------------------------------------------------------------------------------------- weights file
 def _load_weights_file(model: keras.Model, path: Path) -> None:
     """Load a weights file by topology, or by layer name for a legacy .h5 whose topology differs."""
@@ -163,13 +183,14 @@ def _one_line(error: Exception | str, limit: int = 300) -> str:
 
 
 # ------------------------------------------------------------------------------------------- preprocess
-def preprocess(name: str, images: np.ndarray) -> np.ndarray:
-    """uint8 N x H x W (x 1 or 3) images as float32 N x H x W x 3, scaled the way the backbone expects.
+def preprocess(name: str, images: np.ndarray, weights: str = "imagenet") -> np.ndarray:
+    """uint8 N x H x W (x 1 or 3) images as float32 N x H x W x 3, scaled the way the backbone with these initial
+    weights expects (study.protocol.radimagenet.preprocessing_mode).
 
     "tf", "caffe" and "torch" equal keras.applications.imagenet_utils.preprocess_input without
-    importing TensorFlow; "none" keeps 0..255; "unit" divides by 255.
+    importing TensorFlow; "radimagenet" is "caffe" divided by 255; "none" keeps 0..255; "unit" divides by 255.
     """
-    return PREPROCESSING[backbone_info(name).preprocessing](_rgb_float(images))
+    return PREPROCESSING[preprocessing_mode(name, weights)](_rgb_float(images))
 
 
 def _tf(x: np.ndarray) -> np.ndarray:
@@ -184,6 +205,10 @@ def _torch(x: np.ndarray) -> np.ndarray:
     return (x / 255.0 - _TORCH_MEAN) / _TORCH_STD  # RGB, standardised by ImageNet's mean and deviation
 
 
+def _radimagenet(x: np.ndarray) -> np.ndarray:
+    return _caffe(x) / 255.0  # RadImageNet's scripts: preprocess_input ("caffe"), then rescale=1/255
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / 255.0  # 0..1
 
@@ -192,9 +217,10 @@ def _kept(x: np.ndarray) -> np.ndarray:
     return x  # 0..255: the network rescales inside
 
 
-# The preprocessing modes a registry entry may name: float32 RGB 0..255 in, the backbone's input out.
+# The preprocessing modes a registry entry (or, "radimagenet", the initial weights) may name: float32 RGB 0..255
+# in, the backbone's input out.
 PREPROCESSING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "tf": _tf, "caffe": _caffe, "torch": _torch, "unit": _unit, "none": _kept,
+    "tf": _tf, "caffe": _caffe, "torch": _torch, "unit": _unit, "none": _kept, "radimagenet": _radimagenet,
 }
 
 
