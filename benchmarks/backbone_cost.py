@@ -7,8 +7,12 @@ alike; it prints milliseconds per image (medians) and the median of the repeats'
 average before and after. Steps of one kind run back to back: alternating a training and an inference step of
 InceptionV3 timed it about 3 times slower.
 
+A KerasHub backbone is timed as a preset folder of the architecture (random weights need no download):
+`--random-preset dinov2_small:DIR` writes one for a known preset (benchmarks/random_presets.py) and times it.
+
 Usage:
     python benchmarks/backbone_cost.py inceptionv3 --size 96 --batch 16 --repeats 9
+    python benchmarks/backbone_cost.py --random-preset dinov2_small:/tmp/dinov2_small --size 224 --batch 8
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from statistics import median
 
 import numpy as np
 
+from study.protocol.blocks import backbone_info
+from study.training.models.arm_network import pool
 from study.training.models.backbones import build_backbone, preprocess
 from study.training.process import configure_tensorflow
 
@@ -33,7 +39,7 @@ def steps(name: str, size: int, batch: int) -> tuple[Callable[[], None], Callabl
 
     keras.utils.set_random_seed(0)
     base = build_backbone(name, "none", size)
-    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(base.output))
+    outputs = keras.layers.Dense(2, activation="softmax")(pool(base.output, backbone_info(name).pooling))
     model = keras.Model(base.input, outputs)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
@@ -62,7 +68,9 @@ def compare(name: str, size: int, batch: int, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("backbones", nargs="+", help="registered backbone names")
+    parser.add_argument("backbones", nargs="*", help="registered backbone names or KerasHub preset folders")
+    parser.add_argument("--random-preset", action="append", default=[], metavar="PRESET:DIR",
+                        help="write a random-initialised preset of a known KerasHub preset's architecture and time it")
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=9)
@@ -70,7 +78,10 @@ def main() -> None:
     configure_tensorflow(threads=1)
     print(f"{args.size} px, batch {args.batch}, 1 thread; load average before: "
           f"{' '.join(f'{load:.2f}' for load in os.getloadavg())}")
-    for name in args.backbones:
+    from random_presets import write_random_preset
+
+    folders = [write_random_preset(*spec.split(":", 1)) for spec in args.random_preset]
+    for name in [*args.backbones, *folders]:
         compare(name, args.size, args.batch, args.repeats)
     print(f"load average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
 

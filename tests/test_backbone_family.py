@@ -1,7 +1,8 @@
 """The promises every registered backbone keeps, checked for each entry of the registry as it is added: its block
 map fits the built network, truncating gives each block's tensor, its preprocessing gives the documented range, its
 smallest size builds, its cost is known, the protocol accepts its name, and missing ImageNet weights say so on one
-line."""
+line. Each KerasHub family (study/protocol/hub_presets.py) runs through the same checks as a tiny random-initialised
+preset saved into a folder (tests/helpers/hub_presets.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 from helpers.backbones import smallest
+from helpers.hub_presets import MAKERS, tiny_preset
 from helpers.keras_home import point_keras_home
 from helpers.protocols import protocol_file_text
 from keras.applications import imagenet_utils
@@ -20,6 +22,7 @@ from keras.applications import imagenet_utils
 from study.cli import main
 from study.core.errors import StudyError
 from study.protocol.blocks import BACKBONES, backbone_info, register
+from study.protocol.hub_presets import HUB_FAMILIES
 from study.protocol.schema import parse_protocol
 from study.training.models.backbones import (
     PREPROCESSING,
@@ -29,7 +32,8 @@ from study.training.models.backbones import (
     truncate,
 )
 
-NAMES = sorted(BACKBONES)
+HUB = "keras_hub:"  # a parameter naming a KerasHub family, resolved to its tiny preset's folder
+NAMES = sorted(BACKBONES) + [HUB + family for family in sorted(HUB_FAMILIES)]
 KERAS_APPLICATIONS = sorted(name for name, info in BACKBONES.items() if info.keras_class)
 # The range of each preprocessing mode's output for uint8 input, as its entry documents it.
 RANGES = {
@@ -41,12 +45,24 @@ RANGES = {
 }
 
 
+@pytest.fixture(scope="session")
+def hub_presets(tmp_path_factory):
+    return tmp_path_factory.mktemp("hub_presets")
+
+
+@pytest.fixture
+def name(request, hub_presets) -> str:
+    """The backbone's protocol name: a registry name, or the folder of a KerasHub family's tiny preset."""
+    param = request.param
+    return tiny_preset(param.removeprefix(HUB), hub_presets) if param.startswith(HUB) else param
+
+
 def _images(size: int, count: int = 2) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
 
 
 # ------------------------------------------------------------------------------------------- the block map
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES, indirect=True)
 def test_min_size_builds_and_smaller_is_refused(name):
     info = backbone_info(name)
     assert tuple(smallest(name).input.shape[1:]) == (info.min_size, info.min_size, 3)
@@ -54,7 +70,7 @@ def test_min_size_builds_and_smaller_is_refused(name):
         build_backbone(name, "none", info.min_size - 1)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES, indirect=True)
 def test_block_last_layers_exist_in_order_and_end_at_the_output(name):
     model, info = smallest(name), backbone_info(name)
     positions = [model.layers.index(model.get_layer(block.last_layer)) for block in info.blocks]
@@ -63,7 +79,7 @@ def test_block_last_layers_exist_in_order_and_end_at_the_output(name):
     assert model.get_layer(info.blocks[-1].last_layer).output is model.outputs[0]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES, indirect=True)
 def test_blocks_partition_the_layers(name):
     model, info = smallest(name), backbone_info(name)
     blocks = layer_blocks(model, info)
@@ -73,7 +89,7 @@ def test_blocks_partition_the_layers(name):
     assert set(blocks[1:]) == set(range(len(info.blocks)))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES, indirect=True)
 def test_truncate_gives_the_full_models_tensor_at_each_block(name):
     model, info = smallest(name), backbone_info(name)
     x = preprocess(name, _images(info.min_size))
@@ -87,7 +103,7 @@ def test_truncate_gives_the_full_models_tensor_at_each_block(name):
 
 
 # -------------------------------------------------------------------------------------------- preprocessing
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES, indirect=True)
 def test_preprocessing_maps_uint8_to_the_documented_range(name):
     mode = backbone_info(name).preprocessing
     assert mode in PREPROCESSING
@@ -98,7 +114,7 @@ def test_preprocessing_maps_uint8_to_the_documented_range(name):
     np.testing.assert_allclose([out.min(), out.max()], [low, high], rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES, indirect=True)
 def test_preprocessing_equals_keras_or_its_definition(name):
     images = _images(8, count=3)
     mode = backbone_info(name).preprocessing
@@ -110,16 +126,17 @@ def test_preprocessing_equals_keras_or_its_definition(name):
 
 
 # ---------------------------------------------------------------------------------------- cost and protocol
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES, indirect=True)
 def test_cost_factor_is_positive(name):
     assert backbone_info(name).cost > 0
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES, indirect=True)
 def test_name_round_trips_through_the_protocol_and_plan_prints_a_cost(name, tmp_path, capsys):
     info = backbone_info(name)
+    spelled = f"{name}, source: keras_hub" if info.source == "keras_hub" else info.keras_class or name.upper()
     text = protocol_file_text("tiny", size=max(16, info.min_size)).replace(
-        "{name: cnn, weights: none, width: 4}", f"{{name: {info.keras_class or name.upper()}, weights: none}}")
+        "{name: cnn, weights: none, width: 4}", f"{{name: {spelled}, weights: none}}")
     assert parse_protocol(text).backbone.name == name
     protocol = tmp_path / "tiny.yaml"
     protocol.write_text(text)
@@ -153,6 +170,10 @@ def test_missing_imagenet_weights_say_what_and_where_on_one_line(name, tmp_path,
 
 
 # -------------------------------------------------------------------------------------------- the registry
+def test_every_kerashub_family_has_a_tiny_preset():
+    assert sorted(MAKERS) == sorted(HUB_FAMILIES)
+
+
 def test_register_refuses_a_name_twice_and_an_entry_built_two_ways_or_none():
     info = backbone_info("resnet50")
     with pytest.raises(ValueError, match="registered twice"):

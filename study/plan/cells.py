@@ -44,10 +44,21 @@ class Cell:
         return self.settings.awaiting_tuning
 
 
-def weights_fingerprint(weights: str) -> str:
-    """What identifies the initial weights: the Keras name, radimagenet, none, or the file's content hash."""
+def weights_fingerprint(weights: str, name: str = "") -> str:
+    """What identifies the initial weights: the Keras name, radimagenet, none, the file's content hash, or a KerasHub
+    preset's
+    name (a local preset folder: the hash of its config and weights files)."""
     if weights in {"imagenet", RADIMAGENET, "none"}:
         return weights
+    if weights == "preset":
+        folder = Path(name).expanduser()
+        files = [folder / "config.json", folder / "model.weights.h5"]
+        if not all(path.is_file() for path in files):
+            return f"preset:{name}"
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.read_bytes())
+        return "sha256:" + digest.hexdigest()
     path = Path(weights).expanduser()
     if not path.is_file():
         return f"missing:{weights}"
@@ -121,7 +132,7 @@ def plan_cells(protocol: Protocol, dataset_fingerprint: str, chosen: dict[str, d
                     unit = make_unit(protocol, arm, settings, fraction, dataset_fingerprint)
                     settings = tuned_settings(settings, (chosen or {}).get(unit.key))
                     cell_arm = tuned_arm(arm, settings) if settings.tuned else arm
-                weights = weights_fingerprint(settings.backbone.weights)
+                weights = weights_fingerprint(settings.backbone.weights, settings.backbone.name)
                 identifier = run_id(settings, fraction, seed, dataset_fingerprint, weights)
                 cells.append(Cell(identifier, protocol.name, cell_arm, fraction, seed, settings))
     return cells

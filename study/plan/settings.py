@@ -36,6 +36,9 @@ class DatasetSettings:
         return record
 
 
+DEFAULT_SOURCE = "keras"
+
+
 @dataclass(frozen=True, slots=True)
 class BackboneSettings:
     """The network below the head: architecture, initial weights (imagenet, none or a file), width of a cnn."""
@@ -43,6 +46,7 @@ class BackboneSettings:
     name: str
     weights: str
     width: int | None
+    source: str = DEFAULT_SOURCE  # keras, or keras_hub (name: a KerasHub preset or preset folder)
 
     @property
     def pretrained(self) -> bool:
@@ -53,7 +57,11 @@ class BackboneSettings:
         return cls(**record)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record; the source only where it is not the default, so records from before it are unchanged."""
+        record = asdict(self)
+        if record["source"] == DEFAULT_SOURCE:
+            del record["source"]
+        return record
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,8 @@ class BackboneInfo:
     # keras.applications; only such a builder takes a `width` (channels of its first stage, `width` by default)
     builder: str | None = None
     width: int | None = None
+    source: str = "keras"  # "keras", or "keras_hub": derived by hub_presets.py, built by hub.build_hub_backbone
+    pooling: str = "average"  # the head's pooling: "average" of a feature map, "cls" or "mean" of tokens
 
     def block_names(self) -> list[str]:
         return [block.name for block in self.blocks]
@@ -60,11 +62,14 @@ def register(info: BackboneInfo) -> BackboneInfo:
 
 
 def backbone_info(name: str) -> BackboneInfo:
-    """The registry entry of a backbone by its protocol name."""
-    try:
+    """The registry entry of a backbone by its protocol name, or of a KerasHub preset (study/protocol/hub_presets.py)."""
+    from study.protocol.hub_presets import hub_backbone_info, is_hub_preset
+
+    if name.lower() in BACKBONES:
         return BACKBONES[name.lower()]
-    except KeyError:
-        raise StudyError(f"unknown backbone {name!r}; expected one of {', '.join(sorted(BACKBONES))}") from None
+    if is_hub_preset(name):
+        return hub_backbone_info(name)
+    raise StudyError(f"unknown backbone {name!r}; expected one of {', '.join(sorted(BACKBONES))}")
 
 
 def _blocks(*pairs: tuple[str, str]) -> tuple[Block, ...]:

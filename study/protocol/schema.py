@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -20,7 +20,8 @@ from study.core.errors import ProtocolError
 from study.core.vocabulary import KeepModels
 from study.data.medmnist_table import FLAGS as MEDMNIST_FLAGS
 from study.protocol.arms import as_list, expand_arms
-from study.protocol.blocks import BACKBONES
+from study.protocol.blocks import BACKBONES, backbone_info
+from study.protocol.hub_presets import KNOWN_PRESETS, is_hub_preset
 from study.protocol.radimagenet import RADIMAGENET, RADIMAGENET_FILES
 from study.protocol.messages import (
     FieldError,
@@ -128,34 +129,59 @@ DatasetSpec = Annotated[Union[MedmnistSpec, FolderSpec, CsvSpec, DicomSpec, Synt
 
 # ---------------------------------------------------------------------------------------------- backbone
 class BackboneSpec(Strict):
-    name: str = Field(description="architecture from the block maps (study plan prints them)")
+    name: str = Field(description="architecture from the block maps (study plan prints them); with source "
+                      "keras_hub, a KerasHub preset or a local preset folder")
     weights: str = Field(
         "imagenet", description="imagenet, radimagenet (RadImageNet's file for the backbone, in Keras' models folder), "
-        "none, or a path to a Keras weights file"
+        "none, or a path to a Keras weights file; with source keras_hub, preset (the preset's own weights, the default "
+        "there) or none"
     )
     width: int | None = Field(
         None, ge=4, le=256, description="cnn only: channels of its first stage, doubling per stage (null: 32)"
     )
+    source: Literal["keras", "keras_hub"] = Field(
+        "keras", description="keras: keras.applications and the built-in cnn; keras_hub: a KerasHub image encoder"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_weights_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("source") == "keras_hub" and "weights" not in data:
+            return {**data, "weights": "preset"}
+        return data
 
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
         key = value.lower()
-        if key not in BACKBONES:
-            raise ValueError(f"expected one of {sorted(BACKBONES)}, got {value!r}{did_you_mean(key, BACKBONES)}")
-        return key
+        if key in BACKBONES:
+            return key
+        if is_hub_preset(value):
+            return value
+        raise ValueError(f"expected one of {sorted(BACKBONES)}, got {value!r}{did_you_mean(key, BACKBONES)}")
 
     @field_validator("weights")
     @classmethod
     def _weights(cls, value: str) -> str:
-        if value.lower() in {"imagenet", RADIMAGENET, "none"}:
+        if value.lower() in {"imagenet", RADIMAGENET, "none", "preset"}:
             return value.lower()
         if not Path(value).expanduser().is_file():
             raise ValueError(f"expected imagenet, none, or the path of a weights file; no file at {value!r}")
         return value
 
     @model_validator(mode="after")
-    def _radimagenet_has_a_file(self) -> BackboneSpec:
+    def _source_and_weights_fit(self) -> BackboneSpec:
+        hub = self.source == "keras_hub"
+        if hub != (self.name not in BACKBONES):
+            raise ValueError(f"{self.name} is a KerasHub preset: add source: keras_hub" if not hub else
+                             f"{self.name} is not a KerasHub preset (one of {', '.join(sorted(KNOWN_PRESETS))} "
+                             "or a folder with a config.json)")
+        if hub and self.weights not in {"preset", "none"}:
+            raise ValueError(f"a KerasHub backbone takes weights preset or none, got {self.weights!r}")
+        if not hub and self.weights == "preset":
+            raise ValueError("weights preset needs source: keras_hub")
+        if hub and self.width is not None:
+            raise ValueError("width applies only to the cnn backbone")
         if self.weights == RADIMAGENET and self.name not in RADIMAGENET_FILES:
             raise ValueError(f"RadImageNet weights exist for {', '.join(sorted(RADIMAGENET_FILES))} only, "
                              f"not for {self.name}")
@@ -452,7 +478,7 @@ class Protocol(Strict):
     def _cut_points_exist(self) -> Protocol:
         for index, strategy in enumerate(self.strategies):
             name = strategy.backbone_spec(self.backbone).name
-            blocks = BACKBONES[name].blocks
+            blocks = backbone_info(name).blocks
             last = len(blocks) - 1
             for at in as_list(strategy.at):
                 if at > last:

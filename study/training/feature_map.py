@@ -20,6 +20,7 @@ def feature_map(context: WorkerContext, network: NetworkSettings) -> dict[str, n
     The split is the fixed one of split_seed, also with dataset.resplit (whose cells each train on their own)."""
     from study.protocol.blocks import backbone_info
     from study.training.features import compute_block_outputs, feature_key
+    from study.training.models.backbones import pool_features
 
     configure_tensorflow(context.threads)
     dataset = caches.load_for(context, None)
@@ -32,7 +33,7 @@ def feature_map(context: WorkerContext, network: NetworkSettings) -> dict[str, n
         lambda missing: compute_block_outputs(network, missing, images, seed=0),
     )
     return {
-        "features": maps.mean(axis=(1, 2)).astype("float32"),
+        "features": pool_features(maps, backbone_info(network.backbone.name)).astype("float32"),
         "labels": dataset.labels,
         "ids": dataset.ids.astype(str),
         "split": dataset.split.astype(str),

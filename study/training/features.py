@@ -21,6 +21,7 @@ import numpy as np
 from filelock import FileLock
 
 from study.core.atomic_files import write_atomic
+from study.plan.cells import weights_fingerprint
 from study.plan.settings import NetworkSettings
 from study.protocol.blocks import backbone_info
 from study.protocol.radimagenet import preprocessing_mode
@@ -48,6 +49,8 @@ def feature_key(network: NetworkSettings, boundary: int | None, dataset_fingerpr
         # random initial weights depend on the seed, pretrained ones do not
         "seed": None if backbone.pretrained else seed,
     }
+    if backbone.source == "keras_hub":  # a preset folder's content, not only its path
+        payload["preset"] = weights_fingerprint(backbone.weights, backbone.name)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 

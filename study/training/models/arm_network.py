@@ -85,8 +85,9 @@ def build_arm_model(settings: CellSettings, n_classes: int, start_after_frozen: 
     if trunk is not None:
         features = trunk(features)
     random_state_before_head = random.getstate()  # Keras draws each default initializer seed from `random`
-    outputs = _head(features, arm.head, n_classes)
-    model = keras.Model(inputs, outputs, name=f"{backbone.name}_{arm.strategy}")
+    outputs = _head(features, arm.head, n_classes, info.pooling)
+    network = base.name if info.source == "keras_hub" else backbone.name  # a preset's name may be a folder path
+    model = keras.Model(inputs, outputs, name=f"{network}_{arm.strategy}")
     backbone_ids = {id(variable) for variable in base.trainable_variables}
     head_variables = [v for v in model.trainable_variables if id(v) not in backbone_ids]
     return ArmModel(
@@ -107,7 +108,8 @@ def build_head(settings: CellSettings, n_classes: int, feature_shape: tuple) -> 
     import keras
 
     inputs = keras.Input(feature_shape, name="trunk_output")
-    return keras.Model(inputs, _head(inputs, settings.arm.head, n_classes), name="head")
+    pooling = backbone_info(settings.backbone.name).pooling
+    return keras.Model(inputs, _head(inputs, settings.arm.head, n_classes, pooling), name="head")
 
 
 def _augment(images):
@@ -117,15 +119,29 @@ def _augment(images):
     return keras.layers.RandomTranslation(0.05, 0.05, name="augment_shift")(images)
 
 
-def _head(features, head: HeadSettings, n_classes: int):
+def _head(features, head: HeadSettings, n_classes: int, pooling: str):
     import keras
 
-    features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    features = pool(features, pooling)
     if head.kind == "mlp":
         for index, units in enumerate(head.units):
             features = keras.layers.Dense(units, activation="relu", name=f"head_dense{index + 1}")(features)
             features = keras.layers.Dropout(head.dropout, name=f"head_dropout{index + 1}")(features)
     return keras.layers.Dense(n_classes, activation="softmax", name="head_out")(features)
+
+
+def pool(features, pooling: str):
+    """One vector per image (see pool_features): the mean of a feature map, or a token sequence's class token
+    (cls) or mean (mean)."""
+    import keras
+
+    if pooling == "average":
+        return keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    if pooling == "mean":
+        return keras.layers.GlobalAveragePooling1D(name="pool")(features)
+    tokens = features.shape[1]
+    class_token = keras.layers.Cropping1D((0, tokens - 1), name="class_token")(features)
+    return keras.layers.Flatten(name="pool")(class_token)
 
 
 def freeze_batchnorm(base) -> None:

@@ -37,13 +37,20 @@ def build_backbone(name: str, weights: str, size: int, width: int | None = None)
     """A headless backbone on (size, size, 3) input whose output is its last block's last layer.
 
     `weights` is "imagenet" (Keras' own cache and download), "radimagenet" (RadImageNet's file in Keras' models
-    folder), "none" (random init) or a weights file.
+    folder), "none" (random init) or a weights file; for a KerasHub preset "preset" (KerasHub's cache and download)
+    or "none".
     `width` is the base channel count of a backbone built by its own builder (the cnn) and is refused for the
     keras.applications ones.
     """
     info = backbone_info(name)
     _check_size(info, size)
     logger.info("building %s at %d px, weights %s", info.name, size, weights)
+    if info.source == "keras_hub":
+        from study.training.models.hub import build_hub_backbone
+
+        if width is not None:
+            raise StudyError(f"width applies only to the cnn backbone, not to {info.name} (got width {width})")
+        return build_hub_backbone(info, weights, size)
     if info.builder is not None:
         return _builder(info.builder)(weights, size, info.width if width is None else width)
     if width is not None:
@@ -276,3 +283,11 @@ def truncate(model: keras.Model, info: BackboneInfo, at: int) -> keras.Model:
         raise StudyError(f"{info.name} has blocks 0..{last} ({', '.join(info.block_names())}), got at {at}")
     output = model.get_layer(info.blocks[at].last_layer).output
     return keras.Model(model.input, output, name=f"{model.name}_to_{info.blocks[at].name}")
+
+
+def pool_features(features: np.ndarray, info: BackboneInfo) -> np.ndarray:
+    """Block outputs as one vector per image by the entry's pooling: the mean of a feature map (N x H x W x C),
+    the class token (cls) or the mean of the tokens (mean) of a sequence (N x tokens x width)."""
+    if info.pooling == "cls":
+        return features[:, 0]
+    return features.mean(axis=tuple(range(1, features.ndim - 1)))
