@@ -25,8 +25,17 @@ def write_random_preset(preset: str, folder: str) -> str:
     from keras_hub.src.models.siglip.siglip_vision_encoder import SigLIPVisionEncoder
 
     if not (Path(folder) / "config.json").is_file():
-        class_name, arguments = ARCHITECTURES[preset]
+        class_name, arguments = ARCHITECTURES.get(preset) or _cnn_architecture(preset)
         constructor = SigLIPVisionEncoder if class_name == "SigLIPVisionEncoder" else getattr(
             keras_hub.models, class_name)
         constructor(**arguments).save_to_preset(folder)
     return folder
+
+
+def _cnn_architecture(preset: str) -> tuple[str, dict]:
+    """A known CNN preset's KerasHub class and constructor arguments (study/protocol/hub_cnn.py)."""
+    from study.protocol.hub_cnn import KNOWN_CNN_PRESETS
+    from study.protocol.hub_presets import HUB_FAMILIES
+
+    family, arguments = KNOWN_CNN_PRESETS[preset]
+    return HUB_FAMILIES[family].classes[0], arguments

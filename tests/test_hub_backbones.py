@@ -5,6 +5,8 @@ saved into folders (tests/helpers/hub_presets.py)."""
 
 from __future__ import annotations
 
+import shutil
+
 import keras
 import keras_hub
 import numpy as np
@@ -164,3 +166,60 @@ def test_a_protocol_on_a_local_preset_runs_frozen_and_truncated_arms(presets, tm
     features = list((tmp_path / "results").rglob("features/*.npy"))
     assert features and all(np.load(path).ndim == 3 for path in features)
     assert (tmp_path / "report" / "tiny" / "report.md").is_file()
+
+
+# ------------------------------------------------------------------------------------------- CNN families
+@pytest.fixture(scope="module")
+def cnn_presets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cnn_presets")
+    return {family: tiny_preset(family, root) for family in ("resnet", "densenet", "efficientnet")}
+
+
+def test_cnn_entries_follow_the_stages_keras_hub_names(cnn_presets):
+    resnet, densenet, efficientnet = (backbone_info(cnn_presets[f]) for f in ("resnet", "densenet", "efficientnet"))
+    assert [b.last_layer for b in resnet.blocks] == ["pool1_pool", "stack0_block1_out", "stack1_block0_out"]
+    assert [b.last_layer for b in densenet.blocks] == ["pool1", "transition1_pool", "relu"]
+    assert [b.last_layer for b in efficientnet.blocks] == ["stem_activation", "block1a_add", "block2b_add",
+                                                           "top_activation"]
+    assert [(i.preprocessing, i.pooling, i.min_size) for i in (resnet, densenet, efficientnet)] == [
+        ("torch", "average", 8), ("torch", "average", 8), ("unit", "average", 8)]
+    named = backbone_info("efficientnet_b0_ra_imagenet")  # the stages of keras.applications' EfficientNetB0
+    assert [b.last_layer for b in named.blocks[1:-1]] == [
+        "block1a_project_bn", "block2b_add", "block3b_add", "block4c_add", "block5c_add", "block6d_add"]
+    assert backbone_info("resnet_101_imagenet").cost > backbone_info("resnet_50_imagenet").cost
+
+
+def test_resnet_stages_end_at_the_kerashub_models_pyramid_outputs(cnn_presets):
+    folder = cnn_presets["resnet"]
+    hub = keras_hub.models.Backbone.from_preset(folder, image_shape=(32, 32, 3))
+    pyramid = [hub.pyramid_outputs[level] for level in sorted(hub.pyramid_outputs)]
+    x = preprocess(folder, _images(32))
+    expected = [np.asarray(tensor) for tensor in keras.Model(hub.input, pyramid)(x, training=False)]
+    flat, info = build_backbone(folder, "preset", 32), backbone_info(folder)
+    for at, tensor in enumerate(expected, start=1):
+        np.testing.assert_allclose(np.asarray(truncate(flat, info, at)(x, training=False)), tensor, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["resnet", "densenet", "efficientnet"])
+def test_a_cnn_preset_loads_with_its_weights_at_any_size_and_none_draws_new_ones(cnn_presets, family):
+    folder = cnn_presets[family]
+    x = preprocess(folder, _images(40))
+    expected = np.asarray(keras_hub.models.Backbone.from_preset(folder)(x, training=False))
+    np.testing.assert_allclose(np.asarray(build_backbone(folder, "preset", 40)(x, training=False)), expected,
+                               atol=1e-5)
+    assert not np.allclose(np.asarray(build_backbone(folder, "none", 40)(x, training=False)), expected, atol=1e-3)
+
+
+def test_a_downloaded_preset_is_described_by_its_own_config(cnn_presets, tmp_path, monkeypatch):
+    table = backbone_info("resnet_50_imagenet")
+    assert len(table.blocks) == 5 and table.min_size == 32
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    download = tmp_path / "kagglehub" / "models" / "keras" / "resnetv1" / "keras" / "resnet_50_imagenet" / "3"
+    shutil.copytree(cnn_presets["resnet"], download)
+    downloaded = backbone_info("resnet_50_imagenet")
+    assert downloaded.blocks == backbone_info(cnn_presets["resnet"]).blocks and downloaded.min_size == 8
+    assert parse_protocol(protocol_file_text("tiny").replace(
+        "{name: cnn, weights: none, width: 4}", "{name: resnet_50_imagenet, source: keras_hub}")).backbone.name
+    monkeypatch.delenv("KAGGLEHUB_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # nothing downloaded: the table again
+    assert backbone_info("resnet_50_imagenet") == table

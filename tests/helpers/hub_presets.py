@@ -35,8 +35,39 @@ def _siglip(folder: Path) -> None:
     keras_hub.layers.SigLIPImageConverter(image_size=(32, 32), scale=1 / 127.5, offset=-1.0).save_to_preset(folder)
 
 
+def _resnet(folder: Path) -> None:
+    import keras_hub
+
+    keras_hub.models.ResNetBackbone(  # KerasHub wants 64 filters in the first stack
+        input_conv_filters=[8], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 8], stackwise_num_blocks=[2, 1],
+        stackwise_num_strides=[1, 2], block_type="bottleneck_block").save_to_preset(folder)
+    keras_hub.layers.ResNetImageConverter(
+        image_size=(32, 32), scale=[1 / (255 * s) for s in IMAGENET_STD],
+        offset=[-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)],
+    ).save_to_preset(folder)
+
+
+def _densenet(folder: Path) -> None:  # no image converter: the family's preprocessing
+    import keras_hub
+
+    keras_hub.models.DenseNetBackbone(stackwise_num_repeats=[1, 2], growth_rate=4).save_to_preset(folder)
+
+
+def _efficientnet(folder: Path) -> None:
+    import keras_hub
+
+    keras_hub.models.EfficientNetBackbone(  # stage 1 keeps its width (a residual sum), stage 2 repeats its block
+        stackwise_width_coefficients=[1.0] * 3, stackwise_depth_coefficients=[1.0] * 3,
+        stackwise_kernel_sizes=[3, 3, 3], stackwise_num_repeats=[1, 2, 1], stackwise_input_filters=[8, 8, 8],
+        stackwise_output_filters=[8, 8, 16], stackwise_expansion_ratios=[1, 2, 2],
+        stackwise_squeeze_and_excite_ratios=[0.25] * 3, stackwise_strides=[1, 2, 2], stackwise_block_types=["v1"] * 3,
+    ).save_to_preset(folder)  # its config leaves out num_features: the default 1280 it loads with
+    keras_hub.layers.EfficientNetImageConverter(image_size=(32, 32), scale=1 / 255).save_to_preset(folder)
+
+
 # family -> a function writing a tiny preset of it into a folder
-MAKERS = {"dinov2": _dinov2, "vit": _vit, "siglip": _siglip}
+MAKERS = {"dinov2": _dinov2, "vit": _vit, "siglip": _siglip, "resnet": _resnet, "densenet": _densenet,
+          "efficientnet": _efficientnet}
 
 
 def tiny_preset(family: str, root: Path) -> str:

@@ -4,18 +4,27 @@ A KerasHub backbone holds its transformer layers inside one encoder layer (or na
 The harness rebuilds it as a functional model of copies of its layers, named by study/protocol/hub_presets.py:
 images -> `embedding` (patch and position embedding) -> `layer_0`, `layer_1`, ... -> `final_norm`, whose output is
 the token sequence (N x tokens x width). The block map, truncation, freezing and the feature cache then work as for
-keras.applications. The attention-pooling head of a SigLIP encoder is left out.
+keras.applications. The attention-pooling head of a SigLIP encoder is left out. A CNN backbone (ResNet, DenseNet,
+EfficientNet) names its layers itself, as study/protocol/hub_cnn.py reads them, and is used as KerasHub builds it.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 from typing import TYPE_CHECKING
 
 from study.core.errors import StudyError
 from study.protocol.blocks import BackboneInfo
-from study.protocol.hub_presets import EMBEDDING, FINAL_NORM, HUB_FAMILIES, is_local_preset, layer_name, preset_config
+from study.protocol.hub_presets import (
+    EMBEDDING,
+    FINAL_NORM,
+    HUB_FAMILIES,
+    PresetConfig,
+    is_local_preset,
+    kagglehub_cache,
+    layer_name,
+    preset_config,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -29,14 +38,17 @@ def build_hub_backbone(info: BackboneInfo, weights: str, size: int) -> keras.Mod
 
     config = preset_config(info.name)
     family = HUB_FAMILIES[config.family]
+    if not isinstance(config, PresetConfig):  # a CNN: any size from its min_size, its own layer names
+        backbone = _from_preset(info.name, weights == "preset", {family.image_shape_argument: (size, size, 3)})
+        return keras.Model(backbone.input, backbone.output, name=config.family)
     if family.resizable and size % config.patch_size:
         raise StudyError(f"{info.name} needs a size that is a multiple of its patch size {config.patch_size}, "
                          f"got size {size}")
     if not family.resizable and size != config.image_size:
         raise StudyError(f"{info.name} takes {config.image_size} px images only (its position embeddings are "
                          f"fixed), got size {size}")
-    image_shape = (size, size, 3) if family.resizable else None
-    stem, layers, norm = _parts(_vision_encoder(_from_preset(info.name, weights == "preset", image_shape)),
+    overrides = {"image_shape": (size, size, 3)} if family.resizable else {}
+    stem, layers, norm = _parts(_vision_encoder(_from_preset(info.name, weights == "preset", overrides)),
                                 config.family)
     if len(layers) != config.num_layers:
         raise RuntimeError(f"{info.name} has {len(layers)} transformer layers, its config {config.num_layers}")
@@ -77,10 +89,9 @@ def _constructor_config(layer) -> dict:
     return {key: value for key, value in layer.get_config().items() if key in parameters or key in _LAYER_KWARGS}
 
 
-def _from_preset(name: str, load_weights: bool, image_shape: tuple[int, int, int] | None):
+def _from_preset(name: str, load_weights: bool, overrides: dict):
     import keras_hub
 
-    overrides = {"image_shape": image_shape} if image_shape else {}
     try:
         return keras_hub.models.Backbone.from_preset(name, load_weights=load_weights, **overrides)
     except Exception as error:  # kagglehub's download fails as ConnectionError, OSError or ValueError
@@ -94,14 +105,9 @@ def _missing_preset_message(name: str, error: Exception) -> str:
     reason = " ".join(str(error).split())[:200]
     return (
         f"KerasHub preset {name} is not available: KerasHub could not download it ({type(error).__name__}: "
-        f"{reason}); it caches presets in {_kagglehub_cache()} (KAGGLEHUB_CACHE; KERAS_HOME for Keras' own files), "
+        f"{reason}); it caches presets in {kagglehub_cache()} (KAGGLEHUB_CACHE; KERAS_HOME for Keras' own files), "
         "so it needs the network once, or give backbone.name as a local preset folder (save_to_preset)"
     )
-
-
-def _kagglehub_cache() -> str:
-    """Where kagglehub keeps downloaded presets: $KAGGLEHUB_CACHE, or ~/.cache/kagglehub."""
-    return os.environ.get("KAGGLEHUB_CACHE") or os.path.expanduser(os.path.join("~", ".cache", "kagglehub"))
 
 
 def _vision_encoder(backbone):
