@@ -34,7 +34,7 @@ def context_for(protocol, tmp_path) -> WorkerContext:
 def default_score(protocol, unit, context) -> float:
     """The validation score of the protocol's own (bad) learning rate, measured like a trial."""
     search = open_search(unit, protocol, context.cache_dir)  # any writable root: only its trial cell is used
-    values = {"lr_head": unit.base["arm"]["lr_head"]}
+    values = {"lr_head": unit.base.arm.lr_head}
     task = TrialTask(unit.key, -1, search.trial_cell(-1, values), protocol.tuning_metric())
     outcome = evaluate_trial(context, task)
     assert outcome.state == "complete", outcome.error

@@ -16,36 +16,9 @@ layer does not come before it in the model's (topologically ordered) layer list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from study.core.errors import StudyError
-
-
-@dataclass(frozen=True)
-class Block:
-    name: str
-    last_layer: str
-
-
-@dataclass(frozen=True)
-class BackboneInfo:
-    name: str  # the protocol's backbone.name
-    keras_class: str | None  # attribute of keras.applications; None where `builder` builds it
-    # "tf", "caffe" or "torch" (keras.applications.imagenet_utils modes), "none" (0..255 kept: the
-    # model rescales inside) or "unit" (x / 255, the built-in cnn)
-    preprocessing: str
-    min_size: int  # smallest input size Keras accepts with include_top=False (the cnn: 16, after 4 pools)
-    blocks: tuple[Block, ...]
-    cost: float  # CPU time per image relative to MobileNetV2 (see study/runner/cost.py)
-    # "module.function" building the network as function(weights, size, width), for networks outside
-    # keras.applications; only such a builder takes a `width` (channels of its first stage, `width` by default)
-    builder: str | None = None
-    width: int | None = None
-    source: str = "keras"  # "keras", or "keras_hub": derived by hub_presets.py, built by hub.build_hub_backbone
-    pooling: str = "average"  # the head's pooling: "average" of a feature map, "cls" or "mean" of tokens
-
-    def block_names(self) -> list[str]:
-        return [block.name for block in self.blocks]
+from study.protocol.backbone_entry import BackboneInfo, Block
+from study.protocol.hub_presets import hub_backbone_info, is_hub_preset
 
 
 BACKBONES: dict[str, BackboneInfo] = {}
@@ -63,8 +36,6 @@ def register(info: BackboneInfo) -> BackboneInfo:
 
 def backbone_info(name: str) -> BackboneInfo:
     """The registry entry of a backbone by its protocol name, or of a KerasHub preset (study/protocol/hub_presets.py)."""
-    from study.protocol.hub_presets import hub_backbone_info, is_hub_preset
-
     if name.lower() in BACKBONES:
         return BACKBONES[name.lower()]
     if is_hub_preset(name):

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from study.protocol.blocks import Block
+from study.protocol.backbone_entry import Block
 
 
 @dataclass(frozen=True)

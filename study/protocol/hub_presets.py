@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from study.core.errors import StudyError
-from study.protocol.blocks import BackboneInfo, Block
+from study.protocol.backbone_entry import BackboneInfo, Block
 from study.protocol.hub_cnn import KNOWN_CNN_PRESETS, CnnConfig, cnn_config
 
 LAYER_GROUPS = 4

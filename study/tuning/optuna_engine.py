@@ -95,9 +95,9 @@ class OptunaSearch(UnitSearch):
         path = database_path(root, protocol)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.url = f"sqlite:///{path}"
-        self.storage = storage(self.url)
         startup = max(1, min(10, self.budget // 2))
-        with readable(path):
+        with readable(path):  # opening the storage reads the file already
+            self.storage = storage(self.url)
             self.optuna_study = optuna.create_study(
                 storage=self.storage, study_name=unit.name,
                 direction=optuna.study.StudyDirection[direction(self.metric).name], load_if_exists=True,
