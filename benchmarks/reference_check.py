@@ -285,7 +285,7 @@ def linear_probe(cell: Cell, features: np.ndarray, labels: np.ndarray, parts: di
 def reference_cell(cell: Cell, context: WorkerContext, memo: dict) -> dict:
     """Test metrics of the reference implementation for one cell, on the harness's data."""
     dataset = load_for(context, cell.seed)
-    images = preprocessed_images(context, cell.settings.backbone.name)
+    images = preprocessed_images(context, cell.settings.backbone.name, cell.settings.backbone.weights)
     parts = cell_indices(dataset, cell.fraction, cell.seed)
     n_classes = len(dataset.class_names)
     clock = time.perf_counter()
